@@ -1,0 +1,344 @@
+"""The core's tables, as SQLAlchemy 2 declarative models.
+
+Layer: `ils`, the bottom. Imports only SQLAlchemy and the standard library.
+
+Conventions kept across every table:
+- times are stored in UTC (`UtcDateTime`) and come back timezone-aware; a branch
+  carries the time zone in which its dates are reckoned;
+- money is an integer count of minor units (pence, cents) beside the
+  institution's ISO 4217 currency code;
+- codes (branch, category, item type) are the library's own short strings and are
+  what import files and SIP2 speak; ids are internal.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so that Alembic migrations can refer to them on both
+# SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned timezone-aware.
+
+    SQLite has no time zones; storing naive UTC everywhere keeps both databases
+    alike. A naive value handed in is refused, because its zone is a guess.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a naive datetime cannot be stored; give it a time zone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every core table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ItemStatus(enum.Enum):
+    """What the library has recorded about an item, apart from any loan.
+
+    Whether an item is on loan is not a status: it is the presence of an open loan.
+    """
+
+    AVAILABLE = "available"
+    NOT_FOR_LOAN = "not_for_loan"
+    LOST = "lost"
+    MISSING = "missing"
+    WITHDRAWN = "withdrawn"
+    DAMAGED = "damaged"
+    IN_PROCESSING = "in_processing"
+
+
+class LoanEvent(enum.Enum):
+    """The kinds of entry in the circulation transaction log."""
+
+    CHECKOUT = "checkout"
+    RENEWAL = "renewal"
+    CHECKIN = "checkin"
+    REFUSAL = "refusal"
+    PATRON_BLOCKED = "patron_blocked"
+
+
+def _enum_column(kind: type[enum.Enum]) -> SqlEnum:
+    # Stored as the enum's value in a plain string column: portable, readable in
+    # SQL, and a new member needs no ALTER TYPE on PostgreSQL.
+    return SqlEnum(
+        kind,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Institution(Base):
+    """A library authority: the owner of branches, patrons and items (SIP2's AO)."""
+
+    __tablename__ = "institution"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+
+    branches: Mapped[list[Branch]] = relationship(back_populates="institution")
+
+
+class Branch(Base):
+    """A service point of an institution, with the time zone its dates are kept in."""
+
+    __tablename__ = "branch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+
+    institution: Mapped[Institution] = relationship(back_populates="branches")
+
+
+class PatronCategory(Base):
+    """A kind of patron (adult, child, staff), which loan rules are written for."""
+
+    __tablename__ = "patron_category"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Patron(Base):
+    """A registered borrower, identified at a terminal by the barcode on the card."""
+
+    __tablename__ = "patron"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    barcode: Mapped[str] = mapped_column(String(64), unique=True)
+    surname: Mapped[str] = mapped_column(String(200))
+    firstname: Mapped[str] = mapped_column(String(200), default="")
+    category_id: Mapped[int] = mapped_column(ForeignKey("patron_category.id"))
+    home_branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    # A salted hash (see ils.secrets); None means the patron has no PIN set.
+    pin_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+    email: Mapped[str | None] = mapped_column(String(254), default=None)
+    phone: Mapped[str | None] = mapped_column(String(64), default=None)
+    card_lost: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    category: Mapped[PatronCategory] = relationship()
+    home_branch: Mapped[Branch] = relationship()
+    blocks: Mapped[list[PatronBlock]] = relationship(
+        back_populates="patron", order_by="PatronBlock.id"
+    )
+
+
+class PatronBlock(Base):
+    """A manual block on a patron's borrowing, with the note staff wrote for it.
+
+    A block is lifted by setting `lifted_at`; the row stays as the record.
+    """
+
+    __tablename__ = "patron_block"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id"), index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    # Who placed it: a staff user name, or "sip:<login>" for a terminal's 01.
+    placed_by: Mapped[str] = mapped_column(String(100), default="")
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+    patron: Mapped[Patron] = relationship(back_populates="blocks")
+
+
+class BibRecord(Base):
+    """A bibliographic record: the title-level description of what items are copies of.
+
+    The full MARC record is kept (as ISO 2709 bytes in UTF-8) so that export loses
+    nothing; the columns are what circulation and terminals need to show.
+    """
+
+    __tablename__ = "bib_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    control_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text, default=None)
+    isbn: Mapped[str | None] = mapped_column(String(32), default=None)
+    publisher: Mapped[str | None] = mapped_column(Text, default=None)
+    publication_year: Mapped[str | None] = mapped_column(String(16), default=None)
+    marc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ItemType(Base):
+    """A kind of item (book, DVD, reference), which loan rules are written for."""
+
+    __tablename__ = "item_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The SIP2 media type code (3 digits, "001" is a book); kept here as plain data
+    # so the core need not know SIP2.
+    media_type: Mapped[str] = mapped_column(String(3), default="001")
+
+
+class Item(Base):
+    """A physical copy with its own barcode."""
+
+    __tablename__ = "item"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    barcode: Mapped[str] = mapped_column(String(64), unique=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("bib_record.id"), index=True)
+    home_branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    current_branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    item_type_id: Mapped[int] = mapped_column(ForeignKey("item_type.id"))
+    location: Mapped[str | None] = mapped_column(String(80), default=None)
+    collection: Mapped[str | None] = mapped_column(String(80), default=None)
+    call_number: Mapped[str | None] = mapped_column(String(120), default=None)
+    status: Mapped[ItemStatus] = mapped_column(
+        _enum_column(ItemStatus), default=ItemStatus.AVAILABLE
+    )
+    price_minor: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    record: Mapped[BibRecord] = relationship()
+    home_branch: Mapped[Branch] = relationship(foreign_keys=[home_branch_id])
+    current_branch: Mapped[Branch] = relationship(foreign_keys=[current_branch_id])
+    item_type: Mapped[ItemType] = relationship()
+
+
+class LoanRule(Base):
+    """How long, how often and how much a patron category may borrow of an item type.
+
+    A None category or item type is a wildcard; the most specific rule wins.
+    """
+
+    __tablename__ = "loan_rule"
+    __table_args__ = (
+        UniqueConstraint(
+            "patron_category_id", "item_type_id", name="uq_loan_rule_category_type"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patron_category.id"), default=None
+    )
+    item_type_id: Mapped[int | None] = mapped_column(
+        ForeignKey("item_type.id"), default=None
+    )
+    loan_days: Mapped[int] = mapped_column(Integer)
+    renewals_allowed: Mapped[int] = mapped_column(Integer, default=0)
+    max_loans: Mapped[int] = mapped_column(Integer)
+
+
+class Loan(Base):
+    """An item lent to a patron, open until `returned_at` is set.
+
+    The partial unique index allows one open loan per item, so that two terminals
+    checking out the same item at once leave exactly one loan on any database.
+    """
+
+    __tablename__ = "loan"
+    __table_args__ = (
+        Index(
+            "uq_loan_open_item",
+            "item_id",
+            unique=True,
+            sqlite_where=text("returned_at IS NULL"),
+            postgresql_where=text("returned_at IS NULL"),
+        ),
+        Index("ix_loan_patron_open", "patron_id", "returned_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id"))
+    # None once the loan history is anonymised after return.
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    checked_out_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+
+    item: Mapped[Item] = relationship()
+    patron: Mapped[Patron | None] = relationship()
+    branch: Mapped[Branch] = relationship()
+
+
+class CirculationLog(Base):
+    """The transaction log: one row per circulation event, for staff and statistics.
+
+    `terminal` is the SIP login or other source of the event. `patron_id` is
+    cleared by anonymisation like a loan's.
+    """
+
+    __tablename__ = "circulation_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    event: Mapped[LoanEvent] = mapped_column(_enum_column(LoanEvent))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
+    patron_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patron.id"), default=None
+    )
+    branch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("branch.id"), default=None
+    )
+    terminal: Mapped[str | None] = mapped_column(String(100), default=None)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
