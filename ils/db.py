@@ -1,0 +1,240 @@
+"""The connection to the core database: engines, sessions and units of work.
+
+Layer: `ils`, the bottom. Imports only SQLAlchemy and the standard library.
+
+A `Database` is made once per process from a URL and shared by every thread. It
+hands out one session per unit of work:
+
+- `transaction()` for a read-write use case: committed when the block ends,
+  rolled back when it raises;
+- `read()` for a look-up: always rolled back at the end.
+
+SQLite is set up for a threaded server: WAL journal mode (readers never wait for
+the writer), a busy timeout (a writer waits for the lock instead of failing) and
+foreign keys on. Every write unit starts with `BEGIN IMMEDIATE`, which takes the
+write lock at the start; a deferred `BEGIN` would take it only at the first write,
+and two such transactions that both read first then fail with "database is
+locked" when they try to upgrade, because SQLite cannot make either one wait.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+
+# How long a SQLite writer waits for another writer's lock before giving up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+# An execution option on the write engine; the `begin` hook reads it to choose
+# between `BEGIN IMMEDIATE` (write units) and a deferred `BEGIN` (read units).
+_BEGIN_OPTION = "ils_sqlite_begin"
+
+_POSTGRES_NAMES = {"postgresql", "postgres"}
+_SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
+
+
+class DatabaseConfigError(ValueError):
+    """A database URL or setting that cannot be used, with what is wrong with it."""
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def display_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs.
+
+    A string that is not a URL at all is returned as "<unparseable URL>", since
+    it might hold a password in a place we cannot find.
+    """
+    try:
+        return _safe(sa.make_url(url))
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a database URL and settle its driver.
+
+    `postgres://` and `postgresql://` become `postgresql+psycopg://`, the one
+    PostgreSQL driver the project installs.
+
+    Raises:
+        DatabaseConfigError: the URL cannot be parsed, names a database other than
+            SQLite or PostgreSQL, or a driver that is not installed here.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError as error:
+        raise DatabaseConfigError(
+            f"{url!r} is not a database URL; expected sqlite:///path/to/file.sqlite3"
+            " or postgresql://user@host/dbname"
+        ) from error
+
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in _POSTGRES_NAMES:
+        if driver not in ("", "psycopg"):
+            raise DatabaseConfigError(
+                f"database URL {_safe(parsed)} asks for the PostgreSQL driver"
+                f" {driver!r}; only psycopg is supported (use postgresql+psycopg://)"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in _SQLITE_DRIVERS:
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise DatabaseConfigError(
+        f"database URL {_safe(parsed)} names {parsed.drivername!r}; only SQLite"
+        " (sqlite:///path) and PostgreSQL (postgresql://...) are supported"
+    )
+
+
+def _check_sqlite_path(url: URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise DatabaseConfigError(
+            "an in-memory SQLite database cannot be shared by the server's threads;"
+            " give a file, e.g. sqlite:///var/library.sqlite3"
+        )
+    if database.startswith("file:"):
+        # A URI filename (sqlite:///file:...?uri=true): sqlite3 checks it itself.
+        return
+    folder = Path(database).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise DatabaseConfigError(
+            f"the folder {folder} for the SQLite database {database} does not exist;"
+            " create it first"
+        )
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Stop pysqlite from issuing BEGIN and COMMIT on its own, so that the `begin`
+    # hook below decides how each transaction starts (SQLAlchemy's documented
+    # recipe for the pysqlite driver).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One library's database, shared by every thread of a process.
+
+    Args:
+        url: a SQLAlchemy URL: `sqlite:///path/to/file.sqlite3`, or
+            `postgresql://user:password@host/dbname` (also `postgres://` or
+            `postgresql+psycopg://`).
+        pool_size: connections kept open; size it to the server's thread pool.
+
+    Raises:
+        DatabaseConfigError: the URL cannot be used (see `normalise_url`), or a
+            SQLite file's folder does not exist.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        if pool_size < 1:
+            raise DatabaseConfigError(f"pool_size must be at least 1, not {pool_size}")
+        self.url = url
+        parsed = normalise_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            _check_sqlite_path(parsed)
+
+        pool_options: dict[str, Any] = {
+            "pool_size": pool_size,
+            # Bursts beyond the pool get short-lived extra connections.
+            "max_overflow": pool_size,
+            "pool_timeout": 30,
+        }
+        try:
+            if self.is_sqlite:
+                self.engine: Engine = sa.create_engine(
+                    parsed,
+                    poolclass=sa.pool.QueuePool,
+                    connect_args={
+                        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                        # Connections move between the server's threads via the
+                        # pool, never in use by two at once.
+                        "check_same_thread": False,
+                    },
+                    **pool_options,
+                )
+                event.listen(self.engine, "connect", _on_sqlite_connect)
+                event.listen(self.engine, "begin", _on_sqlite_begin)
+            else:
+                self.engine = sa.create_engine(
+                    parsed, pool_pre_ping=True, **pool_options
+                )
+        except (NoSuchModuleError, ImportError) as error:
+            raise DatabaseConfigError(
+                f"cannot load the database driver for {_safe(parsed)}: {error}"
+            ) from error
+
+        # Sessions for write units run on a view of the same engine (same pool)
+        # whose connections start with BEGIN IMMEDIATE on SQLite.
+        self._write_engine = self.engine.execution_options(
+            **{_BEGIN_OPTION: "IMMEDIATE"}
+        )
+        self._write_sessions = sessionmaker(
+            bind=self._write_engine, expire_on_commit=False
+        )
+        self._read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked."""
+        return display_url(self.url)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One read-write unit of work: committed on success, rolled back on error.
+
+        On SQLite it holds the write lock from its first statement to its end, so
+        keep it short.
+        """
+        session = self._write_sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """One read-only unit of work; whatever it changed is rolled back at the end."""
+        session = self._read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def connect_for_write(self) -> Connection:
+        """A raw connection whose transactions start as write units (for Alembic)."""
+        return self._write_engine.connect()
+
+    def dispose(self) -> None:
+        """Close every pooled connection; the object stays usable and reconnects."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"

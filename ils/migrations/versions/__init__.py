@@ -1,0 +1,1 @@
+"""The migration scripts, one per schema revision, oldest first by number."""
