@@ -1,0 +1,659 @@
+"""The circulation service: look-ups, checkout (with renewal) and checkin.
+
+Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and the other
+`ils` modules; never SIP2, Twisted or Kivy. It never logs: it returns results
+or raises `CirculationRefused`.
+
+Each use case is one database transaction. Concurrent requests are made safe by
+the database, not by Python locks, so that several server processes can share
+one PostgreSQL:
+
+- on PostgreSQL the patron row and then the item row are locked with
+  `SELECT ... FOR UPDATE` (always in that order, so two checkouts cannot
+  deadlock), which serialises checkouts of one item and counts of one
+  patron's loans;
+- on SQLite every write unit starts with `BEGIN IMMEDIATE` (see `ils.db`), which
+  serialises all writers;
+- the partial unique index `uq_loan_open_item` is the last line: if two open
+  loans of one item are ever attempted, the loser is retried and then sees the
+  winner's loan.
+
+Every checkout, renewal, checkin and refusal writes a `CirculationLog` row. A
+refusal's row is written in a small transaction of its own after the refused
+one has been rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ils.db import Database
+from ils.models import (
+    BibRecord,
+    Branch,
+    CirculationLog,
+    Institution,
+    Item,
+    ItemStatus,
+    ItemType,
+    Loan,
+    LoanEvent,
+    LoanRule,
+    Patron,
+    PatronBlock,
+    PatronCategory,
+    utcnow,
+)
+from ils.results import (
+    CheckinResult,
+    CheckoutResult,
+    CirculationRefused,
+    ItemView,
+    LoanView,
+    PatronView,
+    Refusal,
+)
+from ils.secrets import verify_secret
+
+# Statuses that refuse a checkout, and the reason each gives.
+_STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
+    ItemStatus.NOT_FOR_LOAN: Refusal.ITEM_NOT_FOR_LOAN,
+    ItemStatus.LOST: Refusal.ITEM_LOST,
+    ItemStatus.MISSING: Refusal.ITEM_MISSING,
+    ItemStatus.WITHDRAWN: Refusal.ITEM_WITHDRAWN,
+    ItemStatus.DAMAGED: Refusal.ITEM_NOT_FOR_LOAN,
+    ItemStatus.IN_PROCESSING: Refusal.ITEM_NOT_FOR_LOAN,
+}
+
+# A due date falls at the last second of its day in the branch's time zone.
+END_OF_DAY = time(23, 59, 59)
+
+# How often a checkout that hit the open-loan index is tried again before it is
+# refused; the retry normally sees the winner's loan and refuses by itself.
+_INDEX_CONFLICT_ATTEMPTS = 3
+
+_FALLBACK_CURRENCY = "USD"
+
+
+def branch_zone(branch: Branch) -> ZoneInfo:
+    """The time zone a branch reckons its dates in; UTC if its name is unknown."""
+    try:
+        return ZoneInfo(branch.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        # TODO(#4): refuse a bad time zone when the branch is saved, not here.
+        return ZoneInfo("UTC")
+
+
+def due_at_end_of_day(start: datetime, loan_days: int, zone: ZoneInfo) -> datetime:
+    """The due time of a loan starting at `start`: `loan_days` later, then the end
+    of that day in `zone`, returned in UTC."""
+    local_day = (start.astimezone(zone) + timedelta(days=loan_days)).date()
+    return datetime.combine(local_day, END_OF_DAY, tzinfo=zone).astimezone(UTC)
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware, not naive")
+    return moment.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class _Known:
+    """What a refused request had identified, for its log row."""
+
+    patron_id: int | None = None
+    item_id: int | None = None
+    branch_id: int | None = None
+
+
+def _is_open_loan_conflict(error: IntegrityError) -> bool:
+    text = str(error.orig)
+    return "uq_loan_open_item" in text or "loan.item_id" in text
+
+
+class Circulation:
+    """The circulation use cases over one library database.
+
+    Args:
+        database: where the library's data lives.
+        clock: the current time, timezone-aware; tests pass a fixed one.
+    """
+
+    def __init__(
+        self, database: Database, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._database = database
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return _aware(self._clock(), "the clock's time")
+
+    # Look-ups.
+
+    def patron(self, barcode: str, *, pin: str | None = None) -> PatronView | None:
+        """A patron's account, or None when no card has this barcode.
+
+        If `pin` is given, `pin_valid` says whether it matches.
+        """
+        now = self._now()
+        with self._database.read() as session:
+            patron = _patron_by_barcode(session, barcode)
+            if patron is None:
+                return None
+            pin_valid = None if pin is None else _pin_matches(patron, pin)
+            zone = branch_zone(patron.home_branch)
+            return _patron_view(session, patron, now, zone, pin_valid=pin_valid)
+
+    def item(self, barcode: str) -> ItemView | None:
+        """An item and its loan, or None when no item has this barcode."""
+        with self._database.read() as session:
+            item = _item_by_barcode(session, barcode)
+            return None if item is None else _item_view(session, item)
+
+    # Checkout and renewal.
+
+    def checkout(
+        self,
+        patron_barcode: str,
+        item_barcode: str,
+        *,
+        branch_code: str,
+        pin: str | None = None,
+        pin_required: bool = False,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> CheckoutResult:
+        """Lend an item to a patron, or renew it if they already have it.
+
+        Args:
+            patron_barcode: the patron's card.
+            item_barcode: the item's barcode.
+            branch_code: where the checkout happens; its time zone sets the due day.
+            pin: the PIN the patron gave; if given it must match.
+            pin_required: refuse when no PIN is given and the patron has one.
+            terminal: the terminal or login, for the log.
+            at: when it happened, for checkouts recorded offline; default now.
+
+        Raises:
+            CirculationRefused: for any reason in `Refusal` that applies, checked
+                in the order patron, PIN, card, block, item, loan, rule, limit.
+        """
+        moment = self._now() if at is None else _aware(at, "at")
+
+        # Verify the PIN before taking any lock: scrypt is slow on purpose, and
+        # on SQLite a write unit holds the whole database.
+        pin_valid: bool | None = None
+        if pin is not None:
+            with self._database.read() as session:
+                found = _patron_by_barcode(session, patron_barcode)
+                pin_valid = found is not None and _pin_matches(found, pin)
+
+        known = _Known()
+        try:
+            for _attempt in range(_INDEX_CONFLICT_ATTEMPTS):
+                known = _Known()
+                try:
+                    with self._database.transaction() as session:
+                        return self._checkout(
+                            session,
+                            known,
+                            patron_barcode=patron_barcode,
+                            item_barcode=item_barcode,
+                            branch_code=branch_code,
+                            pin_valid=pin_valid,
+                            pin_required=pin_required,
+                            terminal=terminal,
+                            moment=moment,
+                        )
+                except IntegrityError as error:
+                    if not _is_open_loan_conflict(error):
+                        raise
+            raise CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
+        except CirculationRefused as refusal:
+            self._log_refusal(refusal, known, terminal, moment)
+            raise
+
+    def _checkout(
+        self,
+        session: Session,
+        known: _Known,
+        *,
+        patron_barcode: str,
+        item_barcode: str,
+        branch_code: str,
+        pin_valid: bool | None,
+        pin_required: bool,
+        terminal: str | None,
+        moment: datetime,
+    ) -> CheckoutResult:
+        branch = _branch_by_code(session, branch_code)
+        if branch is None:
+            raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
+        known.branch_id = branch.id
+        zone = branch_zone(branch)
+
+        # The patron, locked first: their loan count must not move under us.
+        patron = _patron_by_barcode(session, patron_barcode, lock=True)
+        if patron is None:
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+        known.patron_id = patron.id
+
+        def refuse(reason: Refusal, item: Item | None = None) -> CirculationRefused:
+            return CirculationRefused(
+                reason,
+                patron=_patron_view(session, patron, moment, zone, pin_valid=pin_valid),
+                item=None if item is None else _item_view(session, item),
+            )
+
+        # The card.
+        card_refusal = _card_refusal(
+            session,
+            patron,
+            moment,
+            zone,
+            pin_valid=pin_valid,
+            pin_required=pin_required,
+        )
+        if card_refusal is not None:
+            raise refuse(card_refusal)
+
+        # The item, locked second.
+        item = _item_by_barcode(session, item_barcode, lock=True)
+        if item is None:
+            raise refuse(Refusal.UNKNOWN_ITEM)
+        known.item_id = item.id
+        status_refusal = _STATUS_REFUSALS.get(item.status)
+        if status_refusal is not None:
+            raise refuse(status_refusal, item)
+
+        # A loan already open: someone else's is a refusal, the patron's own a
+        # renewal.
+        loan = _open_loan(session, item, lock=True)
+        rule = _loan_rule(session, patron.category_id, item.item_type_id)
+        if loan is not None and loan.patron_id != patron.id:
+            raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
+        if rule is None:
+            raise refuse(Refusal.NO_LOAN_RULE, item)
+        due_at = due_at_end_of_day(moment, rule.loan_days, zone)
+
+        if loan is not None:
+            if loan.renewals >= rule.renewals_allowed:
+                raise refuse(Refusal.RENEWAL_LIMIT_REACHED, item)
+            loan.renewals += 1
+            loan.due_at = due_at
+            event = LoanEvent.RENEWAL
+        else:
+            if _over_limit(session, patron, item, rule):
+                raise refuse(Refusal.MAX_LOANS_REACHED, item)
+            session.add(
+                Loan(
+                    item_id=item.id,
+                    patron_id=patron.id,
+                    branch_id=branch.id,
+                    checked_out_at=moment,
+                    due_at=due_at,
+                    renewals=0,
+                )
+            )
+            event = LoanEvent.CHECKOUT
+
+        session.add(
+            CirculationLog(
+                at=moment,
+                event=event,
+                item_id=item.id,
+                patron_id=patron.id,
+                branch_id=branch.id,
+                terminal=terminal,
+                detail=f"due {due_at.isoformat()}",
+            )
+        )
+        session.flush()
+        return CheckoutResult(
+            item=_item_view(session, item),
+            patron=_patron_view(session, patron, moment, zone, pin_valid=pin_valid),
+            due_at=due_at,
+            renewal=event is LoanEvent.RENEWAL,
+        )
+
+    # Checkin.
+
+    def checkin(
+        self,
+        item_barcode: str,
+        *,
+        branch_code: str,
+        terminal: str | None = None,
+        returned_at: datetime | None = None,
+    ) -> CheckinResult:
+        """Take an item back at a branch, whether or not it was on loan.
+
+        Args:
+            item_barcode: the item's barcode.
+            branch_code: where it was returned; the item is now there.
+            terminal: the terminal or login, for the log.
+            returned_at: when it was returned, for returns recorded offline;
+                default now. A time before the checkout is taken as the checkout
+                time.
+
+        Raises:
+            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM.
+        """
+        now = self._now()
+        moment = now if returned_at is None else _aware(returned_at, "returned_at")
+        known = _Known()
+        try:
+            with self._database.transaction() as session:
+                return self._checkin(
+                    session,
+                    known,
+                    item_barcode=item_barcode,
+                    branch_code=branch_code,
+                    terminal=terminal,
+                    moment=moment,
+                )
+        except CirculationRefused as refusal:
+            self._log_refusal(refusal, known, terminal, now)
+            raise
+
+    def _checkin(
+        self,
+        session: Session,
+        known: _Known,
+        *,
+        item_barcode: str,
+        branch_code: str,
+        terminal: str | None,
+        moment: datetime,
+    ) -> CheckinResult:
+        branch = _branch_by_code(session, branch_code)
+        if branch is None:
+            raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
+        known.branch_id = branch.id
+
+        item = _item_by_barcode(session, item_barcode, lock=True)
+        if item is None:
+            raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+        known.item_id = item.id
+
+        loan = _open_loan(session, item, lock=True)
+        patron_barcode: str | None = None
+        patron_id: int | None = None
+        if loan is not None:
+            moment = max(moment, loan.checked_out_at)
+            loan.returned_at = moment
+            if loan.patron is not None:
+                patron_barcode = loan.patron.barcode
+                patron_id = loan.patron.id
+        item.current_branch = branch
+
+        session.add(
+            CirculationLog(
+                at=moment,
+                event=LoanEvent.CHECKIN,
+                item_id=item.id,
+                patron_id=patron_id,
+                branch_id=branch.id,
+                terminal=terminal,
+                detail=None if loan is not None else "not on loan",
+            )
+        )
+        session.flush()
+        return CheckinResult(
+            item=_item_view(session, item),
+            was_on_loan=loan is not None,
+            patron_barcode=patron_barcode,
+            returned_at=moment,
+            return_branch_code=branch.code,
+        )
+
+    # The refusal log.
+
+    def _log_refusal(
+        self,
+        refusal: CirculationRefused,
+        known: _Known,
+        terminal: str | None,
+        moment: datetime,
+    ) -> None:
+        with self._database.transaction() as session:
+            session.add(
+                CirculationLog(
+                    at=moment,
+                    event=LoanEvent.REFUSAL,
+                    item_id=known.item_id,
+                    patron_id=known.patron_id,
+                    branch_id=known.branch_id,
+                    terminal=terminal,
+                    detail=refusal.reason.value,
+                )
+            )
+
+
+# Queries. Each `lock=True` is a row lock on PostgreSQL and nothing on SQLite,
+# where the write unit already holds the database.
+
+
+def _branch_by_code(session: Session, code: str) -> Branch | None:
+    return session.scalars(sa.select(Branch).where(Branch.code == code)).first()
+
+
+def _patron_by_barcode(
+    session: Session, barcode: str, *, lock: bool = False
+) -> Patron | None:
+    query = sa.select(Patron).where(Patron.barcode == barcode)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def _item_by_barcode(
+    session: Session, barcode: str, *, lock: bool = False
+) -> Item | None:
+    query = sa.select(Item).where(Item.barcode == barcode)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def _open_loan(session: Session, item: Item, *, lock: bool = False) -> Loan | None:
+    query = sa.select(Loan).where(Loan.item_id == item.id, Loan.returned_at.is_(None))
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def _open_blocks(session: Session, patron: Patron) -> Sequence[PatronBlock]:
+    return session.scalars(
+        sa.select(PatronBlock)
+        .where(PatronBlock.patron_id == patron.id, PatronBlock.lifted_at.is_(None))
+        .order_by(PatronBlock.id)
+    ).all()
+
+
+def _loan_rule(
+    session: Session, category_id: int | None, item_type_id: int | None
+) -> LoanRule | None:
+    """The most specific rule: (category, type), (category, *), (*, type), (*, *)."""
+    category_match: sa.ColumnElement[bool] = LoanRule.patron_category_id.is_(None)
+    if category_id is not None:
+        category_match = sa.or_(
+            LoanRule.patron_category_id == category_id, category_match
+        )
+    type_match: sa.ColumnElement[bool] = LoanRule.item_type_id.is_(None)
+    if item_type_id is not None:
+        type_match = sa.or_(LoanRule.item_type_id == item_type_id, type_match)
+    rules = session.scalars(sa.select(LoanRule).where(category_match, type_match))
+
+    def specificity(rule: LoanRule) -> int:
+        return 2 * (rule.patron_category_id is not None) + (
+            rule.item_type_id is not None
+        )
+
+    return max(rules, key=specificity, default=None)
+
+
+def _count_open_loans(
+    session: Session, patron: Patron, item_type_id: int | None = None
+) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(Loan)
+        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
+    )
+    if item_type_id is not None:
+        query = query.join(Item, Item.id == Loan.item_id).where(
+            Item.item_type_id == item_type_id
+        )
+    return session.scalar(query) or 0
+
+
+def _over_limit(session: Session, patron: Patron, item: Item, rule: LoanRule) -> bool:
+    """Whether one more loan would pass the applicable rule's or the general limit.
+
+    A rule for one item type limits loans of that type; a rule for any type
+    limits all the patron's loans. The patron's general rule (for any type)
+    limits all loans as well.
+    """
+    if _count_open_loans(session, patron, rule.item_type_id) >= rule.max_loans:
+        return True
+    general = _loan_rule(session, patron.category_id, None)
+    if general is None or general.id == rule.id:
+        return False
+    return _count_open_loans(session, patron) >= general.max_loans
+
+
+def _pin_matches(patron: Patron, pin: str) -> bool:
+    # TODO(#4): a patron with no PIN set cannot match any PIN given; decide whether
+    # libraries want such cards to pass when a terminal always asks for one.
+    return patron.pin_hash is not None and verify_secret(pin, patron.pin_hash)
+
+
+def _card_refusal(
+    session: Session,
+    patron: Patron,
+    moment: datetime,
+    zone: ZoneInfo,
+    *,
+    pin_valid: bool | None,
+    pin_required: bool,
+) -> Refusal | None:
+    """Why the patron's card may not borrow, in the order the checks are made."""
+    if pin_valid is False:
+        return Refusal.WRONG_PIN
+    if pin_valid is None and pin_required and patron.pin_hash is not None:
+        return Refusal.PIN_REQUIRED
+    if patron.card_lost:
+        return Refusal.CARD_LOST
+    if _expired(patron, moment, zone):
+        return Refusal.CARD_EXPIRED
+    if _open_blocks(session, patron):
+        return Refusal.PATRON_BLOCKED
+    return None
+
+
+def _expired(patron: Patron, moment: datetime, zone: ZoneInfo) -> bool:
+    today: date = moment.astimezone(zone).date()
+    return patron.expires_on is not None and patron.expires_on < today
+
+
+def _currency(session: Session, branch_id: int) -> str:
+    currency = session.scalar(
+        sa.select(Institution.currency)
+        .join(Branch, Branch.institution_id == Institution.id)
+        .where(Branch.id == branch_id)
+    )
+    return currency or _FALLBACK_CURRENCY
+
+
+# Views: plain values built inside the unit of work, safe to hand to any thread.
+
+
+def _item_view(session: Session, item: Item) -> ItemView:
+    record: BibRecord = item.record
+    item_type: ItemType = item.item_type
+    loan = _open_loan(session, item)
+    borrower = None if loan is None or loan.patron is None else loan.patron.barcode
+    return ItemView(
+        barcode=item.barcode,
+        title=record.title,
+        author=record.author,
+        call_number=item.call_number,
+        item_type_code=item_type.code,
+        media_type=item_type.media_type,
+        home_branch_code=item.home_branch.code,
+        current_branch_code=item.current_branch.code,
+        location=item.location,
+        collection=item.collection,
+        status=item.status,
+        on_loan=loan is not None,
+        due_at=None if loan is None else loan.due_at,
+        borrower_barcode=borrower,
+        price_minor=item.price_minor,
+        currency=_currency(session, item.home_branch_id),
+    )
+
+
+def _patron_view(
+    session: Session,
+    patron: Patron,
+    now: datetime,
+    zone: ZoneInfo,
+    *,
+    pin_valid: bool | None,
+) -> PatronView:
+    category: PatronCategory = patron.category
+    blocks = _open_blocks(session, patron)
+    rows = session.execute(
+        sa.select(Loan, Item.barcode, BibRecord.title)
+        .join(Item, Item.id == Loan.item_id)
+        .join(BibRecord, BibRecord.id == Item.record_id)
+        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
+        .order_by(Loan.due_at, Loan.id)
+    ).all()
+    loans = tuple(
+        LoanView(
+            item_barcode=barcode,
+            title=title,
+            checked_out_at=loan.checked_out_at,
+            due_at=loan.due_at,
+            overdue=loan.due_at < now,
+            renewals=loan.renewals,
+        )
+        for loan, barcode, title in rows
+    )
+    general = _loan_rule(session, patron.category_id, None)
+    expired = _expired(patron, now, zone)
+    blocked = bool(blocks)
+    full_name = " ".join(part for part in (patron.firstname, patron.surname) if part)
+    return PatronView(
+        barcode=patron.barcode,
+        surname=patron.surname,
+        firstname=patron.firstname,
+        full_name=full_name,
+        category_code=category.code,
+        home_branch_code=patron.home_branch.code,
+        expires_on=patron.expires_on,
+        expired=expired,
+        card_lost=patron.card_lost,
+        blocked=blocked,
+        block_notes=tuple(block.note for block in blocks),
+        email=patron.email,
+        phone=patron.phone,
+        has_pin=patron.pin_hash is not None,
+        pin_valid=pin_valid,
+        loans=loans,
+        overdue_count=sum(loan.overdue for loan in loans),
+        max_loans=None if general is None else general.max_loans,
+        # TODO(#4): fees are not modelled yet, so no patron owes anything.
+        fines_minor=0,
+        currency=_currency(session, patron.home_branch_id),
+        may_borrow=not (expired or patron.card_lost or blocked),
+    )

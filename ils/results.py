@@ -1,0 +1,179 @@
+"""What the circulation core answers: views of patrons, items and loans, results of
+use cases, and refusals with a domain reason.
+
+Layer: `ils`, the bottom. Imports only the standard library and `ils.models`
+(for `ItemStatus`). Nothing here knows SIP2: the server's mapping layer turns
+these values into messages, and a `Refusal` into `ok=0`, a screen message and an
+alert.
+
+Every time is timezone-aware UTC; money is an integer count of minor units beside
+an ISO 4217 currency code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from ils.models import ItemStatus
+
+
+class Refusal(enum.Enum):
+    """Why the core refused a circulation request."""
+
+    UNKNOWN_PATRON = "unknown_patron"
+    UNKNOWN_ITEM = "unknown_item"
+    PIN_REQUIRED = "pin_required"
+    WRONG_PIN = "wrong_pin"
+    CARD_EXPIRED = "card_expired"
+    CARD_LOST = "card_lost"
+    PATRON_BLOCKED = "patron_blocked"
+    MAX_LOANS_REACHED = "max_loans_reached"
+    ITEM_NOT_FOR_LOAN = "item_not_for_loan"
+    ITEM_LOST = "item_lost"
+    ITEM_MISSING = "item_missing"
+    ITEM_WITHDRAWN = "item_withdrawn"
+    ITEM_ON_LOAN_TO_OTHER_PATRON = "item_on_loan_to_other_patron"
+    RENEWAL_LIMIT_REACHED = "renewal_limit_reached"
+    NO_LOAN_RULE = "no_loan_rule"
+    UNKNOWN_BRANCH = "unknown_branch"
+
+
+# One plain sentence per reason, fit for a kiosk screen or a staff log.
+REFUSAL_MESSAGES: dict[Refusal, str] = {
+    Refusal.UNKNOWN_PATRON: "This library card is not recognised.",
+    Refusal.UNKNOWN_ITEM: "This item is not recognised.",
+    Refusal.PIN_REQUIRED: "Please enter your PIN.",
+    Refusal.WRONG_PIN: "The PIN does not match this library card.",
+    Refusal.CARD_EXPIRED: "This library card has expired; please ask staff.",
+    Refusal.CARD_LOST: "This library card has been reported lost; please ask staff.",
+    Refusal.PATRON_BLOCKED: "Borrowing is blocked on this account; please ask staff.",
+    Refusal.MAX_LOANS_REACHED: "You have borrowed as many items as you may.",
+    Refusal.ITEM_NOT_FOR_LOAN: "This item cannot be borrowed.",
+    Refusal.ITEM_LOST: "This item is recorded as lost; please take it to staff.",
+    Refusal.ITEM_MISSING: "This item is recorded as missing; please take it to staff.",
+    Refusal.ITEM_WITHDRAWN: "This item has been withdrawn; please take it to staff.",
+    Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON: (
+        "This item is on loan to someone else; please take it to staff."
+    ),
+    Refusal.RENEWAL_LIMIT_REACHED: "This item cannot be renewed again.",
+    Refusal.NO_LOAN_RULE: "This item cannot be borrowed on this card; ask staff.",
+    Refusal.UNKNOWN_BRANCH: "This terminal's branch is not known to the library.",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemView:
+    """An item as a terminal needs to see it, with its loan if it has one."""
+
+    barcode: str
+    title: str
+    author: str | None
+    call_number: str | None
+    item_type_code: str
+    # The item type's 3-digit media type code ("001" is a book).
+    media_type: str
+    home_branch_code: str
+    current_branch_code: str
+    location: str | None
+    collection: str | None
+    status: ItemStatus
+    on_loan: bool
+    due_at: datetime | None
+    borrower_barcode: str | None
+    price_minor: int | None
+    currency: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanView:
+    """One open loan on a patron's account."""
+
+    item_barcode: str
+    title: str
+    checked_out_at: datetime
+    due_at: datetime
+    overdue: bool
+    renewals: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatronView:
+    """A patron's account as a terminal may show it.
+
+    `pin_valid` is None when no PIN was given to check. `may_borrow` says only
+    that the card is usable (not expired, lost or blocked); a checkout can still
+    be refused for the item or for the number of loans.
+    """
+
+    barcode: str
+    surname: str
+    firstname: str
+    full_name: str
+    category_code: str
+    home_branch_code: str
+    expires_on: date | None
+    expired: bool
+    card_lost: bool
+    blocked: bool
+    block_notes: tuple[str, ...]
+    email: str | None
+    phone: str | None
+    has_pin: bool
+    pin_valid: bool | None
+    loans: tuple[LoanView, ...]
+    overdue_count: int
+    max_loans: int | None
+    fines_minor: int
+    currency: str
+    may_borrow: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutResult:
+    """A checkout or renewal that was made; `renewal` says which."""
+
+    item: ItemView
+    patron: PatronView
+    due_at: datetime
+    renewal: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckinResult:
+    """A return, whether or not the item was on loan."""
+
+    item: ItemView
+    was_on_loan: bool
+    patron_barcode: str | None
+    returned_at: datetime
+    return_branch_code: str
+
+
+class CirculationRefused(Exception):  # noqa: N818 - a refusal is not an error
+    """The core refused a request, for `reason`.
+
+    Attributes:
+        reason: the domain reason.
+        message: one plain-English sentence for staff and patrons, with no codes.
+        item: the item, when it is known.
+        patron: the patron, when they are known.
+    """
+
+    def __init__(
+        self,
+        reason: Refusal,
+        message: str | None = None,
+        *,
+        item: ItemView | None = None,
+        patron: PatronView | None = None,
+    ) -> None:
+        self.reason = reason
+        self.message = message if message is not None else REFUSAL_MESSAGES[reason]
+        self.item = item
+        self.patron = patron
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"CirculationRefused({self.reason.name}, {self.message!r})"
