@@ -29,7 +29,7 @@ from ils.importing.barcodes import (
     make_barcode,
 )
 from ils.importing.codes import CodeBook, choose_institution_code, only_branch_code
-from ils.importing.marcmap import Holding, holdings_of, title_columns
+from ils.importing.marcmap import Holding, call_number_of, holdings_of, title_columns
 from ils.importing.marcread import (
     DecodedRecord,
     MarcEncoding,
@@ -179,9 +179,10 @@ class _Batch:
         if holdings:
             for holding in holdings:
                 self._holding(bib, holding, position)
-        else:
+        elif self.settings.items_per_record:
+            call_number = call_number_of(record)
             for _ in range(self.settings.items_per_record):
-                self._generated_item(bib, position)
+                self._generated_item(bib, call_number, position)
 
     def _taken(self, barcode: str) -> bool:
         return barcode in self.in_database or barcode in self.barcodes.seen_in_file
@@ -228,7 +229,9 @@ class _Batch:
             )
         )
 
-    def _generated_item(self, bib: BibRecord, position: int) -> None:
+    def _generated_item(
+        self, bib: BibRecord, call_number: str | None, position: int
+    ) -> None:
         branch = self.settings.default_branch
         assert branch is not None  # import_marc refuses to start without one
         branch_id = self.codes.branch_id(self.session, branch, position)
@@ -241,6 +244,7 @@ class _Batch:
                 item_type_id=self.codes.item_type_id(
                     self.session, self.settings.item_type_code, position
                 ),
+                call_number=call_number,
                 status=ItemStatus.AVAILABLE,
             )
         )

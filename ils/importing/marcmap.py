@@ -153,6 +153,20 @@ def publication_of(record: Record) -> tuple[str | None, str | None]:
     return publisher, year[:YEAR_WIDTH] if year else None
 
 
+def call_number_of(record: Record) -> str | None:
+    """A call number for items made without a 952: local 099, 092 or 090, else 082.
+
+    Classification and item part ($a and $b) are joined with a space.
+    """
+    for tag in ("099", "092", "090", "082"):
+        for field in record.get_fields(tag):
+            parts = [value.strip() for value in field.get_subfields("a", "b")]
+            number = " ".join(part for part in parts if part)
+            if number:
+                return number[:CALL_NUMBER_WIDTH]
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TitleColumns:
     """What the bib_record table keeps beside the whole record."""

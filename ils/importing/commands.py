@@ -1,0 +1,203 @@
+"""`ils import marc` and `ils import patrons`: the operator's side of the importers.
+
+Layer: `ils`. Imports click, `ils.schema`, `ils.db` and `ils.importing`; the CLI
+imports this module only when an import command runs. Output is for the person
+at the terminal: progress on stderr, the summary and problems on stdout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ils.db import Database, DatabaseConfigError
+from ils.importing.marc import import_marc
+from ils.importing.patrons import import_patrons
+from ils.importing.report import ImportAbortedError, ImportReport, ImportSetupError
+from ils.schema import DATABASE_URL_VARIABLE, upgrade_database
+
+# Problems listed in full; beyond this the rest are counted.
+PROBLEMS_SHOWN = 200
+
+_DB_HELP = (
+    "The library database: sqlite:///path/to/library.sqlite3 or"
+    " postgresql://user:password@host/dbname."
+    f" Defaults to ${DATABASE_URL_VARIABLE}."
+)
+
+
+def _open(url: str | None) -> Database:
+    if not url:
+        raise click.UsageError(
+            f"say which database with --db URL or set ${DATABASE_URL_VARIABLE},"
+            " e.g. --db sqlite:///var/library.sqlite3"
+        )
+    try:
+        upgrade_database(url)
+        return Database(url)
+    except DatabaseConfigError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from error
+
+
+def _show(report: ImportReport, unit: str) -> None:
+    # Problems of a CSV file are placed by line; its counts are of rows.
+    where = "line" if unit == "row" else unit
+    for created in report.created:
+        click.echo(f"created {created}")
+    for problem in report.problems[:PROBLEMS_SHOWN]:
+        click.echo(f"{where} {problem}")
+    if len(report.problems) > PROBLEMS_SHOWN:
+        click.echo(f"... and {len(report.problems) - PROBLEMS_SHOWN} more problems")
+
+    parts = [f"{report.read} {unit}s read", f"{report.imported} imported"]
+    if report.updated:
+        parts.append(f"{report.updated} updated")
+    parts.append(f"{report.skipped} skipped")
+    if unit == "record":
+        parts.append(f"{report.items_created} items created")
+    parts.append(f"{len(report.problems)} warnings")
+    click.echo(", ".join(parts))
+
+
+def _finish(report: ImportReport, unit: str) -> None:
+    _show(report, unit)
+    if not report.stored_anything:
+        raise click.ClickException("nothing was imported from this file")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Bring existing data in: catalogue records (MARC) and patrons (CSV).
+
+    Both commands create or upgrade the database first, so they work on an
+    empty one. A bad record or row is reported with its number and skipped;
+    everything else in the file still imports.
+    """
+
+
+@import_group.command("marc")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "url", envvar=DATABASE_URL_VARIABLE, metavar="URL", help=_DB_HELP)
+@click.option(
+    "--items-per-record",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Make this many items for each record that has no 952 holdings field,"
+    " with new barcodes.",
+)
+@click.option(
+    "--branch",
+    "branch_code",
+    metavar="CODE",
+    help="Home branch of made items and of 952 fields without $a. Needed with"
+    " --items-per-record unless the library has exactly one branch.",
+)
+@click.option(
+    "--item-type",
+    "item_type_code",
+    metavar="CODE",
+    default="BOOK",
+    show_default=True,
+    help="Item type of made items and of 952 fields without $y.",
+)
+@click.option(
+    "--library-code",
+    metavar="DIGITS",
+    default="1234",
+    show_default=True,
+    help="The four digits inside new item barcodes: 3 + DIGITS + serial + check.",
+)
+@click.option(
+    "--institution",
+    "institution_code",
+    metavar="CODE",
+    help="The institution that new branches belong to (default: the only one).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["auto", "utf-8", "marc8"]),
+    default="auto",
+    show_default=True,
+    help="Character set of the records; auto reads leader position 9"
+    " ('a' UTF-8, blank MARC-8).",
+)
+def marc_command(
+    *,
+    file: Path,
+    url: str | None,
+    items_per_record: int,
+    branch_code: str | None,
+    item_type_code: str,
+    library_code: str,
+    institution_code: str | None,
+    encoding: str,
+) -> None:
+    """Import catalogue records from a MARC 21 file (.mrc, ISO 2709).
+
+    Titles, authors, ISBNs and publishers are read from each record; Koha-style
+    952 fields become items (barcode $p, branch $a, call number $o, item type
+    $y). Branches and item types the library does not have yet are created and
+    listed. Example:
+
+        ils import marc --db sqlite:///var/library.sqlite3 catalogue.mrc
+    """
+    database = _open(url)
+
+    def progress(read: int) -> None:
+        click.echo(f"{read} records read", err=True)
+
+    try:
+        report = import_marc(
+            database,
+            file,
+            items_per_record=items_per_record,
+            branch_code=branch_code,
+            item_type_code=item_type_code,
+            library_code=library_code,
+            institution_code=institution_code,
+            encoding=encoding,
+            progress=progress,
+        )
+    except ImportSetupError as error:
+        raise click.UsageError(str(error)) from error
+    except ImportAbortedError as error:
+        _show(error.report, "record")
+        raise click.ClickException(str(error)) from error
+    finally:
+        database.dispose()
+    _finish(report, "record")
+
+
+@import_group.command("patrons")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "url", envvar=DATABASE_URL_VARIABLE, metavar="URL", help=_DB_HELP)
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Overwrite patrons whose cardnumber is already in the library"
+    " (without it those rows are skipped and listed).",
+)
+def patrons_command(*, file: Path, url: str | None, update: bool) -> None:
+    """Import patrons from a CSV file saved as UTF-8, with a header row.
+
+    The header uses Koha's column names: cardnumber, surname, firstname,
+    categorycode, branchcode, dateexpiry (YYYY-MM-DD), email, phone and pin
+    (or password). Other columns are ignored and listed. PINs are stored only
+    as salted hashes. Branches must exist already; unknown patron categories
+    are created. Example:
+
+        ils import patrons --db sqlite:///var/library.sqlite3 borrowers.csv
+    """
+    database = _open(url)
+    try:
+        report = import_patrons(database, file, update=update)
+    except ImportSetupError as error:
+        raise click.UsageError(str(error)) from error
+    except ImportAbortedError as error:
+        _show(error.report, "row")
+        raise click.ClickException(str(error)) from error
+    finally:
+        database.dispose()
+    _finish(report, "row")
