@@ -1,0 +1,331 @@
+"""Turning a frame's payload into a message value, and a message into a wire frame.
+
+Layer: the sans-I/O SIP2 codec. Imports only the standard library.
+
+Reading is liberal, as real clients need (docs/sip2-conformance.md lists each
+habit); writing follows the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from ._checksum import checksum, checksum_matches
+from ._fields import MAX_FIELD_LENGTH, BadValueError, sanitize
+from ._layouts import BY_COMMAND, BY_TYPE, Layout, VariableField
+from ._messages_patron import Message
+from .errors import (
+    ChecksumMismatch,
+    InvalidFieldValue,
+    LocalProtocolError,
+    MalformedMessage,
+    UnexpectedTls,
+    UnknownCode,
+    UnknownCommand,
+)
+
+# The error-detection trailer at the very end of a frame: `AY<digit>AZ<hex>`, or
+# `AZ<hex>` alone (96 and 97 carry no sequence; Palace's client drops AY when it
+# resends). Up to four hex digits in either case (clients.md §1.6).
+_TRAILER = re.compile(rb"(?:AY(?P<sequence>[0-9]))?AZ(?P<checksum>[0-9A-Fa-f]{1,4})\Z")
+
+_VALID_CODE = re.compile(r"[A-Za-z0-9]{2}")
+
+_FALLBACK_ENCODING = "latin-1"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Decoded:
+    """A decoded frame: the message and its error-detection trailer.
+
+    Attributes:
+        message: the typed message.
+        sequence: the AY digit, or None when the frame had none.
+        checksum: the AZ value exactly as sent, or None.
+        error_detection: whether the frame carried AY or AZ; a server answers
+            with a trailer of its own when it did.
+        encoding: the text encoding actually used: the one asked for, or
+            latin-1 when the bytes were not valid in it.
+    """
+
+    message: Message
+    sequence: int | None
+    checksum: str | None
+    error_detection: bool
+    encoding: str
+
+
+def decode(payload: bytes, *, encoding: str = "utf-8") -> Decoded:
+    """Decode one frame's payload (without its terminator) into a message.
+
+    Raises:
+        ChecksumMismatch: AZ does not match the bytes (reply 96).
+        UnknownCommand: the command code is not one of SIP2 2.00 (reply 96).
+        MalformedMessage: the frame is too short or a field has no code (96).
+        InvalidFieldValue: a field holds a value it may not hold; `UnknownCode`
+            when a coded field holds an undefined code (a negative reply).
+        UnexpectedTls: the payload is a TLS handshake (close the connection).
+    """
+    if payload[:2] == b"\x16\x03":
+        raise UnexpectedTls("a TLS handshake arrived on a plain SIP2 port")
+
+    body, sequence, sent_checksum = _split_trailer(payload)
+    text, used_encoding = _to_text(body, encoding)
+
+    command = text[:2]
+    layout = BY_COMMAND.get(command)
+    if layout is None:
+        if len(text) < 2:
+            raise MalformedMessage(f"frame too short for a command code: {text!r}")
+        raise UnknownCommand(f"unknown command {command!r}")
+
+    fields_start = 2 + layout.fixed_width
+    if len(text) < fields_start:
+        raise MalformedMessage(
+            f"{command} needs {layout.fixed_width} characters of fixed fields, "
+            f"got {len(text) - 2}",
+            command=command,
+        )
+
+    values = _read_fixed(layout, text[2:fields_start])
+    values.update(_read_variable(layout, text[fields_start:]))
+    message = layout.message_type(**values)
+    return Decoded(
+        message=message,
+        sequence=sequence,
+        checksum=sent_checksum,
+        error_detection=sent_checksum is not None,
+        encoding=used_encoding,
+    )
+
+
+def encode(
+    message: Message,
+    *,
+    sequence: int | None = None,
+    error_detection: bool = False,
+    encoding: str = "utf-8",
+    terminator: bytes = b"\r",
+) -> bytes:
+    """Encode a message as a whole wire frame, terminator included.
+
+    Every variable field ends with `|`. Values are made safe (`|` and control
+    characters become spaces) and cut to 255 characters, except screen messages
+    and print lines, which are split into several fields instead. Characters the
+    encoding cannot hold become `?`.
+
+    With `error_detection`, `AY<sequence>AZ<checksum>` is appended (`AZ` alone
+    when `sequence` is None), the checksum computed over the encoded bytes.
+
+    Raises:
+        LocalProtocolError: a value does not fit its field, `sequence` is not a
+            digit or is given without `error_detection`, or the terminator is not
+            CR, CRLF or LF.
+    """
+    layout = BY_TYPE.get(type(message))
+    if layout is None:
+        raise LocalProtocolError(f"{type(message).__name__} is not a SIP2 message")
+    if terminator not in (b"\r", b"\r\n", b"\n"):
+        raise LocalProtocolError(f"terminator {terminator!r} is not CR, CRLF or LF")
+    if sequence is not None and not error_detection:
+        raise LocalProtocolError("a sequence number is only sent with error detection")
+    if sequence is not None and sequence not in range(10):
+        raise LocalProtocolError(f"sequence {sequence!r} is not a digit 0-9")
+
+    parts = [layout.message_type.command]
+    parts.extend(_write_fixed(layout, message))
+    parts.extend(_write_variable(layout, message))
+    data = "".join(parts).encode(encoding, errors="replace")
+
+    if error_detection:
+        data += b"AZ" if sequence is None else f"AY{sequence}AZ".encode("ascii")
+        data += checksum(data).encode("ascii")
+    return data + terminator
+
+
+# --- decoding ----------------------------------------------------------------------
+
+
+def _split_trailer(payload: bytes) -> tuple[bytes, int | None, str | None]:
+    match = _TRAILER.search(payload)
+    if match is None or not _trailer_stands_alone(payload, match):
+        return payload, None, None
+
+    sent = match.group("checksum").decode("ascii")
+    covered = payload[: match.start("checksum")]
+    if not checksum_matches(covered, sent):
+        raise ChecksumMismatch(
+            f"AZ{sent} does not match the frame (expected {checksum(covered)})",
+            command=_command_of(payload),
+        )
+
+    digit = match.group("sequence")
+    sequence = int(digit) if digit is not None else None
+    return payload[: match.start()], sequence, sent
+
+
+def _trailer_stands_alone(payload: bytes, match: re.Match[bytes]) -> bool:
+    """Whether an `AZxxxx` at the end is a trailer and not the end of a value.
+
+    `AY<d>AZ<hex>` at the end is taken as a trailer wherever it starts. `AZ<hex>`
+    alone must follow a `|` or the command code (96, 97), because a value may
+    well end in something like `PLAZA1` when the last `|` is missing.
+    """
+    if match.group("sequence") is not None:
+        return True
+    start = match.start()
+    if start == 2:
+        return True
+    if payload[start - 1 : start] == b"|":
+        return True
+    layout = BY_COMMAND.get(_command_of(payload) or "")
+    return layout is not None and start == 2 + layout.fixed_width
+
+
+def _command_of(payload: bytes) -> str | None:
+    command = payload[:2].decode("latin-1")
+    return command if command in BY_COMMAND else None
+
+
+def _to_text(body: bytes, encoding: str) -> tuple[str, str]:
+    # Bytes that are not valid in the session's encoding most often come from a
+    # single-byte client (latin-1, cp850): read them as latin-1, which keeps every
+    # byte as one character, rather than lose them to replacement characters.
+    try:
+        return body.decode(encoding), encoding
+    except UnicodeDecodeError:
+        return body.decode(_FALLBACK_ENCODING), _FALLBACK_ENCODING
+
+
+def _read_fixed(layout: Layout, text: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    position = 0
+    for field in layout.fixed:
+        raw = text[position : position + field.width]
+        position += field.width
+        values[field.name] = _read_value(layout, field.name, field.converter, raw)
+    return values
+
+
+def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
+    known = layout.by_code()
+    singles: dict[str, Any] = {}
+    repeats: dict[str, list[str]] = {}
+    extra: list[tuple[str, str]] = []
+
+    # Empty segments are the harmless `|` habits: one right after the fixed part,
+    # one before AY, or `||`.
+    for segment in text.split("|"):
+        if not segment:
+            continue
+        code, value = segment[:2], segment[2:]
+        if not _VALID_CODE.fullmatch(code):
+            raise MalformedMessage(
+                f"field {segment[:10]!r} does not start with a two-letter code",
+                command=layout.message_type.command,
+            )
+        if code in ("AY", "AZ"):
+            raise MalformedMessage(
+                f"{code} appears before the end of the frame",
+                command=layout.message_type.command,
+            )
+        field = known.get(code)
+        if field is None or (not field.repeat and field.name in singles):
+            # Unknown codes, and repeats of a single-valued field, are kept as
+            # they came so that nothing the client sent is lost.
+            extra.append((code, value))
+        elif field.repeat:
+            repeats.setdefault(field.name, []).append(value)
+        else:
+            singles[field.name] = _read_value(layout, code, field.converter, value)
+
+    values: dict[str, Any] = dict(singles)
+    values.update({name: tuple(items) for name, items in repeats.items()})
+    for field in layout.variable:
+        if field.name not in values and _has_no_default(layout, field):
+            values[field.name] = _read_value(layout, field.code, field.converter, "")
+    if extra:
+        values["extra_fields"] = tuple(extra)
+    return values
+
+
+def _has_no_default(layout: Layout, field: VariableField) -> bool:
+    for attribute in dataclasses.fields(layout.message_type):
+        if attribute.name == field.name:
+            return (
+                attribute.default is dataclasses.MISSING
+                and attribute.default_factory is dataclasses.MISSING
+            )
+    raise AssertionError(f"{layout.message_type.__name__} has no {field.name}")
+
+
+def _read_value(layout: Layout, name: str, converter: Any, raw: str) -> Any:
+    command = layout.message_type.command
+    try:
+        return converter.read(raw)
+    except BadValueError as error:
+        kind = UnknownCode if error.unknown_code else InvalidFieldValue
+        raise kind(
+            f"{command} field {name}: {error.reason}",
+            field=name,
+            value=raw,
+            command=command,
+        ) from None
+
+
+# --- encoding ----------------------------------------------------------------------
+
+
+def _write_fixed(layout: Layout, message: Message) -> list[str]:
+    parts: list[str] = []
+    for field in layout.fixed:
+        text = _write_value(field.name, field.converter, getattr(message, field.name))
+        if len(text) != field.width:
+            raise LocalProtocolError(f"{field.name} {text!r} is not {field.width} wide")
+        parts.append(text)
+    return parts
+
+
+def _write_variable(layout: Layout, message: Message) -> list[str]:
+    parts: list[str] = []
+    for field in layout.variable:
+        value = getattr(message, field.name)
+        if field.repeat:
+            parts.extend(_write_repeated(field, value))
+        elif value is not None:
+            text = _write_value(field.name, field.converter, value)
+            parts.append(f"{field.code}{text}|")
+        elif field.required:
+            parts.append(f"{field.code}|")
+    for code, value in message.extra_fields:
+        if not _VALID_CODE.fullmatch(code):
+            raise LocalProtocolError(f"extra field code {code!r} is not two letters")
+        parts.append(f"{code}{sanitize(value)[:MAX_FIELD_LENGTH]}|")
+    return parts
+
+
+def _write_repeated(field: VariableField, values: Any) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, tuple):
+        raise LocalProtocolError(f"{field.name} must be a tuple of str")
+    parts: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise LocalProtocolError(f"{field.name} holds {value!r}, not a str")
+        # A long screen message or print line is split, not cut (as FOLIO does).
+        text = sanitize(value)
+        chunks = [
+            text[start : start + MAX_FIELD_LENGTH]
+            for start in range(0, len(text), MAX_FIELD_LENGTH)
+        ] or [""]
+        parts.extend(f"{field.code}{chunk}|" for chunk in chunks)
+    return parts
+
+
+def _write_value(name: str, converter: Any, value: Any) -> str:
+    try:
+        text: str = converter.write(value)
+    except LocalProtocolError as error:
+        raise LocalProtocolError(f"{name}: {error}") from None
+    return text

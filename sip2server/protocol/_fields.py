@@ -1,0 +1,265 @@
+"""How one field's text turns into a Python value and back.
+
+Layer: the sans-I/O SIP2 codec. Imports only the standard library.
+
+Each converter reads liberally (what real clients send) and writes strictly (what
+the spec says). Reading raises `BadValueError` with a reason; the codec adds the
+field's name and the command and turns it into an `InvalidFieldValue`. Writing
+raises `LocalProtocolError`, because only our own code chooses what we send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from typing import Any, Protocol
+
+from ._bitfields import PatronStatus, Summary, SupportedMessages, _BadFlagsError
+from .errors import LocalProtocolError
+
+#: SIP2 2.00 caps a variable field at 255 characters.
+MAX_FIELD_LENGTH = 255
+
+DATE_WIDTH = 18
+_BLANK_DATE = " " * DATE_WIDTH
+_LOCAL_ZONE = "    "
+_UTC_ZONE = "   Z"
+_DATE = re.compile(r"(\d{8})(.{4})(\d{6})")
+
+# Every C0 and C1 control character, DEL and the field delimiter.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f|]")
+
+
+class BadValueError(ValueError):
+    """A field's text cannot be read as its type (internal to the codec)."""
+
+    def __init__(self, reason: str, *, unknown_code: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unknown_code = unknown_code
+
+
+class Converter(Protocol):
+    """Reads a field's text into a value and writes it back."""
+
+    @property
+    def width(self) -> int | None:
+        """The fixed width on the wire, or None for a variable field."""
+
+    def read(self, text: str) -> Any:
+        """The value of `text`; raises BadValueError."""
+
+    def write(self, value: Any) -> str:
+        """The wire text of `value`; raises LocalProtocolError."""
+
+
+def sanitize(text: str) -> str:
+    """Make a value safe inside a variable field.
+
+    The delimiter `|`, CR, LF and every other control character would split or end
+    the field on the wire; each becomes one space (FOLIO does the same for `|`).
+    """
+    return _UNSAFE.sub(" ", text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Text:
+    """Free text. Fixed-width text must be written at exactly its width."""
+
+    width: int | None = None
+
+    def read(self, text: str) -> str:
+        return text
+
+    def write(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise LocalProtocolError(f"expected a str, not {value!r}")
+        if self.width is None:
+            return sanitize(value)[:MAX_FIELD_LENGTH]
+        if len(value) != self.width or _UNSAFE.search(value):
+            raise LocalProtocolError(
+                f"{value!r} is not {self.width} printable characters"
+            )
+        return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class YesNo:
+    """A Y/N flag. Reads `Y`/`y`/`1` as true and `N`/`n`/`0`/space as false."""
+
+    width: int | None = 1
+
+    def read(self, text: str) -> bool | None:
+        if self.width is None and text == "":
+            return None
+        return _read_bool(text)
+
+    def write(self, value: Any) -> str:
+        return "Y" if _bool(value) else "N"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OneZero:
+    """A 1/0 flag ("ok"). Reads `1`/`Y`/`y` as true and `0`/`N`/`n`/space as false."""
+
+    width: int | None = 1
+
+    def read(self, text: str) -> bool:
+        return _read_bool(text)
+
+    def write(self, value: Any) -> str:
+        return "1" if _bool(value) else "0"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Code:
+    """An enumerated code; the enum's values are the wire codes.
+
+    `lenient` names a member to read unknown codes as, instead of failing.
+    """
+
+    enum_type: type[enum.Enum]
+    width: int | None = None
+    lenient: enum.Enum | None = None
+
+    def read(self, text: str) -> enum.Enum | None:
+        if self.width is None and text == "":
+            return None
+        try:
+            return self.enum_type(text)
+        except ValueError:
+            if self.lenient is not None:
+                return self.lenient
+            raise BadValueError(
+                f"{text!r} is not a {self.enum_type.__name__} code", unknown_code=True
+            ) from None
+
+    def write(self, value: Any) -> str:
+        if not isinstance(value, self.enum_type):
+            raise LocalProtocolError(
+                f"expected a {self.enum_type.__name__}, not {value!r}"
+            )
+        code = str(value.value)
+        if self.width is not None and len(code) != self.width:
+            raise LocalProtocolError(f"{value!r} is not {self.width} characters")
+        return code
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Number:
+    """A count. Fixed ones are zero-padded; variable ones (BP, BQ) are read with or
+    without padding, and an empty variable one reads as None."""
+
+    width: int | None = None
+    #: Zero-pad variable output to this many digits (BZ, CA, CB are 4 digits).
+    pad: int = 0
+
+    def read(self, text: str) -> int | None:
+        stripped = text.strip(" ")
+        if self.width is None and stripped == "":
+            return None
+        if stripped == "":
+            return 0
+        if not stripped.isascii() or not stripped.isdigit():
+            raise BadValueError(f"{text!r} is not a number")
+        return int(stripped)
+
+    def write(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LocalProtocolError(f"expected a count, not {value!r}")
+        width = self.width if self.width is not None else self.pad
+        text = str(value).zfill(width)
+        if self.width is not None and len(text) > self.width:
+            raise LocalProtocolError(f"{value} does not fit in {self.width} digits")
+        return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Date:
+    """An 18-character date `YYYYMMDDZZZZHHMMSS`.
+
+    ZZZZ of four blanks is local time (a naive datetime); `   Z` is UTC (an aware
+    one). 18 blanks, or an empty variable field, mean "no date" (None).
+    """
+
+    width: int | None = DATE_WIDTH
+
+    def read(self, text: str) -> dt.datetime | None:
+        if text in ("", _BLANK_DATE):
+            if text == "" and self.width is not None:
+                raise BadValueError("a date is missing")
+            return None
+        return read_date(text)
+
+    def write(self, value: Any) -> str:
+        if value is None:
+            return _BLANK_DATE
+        if not isinstance(value, dt.datetime):
+            raise LocalProtocolError(f"expected a datetime or None, not {value!r}")
+        return write_date(value)
+
+
+def read_date(text: str) -> dt.datetime:
+    """Read `YYYYMMDDZZZZHHMMSS`; raises BadValueError with the reason."""
+    match = _DATE.fullmatch(text)
+    if match is None:
+        raise BadValueError(f"{text!r} is not an 18-character YYYYMMDDZZZZHHMMSS date")
+    day, zone, time = match.groups()
+    if zone == _LOCAL_ZONE:
+        tzinfo = None
+    elif zone == _UTC_ZONE:
+        tzinfo = dt.UTC
+    else:
+        raise BadValueError(f"time zone {zone!r} is neither four blanks nor '   Z'")
+    try:
+        return dt.datetime.strptime(day + time, "%Y%m%d%H%M%S").replace(tzinfo=tzinfo)
+    except ValueError:
+        raise BadValueError(f"{text!r} is not a real date and time") from None
+
+
+def write_date(value: dt.datetime) -> str:
+    """Write a naive datetime with four blanks as zone, an aware one in UTC with `Z`."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        zone = _LOCAL_ZONE
+    else:
+        value = value.astimezone(dt.UTC)
+        zone = _UTC_ZONE
+    day = f"{value.year:04d}{value.month:02d}{value.day:02d}"
+    return f"{day}{zone}{value.hour:02d}{value.minute:02d}{value.second:02d}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Flags:
+    """One of the positional flag strings (patron status, BX, summary)."""
+
+    flags_type: type[PatronStatus] | type[SupportedMessages] | type[Summary]
+    width: int | None = None
+
+    def read(self, text: str) -> PatronStatus | SupportedMessages | Summary:
+        try:
+            return self.flags_type.from_wire(text)
+        except _BadFlagsError as error:
+            raise BadValueError(str(error)) from None
+
+    def write(self, value: Any) -> str:
+        if not isinstance(value, self.flags_type):
+            raise LocalProtocolError(
+                f"expected a {self.flags_type.__name__}, not {value!r}"
+            )
+        return value.to_wire()
+
+
+def _read_bool(text: str) -> bool:
+    if text in ("Y", "y", "1"):
+        return True
+    if text in ("N", "n", "0", " "):
+        return False
+    raise BadValueError(f"{text!r} is not a Y/N or 1/0 flag")
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise LocalProtocolError(f"expected a bool, not {value!r}")
+    return value
