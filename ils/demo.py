@@ -1,0 +1,455 @@
+"""`ils demo`: a small, complete library to try the system with.
+
+Layer: `ils` (the core). Imports click, SQLAlchemy, `ils.db`, `ils.schema`,
+`ils.models`, `ils.secrets`, `ils.importing` and the standard library.
+
+The demo is deterministic apart from dates: the same patrons, items and
+barcodes every time, so that the README, the server's tests and a new user can
+rely on them. Its catalogue is `ils/demo_data/classics.mrc`, imported with the
+ordinary MARC importer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from importlib.resources import as_file, files
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ils.db import Database, DatabaseConfigError, display_url
+from ils.importing.barcodes import BarcodeKind, make_barcode
+from ils.importing.marc import import_marc
+from ils.models import (
+    BibRecord,
+    Branch,
+    Institution,
+    Item,
+    ItemStatus,
+    ItemType,
+    LoanRule,
+    Patron,
+    PatronBlock,
+    PatronCategory,
+)
+from ils.schema import DATABASE_URL_VARIABLE, upgrade_database
+from ils.secrets import hash_secret
+
+INSTITUTION_CODE = "DEMO"
+INSTITUTION_NAME = "Demo Public Library"
+LIBRARY_CODE = "1234"
+TIMEZONE = "America/New_York"
+DEMO_PIN = "1234"
+BLOCK_NOTE = "Demo: please see staff"
+
+BRANCHES = (("MAIN", "Main Library"), ("EAST", "East Branch"))
+CATEGORIES = (("ADULT", "Adult"), ("CHILD", "Child"), ("STAFF", "Staff"))
+# SIP2 media types: 001 book, 006 CD/CD-ROM (the nearest the standard has to a DVD).
+ITEM_TYPES = (
+    ("BOOK", "Book", "001"),
+    ("DVD", "DVD", "006"),
+    ("REF", "Reference", "001"),
+)
+# (category, item type, loan days, renewals, most loans at once); None is any.
+LOAN_RULES: tuple[tuple[str | None, str | None, int, int, int], ...] = (
+    (None, None, 21, 2, 10),
+    ("CHILD", None, 14, 1, 3),
+    (None, "DVD", 7, 1, 10),
+)
+
+# Made-up names for the generated patrons.
+FIRST_NAMES = (
+    "Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro",
+    "Inés", "Jonas", "Kofi", "Lena", "Mateo", "Nadia", "Oskar", "Priya",
+)  # fmt: skip
+SURNAMES = (
+    "Abernathy", "Bellweather", "Castellano", "Dunmore", "Eklund", "Fairbairn",
+    "Grünwald", "Halloran", "Iverson", "Jablonski", "Kettering", "Lindqvist",
+    "Marchetti", "Nakamura", "Okonkwo", "Pemberton", "Quill",
+)  # fmt: skip
+
+
+class DemoExistsError(RuntimeError):
+    """The database already holds the demo library."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoPatron:
+    """A demo patron as a new user needs to know it."""
+
+    barcode: str
+    name: str
+    category: str
+    pin: str | None
+    # "ok", "expired" or "blocked".
+    state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoItem:
+    """A demo item: its barcode, what it is and where."""
+
+    barcode: str
+    title: str
+    item_type: str
+    branch: str
+    status: ItemStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoLibrary:
+    """What the demo database holds, with the fixed patrons and items first.
+
+    Attributes:
+        created: False when `if_missing` found the demo already there.
+        patrons: the fixed patrons (serials 1 to 5), in serial order.
+        items: a few available items, the first being 31234000000016.
+    """
+
+    url: str
+    created: bool
+    institution_id: int
+    institution_code: str
+    branch_codes: tuple[str, ...]
+    patron_count: int
+    record_count: int
+    item_count: int
+    patrons: tuple[DemoPatron, ...]
+    items: tuple[DemoItem, ...]
+
+
+def patron_barcode(serial: int) -> str:
+    """The demo patron barcode with this serial: "2" + "1234" + serial + Luhn."""
+    return make_barcode(BarcodeKind.PATRON, LIBRARY_CODE, serial)
+
+
+def item_barcode(serial: int) -> str:
+    """The demo item barcode with this serial: "3" + "1234" + serial + Luhn."""
+    return make_barcode(BarcodeKind.ITEM, LIBRARY_CODE, serial)
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedPatron:
+    surname: str
+    firstname: str
+    category: str
+    expired: bool = False
+    blocked: bool = False
+
+
+# Serials 1 to 5; the SIP2 server's tests and the README rely on these.
+FIXED_PATRONS = (
+    _FixedPatron("Reader", "Alice", "ADULT"),
+    _FixedPatron("Borrower", "Bob", "ADULT"),
+    _FixedPatron("Small", "Charlie", "CHILD"),
+    _FixedPatron("Lapsed", "Dora", "ADULT", expired=True),
+    _FixedPatron("Stopped", "Evan", "ADULT", blocked=True),
+)
+
+
+def _demo_institution_id(session: Session) -> int | None:
+    return session.scalar(
+        select(Institution.id).where(Institution.code == INSTITUTION_CODE)
+    )
+
+
+def _ids(
+    session: Session, model: type[PatronCategory] | type[ItemType]
+) -> dict[str, int]:
+    return {code: id_ for id_, code in session.execute(select(model.id, model.code))}
+
+
+def _build_structure(session: Session) -> None:
+    institution = Institution(
+        code=INSTITUTION_CODE, name=INSTITUTION_NAME, currency="USD"
+    )
+    session.add(institution)
+    for code, name in BRANCHES:
+        session.add(
+            Branch(code=code, name=name, timezone=TIMEZONE, institution=institution)
+        )
+
+    existing = set(session.scalars(select(PatronCategory.code)))
+    for code, name in CATEGORIES:
+        if code not in existing:
+            session.add(PatronCategory(code=code, name=name))
+    existing = set(session.scalars(select(ItemType.code)))
+    for code, name, media in ITEM_TYPES:
+        if code not in existing:
+            session.add(ItemType(code=code, name=name, media_type=media))
+    session.flush()
+
+    categories = _ids(session, PatronCategory)
+    item_types = _ids(session, ItemType)
+    for category, item_type, days, renewals, most in LOAN_RULES:
+        session.add(
+            LoanRule(
+                patron_category_id=categories[category] if category else None,
+                item_type_id=item_types[item_type] if item_type else None,
+                loan_days=days,
+                renewals_allowed=renewals,
+                max_loans=most,
+            )
+        )
+
+
+def _build_patrons(session: Session, count: int, today: date) -> None:
+    categories = _ids(session, PatronCategory)
+    branches = {
+        code: id_ for id_, code in session.execute(select(Branch.id, Branch.code))
+    }
+    # One hash serves every demo patron: they all have the same PIN, and hashing
+    # is slow on purpose.
+    pin_hash = hash_secret(DEMO_PIN)
+    valid_until = today + timedelta(days=3 * 365)
+
+    for serial in range(1, max(count, len(FIXED_PATRONS)) + 1):
+        if serial <= len(FIXED_PATRONS):
+            fixed = FIXED_PATRONS[serial - 1]
+            surname, firstname, category = (
+                fixed.surname,
+                fixed.firstname,
+                fixed.category,
+            )
+            expires_on = today - timedelta(days=30) if fixed.expired else valid_until
+            blocked = fixed.blocked
+        else:
+            surname = SURNAMES[serial % len(SURNAMES)]
+            firstname = FIRST_NAMES[serial % len(FIRST_NAMES)]
+            category = ("ADULT", "ADULT", "ADULT", "CHILD", "STAFF")[serial % 5]
+            expires_on, blocked = valid_until, False
+
+        barcode = patron_barcode(serial)
+        patron = Patron(
+            barcode=barcode,
+            surname=surname,
+            firstname=firstname,
+            category_id=categories[category],
+            home_branch_id=branches["EAST" if serial % 4 == 0 else "MAIN"],
+            pin_hash=pin_hash,
+            expires_on=expires_on,
+            email=f"patron{serial}@demo.invalid",
+        )
+        session.add(patron)
+        if blocked:
+            session.add(PatronBlock(patron=patron, note=BLOCK_NOTE, placed_by="demo"))
+
+
+def _describe(database: Database, created: bool, today: date) -> DemoLibrary:
+    with database.read() as session:
+        institution_id = _demo_institution_id(session)
+        if institution_id is None:  # pragma: no cover - checked by the caller
+            raise RuntimeError("the demo institution is missing")
+        branch_codes = tuple(
+            session.scalars(
+                select(Branch.code)
+                .where(Branch.institution_id == institution_id)
+                .order_by(Branch.id)
+            )
+        )
+
+        patrons: list[DemoPatron] = []
+        for serial in range(1, len(FIXED_PATRONS) + 1):
+            patron = session.scalar(
+                select(Patron).where(Patron.barcode == patron_barcode(serial))
+            )
+            if patron is None:
+                continue
+            if any(block.lifted_at is None for block in patron.blocks):
+                state = "blocked"
+            elif patron.expires_on is not None and patron.expires_on < today:
+                state = "expired"
+            else:
+                state = "ok"
+            patrons.append(
+                DemoPatron(
+                    barcode=patron.barcode,
+                    name=f"{patron.firstname} {patron.surname}",
+                    category=patron.category.code,
+                    pin=DEMO_PIN if patron.pin_hash else None,
+                    state=state,
+                )
+            )
+
+        items = tuple(
+            DemoItem(
+                barcode=item.barcode,
+                title=item.record.title,
+                item_type=item.item_type.code,
+                branch=item.home_branch.code,
+                status=item.status,
+            )
+            for item in session.scalars(
+                select(Item)
+                .join(ItemType, Item.item_type_id == ItemType.id)
+                .where(Item.status == ItemStatus.AVAILABLE, ItemType.code == "BOOK")
+                .order_by(Item.barcode)
+                .limit(6)
+            )
+        )
+
+        def count(model: type[Patron] | type[BibRecord] | type[Item]) -> int:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+
+        return DemoLibrary(
+            url=database.url,
+            created=created,
+            institution_id=institution_id,
+            institution_code=INSTITUTION_CODE,
+            branch_codes=branch_codes,
+            patron_count=count(Patron),
+            record_count=count(BibRecord),
+            item_count=count(Item),
+            patrons=tuple(patrons),
+            items=items,
+        )
+
+
+def build_demo(
+    url: str,
+    *,
+    patrons: int = 50,
+    items_per_record: int = 2,
+    if_missing: bool = False,
+    today: date | None = None,
+) -> DemoLibrary:
+    """Build the demo library into the database at `url`, creating its schema.
+
+    Args:
+        url: the database; an empty one, or one without the demo library.
+        patrons: how many patrons in all (at least the five fixed ones are made).
+        items_per_record: items for each catalogue record without holdings.
+        if_missing: when the demo is already there, describe it and change
+            nothing instead of refusing.
+        today: the date expiry is reckoned from (default: today).
+
+    Raises:
+        DemoExistsError: the demo library is already there and not `if_missing`.
+        DatabaseConfigError: the URL cannot be used.
+    """
+    today = today or date.today()
+    upgrade_database(url)
+    database = Database(url, pool_size=1)
+    try:
+        with database.read() as session:
+            present = _demo_institution_id(session) is not None
+        if present:
+            if not if_missing:
+                raise DemoExistsError(
+                    f"{display_url(url)} already holds the demo library; use a new"
+                    " database file (e.g. --db sqlite:///var/demo2.sqlite3), or"
+                    " --if-missing to leave it as it is"
+                )
+            return _describe(database, created=False, today=today)
+
+        with database.transaction() as session:
+            _build_structure(session)
+            _build_patrons(session, patrons, today)
+
+        source = files("ils.demo_data").joinpath("classics.mrc")
+        with as_file(source) as path:
+            import_marc(
+                database,
+                Path(path),
+                items_per_record=items_per_record,
+                branch_code="MAIN",
+                item_type_code="BOOK",
+                library_code=LIBRARY_CODE,
+                institution_code=INSTITUTION_CODE,
+            )
+
+        # Reference items never leave the building, whatever the file says.
+        with database.transaction() as session:
+            reference = select(ItemType.id).where(ItemType.code == "REF")
+            for item in session.scalars(
+                select(Item).where(Item.item_type_id.in_(reference))
+            ):
+                item.status = ItemStatus.NOT_FOR_LOAN
+
+        return _describe(database, created=True, today=today)
+    finally:
+        database.dispose()
+
+
+def _summary(demo: DemoLibrary) -> None:
+    verb = "built" if demo.created else "already present, left as it was"
+    click.echo(f"Demo library {verb}: {display_url(demo.url)}")
+    click.echo(
+        f"Institution {demo.institution_code} (id {demo.institution_id}),"
+        f" branches {', '.join(demo.branch_codes)};"
+        f" {demo.patron_count} patrons, {demo.record_count} titles,"
+        f" {demo.item_count} items."
+    )
+    click.echo("")
+    click.echo("Patrons to try (PINs shown here only because this is a demo):")
+    click.echo(f"  {'barcode':<16}{'name':<18}{'category':<10}{'PIN':<6}state")
+    for patron in demo.patrons:
+        click.echo(
+            f"  {patron.barcode:<16}{patron.name:<18}{patron.category:<10}"
+            f"{patron.pin or '-':<6}{patron.state}"
+        )
+    click.echo("")
+    click.echo("Available items:")
+    for item in demo.items:
+        click.echo(f"  {item.barcode:<16}{item.branch:<6}{item.title}")
+
+
+@click.command("demo")
+@click.option(
+    "--db",
+    "url",
+    envvar=DATABASE_URL_VARIABLE,
+    metavar="URL",
+    help="Where to build it, e.g. sqlite:///var/demo.sqlite3 (a new file is"
+    f" best). Defaults to ${DATABASE_URL_VARIABLE}.",
+)
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="If the demo library is already there, just show it instead of refusing.",
+)
+@click.option(
+    "--patrons",
+    type=click.IntRange(min=len(FIXED_PATRONS)),
+    default=50,
+    show_default=True,
+    help="How many patrons to make.",
+)
+@click.option(
+    "--items-per-record",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Items to make for each title that has none in the demo catalogue.",
+)
+def demo_command(
+    *, url: str | None, if_missing: bool, patrons: int, items_per_record: int
+) -> None:
+    """Build a demo library to try the system with: branches, patrons, books.
+
+    It makes the institution DEMO with branches MAIN and EAST, loan rules,
+    about 25 classic titles with items, and patrons whose barcodes and PINs are
+    printed at the end. Example:
+
+        ils demo --db sqlite:///var/demo.sqlite3
+    """
+    if not url:
+        raise click.UsageError(
+            "say where to build the demo with --db URL or set"
+            f" ${DATABASE_URL_VARIABLE}, e.g. --db sqlite:///var/demo.sqlite3"
+        )
+    try:
+        demo = build_demo(
+            url,
+            patrons=patrons,
+            items_per_record=items_per_record,
+            if_missing=if_missing,
+        )
+    except DatabaseConfigError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from error
+    except DemoExistsError as error:
+        raise click.ClickException(str(error)) from error
+    _summary(demo)

@@ -1,0 +1,1 @@
+"""Data files the demo library is built from; see ils.demo and scripts/."""
