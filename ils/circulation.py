@@ -28,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ils.db import Database
@@ -75,9 +76,15 @@ _STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
 # A due date falls at the last second of its day in the branch's time zone.
 END_OF_DAY = time(23, 59, 59)
 
-# How often a checkout that hit the open-loan index is tried again before it is
-# refused; the retry normally sees the winner's loan and refuses by itself.
-_INDEX_CONFLICT_ATTEMPTS = 3
+# How often a use case that hit the open-loan index or a deadlock is tried; the
+# retry normally sees the other transaction's work and answers by itself.
+_ATTEMPTS = 3
+
+# PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the
+# transaction was rolled back and may simply be run again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+_Result = TypeVar("_Result", CheckoutResult, CheckinResult)
 
 _FALLBACK_CURRENCY = "USD"
 
@@ -111,6 +118,10 @@ class _Known:
     patron_id: int | None = None
     item_id: int | None = None
     branch_id: int | None = None
+
+
+def _is_retryable(error: OperationalError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def _is_open_loan_conflict(error: IntegrityError) -> bool:
@@ -195,30 +206,76 @@ class Circulation:
                 found = _patron_by_barcode(session, patron_barcode)
                 pin_valid = found is not None and _pin_matches(found, pin)
 
+        def work(session: Session, known: _Known) -> CheckoutResult:
+            return self._checkout(
+                session,
+                known,
+                patron_barcode=patron_barcode,
+                item_barcode=item_barcode,
+                branch_code=branch_code,
+                pin_valid=pin_valid,
+                pin_required=pin_required,
+                terminal=terminal,
+                moment=moment,
+            )
+
+        return self._unit(work, terminal=terminal, moment=moment)
+
+    def _unit(
+        self,
+        work: Callable[[Session, _Known], _Result],
+        *,
+        terminal: str | None,
+        moment: datetime,
+    ) -> _Result:
+        """Run one use case in its own transaction, logging a refusal in it.
+
+        A use case makes every check before it writes, so a refusal leaves the
+        transaction clean, and the refusal's log row is committed in it. That
+        transaction already holds the rows the log row refers to; taking them
+        afresh in another could deadlock on PostgreSQL, where a foreign key
+        check takes a share lock on the referenced row (and a savepoint would
+        not do: rolling one back releases the row locks taken inside it). A
+        conflict on the open-loan index or a deadlock is retried; the retry
+        sees what the other transaction committed.
+        """
+        last_error: Exception | None = None
         known = _Known()
-        try:
-            for _attempt in range(_INDEX_CONFLICT_ATTEMPTS):
-                known = _Known()
-                try:
-                    with self._database.transaction() as session:
-                        return self._checkout(
-                            session,
-                            known,
-                            patron_barcode=patron_barcode,
-                            item_barcode=item_barcode,
-                            branch_code=branch_code,
-                            pin_valid=pin_valid,
-                            pin_required=pin_required,
-                            terminal=terminal,
-                            moment=moment,
-                        )
-                except IntegrityError as error:
-                    if not _is_open_loan_conflict(error):
-                        raise
-            raise CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
-        except CirculationRefused as refusal:
-            self._log_refusal(refusal, known, terminal, moment)
-            raise
+        for _attempt in range(_ATTEMPTS):
+            known = _Known()
+            refusal: CirculationRefused | None = None
+            try:
+                with self._database.transaction() as session:
+                    try:
+                        return work(session, known)
+                    except CirculationRefused as raised:
+                        # A use case refuses before it writes anything.
+                        if session.new or session.dirty or session.deleted:
+                            raise RuntimeError(
+                                "a use case changed data before refusing"
+                            ) from raised
+                        refusal = raised
+                        session.add(_refusal_row(raised, known, terminal, moment))
+            except IntegrityError as error:
+                if not _is_open_loan_conflict(error):
+                    raise
+                last_error = error
+                continue
+            except OperationalError as error:
+                if not _is_retryable(error):
+                    raise
+                last_error = error
+                continue
+            raise refusal
+
+        # Out of attempts: a lost race for the open-loan index is a refusal;
+        # anything else is a fault for the caller to see.
+        if not isinstance(last_error, IntegrityError):
+            raise RuntimeError("circulation transaction kept failing") from last_error
+        refusal = CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
+        with self._database.transaction() as session:
+            session.add(_refusal_row(refusal, known, terminal, moment))
+        raise refusal
 
     def _checkout(
         self,
@@ -348,20 +405,18 @@ class Circulation:
         """
         now = self._now()
         moment = now if returned_at is None else _aware(returned_at, "returned_at")
-        known = _Known()
-        try:
-            with self._database.transaction() as session:
-                return self._checkin(
-                    session,
-                    known,
-                    item_barcode=item_barcode,
-                    branch_code=branch_code,
-                    terminal=terminal,
-                    moment=moment,
-                )
-        except CirculationRefused as refusal:
-            self._log_refusal(refusal, known, terminal, now)
-            raise
+
+        def work(session: Session, known: _Known) -> CheckinResult:
+            return self._checkin(
+                session,
+                known,
+                item_barcode=item_barcode,
+                branch_code=branch_code,
+                terminal=terminal,
+                moment=moment,
+            )
+
+        return self._unit(work, terminal=terminal, moment=now)
 
     def _checkin(
         self,
@@ -378,6 +433,17 @@ class Circulation:
             raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
         known.branch_id = branch.id
 
+        # Lock in the checkout's order, the borrower before the item, so that a
+        # return and a renewal of the same item cannot deadlock each other.
+        borrower_id = session.scalar(
+            sa.select(Loan.patron_id)
+            .join(Item, Item.id == Loan.item_id)
+            .where(Item.barcode == item_barcode, Loan.returned_at.is_(None))
+        )
+        if borrower_id is not None:
+            session.execute(
+                sa.select(Patron.id).where(Patron.id == borrower_id).with_for_update()
+            )
         item = _item_by_barcode(session, item_barcode, lock=True)
         if item is None:
             raise CirculationRefused(Refusal.UNKNOWN_ITEM)
@@ -414,27 +480,22 @@ class Circulation:
             return_branch_code=branch.code,
         )
 
-    # The refusal log.
 
-    def _log_refusal(
-        self,
-        refusal: CirculationRefused,
-        known: _Known,
-        terminal: str | None,
-        moment: datetime,
-    ) -> None:
-        with self._database.transaction() as session:
-            session.add(
-                CirculationLog(
-                    at=moment,
-                    event=LoanEvent.REFUSAL,
-                    item_id=known.item_id,
-                    patron_id=known.patron_id,
-                    branch_id=known.branch_id,
-                    terminal=terminal,
-                    detail=refusal.reason.value,
-                )
-            )
+def _refusal_row(
+    refusal: CirculationRefused,
+    known: _Known,
+    terminal: str | None,
+    moment: datetime,
+) -> CirculationLog:
+    return CirculationLog(
+        at=moment,
+        event=LoanEvent.REFUSAL,
+        item_id=known.item_id,
+        patron_id=known.patron_id,
+        branch_id=known.branch_id,
+        terminal=terminal,
+        detail=refusal.reason.value,
+    )
 
 
 # Queries. Each `lock=True` is a row lock on PostgreSQL and nothing on SQLite,
