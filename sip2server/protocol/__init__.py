@@ -59,6 +59,7 @@ from ._messages_patron import (
     RequestScResend,
     ScStatusRequest,
 )
+from ._redact import redact, redact_frame
 from .errors import (
     ChecksumMismatch,
     FrameTooLong,
@@ -138,4 +139,6 @@ __all__ = [
     "checksum_matches",
     "decode",
     "encode",
+    "redact",
+    "redact_frame",
 ]
