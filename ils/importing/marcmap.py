@@ -11,6 +11,7 @@ docs/import.md.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -179,8 +180,14 @@ class TitleColumns:
     publication_year: str | None
 
 
+def _composed(text: str | None) -> str | None:
+    # MARC 21 UTF-8 records usually carry decomposed letters (o + combining
+    # macron); the columns are for display and search, so they are stored NFC.
+    return unicodedata.normalize("NFC", text) if text else text
+
+
 def title_columns(record: Record) -> tuple[TitleColumns, list[str]]:
-    """The bib_record columns of `record`, and problems worth reporting."""
+    """The bib_record columns of `record` (text in NFC), and problems to report."""
     problems: list[str] = []
     control = record.get("001")
     control_number = (control.data or "").strip() if control is not None else ""
@@ -192,13 +199,14 @@ def title_columns(record: Record) -> tuple[TitleColumns, list[str]]:
         problems.append(f"no title (245 $a); stored as {UNTITLED!r}")
 
     publisher, year = publication_of(record)
+    author = author_of(record)
     return (
         TitleColumns(
             control_number=control_number[:CONTROL_NUMBER_WIDTH] or None,
-            title=title or UNTITLED,
-            author=author_of(record),
+            title=_composed(title) or UNTITLED,
+            author=_composed(author),
             isbn=isbn_of(record),
-            publisher=publisher,
+            publisher=_composed(publisher),
             publication_year=year,
         ),
         problems,
