@@ -1,0 +1,132 @@
+"""`ils serve` and `ils sip`: the SIP2 server's commands.
+
+Layer: `sip2server`. Registered with the `ils` command through the
+`ils.commands` entry points in `pyproject.toml`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sip2server.config import ConfigError, ServerConfig, load_config
+
+
+def _install_asyncio_reactor() -> Any:
+    # One event loop for everything: Twisted runs on asyncio (DESIGN.md, Runtime).
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _start_logging(level: str) -> None:
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> None:
+    from ils.db import display_url
+
+    click.echo(f"Database: {display_url(config.database.url)}")
+    click.echo("SIP accounts:")
+    for account in config.accounts:
+        secret = (
+            f"password {account.password!r} (plain text in the config: demo use only)"
+            if account.password is not None
+            else "password from its hash"
+        )
+        click.echo(
+            f"  login {account.login!r}, institution {account.institution!r}, "
+            f"location {account.location!r}, {secret}"
+        )
+    for host, port in addresses:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"SIP2 server listening on {shown}:{port} (Ctrl-C stops it)")
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("config/sip2server.toml"),
+    show_default=True,
+    help="The server's TOML configuration file.",
+)
+@click.option("--db", "database_url", help="Database URL; overrides [database] url.")
+@click.option(
+    "--listen",
+    multiple=True,
+    help="A Twisted endpoint such as tcp:6001:interface=127.0.0.1; overrides "
+    "[server] listen. May be given more than once.",
+)
+def serve(config_path: Path, database_url: str | None, listen: tuple[str, ...]) -> None:
+    """Run the SIP2 server in the foreground until Ctrl-C or SIGTERM."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration not usable:\n{error}") from None
+    if database_url:
+        config = config.model_copy(
+            update={
+                "database": config.database.model_copy(update={"url": database_url})
+            }
+        )
+
+    reactor = _install_asyncio_reactor()
+    _start_logging(config.server.log_level)
+    from sip2server.app import StartupError, start_server
+
+    outcome: dict[str, Any] = {}
+
+    def started(running: Any) -> None:
+        outcome["server"] = running
+        _print_banner(config, running.addresses())
+        reactor.addSystemEventTrigger("before", "shutdown", running.stop)
+
+    def failed(failure: Any) -> None:
+        outcome["error"] = failure.value
+        reactor.stop()
+
+    def begin() -> None:
+        deferred = start_server(config, reactor, listen=list(listen) or None)
+        deferred.addCallbacks(started, failed)
+
+    reactor.callWhenRunning(begin)
+    reactor.run()
+
+    error = outcome.get("error")
+    if isinstance(error, StartupError):
+        raise click.ClickException(str(error))
+    if error is not None:
+        raise click.ClickException(f"could not start: {error}")
+    click.echo("SIP2 server stopped.")
+
+
+@click.command("hash-password")
+@click.password_option(
+    prompt="Password to hash", help="Read from the terminal if not given."
+)
+def hash_password(password: str) -> None:
+    """Print the hash of a SIP account password, for `password_hash` in the config."""
+    from ils.secrets import hash_secret
+
+    click.echo(hash_secret(password))

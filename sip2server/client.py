@@ -1,0 +1,106 @@
+"""A small blocking SIP2 client, for `ils sip`, scripts and troubleshooting.
+
+Layer: `sip2server`, usable by the kiosk and drivers (it imports only the codec
+and the standard library). It numbers requests (AY 0-9, then 0 again), adds
+checksums when asked, verifies those of replies, and frames replies with the
+same sans-I/O `Framer` the server uses.
+"""
+
+from __future__ import annotations
+
+import socket
+from types import TracebackType
+from typing import Any, Self
+
+from sip2server.protocol import Decoded, Frame, Framer, decode, encode
+
+
+class SipClientError(ConnectionError):
+    """The server closed the connection, timed out or sent something unusable."""
+
+
+class SipClient:
+    """One connection to a SIP2 server, used request by request."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 10.0,
+        error_detection: bool = True,
+        encoding: str = "utf-8",
+        terminator: bytes = b"\r",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.error_detection = error_detection
+        self.encoding = encoding
+        self.terminator = terminator
+        self._sequence = 0
+        self._socket: socket.socket | None = None
+        self._framer = Framer()
+        self._frames: list[Frame] = []
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open the TCP connection."""
+        try:
+            self._socket = socket.create_connection(
+                (self.host, self.port), timeout=self.timeout
+            )
+        except OSError as error:
+            raise SipClientError(
+                f"cannot connect to {self.host}:{self.port}: {error}"
+            ) from error
+
+    def close(self) -> None:
+        """Close the connection, if open."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def request(self, message: Any) -> Decoded:
+        """Send one request message and return the decoded reply."""
+        sequence = self._sequence if self.error_detection else None
+        self._sequence = (self._sequence + 1) % 10
+        frame = encode(
+            message,
+            sequence=sequence,
+            error_detection=self.error_detection,
+            encoding=self.encoding,
+            terminator=self.terminator,
+        )
+        reply = self.exchange(frame)
+        return decode(reply, encoding=self.encoding)
+
+    def exchange(self, frame: bytes) -> bytes:
+        """Send raw bytes (a whole frame) and return the next reply's payload."""
+        if self._socket is None:
+            raise SipClientError("not connected")
+        try:
+            self._socket.sendall(frame)
+            while not self._frames:
+                data = self._socket.recv(65536)
+                if not data:
+                    raise SipClientError("the server closed the connection")
+                self._frames.extend(self._framer.feed(data))
+        except TimeoutError as error:
+            raise SipClientError(
+                f"no reply within {self.timeout:g} s from {self.host}:{self.port}"
+            ) from error
+        except OSError as error:
+            raise SipClientError(f"connection failed: {error}") from error
+        return self._frames.pop(0).payload

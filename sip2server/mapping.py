@@ -1,0 +1,531 @@
+"""From SIP2 requests to circulation calls, and from their results to responses.
+
+Layer: `sip2server`. The only place where SIP2's codes and the core's domain
+meet: the core's refusals become `ok=0`, a screen message and flags here, and
+nowhere else. Runs in the server's worker threads; every call is synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ils.circulation import Circulation
+from ils.models import ItemStatus
+from ils.results import CirculationRefused, ItemView, PatronView, Refusal
+from sip2server.config import AccountConfig
+from sip2server.protocol import (
+    AcsStatusResponse,
+    AlertType,
+    CheckinRequest,
+    CheckinResponse,
+    CheckoutRequest,
+    CheckoutResponse,
+    CirculationStatus,
+    EndPatronSessionRequest,
+    EndSessionResponse,
+    FeeType,
+    ItemInformationRequest,
+    ItemInformationResponse,
+    MediaType,
+    Message,
+    PatronInformationRequest,
+    PatronInformationResponse,
+    PatronStatus,
+    PatronStatusRequest,
+    PatronStatusResponse,
+    SecurityMarker,
+    SupportedMessages,
+    Tristate,
+)
+
+# What this server really answers; sent as BX in 98.
+SUPPORTED = SupportedMessages(
+    patron_status_request=True,
+    checkout=True,
+    checkin=True,
+    sc_acs_status=True,
+    request_sc_acs_resend=True,
+    login=True,
+    patron_information=True,
+    end_patron_session=True,
+    item_information=True,
+)
+
+# 98's timeout period is in tenths of a second: how long a terminal should wait
+# for a reply before it retries.
+TIMEOUT_TENTHS = 100
+RETRIES_ALLOWED = 3
+
+_CIRCULATION_STATUS = {
+    ItemStatus.AVAILABLE: CirculationStatus.AVAILABLE,
+    ItemStatus.NOT_FOR_LOAN: CirculationStatus.AVAILABLE,
+    ItemStatus.LOST: CirculationStatus.LOST,
+    ItemStatus.MISSING: CirculationStatus.MISSING,
+    ItemStatus.WITHDRAWN: CirculationStatus.OTHER,
+    ItemStatus.DAMAGED: CirculationStatus.OTHER,
+    ItemStatus.IN_PROCESSING: CirculationStatus.IN_PROCESS,
+}
+
+
+def sip_date(moment: datetime, zone: ZoneInfo) -> str:
+    """The 18-character SIP2 form of a moment, in a branch's local time.
+
+    The zone part is four blanks, which the spec reads as local time.
+    """
+    return moment.astimezone(zone).strftime("%Y%m%d    %H%M%S")
+
+
+def money(minor_units: int) -> str:
+    """An amount in minor units as SIP2 writes it: 1250 -> "12.50"."""
+    sign = "-" if minor_units < 0 else ""
+    whole, cents = divmod(abs(minor_units), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def _media_type(code: str) -> MediaType:
+    try:
+        return MediaType(code)
+    except ValueError:
+        return MediaType.OTHER
+
+
+def _patron_status(patron: PatronView | None) -> PatronStatus:
+    if patron is None:
+        # An unknown card may do nothing.
+        return PatronStatus(
+            charge_privileges_denied=True,
+            renewal_privileges_denied=True,
+            recall_privileges_denied=True,
+            hold_privileges_denied=True,
+        )
+    denied = not patron.may_borrow
+    at_limit = patron.max_loans is not None and len(patron.loans) >= patron.max_loans
+    return PatronStatus(
+        charge_privileges_denied=denied or at_limit,
+        renewal_privileges_denied=denied,
+        recall_privileges_denied=denied,
+        hold_privileges_denied=denied,
+        card_reported_lost=patron.card_lost,
+        too_many_items_charged=at_limit,
+    )
+
+
+def _patron_messages(patron: PatronView | None) -> tuple[str, ...]:
+    if patron is None:
+        return ("This library card is not recognised.",)
+    if patron.card_lost:
+        return ("This library card has been reported lost; please ask staff.",)
+    if patron.expired:
+        return ("This library card has expired; please ask staff.",)
+    if patron.blocked:
+        return ("Borrowing is blocked on this account; please ask staff.",)
+    if patron.pin_valid is False:
+        return ("The PIN does not match this library card.",)
+    return ()
+
+
+def _page(barcodes: list[str], start: int | None, end: int | None) -> tuple[str, ...]:
+    # BP and BQ count from 1 and include both ends; either may be missing.
+    first = max((start or 1) - 1, 0)
+    last = end if end is not None and end >= first + 1 else len(barcodes)
+    return tuple(barcodes[first:last])
+
+
+class SipCirculation:
+    """Answers SIP2 requests from a terminal by calling the circulation core."""
+
+    def __init__(
+        self,
+        circulation: Circulation,
+        *,
+        branch_zones: Mapping[str, ZoneInfo],
+        library_names: Mapping[str, str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._circulation = circulation
+        self._zones = dict(branch_zones)
+        self._library_names = dict(library_names)
+        self._clock = clock
+        self._answers: dict[type[Message], Callable[[Any, AccountConfig], Message]] = {
+            PatronStatusRequest: self._patron_status,
+            PatronInformationRequest: self._patron_information,
+            CheckoutRequest: self._checkout,
+            CheckinRequest: self._checkin,
+            ItemInformationRequest: self._item_information,
+            EndPatronSessionRequest: self._end_session,
+        }
+
+    # -- what the session calls ------------------------------------------------
+
+    def status(self, account: AccountConfig | None) -> AcsStatusResponse:
+        """The ACS status (98), also for a terminal that has not logged in yet."""
+        institution = "" if account is None else account.institution
+        return AcsStatusResponse(
+            online_status=True,
+            checkin_ok=True,
+            checkout_ok=True,
+            acs_renewal_policy=True,
+            status_update_ok=False,
+            offline_ok=False,
+            timeout_period=TIMEOUT_TENTHS,
+            retries_allowed=RETRIES_ALLOWED,
+            date_time_sync=self._local_now(account),
+            institution_id=institution,
+            supported_messages=SUPPORTED,
+            library_name=self._library_names.get(institution),
+            terminal_location=None if account is None else account.location,
+        )
+
+    def answer(self, message: Message, account: AccountConfig) -> Message | None:
+        """The response to a request, or None when this server does not support it."""
+        answer = self._answers.get(type(message))
+        return None if answer is None else answer(message, account)
+
+    def refuse(self, message: Message, text: str) -> Message | None:
+        """A well-formed negative response to `message` with `text` on screen.
+
+        None when the message type has no answer here (the server sends 96).
+        """
+        now = self._local_now(None)
+        institution = getattr(message, "institution_id", "") or ""
+        patron = getattr(message, "patron_identifier", "") or ""
+        item = getattr(message, "item_identifier", "") or ""
+        screen = (text,)
+        if isinstance(message, PatronStatusRequest):
+            return PatronStatusResponse(
+                patron_status=_patron_status(None),
+                language=message.language,
+                transaction_date=now,
+                institution_id=institution,
+                patron_identifier=patron,
+                personal_name="",
+                valid_patron=False,
+                screen_message=screen,
+            )
+        if isinstance(message, PatronInformationRequest):
+            return self._unknown_patron_information(message, institution, now, screen)
+        if isinstance(message, CheckoutRequest):
+            return self._checkout_refused(
+                institution=institution,
+                patron=patron,
+                item=item,
+                title="",
+                now=now,
+                screen=screen,
+            )
+        if isinstance(message, CheckinRequest):
+            return self._checkin_refused(institution, item, now, screen)
+        if isinstance(message, ItemInformationRequest):
+            return self._unknown_item(item, now, screen)
+        if isinstance(message, EndPatronSessionRequest):
+            return EndSessionResponse(
+                end_session=False,
+                transaction_date=now,
+                institution_id=institution,
+                patron_identifier=patron,
+                screen_message=screen,
+            )
+        return None
+
+    # -- one method per message ------------------------------------------------
+
+    def _patron_status(
+        self, request: PatronStatusRequest, account: AccountConfig
+    ) -> PatronStatusResponse:
+        patron = self._circulation.patron(
+            request.patron_identifier, pin=request.patron_password or None
+        )
+        return PatronStatusResponse(
+            patron_status=_patron_status(patron),
+            language=request.language,
+            transaction_date=self._local_now(account),
+            institution_id=request.institution_id or account.institution,
+            patron_identifier=request.patron_identifier,
+            personal_name="" if patron is None else patron.full_name,
+            valid_patron=patron is not None,
+            valid_patron_password=None if patron is None else patron.pin_valid,
+            currency_type=None if patron is None else patron.currency,
+            fee_amount=None if patron is None else money(patron.fines_minor),
+            screen_message=_patron_messages(patron),
+        )
+
+    def _patron_information(
+        self, request: PatronInformationRequest, account: AccountConfig
+    ) -> PatronInformationResponse:
+        now = self._local_now(account)
+        institution = request.institution_id or account.institution
+        patron = self._circulation.patron(
+            request.patron_identifier, pin=request.patron_password or None
+        )
+        if patron is None:
+            return self._unknown_patron_information(
+                request, institution, now, _patron_messages(None)
+            )
+
+        charged = [loan.item_barcode for loan in patron.loans]
+        overdue = [loan.item_barcode for loan in patron.loans if loan.overdue]
+        summary = request.summary
+        start, end = request.start_item, request.end_item
+        return PatronInformationResponse(
+            patron_status=_patron_status(patron),
+            language=request.language,
+            transaction_date=now,
+            hold_items_count=0,
+            overdue_items_count=patron.overdue_count,
+            charged_items_count=len(charged),
+            fine_items_count=0,
+            recall_items_count=0,
+            unavailable_holds_count=0,
+            institution_id=institution,
+            patron_identifier=patron.barcode,
+            personal_name=patron.full_name,
+            charged_items_limit=patron.max_loans,
+            valid_patron=True,
+            valid_patron_password=patron.pin_valid,
+            currency_type=patron.currency,
+            fee_amount=money(patron.fines_minor),
+            charged_items=_page(charged, start, end) if summary.charged_items else (),
+            overdue_items=_page(overdue, start, end) if summary.overdue_items else (),
+            email_address=patron.email,
+            home_phone_number=patron.phone,
+            patron_expiry=(
+                None
+                if patron.expires_on is None
+                else patron.expires_on.strftime("%Y%m%d")
+            ),
+            patron_class=patron.category_code,
+            screen_message=_patron_messages(patron),
+        )
+
+    def _checkout(
+        self, request: CheckoutRequest, account: AccountConfig
+    ) -> CheckoutResponse:
+        now = self._local_now(account)
+        institution = request.institution_id or account.institution
+        try:
+            result = self._circulation.checkout(
+                request.patron_identifier,
+                request.item_identifier,
+                branch_code=account.location,
+                pin=request.patron_password or None,
+                pin_required=account.patron_pin_required,
+                terminal=account.login,
+            )
+        except CirculationRefused as refusal:
+            title = "" if refusal.item is None else refusal.item.title
+            extra: tuple[tuple[str, str], ...] = ()
+            if refusal.reason is Refusal.WRONG_PIN:
+                # Not a 12 field in the spec, but it tells the terminal why.
+                extra = (("CQ", "N"),)
+            return self._checkout_refused(
+                institution=institution,
+                patron=request.patron_identifier,
+                item=request.item_identifier,
+                title=title,
+                now=now,
+                screen=(refusal.message,),
+                extra=extra,
+            )
+
+        zone = self._zone(account)
+        due = sip_date(result.due_at, zone)
+        return CheckoutResponse(
+            ok=True,
+            renewal_ok=result.renewal,
+            magnetic_media=Tristate.UNKNOWN,
+            desensitize=Tristate.YES,
+            transaction_date=now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            item_identifier=result.item.barcode,
+            title_identifier=result.item.title,
+            due_date=due,
+            media_type=_media_type(result.item.media_type),
+            screen_message=(
+                f"{'Renewed' if result.renewal else 'Checked out'}; due back "
+                f"{result.due_at.astimezone(zone):%d %B %Y}.",
+            ),
+        )
+
+    def _checkin(
+        self, request: CheckinRequest, account: AccountConfig
+    ) -> CheckinResponse:
+        now = self._local_now(account)
+        institution = request.institution_id or account.institution
+        try:
+            # TODO(#4): honour the request's return date for offline returns
+            # once the core decides how far back a terminal may date a return.
+            result = self._circulation.checkin(
+                request.item_identifier,
+                branch_code=account.location,
+                terminal=account.login,
+            )
+        except CirculationRefused as refusal:
+            return self._checkin_refused(
+                institution, request.item_identifier, now, (refusal.message,)
+            )
+
+        item = result.item
+        elsewhere = item.home_branch_code != result.return_branch_code
+        screen = () if result.was_on_loan else ("This item was not on loan.",)
+        return CheckinResponse(
+            ok=True,
+            resensitize=True,
+            magnetic_media=Tristate.UNKNOWN,
+            alert=elsewhere,
+            transaction_date=now,
+            institution_id=institution,
+            item_identifier=item.barcode,
+            permanent_location=item.home_branch_code,
+            title_identifier=item.title,
+            media_type=_media_type(item.media_type),
+            collection_code=item.collection,
+            call_number=item.call_number,
+            destination_location=item.home_branch_code if elsewhere else None,
+            alert_type=AlertType.SEND_TO_OTHER_BRANCH if elsewhere else None,
+            screen_message=screen,
+        )
+
+    def _item_information(
+        self, request: ItemInformationRequest, account: AccountConfig
+    ) -> ItemInformationResponse:
+        now = self._local_now(account)
+        item = self._circulation.item(request.item_identifier)
+        if item is None:
+            return self._unknown_item(
+                request.item_identifier, now, ("This item is not recognised.",)
+            )
+        return self._item_response(item, now, self._zone(account))
+
+    def _end_session(
+        self, request: EndPatronSessionRequest, account: AccountConfig
+    ) -> EndSessionResponse:
+        return EndSessionResponse(
+            end_session=True,
+            transaction_date=self._local_now(account),
+            institution_id=request.institution_id or account.institution,
+            patron_identifier=request.patron_identifier,
+            screen_message=("Thank you.",),
+        )
+
+    # -- building blocks -------------------------------------------------------
+
+    def _zone(self, account: AccountConfig | None) -> ZoneInfo:
+        if account is None:
+            return ZoneInfo("UTC")
+        return self._zones.get(account.location, ZoneInfo("UTC"))
+
+    def _local_now(self, account: AccountConfig | None) -> datetime:
+        # SIP dates without a zone are the terminal's local time: the branch's.
+        return self._clock().astimezone(self._zone(account)).replace(tzinfo=None)
+
+    @staticmethod
+    def _item_response(
+        item: ItemView, now: datetime, zone: ZoneInfo
+    ) -> ItemInformationResponse:
+        status = (
+            CirculationStatus.CHARGED
+            if item.on_loan
+            else _CIRCULATION_STATUS[item.status]
+        )
+        return ItemInformationResponse(
+            circulation_status=status,
+            # TODO(#5): the security marker per item type or site (tattle tape,
+            # RFID) once the production server has per-account policy.
+            security_marker=SecurityMarker.OTHER,
+            fee_type=FeeType.OTHER,
+            transaction_date=now,
+            due_date=None if item.due_at is None else sip_date(item.due_at, zone),
+            item_identifier=item.barcode,
+            title_identifier=item.title,
+            owner=item.home_branch_code,
+            media_type=_media_type(item.media_type),
+            permanent_location=item.home_branch_code,
+            current_location=item.current_branch_code,
+            collection_code=item.collection,
+            call_number=item.call_number,
+        )
+
+    @staticmethod
+    def _unknown_item(
+        barcode: str, now: datetime, screen: tuple[str, ...]
+    ) -> ItemInformationResponse:
+        return ItemInformationResponse(
+            circulation_status=CirculationStatus.OTHER,
+            security_marker=SecurityMarker.OTHER,
+            fee_type=FeeType.OTHER,
+            transaction_date=now,
+            item_identifier=barcode,
+            title_identifier="",
+            screen_message=screen,
+        )
+
+    @staticmethod
+    def _unknown_patron_information(
+        request: PatronInformationRequest,
+        institution: str,
+        now: datetime,
+        screen: tuple[str, ...],
+    ) -> PatronInformationResponse:
+        return PatronInformationResponse(
+            patron_status=_patron_status(None),
+            language=request.language,
+            transaction_date=now,
+            hold_items_count=0,
+            overdue_items_count=0,
+            charged_items_count=0,
+            fine_items_count=0,
+            recall_items_count=0,
+            unavailable_holds_count=0,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            personal_name="",
+            valid_patron=False,
+            screen_message=screen,
+        )
+
+    @staticmethod
+    def _checkout_refused(
+        *,
+        institution: str,
+        patron: str,
+        item: str,
+        title: str,
+        now: datetime,
+        screen: tuple[str, ...],
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> CheckoutResponse:
+        return CheckoutResponse(
+            ok=False,
+            renewal_ok=False,
+            magnetic_media=Tristate.UNKNOWN,
+            desensitize=Tristate.NO,
+            transaction_date=now,
+            institution_id=institution,
+            patron_identifier=patron,
+            item_identifier=item,
+            title_identifier=title,
+            due_date="",
+            screen_message=screen,
+            extra_fields=extra,
+        )
+
+    @staticmethod
+    def _checkin_refused(
+        institution: str, item: str, now: datetime, screen: tuple[str, ...]
+    ) -> CheckinResponse:
+        return CheckinResponse(
+            ok=False,
+            resensitize=False,
+            magnetic_media=Tristate.UNKNOWN,
+            alert=True,
+            transaction_date=now,
+            institution_id=institution,
+            item_identifier=item,
+            permanent_location="",
+            alert_type=AlertType.OTHER,
+            screen_message=screen,
+        )

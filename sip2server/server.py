@@ -1,0 +1,298 @@
+"""The Twisted SIP2 server: a thin adapter between TCP connections and the codec.
+
+Layer: `sip2server`. The protocol object only frames, decodes, queues and
+encodes; what a message means is decided by `TerminalSession` in a worker
+thread, so a slow database never stalls framing for other terminals.
+
+Per connection, requests are answered strictly in order, one at a time (SIP2
+is request and response), while other connections proceed in parallel up to
+the thread pool's size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer, interfaces
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from sip2server.config import ErrorDetection, Terminator
+from sip2server.protocol import (
+    Decoded,
+    Frame,
+    Framer,
+    ProtocolError,
+    RequestAcsResend,
+    RequestScResend,
+    decode,
+    encode,
+    redact,
+    redact_frame,
+)
+from sip2server.session import Reply, TerminalSession
+
+log = Logger(namespace="sip2server")
+
+# Frames waiting per connection before the server stops reading from it: a
+# terminal that pipelines more than this is slowed down, not buffered forever.
+MAX_QUEUED_FRAMES = 32
+
+_connection_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request that has been decoded and waits for its reply."""
+
+    frame: Frame
+    decoded: Decoded
+
+
+class SipConnection(Protocol):
+    """One terminal's TCP connection."""
+
+    def __init__(self, factory: SipServerFactory) -> None:
+        self.factory = factory
+        self.connection_id = next(_connection_ids)
+        self.framer = Framer(max_length=factory.max_frame_bytes)
+        self.session = factory.new_session()
+        self.peer = "?"
+        self._queue: deque[Frame] = deque()
+        self._busy = False
+        self._paused = False
+        self._closed = False
+        # What error detection needs: the last reply sent, and the (sequence,
+        # checksum) of the request it answered, for 97 and for retransmissions.
+        self._last_reply: bytes | None = None
+        self._last_request_key: tuple[int, str] | None = None
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        log.info(
+            "terminal connected conn={conn} peer={peer}",
+            conn=self.connection_id,
+            peer=self.peer,
+        )
+
+    def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
+        self._closed = True
+        self._queue.clear()
+        log.info(
+            "terminal disconnected conn={conn} peer={peer} login={login}",
+            conn=self.connection_id,
+            peer=self.peer,
+            login=self.session.login or "-",
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        for frame in self.framer.feed(data):
+            self._queue.append(frame)
+        if len(self._queue) >= MAX_QUEUED_FRAMES and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._drain()
+
+    def _drain(self) -> None:
+        # Answers what can be answered on the spot in a loop, and hands the first
+        # real request to a worker thread; the rest waits for its reply.
+        while self._queue and not self._busy and not self._closed:
+            frame = self._queue.popleft()
+            request = self._immediate_reply(frame)
+            if isinstance(request, bytes):
+                self._write(request)
+                continue
+            self._busy = True
+            self._dispatch(request)
+
+        if (
+            self._paused
+            and len(self._queue) < MAX_QUEUED_FRAMES // 2
+            and not self._closed
+        ):
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _immediate_reply(self, frame: Frame) -> bytes | _Request:
+        """The bytes to send without the database, or the request to run."""
+        if frame.tls:
+            # A TLS client on a plain port will never speak plain SIP2 here.
+            log.warn(
+                "TLS handshake on a plain listener conn={conn} peer={peer}; closing",
+                conn=self.connection_id,
+                peer=self.peer,
+            )
+            self._close()
+            return b""
+        if frame.oversize:
+            log.warn(
+                "frame longer than {limit} bytes conn={conn} peer={peer}",
+                limit=self.factory.max_frame_bytes,
+                conn=self.connection_id,
+                peer=self.peer,
+            )
+            return self._resend_request(frame)
+
+        try:
+            decoded = decode(frame.payload, encoding=self.session.encoding)
+        except ProtocolError as error:
+            log.warn(
+                "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
+                conn=self.connection_id,
+                peer=self.peer,
+                reason=str(error),
+                frame=redact_frame(frame.payload),
+            )
+            return self._resend_request(frame)
+
+        log.debug(
+            "received conn={conn} {message}",
+            conn=self.connection_id,
+            message=redact(decoded.message, mask_patron=self.factory.mask_patron_data),
+        )
+        if isinstance(decoded.message, RequestAcsResend):
+            return self._last_reply or self._resend_request(frame)
+
+        key = self._request_key(decoded)
+        if key is not None and key == self._last_request_key and self._last_reply:
+            # The terminal did not hear our reply and sent the same request again:
+            # answer it again rather than, say, check the item out twice.
+            log.info(
+                "retransmission answered from memory conn={conn}",
+                conn=self.connection_id,
+            )
+            return self._last_reply
+        return _Request(frame=frame, decoded=decoded)
+
+    @staticmethod
+    def _request_key(decoded: Decoded) -> tuple[int, str] | None:
+        if decoded.sequence is None or decoded.checksum is None:
+            return None
+        return (decoded.sequence, decoded.checksum.upper())
+
+    def _dispatch(self, request: _Request) -> None:
+        deferred: defer.Deferred[Reply] = deferToThreadPool(
+            self.factory.reactor,
+            self.factory.threadpool,
+            self.session.handle,
+            request.decoded.message,
+        )
+        deferred.addCallback(self._send_reply, request)
+        deferred.addErrback(self._fault, request)
+        deferred.addBoth(self._release)
+
+    def _send_reply(self, reply: Reply, request: _Request) -> None:
+        if self._closed:
+            return
+        if reply.message is None:
+            log.info(
+                "unsupported message conn={conn} command={command}; answered 96",
+                conn=self.connection_id,
+                command=type(request.decoded.message).__name__,
+            )
+            self._write(self._resend_request(request.frame))
+            return
+        log.debug(
+            "sending conn={conn} {message}",
+            conn=self.connection_id,
+            message=redact(reply.message, mask_patron=self.factory.mask_patron_data),
+        )
+        data = self._encode(reply.message, request.frame, request.decoded)
+        self._last_reply = data
+        self._last_request_key = self._request_key(request.decoded)
+        self._write(data)
+
+    def _fault(self, failure: Failure, request: _Request) -> None:
+        # Our own fault, not the terminal's: log it in full and tell the
+        # terminal to try again, which it can; never leave it without a reply.
+        log.failure(
+            "fault while answering conn={conn} command={command}",
+            failure,
+            conn=self.connection_id,
+            command=type(request.decoded.message).__name__,
+        )
+        if not self._closed:
+            self._write(self._resend_request(request.frame))
+
+    def _release(self, _: object) -> None:
+        self._busy = False
+        self._drain()
+
+    def _write(self, data: bytes) -> None:
+        if data and not self._closed:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        self.transport.loseConnection()
+
+    def _terminator(self, frame: Frame) -> bytes:
+        account = self.session.account
+        choice = account.terminator if account else Terminator.MIRROR
+        if choice is Terminator.CR:
+            return b"\r"
+        if choice is Terminator.CRLF:
+            return b"\r\n"
+        return frame.terminator or b"\r"
+
+    def _encode(self, message: Any, frame: Frame, decoded: Decoded | None) -> bytes:
+        account = self.session.account
+        mode = account.error_detection if account else ErrorDetection.AUTO
+        if mode is ErrorDetection.OFF:
+            error_detection = False
+        elif mode is ErrorDetection.REQUIRED:
+            error_detection = True
+        else:
+            error_detection = decoded is not None and decoded.error_detection
+        sequence = decoded.sequence if decoded is not None else None
+        return encode(
+            message,
+            sequence=sequence if error_detection else None,
+            error_detection=error_detection,
+            encoding=self.session.encoding,
+            terminator=self._terminator(frame),
+        )
+
+    def _resend_request(self, frame: Frame) -> bytes:
+        # 96 carries no sequence number; with error detection it carries AZ only.
+        wants_checksum = b"AZ" in frame.payload
+        return encode(
+            RequestScResend(),
+            error_detection=wants_checksum,
+            encoding=self.session.encoding,
+            terminator=self._terminator(frame),
+        )
+
+
+class SipServerFactory(Factory):
+    """Makes a `SipConnection` per terminal, sharing the thread pool and services."""
+
+    protocol = SipConnection  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(
+        self,
+        *,
+        reactor: interfaces.IReactorThreads,
+        threadpool: ThreadPool,
+        new_session: Callable[[], TerminalSession],
+        max_frame_bytes: int = 8192,
+        mask_patron_data: bool = True,
+    ) -> None:
+        self.reactor = reactor
+        self.threadpool = threadpool
+        self.new_session = new_session
+        self.max_frame_bytes = max_frame_bytes
+        self.mask_patron_data = mask_patron_data
+
+    def buildProtocol(self, addr: Any) -> SipConnection:
+        return SipConnection(self)
