@@ -504,7 +504,7 @@ def test_checkin_refuses_unknown_item_and_branch(
 def test_item_can_go_out_again_after_return(
     library: Library, circulation: Circulation
 ) -> None:
-    """After a return another patron may borrow the item: the open-loan index allows it."""
+    """After a return another patron may borrow it: the open-loan index allows it."""
     library.add_patron("P1")
     library.add_patron("P2")
     library.add_item("B1")

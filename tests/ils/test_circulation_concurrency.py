@@ -46,7 +46,7 @@ def run_together(calls: list[Callable[[], CheckoutResult]]) -> list[str]:
             result = calls[index]()
         except CirculationRefused as refusal:
             outcomes[index] = refusal.reason.value
-        except Exception as error:  # noqa: BLE001 - reported as an outcome
+        except Exception as error:  # reported as an outcome
             outcomes[index] = repr(error)
         else:
             outcomes[index] = "renewal" if result.renewal else "checkout"

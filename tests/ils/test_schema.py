@@ -1,0 +1,119 @@
+"""Creating and upgrading the schema through Alembic, and `ils init`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+
+from ils.db import Database
+from ils.models import Base
+from ils.schema import current_revision, head_revision, init_command, upgrade_database
+
+
+def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
+    """An empty database has no revision; upgrading twice leaves it at the head."""
+    assert current_revision(database_url) is None
+
+    first = upgrade_database(database_url)
+    second = upgrade_database(database_url)
+
+    assert first == "0001"
+    assert second == first == head_revision()
+    assert current_revision(database_url) == "0001"
+
+
+def test_migrations_match_the_models_exactly(database_url: str) -> None:
+    """After upgrading, autogenerate finds no difference between models and tables."""
+    upgrade_database(database_url)
+    database = Database(database_url)
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    database.dispose()
+    assert differences == []
+
+
+def test_tables_and_partial_index_exist(database_url: str) -> None:
+    """Every model table is created, and the open-loan index is unique and partial."""
+    upgrade_database(database_url)
+    database = Database(database_url)
+    inspector = sa.inspect(database.engine)
+    assert set(Base.metadata.tables) <= set(inspector.get_table_names())
+    indexes = {index["name"]: index for index in inspector.get_indexes("loan")}
+    assert indexes["uq_loan_open_item"]["unique"]
+    assert indexes["uq_loan_open_item"]["column_names"] == ["item_id"]
+    database.dispose()
+
+
+def test_one_open_loan_per_item_is_enforced_by_the_database(database_url: str) -> None:
+    """A second open loan of an item is refused; a returned one beside it is not."""
+    upgrade_database(database_url)
+    database = Database(database_url)
+    when = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+    with database.transaction() as session:
+        for statement in (
+            "INSERT INTO institution (id, code, name, currency)"
+            " VALUES (1, 'I', 'I', 'GBP')",
+            "INSERT INTO branch (id, institution_id, code, name, timezone)"
+            " VALUES (1, 1, 'B', 'B', 'UTC')",
+            "INSERT INTO item_type (id, code, name, media_type)"
+            " VALUES (1, 'T', 'T', '001')",
+            "INSERT INTO patron_category (id, code, name) VALUES (1, 'C', 'C')",
+            "INSERT INTO bib_record (id, title, created_at) VALUES (1, 'R', :when)",
+            "INSERT INTO item (id, barcode, record_id, home_branch_id,"
+            " current_branch_id, item_type_id, status, created_at)"
+            " VALUES (1, 'X', 1, 1, 1, 1, 'available', :when)",
+            "INSERT INTO patron (id, barcode, surname, firstname, category_id,"
+            " home_branch_id, card_lost, created_at)"
+            " VALUES (1, 'P', 'S', 'F', 1, 1, false, :when)",
+        ):
+            session.execute(sa.text(statement), {"when": when})
+
+    insert_loan = sa.text(
+        "INSERT INTO loan (item_id, patron_id, branch_id, checked_out_at, due_at,"
+        " returned_at, renewals) VALUES (1, 1, 1, :when, :when, :returned, 0)"
+    )
+    with database.transaction() as session:
+        session.execute(insert_loan, {"when": when, "returned": when})
+        session.execute(insert_loan, {"when": when, "returned": None})
+    with pytest.raises(sa.exc.IntegrityError), database.transaction() as session:
+        session.execute(insert_loan, {"when": when, "returned": None})
+    database.dispose()
+
+
+def test_init_command_reports_the_revision_without_the_password(
+    database_url: str,
+) -> None:
+    """`ils init` upgrades and prints the URL with any password masked."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        # The test server trusts loopback, so any password is accepted.
+        url = url.set(password="hunter2")
+    given = url.render_as_string(hide_password=False)
+
+    result = CliRunner().invoke(init_command, ["--db", given])
+
+    assert result.exit_code == 0, result.output
+    shown = url.render_as_string(hide_password=True)
+    assert result.output == f"database at {shown} is at revision 0001\n"
+    assert "hunter2" not in result.output
+
+
+def test_init_command_reads_the_environment(sqlite_url: str) -> None:
+    """Without --db, `ils init` uses ILS_DATABASE_URL."""
+    result = CliRunner().invoke(init_command, [], env={"ILS_DATABASE_URL": sqlite_url})
+    assert result.exit_code == 0, result.output
+    assert current_revision(sqlite_url) == "0001"
+
+
+def test_init_command_without_a_database_says_how_to_give_one() -> None:
+    """With neither --db nor ILS_DATABASE_URL, `ils init` explains both."""
+    result = CliRunner().invoke(init_command, [], env={"ILS_DATABASE_URL": ""})
+    assert result.exit_code == 2
+    assert "--db" in result.output
+    assert "ILS_DATABASE_URL" in result.output
