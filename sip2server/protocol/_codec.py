@@ -238,6 +238,10 @@ def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
             extra.append((code, value))
         elif field.repeat:
             repeats.setdefault(field.name, []).append(value)
+        elif value == "" and field.required and not _has_no_default(layout, field):
+            # An empty AC, AD or AP means "not given", like a missing one: the
+            # encoder writes None as an empty field, so both read back as None.
+            singles[field.name] = None
         else:
             singles[field.name] = _read_value(layout, code, field.converter, value)
 

@@ -27,6 +27,7 @@ _BLANK_DATE = " " * DATE_WIDTH
 _LOCAL_ZONE = "    "
 _UTC_ZONE = "   Z"
 _DATE = re.compile(r"(\d{8})(.{4})(\d{6})")
+_VERSION = re.compile(r"\d\.\d\d")
 
 # Every C0 and C1 control character, DEL and the field delimiter.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f|]")
@@ -82,6 +83,23 @@ class Text:
             raise LocalProtocolError(
                 f"{value!r} is not {self.width} printable characters"
             )
+        return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """A protocol version such as `2.00` (four characters, digit dot digit digit)."""
+
+    width: int | None = 4
+
+    def read(self, text: str) -> str:
+        if not _VERSION.fullmatch(text):
+            raise BadValueError(f"{text!r} is not a protocol version like '2.00'")
+        return text
+
+    def write(self, value: Any) -> str:
+        if not isinstance(value, str) or not _VERSION.fullmatch(value):
+            raise LocalProtocolError(f"{value!r} is not a protocol version like '2.00'")
         return value
 
 

@@ -29,7 +29,17 @@ from ._enums import (
     SecurityMarker,
     Tristate,
 )
-from ._fields import Code, Converter, Date, Flags, Number, OneZero, Text, YesNo
+from ._fields import (
+    Code,
+    Converter,
+    Date,
+    Flags,
+    Number,
+    OneZero,
+    Text,
+    Version,
+    YesNo,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,7 +191,7 @@ LAYOUTS: tuple[Layout, ...] = (
         (
             FixedField("status_code", Code(ScStatusCode, 1)),
             _count("max_print_width", 3),
-            FixedField("protocol_version", Text(4)),
+            FixedField("protocol_version", Version()),
         ),
     ),
     _layout(
@@ -196,7 +206,7 @@ LAYOUTS: tuple[Layout, ...] = (
             _count("timeout_period", 3),
             _count("retries_allowed", 3),
             FixedField("date_time_sync", Date()),
-            FixedField("protocol_version", Text(4)),
+            FixedField("protocol_version", Version()),
         ),
         _AO,
         _text("AM", "library_name"),

@@ -86,12 +86,12 @@ def test_missing_terminal_password_is_accepted() -> None:
 
 
 def test_empty_terminal_password_is_accepted() -> None:
-    """Evergreen's test 11 sends `AC|`; AC decodes as an empty string."""
+    """Evergreen's test 11 sends `AC|`; an empty AC reads as None, like no AC."""
     message = decode_as(
         b"11YN20060329    203000                  AOUWOLS|AAtpatron01|AB1565921879|AC|",
         CheckoutRequest,
     )
-    assert "" == message.terminal_password
+    assert message.terminal_password is None
 
 
 def test_missing_current_location_on_checkin_is_accepted() -> None:
