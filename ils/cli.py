@@ -61,3 +61,7 @@ def main() -> None:
     then `ils serve --config config/sip2server.toml` to serve it over SIP2.
     Every command takes --help.
     """
+
+
+if __name__ == "__main__":
+    main()

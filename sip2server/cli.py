@@ -60,6 +60,8 @@ def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> Non
     for host, port in addresses:
         shown = f"[{host}]" if ":" in host else host
         click.echo(f"SIP2 server listening on {shown}:{port} (Ctrl-C stops it)")
+    # Under systemd or a pipe stdout is block-buffered; the start line must show now.
+    sys.stdout.flush()
 
 
 @click.command()

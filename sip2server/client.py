@@ -42,6 +42,8 @@ class SipClient:
         self._socket: socket.socket | None = None
         self._framer = Framer()
         self._frames: list[Frame] = []
+        #: The payload of the last reply received, for troubleshooting output.
+        self.last_reply = b""
 
     def __enter__(self) -> Self:
         self.connect()
@@ -103,4 +105,5 @@ class SipClient:
             ) from error
         except OSError as error:
             raise SipClientError(f"connection failed: {error}") from error
-        return self._frames.pop(0).payload
+        self.last_reply = self._frames.pop(0).payload
+        return self.last_reply
