@@ -334,11 +334,7 @@ class CirculationLog(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     event: Mapped[LoanEvent] = mapped_column(_enum_column(LoanEvent))
     item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
-    patron_id: Mapped[int | None] = mapped_column(
-        ForeignKey("patron.id"), default=None
-    )
-    branch_id: Mapped[int | None] = mapped_column(
-        ForeignKey("branch.id"), default=None
-    )
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"), default=None)
+    branch_id: Mapped[int | None] = mapped_column(ForeignKey("branch.id"), default=None)
     terminal: Mapped[str | None] = mapped_column(String(100), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)

@@ -115,11 +115,11 @@ def serve(config_path: Path, database_url: str | None, listen: tuple[str, ...]) 
     reactor.callWhenRunning(begin)
     reactor.run()
 
-    error = outcome.get("error")
-    if isinstance(error, StartupError):
-        raise click.ClickException(str(error))
-    if error is not None:
-        raise click.ClickException(f"could not start: {error}")
+    problem = outcome.get("error")
+    if isinstance(problem, StartupError):
+        raise click.ClickException(str(problem))
+    if problem is not None:
+        raise click.ClickException(f"could not start: {problem}")
     click.echo("SIP2 server stopped.")
 
 

@@ -65,7 +65,7 @@ def _show(message: Message, out: TextIO) -> None:
     out.write(f"{type(message).__name__} ({message.command})\n")
     for field in dataclasses.fields(message):
         value = getattr(message, field.name)
-        if value is None or value == () or value == "":
+        if value is None or value in {(), ""}:
             continue
         out.write(f"  {field.name}: {_value(value)}\n")
 
@@ -81,7 +81,8 @@ def _send(terminal: _Terminal, message: Message, out: TextIO) -> Message:
 
 
 def _now() -> datetime:
-    return datetime.now()  # noqa: DTZ005 - a terminal sends its local time
+    # A terminal sends its local time, with no zone (SIP2 dates).
+    return datetime.now()
 
 
 def _login(
@@ -123,7 +124,7 @@ def _login(
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
 @click.option("--show-wire", is_flag=True, help="Print each raw reply frame too.")
 @click.pass_context
-def sip(
+def sip(  # noqa: PLR0917 - click passes every option by position
     ctx: click.Context,
     host: str,
     port: int,
@@ -144,7 +145,7 @@ def sip(
     Examples:
       ils sip --login kiosk1 --password kiosk1-demo status
       ils sip --login kiosk1 --password kiosk1-demo patron 21234000000018 --pin 1234
-      ils sip --login kiosk1 --password kiosk1-demo checkout 21234000000018 31234000000016
+      ils sip --login kiosk1 --password kiosk1-demo item 31234000000016
       ils sip --login kiosk1 --password kiosk1-demo shell < script.txt
     """
     if login is not None and password is None:

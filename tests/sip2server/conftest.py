@@ -90,7 +90,7 @@ async def sip_target(database_url: str) -> AsyncIterator[SipTarget]:
     """A running server with the stock library, on SQLite and on PostgreSQL."""
     # Imported here, not at the top: this conftest may load before pytest-twisted
     # installs the asyncio reactor, and importing the reactor would install another.
-    from twisted.internet import reactor
+    from twisted.internet import reactor  # noqa: PLC0415
 
     library = stock_library(database_url)
     server = await start_server(server_config(database_url), reactor)

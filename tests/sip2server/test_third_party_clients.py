@@ -57,7 +57,7 @@ def _fields(parsed: dict[str, Any]) -> dict[str, list[str]]:
 def test_sip2_client_runs_a_whole_patron_session(
     sip_target: SipTarget, tmp_path: Path, checksums: bool
 ) -> Any:
-    """Login, status, patron status and information, checkout, item info, checkin, end."""
+    """Login, status, patron status and info, checkout, item info, checkin, end."""
 
     def session() -> dict[str, Any]:
         client = _sip2_client(sip_target, tmp_path, checksums=checksums)
@@ -130,7 +130,7 @@ def test_sip2_client_runs_a_whole_patron_session(
 
 
 def _now18() -> str:
-    return datetime.now().strftime("%Y%m%d    %H%M%S")  # noqa: DTZ005
+    return datetime.now().strftime("%Y%m%d    %H%M%S")
 
 
 class _PysipConnection:
@@ -160,7 +160,7 @@ class _PysipConnection:
 
 @pytest_twisted.inlineCallbacks
 def test_pysip2_strict_codec_accepts_every_reply(sip_target: SipTarget) -> Any:
-    """Each reply of a whole session decodes under pysip2's strict rules, checksum too."""
+    """Each reply of a session decodes under pysip2's strict rules, checksum too."""
 
     def session() -> list[Any]:
         connection = _PysipConnection(sip_target)
@@ -287,7 +287,7 @@ def _checkout_reply(
 def test_refused_checkout_says_why(
     sip_target: SipTarget, tmp_path: Path, patron: str, item: str, pin: str, why: str
 ) -> Any:
-    """Each refusal is ok=0, nothing to desensitise, and a screen message with the reason."""
+    """A refusal is ok=0, nothing to desensitise, and a screen message saying why."""
     reply = yield threads.deferToThread(
         _checkout_reply, sip_target, tmp_path, patron, item, pin
     )
