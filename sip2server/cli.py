@@ -132,3 +132,44 @@ def hash_password(password: str) -> None:
     from ils.secrets import hash_secret
 
     click.echo(hash_secret(password))
+
+
+@click.command("check-config")
+@click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--db", "database_url", help="Database URL; overrides [database] url.")
+@click.option(
+    "--offline", is_flag=True, help="Check the file only; do not open the database."
+)
+def check_config(config_path: Path, database_url: str | None, offline: bool) -> None:
+    """Check a server configuration file, and that its database is ready for it.
+
+    Names the file, key and problem for each mistake; exits 1 if there is one.
+    """
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration not usable:\n{error}") from None
+    if database_url:
+        config = config.model_copy(
+            update={"database": config.database.model_copy(update={"url": database_url})}
+        )
+    click.echo(f"{config_path}: {len(config.accounts)} account(s), syntax and keys ok")
+    if offline:
+        return
+
+    from ils.db import Database, DatabaseConfigError
+    from sip2server.app import StartupError, check_database
+
+    try:
+        database = Database(config.database.url)
+    except DatabaseConfigError as error:
+        raise click.ClickException(f"{config_path}: database.url: {error}") from None
+    try:
+        check_database(database, config)
+    except StartupError as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - any driver error, reported plainly
+        raise click.ClickException(f"cannot use the database: {error}") from None
+    finally:
+        database.dispose()
+    click.echo("database: schema current; every account's institution and branch exist")
