@@ -35,6 +35,8 @@ _VALID_CODE = re.compile(r"[A-Za-z0-9]{2}")
 
 _FALLBACK_ENCODING = "latin-1"
 
+_NO_SEQUENCE = frozenset({"96", "97"})
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Decoded:
@@ -117,7 +119,8 @@ def encode(
     encoding cannot hold become `?`.
 
     With `error_detection`, `AY<sequence>AZ<checksum>` is appended (`AZ` alone
-    when `sequence` is None), the checksum computed over the encoded bytes.
+    when `sequence` is None, and always for 96 and 97, which the spec forbids to
+    carry a sequence), the checksum computed over the encoded bytes.
 
     Raises:
         LocalProtocolError: a value does not fit its field, `sequence` is not a
@@ -133,6 +136,10 @@ def encode(
         raise LocalProtocolError("a sequence number is only sent with error detection")
     if sequence is not None and sequence not in range(10):
         raise LocalProtocolError(f"sequence {sequence!r} is not a digit 0-9")
+
+    if layout.message_type.command in _NO_SEQUENCE:
+        # SIP2 2.00: the resend messages never carry a sequence number, only AZ.
+        sequence = None
 
     parts = [layout.message_type.command]
     parts.extend(_write_fixed(layout, message))
