@@ -70,9 +70,9 @@ class SipConnection(Protocol):
         self._paused = False
         self._closed = False
         # What error detection needs: the last reply sent, and the (sequence,
-        # checksum) of the request it answered, for 97 and for retransmissions.
+        # checksum, bytes) of the request it answered, for 97 and retransmissions.
         self._last_reply: bytes | None = None
-        self._last_request_key: tuple[int, str] | None = None
+        self._last_request_key: tuple[int, str, bytes] | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -161,7 +161,7 @@ class SipConnection(Protocol):
         if isinstance(decoded.message, RequestAcsResend):
             return self._last_reply or self._resend_request(frame)
 
-        key = self._request_key(decoded)
+        key = self._request_key(decoded, frame)
         if key is not None and key == self._last_request_key and self._last_reply:
             # The terminal did not hear our reply and sent the same request again:
             # answer it again rather than, say, check the item out twice.
@@ -173,10 +173,12 @@ class SipConnection(Protocol):
         return _Request(frame=frame, decoded=decoded)
 
     @staticmethod
-    def _request_key(decoded: Decoded) -> tuple[int, str] | None:
+    def _request_key(decoded: Decoded, frame: Frame) -> tuple[int, str, bytes] | None:
         if decoded.sequence is None or decoded.checksum is None:
             return None
-        return (decoded.sequence, decoded.checksum.upper())
+        # The bytes too: a 16-bit sum cannot tell two different requests apart
+        # (two barcodes with their digits swapped have the same sum).
+        return (decoded.sequence, decoded.checksum.upper(), frame.payload)
 
     def _dispatch(self, request: _Request) -> None:
         deferred: defer.Deferred[Reply] = deferToThreadPool(
@@ -207,7 +209,7 @@ class SipConnection(Protocol):
         )
         data = self._encode(reply.message, request.frame, request.decoded)
         self._last_reply = data
-        self._last_request_key = self._request_key(request.decoded)
+        self._last_request_key = self._request_key(request.decoded, request.frame)
         self._write(data)
 
     def _fault(self, failure: Failure, request: _Request) -> None:
