@@ -49,11 +49,11 @@ def sip_now() -> bytes:
     return datetime.now().strftime("%Y%m%d    %H%M%S").encode("ascii")
 
 
-def checkout_body(patron: str, item: str) -> bytes:
+def checkout_body(patron: str, item: str, date: bytes | None = None) -> bytes:
     """An 11 without terminator: renewal policy N, no block N, blank nb due date."""
     return (
         b"11NN"
-        + sip_now()
+        + (date or sip_now())
         + b" " * 18
         + b"AOCITY|AA"
         + patron.encode("ascii")
@@ -505,6 +505,44 @@ def test_retransmitted_checkout_is_answered_from_memory(sip_target: SipTarget) -
     assert first == again
     assert [(None, 0)] == [(row.returned_at, row.renewals) for row in loans]
     assert [LoanEvent.CHECKOUT] == events
+
+
+@pytest_twisted.inlineCallbacks
+def test_different_checkouts_with_equal_ay_and_az_are_both_run(
+    sip_target: SipTarget,
+) -> Any:
+    """Two 11s whose AY and AZ agree but whose bytes differ are not a retransmission."""
+    # Item ...0001 and item ...0010 have the same byte sum, so with the same AY,
+    # patron and transaction date their frames have the same checksum.
+    first_item, second_item = ITEMS[0], ITEMS[9]
+    assert sum(first_item.encode()) == sum(second_item.encode())
+
+    def frame(item: str) -> bytes:
+        body = checkout_body(ADA, item, date=b"20261204    120000")
+        return with_trailer(body, 0) + b"\r"
+
+    def talk() -> tuple[bytes, bytes, Any, Any]:
+        one, two = frame(first_item), frame(second_item)
+        # The premise: a server keyed on (AY, AZ) alone cannot tell them apart.
+        assert one[-10:] == two[-10:]
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            first = terminal.exchange(one)
+            second = terminal.exchange(two)
+        return (
+            first,
+            second,
+            _loans_and_log(sip_target, first_item),
+            _loans_and_log(sip_target, second_item),
+        )
+
+    first, second, (first_loans, _), (second_loans, _) = yield in_thread(talk)
+
+    assert b"121N" == first[:4], first
+    assert b"121N" == second[:4], second
+    assert f"|AB{second_item}|".encode() in second
+    assert 1 == len(first_loans)
+    assert 1 == len(second_loans)
 
 
 @pytest_twisted.inlineCallbacks
