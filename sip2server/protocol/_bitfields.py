@@ -125,6 +125,7 @@ class SupportedMessages:
     def from_wire(cls, text: str) -> Self:
         """Read BX. Positions past 16 (some ACSs send 18) are ignored; missing ones
         read as N."""
+        # Deviation D8: BX of any length is read (pysip2 sends 18 characters).
         padded = (text + "N" * cls.WIDTH)[: cls.WIDTH]
         return cls(**_read_flags(padded, cls.POSITIONS, cls.WIDTH))
 
@@ -167,6 +168,7 @@ class Summary:
         Positions 6 to 9 are undefined and ignored, and any character counts as
         "not asked" there and elsewhere (Koha tests that odd summaries never crash).
         """
+        # Deviation D9 (docs/sip2-conformance.md): anything but Y is "not asked".
         return cls(
             **{
                 name: text[position : position + 1] in ("Y", "y")

@@ -132,6 +132,7 @@ def encode(
         raise LocalProtocolError(f"{type(message).__name__} is not a SIP2 message")
     if terminator not in (b"\r", b"\r\n", b"\n"):
         raise LocalProtocolError(f"terminator {terminator!r} is not CR, CRLF or LF")
+    # D16: AY is only written as part of error detection, never alone.
     if sequence is not None and not error_detection:
         raise LocalProtocolError("a sequence number is only sent with error detection")
     if sequence is not None and sequence not in range(10):
@@ -203,6 +204,7 @@ def _to_text(body: bytes, encoding: str) -> tuple[str, str]:
     try:
         return body.decode(encoding), encoding
     except UnicodeDecodeError:
+        # Deviation D10: undecodable bytes fall back to latin-1.
         return body.decode(_FALLBACK_ENCODING), _FALLBACK_ENCODING
 
 
@@ -222,6 +224,8 @@ def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
     repeats: dict[str, list[str]] = {}
     extra: list[tuple[str, str]] = []
 
+    # Deviation D2 (docs/sip2-conformance.md): a missing final `|`, a `|` after
+    # the fixed part or before AY are accepted; remove when no client sends them.
     # Empty segments are the harmless `|` habits: one right after the fixed part,
     # one before AY, or `||`.
     for segment in text.split("|"):
@@ -240,13 +244,15 @@ def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
             )
         field = known.get(code)
         if field is None or (not field.repeat and field.name in singles):
+            # Deviation D12: unknown codes and repeats of a single field are kept.
             # Unknown codes, and repeats of a single-valued field, are kept as
             # they came so that nothing the client sent is lost.
             extra.append((code, value))
         elif field.repeat:
             repeats.setdefault(field.name, []).append(value)
         elif value == "" and field.required and not _has_no_default(layout, field):
-            # An empty AC, AD or AP means "not given", like a missing one: the
+            # Deviation D4: an empty AC, AD or AP means "not given", like a
+            # missing one (Koha and FOLIO do not tell them apart either). The
             # encoder writes None as an empty field, so both read back as None.
             singles[field.name] = None
         else:
@@ -255,6 +261,8 @@ def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
     values: dict[str, Any] = dict(singles)
     values.update({name: tuple(items) for name, items in repeats.items()})
     for field in layout.variable:
+        # Deviation D3: a missing required field is read as empty, not refused,
+        # as Koha, Evergreen and FOLIO do; the mapping layer refuses the request.
         if field.name not in values and _has_no_default(layout, field):
             values[field.name] = _read_value(layout, field.code, field.converter, "")
     if extra:

@@ -29,6 +29,22 @@ _UTC_ZONE = "   Z"
 _DATE = re.compile(r"(\d{8})(.{4})(\d{6})")
 _VERSION = re.compile(r"\d\.\d\d")
 
+
+def _military_zones() -> dict[str, dt.tzinfo]:
+    # SIP2 2.00 puts a time-zone letter in the last place of ZZZZ: Z is UTC, and
+    # "the appropriate character" otherwise (its example: Q, Atlantic Standard
+    # Time). These are the military letters: A-I and K-M east, N-Y west.
+    east = "ABCDEFGHIKLM"
+    west = "NOPQRSTUVWXY"
+    zones: dict[str, dt.tzinfo] = {"Z": dt.UTC}
+    for hours, (ahead, behind) in enumerate(zip(east, west, strict=True), start=1):
+        zones[ahead] = dt.timezone(dt.timedelta(hours=hours))
+        zones[behind] = dt.timezone(dt.timedelta(hours=-hours))
+    return zones
+
+
+_MILITARY_ZONES = _military_zones()
+
 # Every C0 and C1 control character, DEL and the field delimiter.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f|]")
 
@@ -62,6 +78,8 @@ def sanitize(text: str) -> str:
     The delimiter `|`, CR, LF and every other control character would split or end
     the field on the wire; each becomes one space (FOLIO does the same for `|`).
     """
+    # Deviation D11 (docs/sip2-conformance.md): the spec has no escape, so the
+    # value is changed rather than the frame broken. Permanent.
     return _UNSAFE.sub(" ", text)
 
 
@@ -78,6 +96,7 @@ class Text:
         if not isinstance(value, str):
             raise LocalProtocolError(f"expected a str, not {value!r}")
         if self.width is None:
+            # Deviation D13: cut at the spec's 255 characters rather than refuse.
             return sanitize(value)[:MAX_FIELD_LENGTH]
         if len(value) != self.width or _UNSAFE.search(value):
             raise LocalProtocolError(
@@ -199,7 +218,9 @@ class Date:
     """An 18-character date `YYYYMMDDZZZZHHMMSS`.
 
     ZZZZ of four blanks is local time (a naive datetime); `   Z` is UTC (an aware
-    one). 18 blanks, or an empty variable field, mean "no date" (None).
+    one), and the other military zone letters (`   Q`, four hours behind UTC) are
+    read as aware datetimes too. Writing always uses blanks or `   Z`. 18
+    blanks, or an empty variable field, mean "no date" (None).
     """
 
     width: int | None = DATE_WIDTH
@@ -227,10 +248,13 @@ def read_date(text: str) -> dt.datetime:
     day, zone, time = match.groups()
     if zone == _LOCAL_ZONE:
         tzinfo = None
-    elif zone == _UTC_ZONE:
-        tzinfo = dt.UTC
+    elif zone[:3] == "   " and zone[3] in _MILITARY_ZONES:
+        tzinfo = _MILITARY_ZONES[zone[3]]
     else:
-        raise BadValueError(f"time zone {zone!r} is neither four blanks nor '   Z'")
+        # Deviation D14: digit zones (Sierra's 0000) are refused, not guessed.
+        raise BadValueError(
+            f"time zone {zone!r} is neither four blanks nor a zone letter like '   Z'"
+        )
     try:
         return dt.datetime.strptime(day + time, "%Y%m%d%H%M%S").replace(tzinfo=tzinfo)
     except ValueError:
@@ -270,6 +294,8 @@ class Flags:
 
 
 def _read_bool(text: str) -> bool:
+    # Deviation D6: Y/N and 1/0 flags each accept the other style, lowercase and
+    # a blank; remove when no client is seen sending them.
     if text in ("Y", "y", "1"):
         return True
     if text in ("N", "n", "0", " "):

@@ -105,6 +105,7 @@ class Framer:
             if self._last_terminator == b"\r":
                 self._last_terminator = b"\r\n"
 
+        # Deviation D15: a TLS record is cut by its length, not at CR.
         if not self._discarding and _starts_tls_record(buffer):
             return self._cut_tls_record()
 
@@ -164,6 +165,9 @@ def _starts_tls_record(buffer: bytearray) -> bool:
 
 def _find_terminator(buffer: bytearray) -> tuple[int, bytes]:
     """The index where the first frame in `buffer` ends, and its terminator."""
+    # Deviation D1 (docs/sip2-conformance.md): the spec ends frames with CR only;
+    # LF and CRLF are accepted for Koha's emulator and node-sip2. Permanent: no
+    # condition removes it while such clients exist.
     cr = buffer.find(b"\r")
     lf = buffer.find(b"\n")
     if cr < 0 and lf < 0:

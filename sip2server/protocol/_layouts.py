@@ -88,6 +88,7 @@ class Layout:
 # --- fixed fields ------------------------------------------------------------------
 
 _DATE = FixedField("transaction_date", Date())
+# Deviation D5 (docs/sip2-conformance.md).
 # Unknown language codes read as 000: the language only picks the wording of screen
 # messages, so refusing a whole request over it would help nobody.
 _LANGUAGE = FixedField("language", Code(Language, 3, lenient=Language.UNKNOWN))

@@ -67,10 +67,15 @@ def test_unparseable_date_is_a_precise_field_error() -> None:
 
 @pytest.mark.parametrize(
     "date",
-    [b"20261304    150751", b"20261204  X 150751", b"2026120     1507510"],
+    [
+        b"20261304    150751",
+        b"20261204  X 150751",
+        b"20261204   J150751",
+        b"2026120     1507510",
+    ],
 )
 def test_impossible_dates_are_refused(date: bytes) -> None:
-    """Month 13, a zone that is not blanks or Z, digits out of place: refused."""
+    """Month 13, a zone that is no zone letter (J is unused), digits out of place."""
     with pytest.raises(InvalidFieldValue) as caught:
         decode(b"35" + date + b"AOX|AAY|")
     assert "transaction_date" == caught.value.field

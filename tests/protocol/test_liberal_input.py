@@ -214,3 +214,13 @@ def test_yes_flags_accept_lowercase_and_digit(flag: bytes) -> None:
     """`y` and `1` read as yes in a Y/N field."""
     frame = b"11" + flag + b"N20261204    150751" + b" " * 18 + b"AOX|"
     assert decode_as(frame, CheckoutRequest).sc_renewal_policy is True
+
+
+def test_military_zone_letter_reads_as_its_offset() -> None:
+    """The spec's own example: Q is Atlantic Standard Time, four hours behind UTC."""
+    message = decode_as(
+        b"3520060110   Q084237AOUWOLS|AAtpatron01|", EndPatronSessionRequest
+    )
+    expected = dt.datetime(2006, 1, 10, 12, 42, 37, tzinfo=dt.UTC)
+    assert expected == message.transaction_date
+    assert encode(message).startswith(b"3520060110   Z124237")
