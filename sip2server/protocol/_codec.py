@@ -14,7 +14,8 @@ from typing import Any
 
 from ._checksum import checksum, checksum_matches
 from ._fields import MAX_FIELD_LENGTH, BadValueError, sanitize
-from ._layouts import BY_COMMAND, BY_TYPE, Layout, VariableField
+from ._layout_types import Layout, VariableField
+from ._layouts import BY_COMMAND, BY_TYPE
 from ._messages_patron import Message
 from .errors import (
     ChecksumMismatch,

@@ -11,8 +11,6 @@ on AC, AD and AP even when empty).
 
 from __future__ import annotations
 
-import dataclasses
-
 from . import _messages_item as item
 from . import _messages_patron as patron
 from ._bitfields import PatronStatus, Summary, SupportedMessages
@@ -31,7 +29,6 @@ from ._enums import (
 )
 from ._fields import (
     Code,
-    Converter,
     Date,
     Flags,
     Number,
@@ -40,50 +37,7 @@ from ._fields import (
     Version,
     YesNo,
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FixedField:
-    """A fixed-width field, identified by its attribute name."""
-
-    name: str
-    converter: Converter
-
-    @property
-    def width(self) -> int:
-        """The number of characters the field takes on the wire."""
-        assert self.converter.width is not None
-        return self.converter.width
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VariableField:
-    """A variable field: two-letter code, value, `|`."""
-
-    code: str
-    name: str
-    converter: Converter = dataclasses.field(default_factory=Text)
-    repeat: bool = False
-    required: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Layout:
-    """Where each attribute of one message type sits on the wire."""
-
-    message_type: type[patron.Message]
-    fixed: tuple[FixedField, ...]
-    variable: tuple[VariableField, ...]
-
-    @property
-    def fixed_width(self) -> int:
-        """Characters between the command code and the first variable field."""
-        return sum(field.width for field in self.fixed)
-
-    def by_code(self) -> dict[str, VariableField]:
-        """The variable fields keyed by their two-letter code."""
-        return {field.code: field for field in self.variable}
-
+from ._layout_types import FixedField, Layout, VariableField
 
 # --- fixed fields ------------------------------------------------------------------
 

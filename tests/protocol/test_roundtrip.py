@@ -23,7 +23,8 @@ from sip2server.protocol._fields import (
     Version,
     YesNo,
 )
-from sip2server.protocol._layouts import LAYOUTS, Layout
+from sip2server.protocol._layout_types import Layout
+from sip2server.protocol._layouts import LAYOUTS
 
 # Text that the encoder writes unchanged: no delimiter, no control characters.
 SAFE_CHARACTERS = st.characters(
