@@ -12,6 +12,7 @@ the thread pool's size.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ MAX_QUEUED_FRAMES = 32
 
 _connection_ids = itertools.count(1)
 
+# An error-detection trailer at the end of a frame: the terminal wants AZ in 96.
+_TRAILER = re.compile(rb"AZ[0-9A-Fa-f]{1,4}\s*$")
+
 
 @dataclass(frozen=True, slots=True)
 class _Request:
@@ -73,6 +77,7 @@ class SipConnection(Protocol):
         # checksum, bytes) of the request it answered, for 97 and retransmissions.
         self._last_reply: bytes | None = None
         self._last_request_key: tuple[int, str, bytes] | None = None
+        self._peer_uses_crlf = False
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -221,8 +226,13 @@ class SipConnection(Protocol):
             conn=self.connection_id,
             command=type(request.decoded.message).__name__,
         )
-        if not self._closed:
-            self._write(self._resend_request(request.frame))
+        if self._closed:
+            return
+        try:
+            reply = self._resend_request(request.frame)
+        except Exception:  # noqa: BLE001 - the fault may be in encoding itself
+            reply = b"96\r"
+        self._write(reply)
 
     def _release(self, _: object) -> None:
         self._busy = False
@@ -244,6 +254,12 @@ class SipConnection(Protocol):
             return b"\r"
         if choice is Terminator.CRLF:
             return b"\r\n"
+        if frame.terminator == b"\r\n" or self.framer.terminator == b"\r\n":
+            self._peer_uses_crlf = True
+        if frame.terminator == b"\r" and self._peer_uses_crlf:
+            # A CRLF whose LF comes in the next TCP segment ends the frame at CR;
+            # a peer that has ever sent CRLF still waits for CRLF.
+            return b"\r\n"
         return frame.terminator or b"\r"
 
     def _encode(self, message: Any, frame: Frame, decoded: Decoded | None) -> bytes:
@@ -256,17 +272,20 @@ class SipConnection(Protocol):
         else:
             error_detection = decoded is not None and decoded.error_detection
         sequence = decoded.sequence if decoded is not None else None
+        # Answer in the encoding the request was read in: a terminal that sent
+        # Latin-1 to a UTF-8 account gets its own bytes back, not UTF-8 ones.
+        encoding = decoded.encoding if decoded is not None else self.session.encoding
         return encode(
             message,
             sequence=sequence if error_detection else None,
             error_detection=error_detection,
-            encoding=self.session.encoding,
+            encoding=encoding,
             terminator=self._terminator(frame),
         )
 
     def _resend_request(self, frame: Frame) -> bytes:
         # 96 carries no sequence number; with error detection it carries AZ only.
-        wants_checksum = b"AZ" in frame.payload
+        wants_checksum = _TRAILER.search(frame.payload) is not None
         return encode(
             RequestScResend(),
             error_detection=wants_checksum,

@@ -633,3 +633,76 @@ def test_oversize_frame_gets_96_and_the_next_frame_is_read(
     answers = yield in_thread(talk)
 
     assert [b"96", b"98", b"96", b"941"] == answers
+
+
+def _raw_reply(terminal: RawTerminal) -> bytes:
+    """The next reply with its terminator, read straight off the socket."""
+    deadline = time.monotonic() + terminal.timeout
+    data = b""
+    while not data.endswith((b"\r", b"\n")) and time.monotonic() < deadline:
+        data += terminal.sock.recv(1)
+    if data.endswith(b"\r"):
+        # A CRLF reply's LF may still be on its way; wait for it briefly.
+        terminal.sock.settimeout(0.5)
+        try:
+            data += terminal.sock.recv(1)
+        except TimeoutError:
+            pass
+        finally:
+            terminal.sock.settimeout(terminal.timeout)
+    return data
+
+
+@pytest_twisted.inlineCallbacks
+def test_crlf_peer_whose_lf_lags_still_gets_crlf(sip_target: SipTarget) -> Any:
+    """Once a peer has shown it ends with CRLF, a frame cut at CR is answered CRLF."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.send(b"9900302.00\r\n")
+            _raw_reply(terminal)
+            # The CR arrives alone; its LF follows in a later segment.
+            terminal.send(b"9900302.00\r")
+            reply = _raw_reply(terminal)
+            terminal.send(b"\n")
+        return reply
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"98")
+    assert reply.endswith(b"|\r\n")
+
+
+@pytest_twisted.inlineCallbacks
+def test_latin1_request_is_answered_in_latin1(sip_target: SipTarget) -> Any:
+    """A barcode sent in Latin-1 to a UTF-8 account comes back as the same bytes."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            return terminal.exchange(
+                b"2300120261204    120000AOCITY|AAM\xfcller|AC|AD1234|\r"
+            )
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"24")
+    assert b"|AAM\xfcller|" in reply
+
+
+@pytest_twisted.inlineCallbacks
+def test_az_inside_a_value_does_not_make_96_carry_a_checksum(
+    sip_target: SipTarget,
+) -> Any:
+    """Only a trailer at the end of the frame asks for AZ; 'AZ' in a value does not."""
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(sip_target) as terminal:
+            plain = terminal.exchange(b"XXAZTEC|\r")
+            checked = terminal.exchange(b"XXAZTEC|AZ1234\r")
+        return plain, checked
+
+    plain, checked = yield in_thread(talk)
+
+    assert b"96" == plain
+    assert b"96AZFEF6" == checked
