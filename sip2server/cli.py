@@ -16,6 +16,18 @@ import click
 from sip2server.config import ConfigError, ServerConfig, load_config
 
 
+def _load(config_path: Path, database_url: str | None) -> ServerConfig:
+    # --db on the command line wins over [database] url in the file.
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration not usable:\n{error}") from None
+    if not database_url:
+        return config
+    database = config.database.model_copy(update={"url": database_url})
+    return config.model_copy(update={"database": database})
+
+
 def _install_asyncio_reactor() -> Any:
     # One event loop for everything: Twisted runs on asyncio (DESIGN.md, Runtime).
     from twisted.internet import asyncioreactor
@@ -82,16 +94,7 @@ def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> Non
 )
 def serve(config_path: Path, database_url: str | None, listen: tuple[str, ...]) -> None:
     """Run the SIP2 server in the foreground until Ctrl-C or SIGTERM."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        raise click.ClickException(f"configuration not usable:\n{error}") from None
-    if database_url:
-        config = config.model_copy(
-            update={
-                "database": config.database.model_copy(update={"url": database_url})
-            }
-        )
+    config = _load(config_path, database_url)
 
     reactor = _install_asyncio_reactor()
     _start_logging(config.server.log_level)
@@ -145,14 +148,7 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
 
     Names the file, key and problem for each mistake; exits 1 if there is one.
     """
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        raise click.ClickException(f"configuration not usable:\n{error}") from None
-    if database_url:
-        config = config.model_copy(
-            update={"database": config.database.model_copy(update={"url": database_url})}
-        )
+    config = _load(config_path, database_url)
     click.echo(f"{config_path}: {len(config.accounts)} account(s), syntax and keys ok")
     if offline:
         return
@@ -168,7 +164,7 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
         check_database(database, config)
     except StartupError as error:
         raise click.ClickException(str(error)) from None
-    except Exception as error:  # noqa: BLE001 - any driver error, reported plainly
+    except Exception as error:  # any driver error, reported plainly
         raise click.ClickException(f"cannot use the database: {error}") from None
     finally:
         database.dispose()

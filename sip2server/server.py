@@ -230,7 +230,7 @@ class SipConnection(Protocol):
             return
         try:
             reply = self._resend_request(request.frame)
-        except Exception:  # noqa: BLE001 - the fault may be in encoding itself
+        except Exception:  # the fault may be in encoding itself
             reply = b"96\r"
         self._write(reply)
 
