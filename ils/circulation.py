@@ -19,15 +19,16 @@ one PostgreSQL:
   winner's loan.
 
 Every checkout, renewal, checkin and refusal writes a `CirculationLog` row. A
-refusal's row is written in a small transaction of its own after the refused
-one has been rolled back.
+refusal's row is written in the refused transaction itself, which is committed:
+every check is made before anything else is written, so the row is all it holds.
+Table look-ups and the views handed to callers live in `ils.queries`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,21 +36,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from ils import queries
 from ils.db import Database
 from ils.models import (
-    BibRecord,
     Branch,
     CirculationLog,
-    Institution,
     Item,
     ItemStatus,
-    ItemType,
     Loan,
     LoanEvent,
-    LoanRule,
     Patron,
-    PatronBlock,
-    PatronCategory,
     utcnow,
 )
 from ils.results import (
@@ -57,7 +53,6 @@ from ils.results import (
     CheckoutResult,
     CirculationRefused,
     ItemView,
-    LoanView,
     PatronView,
     Refusal,
 )
@@ -85,8 +80,6 @@ _ATTEMPTS = 3
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 _Result = TypeVar("_Result", CheckoutResult, CheckinResult)
-
-_FALLBACK_CURRENCY = "USD"
 
 
 def branch_zone(branch: Branch) -> ZoneInfo:
@@ -155,18 +148,18 @@ class Circulation:
         """
         now = self._now()
         with self._database.read() as session:
-            patron = _patron_by_barcode(session, barcode)
+            patron = queries.patron_by_barcode(session, barcode)
             if patron is None:
                 return None
             pin_valid = None if pin is None else _pin_matches(patron, pin)
             zone = branch_zone(patron.home_branch)
-            return _patron_view(session, patron, now, zone, pin_valid=pin_valid)
+            return queries.patron_view(session, patron, now, zone, pin_valid=pin_valid)
 
     def item(self, barcode: str) -> ItemView | None:
         """An item and its loan, or None when no item has this barcode."""
         with self._database.read() as session:
-            item = _item_by_barcode(session, barcode)
-            return None if item is None else _item_view(session, item)
+            item = queries.item_by_barcode(session, barcode)
+            return None if item is None else queries.item_view(session, item)
 
     # Checkout and renewal.
 
@@ -203,7 +196,7 @@ class Circulation:
         pin_valid: bool | None = None
         if pin is not None:
             with self._database.read() as session:
-                found = _patron_by_barcode(session, patron_barcode)
+                found = queries.patron_by_barcode(session, patron_barcode)
                 pin_valid = found is not None and _pin_matches(found, pin)
 
         def work(session: Session, known: _Known) -> CheckoutResult:
@@ -290,14 +283,14 @@ class Circulation:
         terminal: str | None,
         moment: datetime,
     ) -> CheckoutResult:
-        branch = _branch_by_code(session, branch_code)
+        branch = queries.branch_by_code(session, branch_code)
         if branch is None:
             raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
         known.branch_id = branch.id
         zone = branch_zone(branch)
 
         # The patron, locked first: their loan count must not move under us.
-        patron = _patron_by_barcode(session, patron_barcode, lock=True)
+        patron = queries.patron_by_barcode(session, patron_barcode, lock=True)
         if patron is None:
             raise CirculationRefused(Refusal.UNKNOWN_PATRON)
         known.patron_id = patron.id
@@ -305,8 +298,10 @@ class Circulation:
         def refuse(reason: Refusal, item: Item | None = None) -> CirculationRefused:
             return CirculationRefused(
                 reason,
-                patron=_patron_view(session, patron, moment, zone, pin_valid=pin_valid),
-                item=None if item is None else _item_view(session, item),
+                patron=queries.patron_view(
+                    session, patron, moment, zone, pin_valid=pin_valid
+                ),
+                item=None if item is None else queries.item_view(session, item),
             )
 
         # The card.
@@ -322,7 +317,7 @@ class Circulation:
             raise refuse(card_refusal)
 
         # The item, locked second.
-        item = _item_by_barcode(session, item_barcode, lock=True)
+        item = queries.item_by_barcode(session, item_barcode, lock=True)
         if item is None:
             raise refuse(Refusal.UNKNOWN_ITEM)
         known.item_id = item.id
@@ -332,8 +327,8 @@ class Circulation:
 
         # A loan already open: someone else's is a refusal, the patron's own a
         # renewal.
-        loan = _open_loan(session, item, lock=True)
-        rule = _loan_rule(session, patron.category_id, item.item_type_id)
+        loan = queries.open_loan(session, item, lock=True)
+        rule = queries.loan_rule(session, patron.category_id, item.item_type_id)
         if loan is not None and loan.patron_id != patron.id:
             raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
         if rule is None:
@@ -347,7 +342,7 @@ class Circulation:
             loan.due_at = due_at
             event = LoanEvent.RENEWAL
         else:
-            if _over_limit(session, patron, item, rule):
+            if queries.over_limit(session, patron, item, rule):
                 raise refuse(Refusal.MAX_LOANS_REACHED, item)
             session.add(
                 Loan(
@@ -374,8 +369,10 @@ class Circulation:
         )
         session.flush()
         return CheckoutResult(
-            item=_item_view(session, item),
-            patron=_patron_view(session, patron, moment, zone, pin_valid=pin_valid),
+            item=queries.item_view(session, item),
+            patron=queries.patron_view(
+                session, patron, moment, zone, pin_valid=pin_valid
+            ),
             due_at=due_at,
             renewal=event is LoanEvent.RENEWAL,
         )
@@ -428,7 +425,7 @@ class Circulation:
         terminal: str | None,
         moment: datetime,
     ) -> CheckinResult:
-        branch = _branch_by_code(session, branch_code)
+        branch = queries.branch_by_code(session, branch_code)
         if branch is None:
             raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
         known.branch_id = branch.id
@@ -444,12 +441,12 @@ class Circulation:
             session.execute(
                 sa.select(Patron.id).where(Patron.id == borrower_id).with_for_update()
             )
-        item = _item_by_barcode(session, item_barcode, lock=True)
+        item = queries.item_by_barcode(session, item_barcode, lock=True)
         if item is None:
             raise CirculationRefused(Refusal.UNKNOWN_ITEM)
         known.item_id = item.id
 
-        loan = _open_loan(session, item, lock=True)
+        loan = queries.open_loan(session, item, lock=True)
         patron_barcode: str | None = None
         patron_id: int | None = None
         if loan is not None:
@@ -473,7 +470,7 @@ class Circulation:
         )
         session.flush()
         return CheckinResult(
-            item=_item_view(session, item),
+            item=queries.item_view(session, item),
             was_on_loan=loan is not None,
             patron_barcode=patron_barcode,
             returned_at=moment,
@@ -498,99 +495,6 @@ def _refusal_row(
     )
 
 
-# Queries. Each `lock=True` is a row lock on PostgreSQL and nothing on SQLite,
-# where the write unit already holds the database.
-
-
-def _branch_by_code(session: Session, code: str) -> Branch | None:
-    return session.scalars(sa.select(Branch).where(Branch.code == code)).first()
-
-
-def _patron_by_barcode(
-    session: Session, barcode: str, *, lock: bool = False
-) -> Patron | None:
-    query = sa.select(Patron).where(Patron.barcode == barcode)
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).first()
-
-
-def _item_by_barcode(
-    session: Session, barcode: str, *, lock: bool = False
-) -> Item | None:
-    query = sa.select(Item).where(Item.barcode == barcode)
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).first()
-
-
-def _open_loan(session: Session, item: Item, *, lock: bool = False) -> Loan | None:
-    query = sa.select(Loan).where(Loan.item_id == item.id, Loan.returned_at.is_(None))
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).first()
-
-
-def _open_blocks(session: Session, patron: Patron) -> Sequence[PatronBlock]:
-    return session.scalars(
-        sa.select(PatronBlock)
-        .where(PatronBlock.patron_id == patron.id, PatronBlock.lifted_at.is_(None))
-        .order_by(PatronBlock.id)
-    ).all()
-
-
-def _loan_rule(
-    session: Session, category_id: int | None, item_type_id: int | None
-) -> LoanRule | None:
-    """The most specific rule: (category, type), (category, *), (*, type), (*, *)."""
-    category_match: sa.ColumnElement[bool] = LoanRule.patron_category_id.is_(None)
-    if category_id is not None:
-        category_match = sa.or_(
-            LoanRule.patron_category_id == category_id, category_match
-        )
-    type_match: sa.ColumnElement[bool] = LoanRule.item_type_id.is_(None)
-    if item_type_id is not None:
-        type_match = sa.or_(LoanRule.item_type_id == item_type_id, type_match)
-    rules = session.scalars(sa.select(LoanRule).where(category_match, type_match))
-
-    def specificity(rule: LoanRule) -> int:
-        return 2 * (rule.patron_category_id is not None) + (
-            rule.item_type_id is not None
-        )
-
-    return max(rules, key=specificity, default=None)
-
-
-def _count_open_loans(
-    session: Session, patron: Patron, item_type_id: int | None = None
-) -> int:
-    query = (
-        sa.select(sa.func.count())
-        .select_from(Loan)
-        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
-    )
-    if item_type_id is not None:
-        query = query.join(Item, Item.id == Loan.item_id).where(
-            Item.item_type_id == item_type_id
-        )
-    return session.scalar(query) or 0
-
-
-def _over_limit(session: Session, patron: Patron, item: Item, rule: LoanRule) -> bool:
-    """Whether one more loan would pass the applicable rule's or the general limit.
-
-    A rule for one item type limits loans of that type; a rule for any type
-    limits all the patron's loans. The patron's general rule (for any type)
-    limits all loans as well.
-    """
-    if _count_open_loans(session, patron, rule.item_type_id) >= rule.max_loans:
-        return True
-    general = _loan_rule(session, patron.category_id, None)
-    if general is None or general.id == rule.id:
-        return False
-    return _count_open_loans(session, patron) >= general.max_loans
-
-
 def _pin_matches(patron: Patron, pin: str) -> bool:
     # TODO(#4): a patron with no PIN set cannot match any PIN given; decide whether
     # libraries want such cards to pass when a terminal always asks for one.
@@ -613,108 +517,8 @@ def _card_refusal(
         return Refusal.PIN_REQUIRED
     if patron.card_lost:
         return Refusal.CARD_LOST
-    if _expired(patron, moment, zone):
+    if queries.card_expired(patron, moment, zone):
         return Refusal.CARD_EXPIRED
-    if _open_blocks(session, patron):
+    if queries.open_blocks(session, patron):
         return Refusal.PATRON_BLOCKED
     return None
-
-
-def _expired(patron: Patron, moment: datetime, zone: ZoneInfo) -> bool:
-    today: date = moment.astimezone(zone).date()
-    return patron.expires_on is not None and patron.expires_on < today
-
-
-def _currency(session: Session, branch_id: int) -> str:
-    currency = session.scalar(
-        sa.select(Institution.currency)
-        .join(Branch, Branch.institution_id == Institution.id)
-        .where(Branch.id == branch_id)
-    )
-    return currency or _FALLBACK_CURRENCY
-
-
-# Views: plain values built inside the unit of work, safe to hand to any thread.
-
-
-def _item_view(session: Session, item: Item) -> ItemView:
-    record: BibRecord = item.record
-    item_type: ItemType = item.item_type
-    loan = _open_loan(session, item)
-    borrower = None if loan is None or loan.patron is None else loan.patron.barcode
-    return ItemView(
-        barcode=item.barcode,
-        title=record.title,
-        author=record.author,
-        call_number=item.call_number,
-        item_type_code=item_type.code,
-        media_type=item_type.media_type,
-        home_branch_code=item.home_branch.code,
-        current_branch_code=item.current_branch.code,
-        location=item.location,
-        collection=item.collection,
-        status=item.status,
-        on_loan=loan is not None,
-        due_at=None if loan is None else loan.due_at,
-        borrower_barcode=borrower,
-        price_minor=item.price_minor,
-        currency=_currency(session, item.home_branch_id),
-    )
-
-
-def _patron_view(
-    session: Session,
-    patron: Patron,
-    now: datetime,
-    zone: ZoneInfo,
-    *,
-    pin_valid: bool | None,
-) -> PatronView:
-    category: PatronCategory = patron.category
-    blocks = _open_blocks(session, patron)
-    rows = session.execute(
-        sa.select(Loan, Item.barcode, BibRecord.title)
-        .join(Item, Item.id == Loan.item_id)
-        .join(BibRecord, BibRecord.id == Item.record_id)
-        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
-        .order_by(Loan.due_at, Loan.id)
-    ).all()
-    loans = tuple(
-        LoanView(
-            item_barcode=barcode,
-            title=title,
-            checked_out_at=loan.checked_out_at,
-            due_at=loan.due_at,
-            overdue=loan.due_at < now,
-            renewals=loan.renewals,
-        )
-        for loan, barcode, title in rows
-    )
-    general = _loan_rule(session, patron.category_id, None)
-    expired = _expired(patron, now, zone)
-    blocked = bool(blocks)
-    full_name = " ".join(part for part in (patron.firstname, patron.surname) if part)
-    return PatronView(
-        barcode=patron.barcode,
-        surname=patron.surname,
-        firstname=patron.firstname,
-        full_name=full_name,
-        category_code=category.code,
-        home_branch_code=patron.home_branch.code,
-        expires_on=patron.expires_on,
-        expired=expired,
-        card_lost=patron.card_lost,
-        blocked=blocked,
-        block_notes=tuple(block.note for block in blocks),
-        email=patron.email,
-        phone=patron.phone,
-        has_pin=patron.pin_hash is not None,
-        pin_valid=pin_valid,
-        loans=loans,
-        overdue_count=sum(loan.overdue for loan in loans),
-        max_loans=None if general is None else general.max_loans,
-        # TODO(#4): fees are not modelled yet, so no patron owes anything.
-        fines_minor=0,
-        currency=_currency(session, patron.home_branch_id),
-        may_borrow=not (expired or patron.card_lost or blocked),
-    )
