@@ -2,8 +2,10 @@
 
 Layer: sans-I/O, the bottom of `sip2server`. It imports only the standard library:
 no Twisted, no `ils`, no logging. Bytes come in through `Framer.feed` and `decode`;
-messages go out through `encode`. Every error is a `ProtocolError` (a
-`ValueError`); a `RemoteProtocolError` says what the server should reply.
+messages go out through `encode`, whose keyword options carry an account's output
+settings (`DelimiterPolicy`, `FieldOrder`, the encoding); `write_due_date` shapes a
+due date in a `DueDateStyle`. Every error is a `ProtocolError` (a `ValueError`); a
+`RemoteProtocolError` says what the server should reply.
 """
 
 from ._bitfields import PatronStatus, Summary, SupportedMessages
@@ -59,6 +61,13 @@ from ._messages_patron import (
     RequestScResend,
     ScStatusRequest,
 )
+from ._output import (
+    DelimiterPolicy,
+    DueDateStyle,
+    FieldOrder,
+    encoding_problem,
+    write_due_date,
+)
 from ._redact import redact, redact_frame
 from .errors import (
     ChecksumMismatch,
@@ -85,11 +94,14 @@ __all__ = [
     "ChecksumMismatch",
     "CirculationStatus",
     "Decoded",
+    "DelimiterPolicy",
+    "DueDateStyle",
     "EndPatronSessionRequest",
     "EndSessionResponse",
     "FeePaidRequest",
     "FeePaidResponse",
     "FeeType",
+    "FieldOrder",
     "Frame",
     "FrameTooLong",
     "Framer",
@@ -139,6 +151,8 @@ __all__ = [
     "checksum_matches",
     "decode",
     "encode",
+    "encoding_problem",
     "redact",
     "redact_frame",
+    "write_due_date",
 ]

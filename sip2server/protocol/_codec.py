@@ -9,14 +9,23 @@ habit); writing follows the spec.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from ._checksum import checksum, checksum_matches
-from ._fields import MAX_FIELD_LENGTH, BadValueError, sanitize
+from ._fields import BadValueError, Text
 from ._layout_types import Layout, VariableField
 from ._layouts import BY_COMMAND, BY_TYPE
 from ._messages_patron import Message
+from ._output import (
+    DelimiterPolicy,
+    FieldOrder,
+    encoding_problem,
+    make_safe,
+    pieces,
+    representable,
+)
 from .errors import (
     ChecksumMismatch,
     InvalidFieldValue,
@@ -37,6 +46,14 @@ _VALID_CODE = re.compile(r"[A-Za-z0-9]{2}")
 _FALLBACK_ENCODING = "latin-1"
 
 _NO_SEQUENCE = frozenset({"96", "97"})
+
+# The known variable fields of each message sorted by code, for FieldOrder.ALPHABETICAL.
+_ALPHABETICAL = {
+    message_type: tuple(sorted(layout.variable, key=lambda field: field.code))
+    for message_type, layout in BY_TYPE.items()
+}
+
+_E = TypeVar("_E", bound=enum.Enum)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,13 +128,18 @@ def encode(
     error_detection: bool = False,
     encoding: str = "utf-8",
     terminator: bytes = b"\r",
+    delimiter_policy: DelimiterPolicy = DelimiterPolicy.SPACE,
+    field_order: FieldOrder = FieldOrder.SPEC,
 ) -> bytes:
     """Encode a message as a whole wire frame, terminator included.
 
-    Every variable field ends with `|`. Values are made safe (`|` and control
-    characters become spaces) and cut to 255 characters, except screen messages
-    and print lines, which are split into several fields instead. Characters the
-    encoding cannot hold become `?`.
+    Every variable field ends with `|`. Values are made safe (control characters
+    become spaces; a `|` becomes what `delimiter_policy` says) and cut to 255
+    characters, except screen messages and print lines, which are split into
+    several fields instead. Characters the encoding cannot hold are
+    transliterated (`Zoë` -> `Zoe` in ASCII) or, failing that, become `?`.
+    `field_order` orders the known variable fields; extra fields always follow
+    them in their own order.
 
     With `error_detection`, `AY<sequence>AZ<checksum>` is appended (`AZ` alone
     when `sequence` is None, and always for 96 and 97, which the spec forbids to
@@ -125,8 +147,9 @@ def encode(
 
     Raises:
         LocalProtocolError: a value does not fit its field, `sequence` is not a
-            digit or is given without `error_detection`, or the terminator is not
-            CR, CRLF or LF.
+            digit or is given without `error_detection`, the terminator is not
+            CR, CRLF or LF, the encoding cannot carry SIP2, or an option is not
+            one of its enum's values.
     """
     layout = BY_TYPE.get(type(message))
     if layout is None:
@@ -138,20 +161,45 @@ def encode(
         raise LocalProtocolError("a sequence number is only sent with error detection")
     if sequence is not None and sequence not in range(10):
         raise LocalProtocolError(f"sequence {sequence!r} is not a digit 0-9")
+    problem = encoding_problem(encoding)
+    if problem is not None:
+        raise LocalProtocolError(problem)
+    policy = _option(DelimiterPolicy, delimiter_policy, "delimiter_policy")
+    order = _option(FieldOrder, field_order, "field_order")
 
     if layout.message_type.command in _NO_SEQUENCE:
         # SIP2 2.00: the resend messages never carry a sequence number, only AZ.
         sequence = None
 
-    parts = [layout.message_type.command]
-    parts.extend(_write_fixed(layout, message))
-    parts.extend(_write_variable(layout, message))
-    data = "".join(parts).encode(encoding, errors="replace")
+    head = layout.message_type.command + "".join(_write_fixed(layout, message))
+    fields = (
+        _ALPHABETICAL[layout.message_type]
+        if order is FieldOrder.ALPHABETICAL
+        else layout.variable
+    )
+    text = head + "".join(_write_variable(fields, message, policy, None))
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:
+        # Some value holds characters the encoding cannot: write the values again,
+        # transliterated before they are made safe and cut, so that neither a
+        # transliteration nor a cut can break the 255 limit or add a `|`.
+        text = head + "".join(_write_variable(fields, message, policy, encoding))
+        # Fixed fields hold codes and digits; `?` for anything else keeps widths.
+        data = text.encode(encoding, errors="replace")
 
     if error_detection:
         data += b"AZ" if sequence is None else f"AY{sequence}AZ".encode("ascii")
         data += checksum(data).encode("ascii")
     return data + terminator
+
+
+def _option(kind: type[_E], value: Any, name: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise LocalProtocolError(f"{name} {value!r} is not one of {choices}") from None
 
 
 # --- decoding ----------------------------------------------------------------------
@@ -308,25 +356,35 @@ def _write_fixed(layout: Layout, message: Message) -> list[str]:
     return parts
 
 
-def _write_variable(layout: Layout, message: Message) -> list[str]:
+def _write_variable(
+    fields: tuple[VariableField, ...],
+    message: Message,
+    policy: DelimiterPolicy,
+    fit_to: str | None,
+) -> list[str]:
     parts: list[str] = []
-    for field in layout.variable:
+    for field in fields:
         value = getattr(message, field.name)
         if field.repeat:
-            parts.extend(_write_repeated(field, value))
+            parts.extend(_write_repeated(field, value, policy, fit_to))
         elif value is not None:
             text = _write_value(field.name, field.converter, value)
+            if type(field.converter) is Text:
+                # Deviation D13: cut at the spec's 255 characters, not refused.
+                text = _wire_pieces(text, policy, fit_to)[0]
             parts.append(f"{field.code}{text}|")
         elif field.required:
             parts.append(f"{field.code}|")
     for code, value in message.extra_fields:
         if not _VALID_CODE.fullmatch(code):
             raise LocalProtocolError(f"extra field code {code!r} is not two letters")
-        parts.append(f"{code}{sanitize(value)[:MAX_FIELD_LENGTH]}|")
+        parts.append(f"{code}{_wire_pieces(value, policy, fit_to)[0]}|")
     return parts
 
 
-def _write_repeated(field: VariableField, values: Any) -> list[str]:
+def _write_repeated(
+    field: VariableField, values: Any, policy: DelimiterPolicy, fit_to: str | None
+) -> list[str]:
     if isinstance(values, str) or not isinstance(values, tuple):
         raise LocalProtocolError(f"{field.name} must be a tuple of str")
     parts: list[str] = []
@@ -334,13 +392,21 @@ def _write_repeated(field: VariableField, values: Any) -> list[str]:
         if not isinstance(value, str):
             raise LocalProtocolError(f"{field.name} holds {value!r}, not a str")
         # A long screen message or print line is split, not cut (as FOLIO does).
-        text = sanitize(value)
-        chunks = [
-            text[start : start + MAX_FIELD_LENGTH]
-            for start in range(0, len(text), MAX_FIELD_LENGTH)
-        ] or [""]
-        parts.extend(f"{field.code}{chunk}|" for chunk in chunks)
+        parts.extend(
+            f"{field.code}{piece}|" for piece in _wire_pieces(value, policy, fit_to)
+        )
     return parts
+
+
+def _wire_pieces(text: str, policy: DelimiterPolicy, fit_to: str | None) -> list[str]:
+    """A value as it goes on the wire, in pieces of at most 255 characters.
+
+    `fit_to` names the encoding to transliterate for, or None when every
+    character is known to fit.
+    """
+    if fit_to is not None:
+        text = representable(text, fit_to)
+    return pieces(make_safe(text, policy), policy)
 
 
 def _write_value(name: str, converter: Any, value: Any) -> str:

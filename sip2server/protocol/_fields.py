@@ -45,7 +45,8 @@ def _military_zones() -> dict[str, dt.tzinfo]:
 
 _MILITARY_ZONES = _military_zones()
 
-# Every C0 and C1 control character, DEL and the field delimiter.
+# Every C0 and C1 control character, DEL and the field delimiter: a fixed-width
+# text field may hold none of them.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f|]")
 
 
@@ -72,20 +73,13 @@ class Converter(Protocol):
         """The wire text of `value`; raises LocalProtocolError."""
 
 
-def sanitize(text: str) -> str:
-    """Make a value safe inside a variable field.
-
-    The delimiter `|`, CR, LF and every other control character would split or end
-    the field on the wire; each becomes one space (FOLIO does the same for `|`).
-    """
-    # Deviation D11 (docs/sip2-conformance.md): the spec has no escape, so the
-    # value is changed rather than the frame broken. Permanent.
-    return _UNSAFE.sub(" ", text)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Text:
-    """Free text. Fixed-width text must be written at exactly its width."""
+    """Free text. Fixed-width text must be written at exactly its width.
+
+    Variable text is written as given: the codec makes it safe (the account's
+    delimiter policy), fits it to the character set and cuts it to 255.
+    """
 
     width: int | None = None
 
@@ -96,8 +90,7 @@ class Text:
         if not isinstance(value, str):
             raise LocalProtocolError(f"expected a str, not {value!r}")
         if self.width is None:
-            # Deviation D13: cut at the spec's 255 characters rather than refuse.
-            return sanitize(value)[:MAX_FIELD_LENGTH]
+            return value
         if len(value) != self.width or _UNSAFE.search(value):
             raise LocalProtocolError(
                 f"{value!r} is not {self.width} printable characters"
