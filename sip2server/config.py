@@ -1,6 +1,7 @@
 """The SIP2 server's configuration: a TOML file read into typed, validated objects.
 
-Layer: `sip2server`. Imports the standard library and pydantic only.
+Layer: `sip2server`. Imports the standard library, pydantic and the codec's
+output-setting enums.
 
 Every problem is reported as a `ConfigError` naming the file, the key and what is
 wrong with it, so an operator can fix a file without reading code. The commented
@@ -20,7 +21,15 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
+)
+
+from sip2server.protocol import (
+    DelimiterPolicy,
+    DueDateStyle,
+    FieldOrder,
+    encoding_problem,
 )
 
 DEFAULT_LISTEN = "tcp:6001:interface=127.0.0.1"
@@ -75,8 +84,27 @@ class AccountConfig(_Strict):
     location: _Code
     terminator: Terminator = Terminator.MIRROR
     error_detection: ErrorDetection = ErrorDetection.AUTO
-    encoding: Annotated[str, StringConstraints(min_length=1)] = "utf-8"
+    # Any Python codec that writes ASCII as single bytes; "ascii" transliterates.
+    encoding: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)] = (
+        "utf-8"
+    )
+    # What a `|` inside a value becomes in replies; control characters are always
+    # spaces.
+    delimiter_in_value: DelimiterPolicy = DelimiterPolicy.SPACE
+    field_order: FieldOrder = FieldOrder.SPEC
+    due_date_format: DueDateStyle = DueDateStyle.SIP
     patron_pin_required: bool = False
+
+    @field_validator("encoding")
+    @classmethod
+    def _usable_encoding(cls, value: str) -> str:
+        problem = encoding_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"{problem}; use utf-8, cp850, iso-8859-1, ascii or another "
+                "ASCII-compatible Python codec name"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_password(self) -> Self:

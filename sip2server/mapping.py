@@ -24,6 +24,7 @@ from sip2server.protocol import (
     CheckoutRequest,
     CheckoutResponse,
     CirculationStatus,
+    DueDateStyle,
     EndPatronSessionRequest,
     EndSessionResponse,
     FeeType,
@@ -39,6 +40,7 @@ from sip2server.protocol import (
     SecurityMarker,
     SupportedMessages,
     Tristate,
+    write_due_date,
 )
 
 # What this server really answers; sent as BX in 98.
@@ -70,12 +72,10 @@ _CIRCULATION_STATUS = {
 }
 
 
-def sip_date(moment: datetime, zone: ZoneInfo) -> str:
-    """The 18-character SIP2 form of a moment, in a branch's local time.
-
-    The zone part is four blanks, which the spec reads as local time.
-    """
-    return moment.astimezone(zone).strftime("%Y%m%d    %H%M%S")
+def due_date(moment: datetime, zone: ZoneInfo, style: DueDateStyle) -> str:
+    """A due date (AH) in a branch's local time, in the account's style."""
+    # TODO(#3): use this for AH of 30 too once the server answers renewals (29).
+    return write_due_date(moment.astimezone(zone).replace(tzinfo=None), style)
 
 
 def money(minor_units: int) -> str:
@@ -331,7 +331,7 @@ class SipCirculation:
             )
 
         zone = self._zone(account)
-        due = sip_date(result.due_at, zone)
+        due = due_date(result.due_at, zone, account.due_date_format)
         return CheckoutResponse(
             ok=True,
             renewal_ok=result.renewal,
@@ -398,7 +398,9 @@ class SipCirculation:
             return self._unknown_item(
                 request.item_identifier, now, ("This item is not recognised.",)
             )
-        return self._item_response(item, now, self._zone(account))
+        return self._item_response(
+            item, now, self._zone(account), account.due_date_format
+        )
 
     def _end_session(
         self, request: EndPatronSessionRequest, account: AccountConfig
@@ -424,7 +426,7 @@ class SipCirculation:
 
     @staticmethod
     def _item_response(
-        item: ItemView, now: datetime, zone: ZoneInfo
+        item: ItemView, now: datetime, zone: ZoneInfo, style: DueDateStyle
     ) -> ItemInformationResponse:
         status = (
             CirculationStatus.CHARGED
@@ -438,7 +440,9 @@ class SipCirculation:
             security_marker=SecurityMarker.OTHER,
             fee_type=FeeType.OTHER,
             transaction_date=now,
-            due_date=None if item.due_at is None else sip_date(item.due_at, zone),
+            due_date=None
+            if item.due_at is None
+            else due_date(item.due_at, zone, style),
             item_identifier=item.barcode,
             title_identifier=item.title,
             owner=item.home_branch_code,

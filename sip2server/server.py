@@ -11,6 +11,7 @@ the thread pool's size.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import re
 from collections import deque
@@ -28,6 +29,8 @@ from twisted.python.threadpool import ThreadPool
 from sip2server.config import ErrorDetection, Terminator
 from sip2server.protocol import (
     Decoded,
+    DelimiterPolicy,
+    FieldOrder,
     Frame,
     Framer,
     ProtocolError,
@@ -163,6 +166,15 @@ class SipConnection(Protocol):
             conn=self.connection_id,
             message=redact(decoded.message, mask_patron=self.factory.mask_patron_data),
         )
+        if not decoded.error_detection and self._mode() is ErrorDetection.REQUIRED:
+            # The account requires checksums (FOLIO's strict mode): a request
+            # without one might be corrupt, so the terminal is asked to resend.
+            log.warn(
+                "request without a checksum conn={conn} peer={peer}; answered 96",
+                conn=self.connection_id,
+                peer=self.peer,
+            )
+            return self._resend_request(frame)
         if isinstance(decoded.message, RequestAcsResend):
             return self._last_reply or self._resend_request(frame)
 
@@ -262,9 +274,13 @@ class SipConnection(Protocol):
             return b"\r\n"
         return frame.terminator or b"\r"
 
+    def _mode(self) -> ErrorDetection:
+        account = self.session.account
+        return account.error_detection if account else ErrorDetection.AUTO
+
     def _encode(self, message: Any, frame: Frame, decoded: Decoded | None) -> bytes:
         account = self.session.account
-        mode = account.error_detection if account else ErrorDetection.AUTO
+        mode = self._mode()
         if mode is ErrorDetection.OFF:
             error_detection = False
         elif mode is ErrorDetection.REQUIRED:
@@ -273,19 +289,29 @@ class SipConnection(Protocol):
             error_detection = decoded is not None and decoded.error_detection
         sequence = decoded.sequence if decoded is not None else None
         # Answer in the encoding the request was read in: a terminal that sent
-        # Latin-1 to a UTF-8 account gets its own bytes back, not UTF-8 ones.
-        encoding = decoded.encoding if decoded is not None else self.session.encoding
+        # Latin-1 to a UTF-8 account gets its own bytes back, not UTF-8 ones. An
+        # ASCII account always gets (transliterated) ASCII.
+        encoding = self.session.encoding
+        if decoded is not None and codecs.lookup(encoding).name != "ascii":
+            encoding = decoded.encoding
         return encode(
             message,
             sequence=sequence if error_detection else None,
             error_detection=error_detection,
             encoding=encoding,
             terminator=self._terminator(frame),
+            delimiter_policy=(
+                account.delimiter_in_value if account else DelimiterPolicy.SPACE
+            ),
+            field_order=account.field_order if account else FieldOrder.SPEC,
         )
 
     def _resend_request(self, frame: Frame) -> bytes:
         # 96 carries no sequence number; with error detection it carries AZ only.
-        wants_checksum = _TRAILER.search(frame.payload) is not None
+        mode = self._mode()
+        wants_checksum = mode is ErrorDetection.REQUIRED or (
+            mode is ErrorDetection.AUTO and _TRAILER.search(frame.payload) is not None
+        )
         return encode(
             RequestScResend(),
             error_detection=wants_checksum,
