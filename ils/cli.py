@@ -13,6 +13,7 @@ import importlib
 from importlib.metadata import entry_points
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 # name -> "module:attribute" of a click command, imported on first use.
 CORE_COMMANDS: dict[str, str] = {
@@ -43,6 +44,16 @@ class LazyCommands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._targets()))
+
+    def invoke(self, ctx: click.Context) -> object:
+        # A database that cannot be reached is the operator's everyday problem:
+        # one line that says so, not a driver's traceback.
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as error:
+            raise click.ClickException(
+                f"cannot use the database: {str(error.orig).strip()}"
+            ) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

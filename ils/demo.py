@@ -392,7 +392,7 @@ def _summary(demo: DemoLibrary) -> None:
             f"{patron.pin or '-':<6}{patron.state}"
         )
     click.echo("")
-    click.echo("Available items:")
+    click.echo("Items to try (available when the demo was built):")
     for item in demo.items:
         click.echo(f"  {item.barcode:<16}{item.branch:<6}{item.title}")
 

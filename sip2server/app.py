@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
@@ -20,7 +21,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ils.circulation import Circulation
 from ils.db import Database, display_url
-from ils.models import Branch, Institution
+from ils.models import Branch, Institution, LoanRule
 from ils.schema import current_revision, head_revision
 from sip2server.accounts import AccountBook
 from sip2server.config import ServerConfig
@@ -75,6 +76,14 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
     Raises:
         StartupError: naming what is missing and the command that fixes it.
     """
+    if database.is_sqlite:
+        path = Path(database.engine.url.database or "")
+        if not path.is_file():
+            # Opening it would create an empty file; say what to run instead.
+            raise StartupError(
+                f"there is no SQLite database at {path}; "
+                "run `ils init --db URL` (or `ils demo --db URL` for demo data)"
+            )
     revision = current_revision(database.url)
     if revision is None:
         raise StartupError(
@@ -96,25 +105,48 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
             row.code: row.timezone
             for row in session.execute(select(Branch.code, Branch.timezone))
         }
+    problems = []
     for index, account in enumerate(config.accounts):
+        where = f"accounts[{index}] ({account.login})"
         if account.institution not in institutions:
-            raise StartupError(
-                f"accounts[{index}] ({account.login}): institution "
-                f"{account.institution!r} is not in the database "
-                f"(it has: {', '.join(sorted(institutions)) or 'none'})"
+            problems.append(
+                f"{where}: institution {account.institution!r} is not in the "
+                f"database (it has: {', '.join(sorted(institutions)) or 'none'})"
             )
         if account.location not in branches:
-            raise StartupError(
-                f"accounts[{index}] ({account.login}): location {account.location!r} "
-                f"is not a branch in the database "
-                f"(it has: {', '.join(sorted(branches)) or 'none'})"
+            problems.append(
+                f"{where}: location {account.location!r} is not a branch in the "
+                f"database (it has: {', '.join(sorted(branches)) or 'none'})"
             )
+    if problems:
+        raise StartupError("\n".join(problems))
     return LibraryPlaces(
         library_names={str(code): str(name) for code, name in institutions.items()},
         branch_zones={
             str(code): ZoneInfo(str(zone)) for code, zone in branches.items()
         },
     )
+
+
+def listener(reactor: Any, description: str, key: str) -> Any:
+    """The endpoint a listen string describes.
+
+    Raises:
+        StartupError: naming the configuration key and what is wrong.
+    """
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as error:
+        raise StartupError(
+            f"{key}: {description!r} is not a listening endpoint ({error}); "
+            "write it like tcp:6001:interface=127.0.0.1"
+        ) from None
+
+
+def loan_rule_count(database: Database) -> int:
+    """How many loan rules the database has: with none, nothing can be lent."""
+    with database.read() as session:
+        return int(session.scalar(select(func.count()).select_from(LoanRule)) or 0)
 
 
 @defer.inlineCallbacks
@@ -156,8 +188,9 @@ def start_server(
         mask_patron_data=config.server.mask_patron_data,
     )
     try:
-        for description in listen or config.server.listen:
-            port = yield serverFromString(reactor, description).listen(factory)
+        for index, description in enumerate(listen or config.server.listen):
+            endpoint = listener(reactor, description, f"server.listen[{index}]")
+            port = yield endpoint.listen(factory)
             running.ports.append(port)
     except Exception:
         yield running.stop()

@@ -153,15 +153,23 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     if offline:
         return
 
-    from ils.db import Database, DatabaseConfigError
-    from sip2server.app import StartupError, check_database
+    from twisted.internet import reactor
 
+    from ils.db import Database, DatabaseConfigError
+    from sip2server.app import StartupError, check_database, listener, loan_rule_count
+
+    for index, description in enumerate(config.server.listen):
+        try:
+            listener(reactor, description, f"server.listen[{index}]")
+        except StartupError as error:
+            raise click.ClickException(f"{config_path}: {error}") from None
     try:
         database = Database(config.database.url)
     except DatabaseConfigError as error:
         raise click.ClickException(f"{config_path}: database.url: {error}") from None
     try:
         check_database(database, config)
+        rules = loan_rule_count(database)
     except StartupError as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # any driver error, reported plainly
@@ -169,3 +177,8 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     finally:
         database.dispose()
     click.echo("database: schema current; every account's institution and branch exist")
+    if rules == 0:
+        click.echo(
+            "warning: the database has no loan rules, so every checkout will be "
+            "refused; see docs/operating.md, section 2"
+        )

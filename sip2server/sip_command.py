@@ -43,7 +43,21 @@ class _Terminal:
     location: str
     terminal_password: str
     show_wire: bool
+    login: str | None
+    password: str | None
+    connected: bool = False
     logged_in: bool = False
+
+    def ready(self, out: TextIO) -> SipClient:
+        """The client, connected and logged in on first use (so --help is offline)."""
+        if not self.connected:
+            self.client.connect()
+            self.connected = True
+        if self.login is not None and not self.logged_in:
+            if self.password is None:
+                self.password = click.prompt("SIP password", hide_input=True)
+            _login(self, self.login, self.password, out)
+        return self.client
 
 
 def _value(value: Any) -> str:
@@ -72,11 +86,11 @@ def _show(message: Message, out: TextIO) -> None:
 
 def _send(terminal: _Terminal, message: Message, out: TextIO) -> Message:
     reply = terminal.client.request(message)
+    _show(reply.message, out)
     if terminal.show_wire:
         out.write(
             f"  wire: {redact_frame(terminal.client.last_reply, mask_patron=False)}\n"
         )
-    _show(reply.message, out)
     return reply.message
 
 
@@ -148,8 +162,6 @@ def sip(  # noqa: PLR0917 - click passes every option by position
       ils sip --login kiosk1 --password kiosk1-demo item 31234000000016
       ils sip --login kiosk1 --password kiosk1-demo shell < script.txt
     """
-    if login is not None and password is None:
-        password = click.prompt("SIP password", hide_input=True)
     client = SipClient(
         host,
         port,
@@ -158,30 +170,23 @@ def sip(  # noqa: PLR0917 - click passes every option by position
         encoding=encoding,
         terminator=b"\r\n" if crlf else b"\r",
     )
-    try:
-        client.connect()
-    except SipClientError as error:
-        raise click.ClickException(str(error)) from None
     ctx.call_on_close(client.close)
-    terminal = _Terminal(
+    ctx.obj = _Terminal(
         client=client,
         institution=institution,
         location=location,
         terminal_password=terminal_password,
         show_wire=show_wire,
+        login=login,
+        password=password,
     )
-    ctx.obj = terminal
-    out = click.get_text_stream("stdout")
-    try:
-        _login(terminal, login, password, out)
-    except SipClientError as error:
-        raise click.ClickException(str(error)) from None
 
 
 def _run(ctx: click.Context, build: Any) -> None:
     terminal: _Terminal = ctx.obj
     out = click.get_text_stream("stdout")
     try:
+        terminal.ready(out)
         _send(terminal, build(terminal), out)
     except (SipClientError, ProtocolError) as error:
         raise click.ClickException(str(error)) from None
@@ -304,11 +309,10 @@ def raw(ctx: click.Context, frame: str) -> None:
     terminal: _Terminal = ctx.obj
     out = click.get_text_stream("stdout")
     try:
-        payload = terminal.client.exchange(
-            frame.encode(terminal.client.encoding) + terminal.client.terminator
-        )
+        client = terminal.ready(out)
+        payload = client.exchange(frame.encode(client.encoding) + client.terminator)
+        _show(decode(payload, encoding=client.encoding).message, out)
         out.write(f"  wire: {redact_frame(payload, mask_patron=False)}\n")
-        _show(decode(payload, encoding=terminal.client.encoding).message, out)
     except (SipClientError, ProtocolError) as error:
         raise click.ClickException(str(error)) from None
 

@@ -143,3 +143,90 @@ def test_serve_names_the_file_and_key_of_a_bad_config(tmp_path: Path) -> None:
         result.stderr
     )
     assert f"{bad}: accounts: Field required" in result.stderr
+
+
+def test_sip_subcommand_help_needs_no_server() -> None:
+    """`ils sip item --help` prints help without connecting anywhere."""
+    result = _ils("sip", "--port", "1", "item", "--help")
+
+    assert 0 == result.returncode, result.stderr
+    assert "Show what the server knows of an item" in result.stdout
+
+
+def test_check_config_names_a_bad_listener(tmp_path: Path) -> None:
+    """A listen string Twisted cannot read is reported with its key."""
+    config = tmp_path / "listen.toml"
+    config.write_text(
+        CONFIG.read_text().replace(
+            'listen = ["tcp:6001:interface=127.0.0.1"]', 'listen = ["tcp:sixthousand"]'
+        )
+    )
+
+    result = _ils("check-config", str(config), "--db", f"sqlite:///{tmp_path}/x.db")
+
+    assert 1 == result.returncode
+    assert "server.listen[0]: 'tcp:sixthousand' is not a listening endpoint" in (
+        result.stderr
+    )
+
+
+def test_check_config_creates_no_database_file(tmp_path: Path) -> None:
+    """Checking against a SQLite file that is not there reports it and leaves it so."""
+    missing = tmp_path / "none.sqlite3"
+
+    result = _ils("check-config", str(CONFIG), "--db", f"sqlite:///{missing}")
+
+    assert 1 == result.returncode
+    assert f"there is no SQLite database at {missing}" in result.stderr
+    assert not missing.exists()
+
+
+def test_check_config_reports_every_account_and_missing_loan_rules(
+    tmp_path: Path,
+) -> None:
+    """Every account's missing place is listed; a database without rules is flagged."""
+    url = f"sqlite:///{tmp_path}/lib.sqlite3"
+    assert 0 == _ils("demo", "--db", url, "--patrons", "5").returncode
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(
+        CONFIG.read_text().replace('institution = "DEMO"', 'institution = "NOPE"')
+    )
+
+    problems = _ils("check-config", str(wrong), "--db", url)
+
+    assert 1 == problems.returncode
+    assert "accounts[0] (kiosk1): institution 'NOPE'" in problems.stderr
+    assert "accounts[1] (gate1): institution 'NOPE'" in problems.stderr
+
+    empty = tmp_path / "empty.sqlite3"
+    assert 0 == _ils("init", "--db", f"sqlite:///{empty}").returncode
+    subprocess.run(
+        [sys.executable, "-c", _COPY_PLACES, str(tmp_path / "lib.sqlite3"), str(empty)],
+        check=True,
+    )
+    warned = _ils("check-config", str(CONFIG), "--db", f"sqlite:///{empty}")
+
+    assert 0 == warned.returncode, warned.stderr
+    assert "warning: the database has no loan rules" in warned.stdout
+
+
+# Copies the demo's institution and branches (and nothing else) into another file.
+_COPY_PLACES = """
+import sqlite3, sys
+source, target = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+for table in ("institution", "branch"):
+    rows = source.execute(f"SELECT * FROM {table}").fetchall()
+    marks = ",".join("?" * len(rows[0]))
+    target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+target.commit()
+"""
+
+
+def test_unreachable_database_is_one_line_not_a_traceback() -> None:
+    """A PostgreSQL that does not answer is reported in one line by `ils init`."""
+    result = _ils("init", "--db", "postgresql://ils:secret@127.0.0.1:1/ils")
+
+    assert 1 == result.returncode
+    assert result.stderr.startswith("Error: cannot use the database:")
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr

@@ -114,8 +114,10 @@ def _header(names: list[str], tally: ReportTally) -> tuple[dict[str, int], list[
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise ImportSetupError(
-            f"the header row lacks the column(s) {', '.join(missing)};"
-            f" the columns read are {', '.join(KNOWN_COLUMNS)} (Koha's names)"
+            f"the header row lacks the column(s) {', '.join(missing)}; it has "
+            f"{', '.join(repr(name.strip()) for name in names) or 'no columns'}"
+            f" (known columns, Koha's names: {', '.join(KNOWN_COLUMNS)};"
+            " the file must be comma-separated)"
         )
     return columns, ignored
 
