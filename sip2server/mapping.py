@@ -7,6 +7,7 @@ nowhere else. Runs in the server's worker threads; every call is synchronous.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -263,6 +264,19 @@ class SipCirculation:
         if patron is None:
             return self._unknown_patron_information(
                 request, institution, now, _patron_messages(None)
+            )
+
+        if patron.pin_valid is False:
+            # Whoever holds the card but not its PIN learns that the card is valid
+            # and the PIN wrong, and nothing of the patron's account.
+            withheld = self._unknown_patron_information(
+                request, institution, now, _patron_messages(patron)
+            )
+            return dataclasses.replace(
+                withheld,
+                patron_status=_patron_status(patron),
+                valid_patron=True,
+                valid_patron_password=False,
             )
 
         charged = [loan.item_barcode for loan in patron.loans]

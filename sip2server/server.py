@@ -28,11 +28,13 @@ from twisted.python.threadpool import ThreadPool
 
 from sip2server.config import ErrorDetection, Terminator
 from sip2server.protocol import (
+    AcsStatusResponse,
     Decoded,
     DelimiterPolicy,
     FieldOrder,
     Frame,
     Framer,
+    LoginRequest,
     ProtocolError,
     RequestAcsResend,
     RequestScResend,
@@ -219,6 +221,7 @@ class SipConnection(Protocol):
             )
             self._write(self._resend_request(request.frame))
             return
+        self._log_session_event(request.decoded.message, reply.message)
         log.debug(
             "sending conn={conn} {message}",
             conn=self.connection_id,
@@ -228,6 +231,25 @@ class SipConnection(Protocol):
         self._last_reply = data
         self._last_request_key = self._request_key(request.decoded, request.frame)
         self._write(data)
+
+    def _log_session_event(self, request: Any, reply: Any) -> None:
+        # Logins are what an operator looks for first when a terminal "does not
+        # work"; the login name is not secret, the password never appears.
+        if isinstance(request, LoginRequest):
+            log.info(
+                "login {outcome} conn={conn} peer={peer} login={login}",
+                outcome="accepted" if reply.ok else "refused",
+                conn=self.connection_id,
+                peer=self.peer,
+                login=request.login_user_id,
+            )
+        elif self.session.account is None and not isinstance(reply, AcsStatusResponse):
+            log.warn(
+                "request before login refused conn={conn} peer={peer} cmd={command}",
+                conn=self.connection_id,
+                peer=self.peer,
+                command=type(request).__name__,
+            )
 
     def _fault(self, failure: Failure, request: _Request) -> None:
         # Our own fault, not the terminal's: log it in full and tell the

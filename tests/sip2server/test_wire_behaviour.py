@@ -706,3 +706,62 @@ def test_az_inside_a_value_does_not_make_96_carry_a_checksum(
 
     assert b"96" == plain
     assert b"96AZFEF6" == checked
+
+
+@pytest_twisted.inlineCallbacks
+def test_logins_are_logged_with_their_outcome_and_no_password(
+    sip_target: SipTarget,
+) -> Any:
+    """An operator sees refused and accepted logins by name, never the password."""
+    from twisted.logger import globalLogPublisher  # noqa: PLC0415
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+
+    def talk() -> None:
+        with RawTerminal(sip_target) as terminal:
+            assert b"940" == terminal.exchange(WRONG_LOGIN_FRAME)
+            terminal.login()
+
+    try:
+        yield in_thread(talk)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+
+    logins = [
+        (event["outcome"], event["login"])
+        for event in seen
+        if event.get("log_format", "").startswith("login ")
+    ]
+    assert [("refused", "kiosk1"), ("accepted", "kiosk1")] == logins
+    rendered = " ".join(repr(event) for event in seen)
+    assert "not-the-secret" not in rendered
+    assert "kiosk-secret" not in rendered
+
+
+@pytest_twisted.inlineCallbacks
+def test_patron_information_with_a_wrong_pin_reveals_nothing(
+    sip_target: SipTarget,
+) -> Any:
+    """A wrong PIN gets BL Y and CQ N, but no name, items, e-mail or expiry."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            terminal.exchange(with_trailer(checkout_body(ADA, ITEMS[0]), 1) + b"\r")
+            return terminal.exchange(
+                b"63001"
+                + sip_now()
+                + b"  Y       AOCITY|AA"
+                + ADA.encode()
+                + b"|AC|AD9999|\r"
+            )
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"64")
+    assert b"|BLY|" in reply
+    assert b"|CQN|" in reply
+    assert b"|AE|" in reply
+    for code in (b"|AU", b"|BE", b"|PA", b"|AT"):
+        assert code not in reply
