@@ -13,8 +13,8 @@ import enum
 import re
 from typing import Any, TypeVar
 
-from ._checksum import checksum, checksum_matches
-from ._fields import BadValueError, Text
+from ._checksum import checksum
+from ._fields import BadValueError, Converter, Text
 from ._layout_types import Layout, VariableField
 from ._layouts import BY_COMMAND, BY_TYPE
 from ._messages_patron import Message
@@ -39,7 +39,8 @@ from .errors import (
 # The error-detection trailer at the very end of a frame: `AY<digit>AZ<hex>`, or
 # `AZ<hex>` alone (96 and 97 carry no sequence; Palace's client drops AY when it
 # resends). Up to four hex digits in either case (clients.md §1.6).
-_TRAILER = re.compile(rb"(?:AY(?P<sequence>[0-9]))?AZ(?P<checksum>[0-9A-Fa-f]{1,4})\Z")
+_HEX_BYTES = frozenset(b"0123456789ABCDEFabcdef")
+_DIGITS = frozenset(b"0123456789")
 
 _VALID_CODE = re.compile(r"[A-Za-z0-9]{2}")
 
@@ -50,6 +51,14 @@ _NO_SEQUENCE = frozenset({"96", "97"})
 # The known variable fields of each message sorted by code, for FieldOrder.ALPHABETICAL.
 _ALPHABETICAL = {
     message_type: tuple(sorted(layout.variable, key=lambda field: field.code))
+    for message_type, layout in BY_TYPE.items()
+}
+
+# Each message's fixed fields as (name, converter, width), in wire order.
+_FIXED_WRITING = {
+    message_type: tuple(
+        (field.name, field.converter, field.width) for field in layout.fixed
+    )
     for message_type, layout in BY_TYPE.items()
 }
 
@@ -95,23 +104,23 @@ def decode(payload: bytes, *, encoding: str = "utf-8") -> Decoded:
     text, used_encoding = _to_text(body, encoding)
 
     command = text[:2]
-    layout = BY_COMMAND.get(command)
-    if layout is None:
+    plan = _PLANS.get(command)
+    if plan is None:
         if len(text) < 2:
             raise MalformedMessage(f"frame too short for a command code: {text!r}")
         raise UnknownCommand(f"unknown command {command!r}")
 
-    fields_start = 2 + layout.fixed_width
+    fields_start = 2 + plan.fixed_width
     if len(text) < fields_start:
         raise MalformedMessage(
-            f"{command} needs {layout.fixed_width} characters of fixed fields, "
+            f"{command} needs {plan.fixed_width} characters of fixed fields, "
             f"got {len(text) - 2}",
             command=command,
         )
 
-    values = _read_fixed(layout, text[2:fields_start])
-    values.update(_read_variable(layout, text[fields_start:]))
-    message = layout.message_type(**values)
+    values = _read_fixed(plan, text)
+    values.update(_read_variable(plan, text[fields_start:]))
+    message = plan.message_type(**values)
     return Decoded(
         message=message,
         sequence=sequence,
@@ -171,7 +180,7 @@ def encode(
         # SIP2 2.00: the resend messages never carry a sequence number, only AZ.
         sequence = None
 
-    head = layout.message_type.command + "".join(_write_fixed(layout, message))
+    head = layout.message_type.command + _write_fixed(layout, message)
     fields = (
         _ALPHABETICAL[layout.message_type]
         if order is FieldOrder.ALPHABETICAL
@@ -195,6 +204,8 @@ def encode(
 
 
 def _option(kind: type[_E], value: Any, name: str) -> _E:
+    if type(value) is kind:
+        return value
     try:
         return kind(value)
     except ValueError:
@@ -206,33 +217,38 @@ def _option(kind: type[_E], value: Any, name: str) -> _E:
 
 
 def _split_trailer(payload: bytes) -> tuple[bytes, int | None, str | None]:
-    match = _TRAILER.search(payload)
-    if match is None or not _trailer_stands_alone(payload, match):
+    # `AZ` and one to four hex digits end the frame (hex has no `Z`, so the last
+    # `AZ` is the one); `AY<digit>` may come before it.
+    size = len(payload)
+    az = payload.rfind(b"AZ", max(size - 6, 0))
+    sent_bytes = payload[az + 2 :]
+    if az < 0 or not sent_bytes or not _HEX_BYTES.issuperset(sent_bytes):
+        return payload, None, None
+    if az >= 3 and payload[az - 3 : az - 1] == b"AY" and payload[az - 1] in _DIGITS:
+        start, sequence = az - 3, payload[az - 1] - 0x30
+    elif _trailer_stands_alone(payload, az):
+        start, sequence = az, None
+    else:
         return payload, None, None
 
-    sent = match.group("checksum").decode("ascii")
-    covered = payload[: match.start("checksum")]
-    if not checksum_matches(covered, sent):
+    sent = sent_bytes.decode("ascii")
+    covered = payload[: az + 2]
+    # One to four hex digits in either case are accepted (D7); the sum decides.
+    if (sum(covered) + int(sent, 16)) & 0xFFFF:
         raise ChecksumMismatch(
             f"AZ{sent} does not match the frame (expected {checksum(covered)})",
             command=_command_of(payload),
         )
-
-    digit = match.group("sequence")
-    sequence = int(digit) if digit is not None else None
-    return payload[: match.start()], sequence, sent
+    return payload[:start], sequence, sent
 
 
-def _trailer_stands_alone(payload: bytes, match: re.Match[bytes]) -> bool:
-    """Whether an `AZxxxx` at the end is a trailer and not the end of a value.
+def _trailer_stands_alone(payload: bytes, start: int) -> bool:
+    """Whether an `AZxxxx` without AY at the end is a trailer, not a value's end.
 
     `AY<d>AZ<hex>` at the end is taken as a trailer wherever it starts. `AZ<hex>`
     alone must follow a `|` or the command code (96, 97), because a value may
     well end in something like `PLAZA1` when the last `|` is missing.
     """
-    if match.group("sequence") is not None:
-        return True
-    start = match.start()
     if start == 2:
         return True
     if payload[start - 1 : start] == b"|":
@@ -257,18 +273,64 @@ def _to_text(body: bytes, encoding: str) -> tuple[str, str]:
         return body.decode(_FALLBACK_ENCODING), _FALLBACK_ENCODING
 
 
-def _read_fixed(layout: Layout, text: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    position = 0
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    """What decoding one message type needs, worked out once from its layout."""
+
+    message_type: type[Message]
+    command: str
+    fixed_width: int
+    #: (name, converter, start, end) of each fixed field, offsets in the frame.
+    fixed: tuple[tuple[str, Converter, int, int], ...]
+    by_code: dict[str, VariableField]
+    #: Required fields that may be None (AC, AD, AP): empty reads as None (D4).
+    empty_means_none: frozenset[str]
+    #: Fields without a default: read from "" when the frame lacks them (D3).
+    needed: tuple[VariableField, ...]
+
+
+def _read_plan(layout: Layout) -> _ReadPlan:
+    no_default = {
+        attribute.name
+        for attribute in dataclasses.fields(layout.message_type)
+        if attribute.default is dataclasses.MISSING
+        and attribute.default_factory is dataclasses.MISSING
+    }
+    fixed = []
+    position = 2
     for field in layout.fixed:
-        raw = text[position : position + field.width]
+        fixed.append((field.name, field.converter, position, position + field.width))
         position += field.width
-        values[field.name] = _read_value(layout, field.name, field.converter, raw)
+    return _ReadPlan(
+        message_type=layout.message_type,
+        command=layout.message_type.command,
+        fixed_width=layout.fixed_width,
+        fixed=tuple(fixed),
+        by_code=layout.by_code(),
+        empty_means_none=frozenset(
+            field.name
+            for field in layout.variable
+            if field.required and field.name not in no_default
+        ),
+        needed=tuple(field for field in layout.variable if field.name in no_default),
+    )
+
+
+_PLANS = {command: _read_plan(layout) for command, layout in BY_COMMAND.items()}
+
+
+def _read_fixed(plan: _ReadPlan, text: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, converter, start, end in plan.fixed:
+        try:
+            values[name] = converter.read(text[start:end])
+        except BadValueError as error:
+            raise _value_error(plan, name, text[start:end], error) from None
     return values
 
 
-def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
-    known = layout.by_code()
+def _read_variable(plan: _ReadPlan, text: str) -> dict[str, Any]:
+    known = plan.by_code
     singles: dict[str, Any] = {}
     repeats: dict[str, list[str]] = {}
     extra: list[tuple[str, str]] = []
@@ -281,79 +343,83 @@ def _read_variable(layout: Layout, text: str) -> dict[str, Any]:
         if not segment:
             continue
         code, value = segment[:2], segment[2:]
-        if not _VALID_CODE.fullmatch(code):
-            raise MalformedMessage(
-                f"field {segment[:10]!r} does not start with a two-letter code",
-                command=layout.message_type.command,
-            )
-        if code in ("AY", "AZ"):
-            raise MalformedMessage(
-                f"{code} appears before the end of the frame",
-                command=layout.message_type.command,
-            )
         field = known.get(code)
-        if field is None or (not field.repeat and field.name in singles):
-            # Deviation D12: unknown codes and repeats of a single field are kept.
-            # Unknown codes, and repeats of a single-valued field, are kept as
-            # they came so that nothing the client sent is lost.
+        if field is None:
+            # Deviation D12: unknown codes are kept as they came, so that
+            # nothing the client sent is lost; only a real code is accepted.
+            _check_unknown_code(plan, code, segment)
             extra.append((code, value))
         elif field.repeat:
             repeats.setdefault(field.name, []).append(value)
-        elif value == "" and field.required and not _has_no_default(layout, field):
+        elif field.name in singles:
+            # Deviation D12: so are repeats of a single-valued field.
+            extra.append((code, value))
+        elif value == "" and field.name in plan.empty_means_none:
             # Deviation D4: an empty AC, AD or AP means "not given", like a
             # missing one (Koha and FOLIO do not tell them apart either). The
             # encoder writes None as an empty field, so both read back as None.
             singles[field.name] = None
+        elif type(field.converter) is Text:
+            # Free text reads as itself; most fields are text, so skip the call.
+            singles[field.name] = value
         else:
-            singles[field.name] = _read_value(layout, code, field.converter, value)
+            singles[field.name] = _read_value(plan, code, field.converter, value)
 
-    values: dict[str, Any] = dict(singles)
-    values.update({name: tuple(items) for name, items in repeats.items()})
-    for field in layout.variable:
+    values: dict[str, Any] = singles
+    for name, items in repeats.items():
+        values[name] = tuple(items)
+    for field in plan.needed:
         # Deviation D3: a missing required field is read as empty, not refused,
         # as Koha, Evergreen and FOLIO do; the mapping layer refuses the request.
-        if field.name not in values and _has_no_default(layout, field):
-            values[field.name] = _read_value(layout, field.code, field.converter, "")
+        if field.name not in values:
+            values[field.name] = _read_value(plan, field.code, field.converter, "")
     if extra:
         values["extra_fields"] = tuple(extra)
     return values
 
 
-def _has_no_default(layout: Layout, field: VariableField) -> bool:
-    for attribute in dataclasses.fields(layout.message_type):
-        if attribute.name == field.name:
-            return (
-                attribute.default is dataclasses.MISSING
-                and attribute.default_factory is dataclasses.MISSING
-            )
-    raise AssertionError(f"{layout.message_type.__name__} has no {field.name}")
+def _check_unknown_code(plan: _ReadPlan, code: str, segment: str) -> None:
+    if not (len(code) == 2 and code.isascii() and code.isalnum()):
+        raise MalformedMessage(
+            f"field {segment[:10]!r} does not start with a two-letter code",
+            command=plan.command,
+        )
+    if code in ("AY", "AZ"):
+        raise MalformedMessage(
+            f"{code} appears before the end of the frame", command=plan.command
+        )
 
 
-def _read_value(layout: Layout, name: str, converter: Any, raw: str) -> Any:
-    command = layout.message_type.command
+def _read_value(plan: _ReadPlan, name: str, converter: Converter, raw: str) -> Any:
     try:
         return converter.read(raw)
     except BadValueError as error:
-        kind = UnknownCode if error.unknown_code else InvalidFieldValue
-        raise kind(
-            f"{command} field {name}: {error.reason}",
-            field=name,
-            value=raw,
-            command=command,
-        ) from None
+        raise _value_error(plan, name, raw, error) from None
+
+
+def _value_error(
+    plan: _ReadPlan, name: str, raw: str, error: BadValueError
+) -> InvalidFieldValue:
+    kind = UnknownCode if error.unknown_code else InvalidFieldValue
+    return kind(
+        f"{plan.command} field {name}: {error.reason}",
+        field=name,
+        value=raw,
+        command=plan.command,
+    )
 
 
 # --- encoding ----------------------------------------------------------------------
 
 
-def _write_fixed(layout: Layout, message: Message) -> list[str]:
+def _write_fixed(layout: Layout, message: Message) -> str:
     parts: list[str] = []
-    for field in layout.fixed:
-        text = _write_value(field.name, field.converter, getattr(message, field.name))
-        if len(text) != field.width:
-            raise LocalProtocolError(f"{field.name} {text!r} is not {field.width} wide")
+    for name, converter, width in _FIXED_WRITING[layout.message_type]:
+        text = _write_value(name, converter, getattr(message, name))
+        if len(text) != width:
+            raise LocalProtocolError(f"{name} {text!r} is not {width} wide")
         parts.append(text)
-    return parts
+    return "".join(parts)
 
 
 def _write_variable(
@@ -367,17 +433,23 @@ def _write_variable(
         value = getattr(message, field.name)
         if field.repeat:
             parts.extend(_write_repeated(field, value, policy, fit_to))
-        elif value is not None:
-            text = _write_value(field.name, field.converter, value)
-            if type(field.converter) is Text:
-                # Deviation D13: cut at the spec's 255 characters, not refused.
-                text = _wire_pieces(text, policy, fit_to)[0]
-            parts.append(f"{field.code}{text}|")
-        elif field.required:
-            parts.append(f"{field.code}|")
+        elif value is None:
+            if field.required:
+                parts.append(f"{field.code}|")
+        elif type(field.converter) is Text:
+            if not isinstance(value, str):
+                raise LocalProtocolError(f"{field.name}: expected a str, not {value!r}")
+            # Deviation D13: cut at the spec's 255 characters, not refused.
+            parts.append(f"{field.code}{_wire_pieces(value, policy, fit_to)[0]}|")
+        else:
+            parts.append(
+                f"{field.code}{_write_value(field.name, field.converter, value)}|"
+            )
     for code, value in message.extra_fields:
         if not _VALID_CODE.fullmatch(code):
             raise LocalProtocolError(f"extra field code {code!r} is not two letters")
+        if not isinstance(value, str):
+            raise LocalProtocolError(f"extra field {code} holds {value!r}, not a str")
         parts.append(f"{code}{_wire_pieces(value, policy, fit_to)[0]}|")
     return parts
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import re
 from typing import Any, Protocol
 
@@ -26,7 +27,6 @@ DATE_WIDTH = 18
 _BLANK_DATE = " " * DATE_WIDTH
 _LOCAL_ZONE = "    "
 _UTC_ZONE = "   Z"
-_DATE = re.compile(r"(\d{8})(.{4})(\d{6})")
 _VERSION = re.compile(r"\d\.\d\d")
 
 
@@ -143,6 +143,12 @@ class OneZero:
         return "1" if _bool(value) else "0"
 
 
+@functools.cache
+def _members(enum_type: type[enum.Enum]) -> dict[str, enum.Enum]:
+    # A dict lookup is several times faster than calling the enum class.
+    return {str(member.value): member for member in enum_type}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Code:
     """An enumerated code; the enum's values are the wire codes.
@@ -157,14 +163,14 @@ class Code:
     def read(self, text: str) -> enum.Enum | None:
         if self.width is None and text == "":
             return None
-        try:
-            return self.enum_type(text)
-        except ValueError:
-            if self.lenient is not None:
-                return self.lenient
-            raise BadValueError(
-                f"{text!r} is not a {self.enum_type.__name__} code", unknown_code=True
-            ) from None
+        member = _members(self.enum_type).get(text)
+        if member is not None:
+            return member
+        if self.lenient is not None:
+            return self.lenient
+        raise BadValueError(
+            f"{text!r} is not a {self.enum_type.__name__} code", unknown_code=True
+        )
 
     def write(self, value: Any) -> str:
         if not isinstance(value, self.enum_type):
@@ -235,10 +241,11 @@ class Date:
 
 def read_date(text: str) -> dt.datetime:
     """Read `YYYYMMDDZZZZHHMMSS`; raises BadValueError with the reason."""
-    match = _DATE.fullmatch(text)
-    if match is None:
+    day, zone, time = text[:8], text[8:12], text[12:]
+    if not (
+        len(text) == DATE_WIDTH and text.isascii() and day.isdigit() and time.isdigit()
+    ):
         raise BadValueError(f"{text!r} is not an 18-character YYYYMMDDZZZZHHMMSS date")
-    day, zone, time = match.groups()
     if zone == _LOCAL_ZONE:
         tzinfo = None
     elif zone[:3] == "   " and zone[3] in _MILITARY_ZONES:
@@ -249,7 +256,16 @@ def read_date(text: str) -> dt.datetime:
             f"time zone {zone!r} is neither four blanks nor a zone letter like '   Z'"
         )
     try:
-        return dt.datetime.strptime(day + time, "%Y%m%d%H%M%S").replace(tzinfo=tzinfo)
+        # The digits are checked above; datetime checks the calendar.
+        return dt.datetime(
+            int(day[:4]),
+            int(day[4:6]),
+            int(day[6:]),
+            int(time[:2]),
+            int(time[2:4]),
+            int(time[4:]),
+            tzinfo=tzinfo,
+        )
     except ValueError:
         raise BadValueError(f"{text!r} is not a real date and time") from None
 

@@ -147,6 +147,9 @@ def make_safe(text: str, policy: DelimiterPolicy) -> str:
     # value is changed rather than the frame broken. Permanent.
     if "|" in text:
         text = text.replace("|", _DELIMITER_TEXT[policy])
+    if text.isprintable():
+        # Most values: no control character (nor any other non-printable one).
+        return text
     return _CONTROL.sub(" ", text)
 
 
