@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sip2server.protocol import (  # noqa: E402 (after the path is set)
+from sip2server.protocol import (
     AcsStatusResponse,
     CheckinRequest,
     CheckinResponse,

@@ -75,7 +75,8 @@ class Converter(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Text:
-    """Free text. Fixed-width text must be written at exactly its width.
+    """Free text. Fixed-width text must be written at exactly its width; a control
+    character or `|` in it is written as `?`.
 
     Variable text is written as given: the codec makes it safe (the account's
     delimiter policy), fits it to the character set and cuts it to 255.
@@ -91,11 +92,11 @@ class Text:
             raise LocalProtocolError(f"expected a str, not {value!r}")
         if self.width is None:
             return value
-        if len(value) != self.width or _UNSAFE.search(value):
-            raise LocalProtocolError(
-                f"{value!r} is not {self.width} printable characters"
-            )
-        return value
+        if len(value) != self.width:
+            raise LocalProtocolError(f"{value!r} is not {self.width} characters")
+        # Deviation D11: a control character or `|` (read liberally from a
+        # client, say) is written as `?`, which keeps the width and the frame.
+        return _UNSAFE.sub("?", value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -358,3 +358,9 @@ def test_any_text_gives_one_safe_field_that_verifies(
     assert isinstance(decoded.message, EndSessionResponse)
     assert len(decoded.message.patron_identifier) <= 255
     assert () == decoded.message.extra_fields
+
+
+def test_control_character_in_a_fixed_text_field_is_written_as_question_mark() -> None:
+    """A 93 read with `\\x10` as PWD algorithm re-encodes with `?` in its place."""
+    message = decode(b"930\x10CNuser|COpass|").message
+    assert b"930?CNuser|COpass|\r" == encode(message)
