@@ -119,7 +119,7 @@ def decode(payload: bytes, *, encoding: str = "utf-8") -> Decoded:
         )
 
     values = _read_fixed(plan, text)
-    values.update(_read_variable(plan, text[fields_start:]))
+    _read_variable(plan, text[fields_start:], values)
     message = plan.message_type(**values)
     return Decoded(
         message=message,
@@ -296,6 +296,11 @@ def _read_plan(layout: Layout) -> _ReadPlan:
         if attribute.default is dataclasses.MISSING
         and attribute.default_factory is dataclasses.MISSING
     }
+    # Decoding keeps fixed and variable values in one dict, keyed by name.
+    shared = {field.name for field in layout.fixed} & {
+        field.name for field in layout.variable
+    }
+    assert not shared, f"{layout.message_type.__name__}: {shared} fixed and variable"
     fixed = []
     position = 2
     for field in layout.fixed:
@@ -329,9 +334,9 @@ def _read_fixed(plan: _ReadPlan, text: str) -> dict[str, Any]:
     return values
 
 
-def _read_variable(plan: _ReadPlan, text: str) -> dict[str, Any]:
+def _read_variable(plan: _ReadPlan, text: str, singles: dict[str, Any]) -> None:
+    """Add the variable fields in `text` to `singles`, which holds the fixed ones."""
     known = plan.by_code
-    singles: dict[str, Any] = {}
     repeats: dict[str, list[str]] = {}
     extra: list[tuple[str, str]] = []
 
@@ -365,17 +370,15 @@ def _read_variable(plan: _ReadPlan, text: str) -> dict[str, Any]:
         else:
             singles[field.name] = _read_value(plan, code, field.converter, value)
 
-    values: dict[str, Any] = singles
     for name, items in repeats.items():
-        values[name] = tuple(items)
+        singles[name] = tuple(items)
     for field in plan.needed:
         # Deviation D3: a missing required field is read as empty, not refused,
         # as Koha, Evergreen and FOLIO do; the mapping layer refuses the request.
-        if field.name not in values:
-            values[field.name] = _read_value(plan, field.code, field.converter, "")
+        if field.name not in singles:
+            singles[field.name] = _read_value(plan, field.code, field.converter, "")
     if extra:
-        values["extra_fields"] = tuple(extra)
-    return values
+        singles["extra_fields"] = tuple(extra)
 
 
 def _check_unknown_code(plan: _ReadPlan, code: str, segment: str) -> None:
