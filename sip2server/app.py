@@ -186,6 +186,7 @@ def start_server(
         new_session=lambda: TerminalSession(accounts, circulation),
         max_frame_bytes=config.server.max_frame_bytes,
         mask_patron_data=config.server.mask_patron_data,
+        idle_timeout=config.server.idle_timeout,
     )
     try:
         for index, description in enumerate(listen or config.server.listen):

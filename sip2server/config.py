@@ -126,6 +126,9 @@ class ServerSection(_Strict):
     ] = "info"
     # Largest accepted frame in bytes; longer input is answered with 96.
     max_frame_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 8192
+    # Seconds without a byte from a terminal before its connection is closed;
+    # 0 keeps idle connections open. Kiosks send 99 every few minutes.
+    idle_timeout: Annotated[float, Field(ge=0)] = 0
 
 
 class DatabaseSection(_Strict):

@@ -31,6 +31,7 @@ from sip2server.protocol import (
     FeeType,
     ItemInformationRequest,
     ItemInformationResponse,
+    Language,
     MediaType,
     Message,
     PatronInformationRequest,
@@ -190,15 +191,37 @@ class SipCirculation:
 
         None when the message type has no answer here (the server sends 96).
         """
+        return self.refuse_command(
+            message.command,
+            text,
+            institution=getattr(message, "institution_id", "") or "",
+            patron=getattr(message, "patron_identifier", "") or "",
+            item=getattr(message, "item_identifier", "") or "",
+            language=getattr(message, "language", Language.UNKNOWN),
+        )
+
+    def refuse_command(
+        self,
+        command: str,
+        text: str,
+        *,
+        institution: str = "",
+        patron: str = "",
+        item: str = "",
+        language: Language = Language.UNKNOWN,
+    ) -> Message | None:
+        """A negative response to a request known only by its command code.
+
+        Used too for a request that arrived whole but with a value that cannot
+        be read: answering 96 would make the terminal send the same bad value
+        again, so it is told why instead. None for a command with no answer here.
+        """
         now = self._local_now(None)
-        institution = getattr(message, "institution_id", "") or ""
-        patron = getattr(message, "patron_identifier", "") or ""
-        item = getattr(message, "item_identifier", "") or ""
         screen = (text,)
-        if isinstance(message, PatronStatusRequest):
+        if command == PatronStatusRequest.command:
             return PatronStatusResponse(
                 patron_status=_patron_status(None),
-                language=message.language,
+                language=language,
                 transaction_date=now,
                 institution_id=institution,
                 patron_identifier=patron,
@@ -206,9 +229,11 @@ class SipCirculation:
                 valid_patron=False,
                 screen_message=screen,
             )
-        if isinstance(message, PatronInformationRequest):
-            return self._unknown_patron_information(message, institution, now, screen)
-        if isinstance(message, CheckoutRequest):
+        if command == PatronInformationRequest.command:
+            return self._unknown_patron_information(
+                language, institution, patron, now, screen
+            )
+        if command == CheckoutRequest.command:
             return self._checkout_refused(
                 institution=institution,
                 patron=patron,
@@ -217,11 +242,11 @@ class SipCirculation:
                 now=now,
                 screen=screen,
             )
-        if isinstance(message, CheckinRequest):
+        if command == CheckinRequest.command:
             return self._checkin_refused(institution, item, now, screen)
-        if isinstance(message, ItemInformationRequest):
+        if command == ItemInformationRequest.command:
             return self._unknown_item(item, now, screen)
-        if isinstance(message, EndPatronSessionRequest):
+        if command == EndPatronSessionRequest.command:
             return EndSessionResponse(
                 end_session=False,
                 transaction_date=now,
@@ -263,14 +288,22 @@ class SipCirculation:
         )
         if patron is None:
             return self._unknown_patron_information(
-                request, institution, now, _patron_messages(None)
+                request.language,
+                institution,
+                request.patron_identifier,
+                now,
+                _patron_messages(None),
             )
 
         if patron.pin_valid is False:
             # Whoever holds the card but not its PIN learns that the card is valid
             # and the PIN wrong, and nothing of the patron's account.
             withheld = self._unknown_patron_information(
-                request, institution, now, _patron_messages(patron)
+                request.language,
+                institution,
+                request.patron_identifier,
+                now,
+                _patron_messages(patron),
             )
             return dataclasses.replace(
                 withheld,
@@ -483,14 +516,15 @@ class SipCirculation:
 
     @staticmethod
     def _unknown_patron_information(
-        request: PatronInformationRequest,
+        language: Language,
         institution: str,
+        patron: str,
         now: datetime,
         screen: tuple[str, ...],
     ) -> PatronInformationResponse:
         return PatronInformationResponse(
             patron_status=_patron_status(None),
-            language=request.language,
+            language=language,
             transaction_date=now,
             hold_items_count=0,
             overdue_items_count=0,
@@ -499,7 +533,7 @@ class SipCirculation:
             recall_items_count=0,
             unavailable_holds_count=0,
             institution_id=institution,
-            patron_identifier=request.patron_identifier,
+            patron_identifier=patron,
             personal_name="",
             valid_patron=False,
             screen_message=screen,

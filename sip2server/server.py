@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, interfaces
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from sip2server.config import ErrorDetection, Terminator
 from sip2server.protocol import (
@@ -36,13 +39,16 @@ from sip2server.protocol import (
     Framer,
     LoginRequest,
     ProtocolError,
+    RemoteProtocolError,
     RequestAcsResend,
     RequestScResend,
+    ScStatusRequest,
     decode,
     encode,
     redact,
     redact_frame,
 )
+from sip2server.protocol import Reply as ProtocolReply
 from sip2server.session import Reply, TerminalSession
 
 log = Logger(namespace="sip2server")
@@ -50,6 +56,22 @@ log = Logger(namespace="sip2server")
 # Frames waiting per connection before the server stops reading from it: a
 # terminal that pipelines more than this is slowed down, not buffered forever.
 MAX_QUEUED_FRAMES = 32
+
+# Replies made on the spot (96, 97, 98, replays) before the reactor turns to the
+# other connections: a flood of garbage from one peer must not starve the rest.
+IMMEDIATE_REPLIES_PER_TURN = 32
+
+# Unusable frames in a row after which a peer is taken not to speak SIP2 and
+# is disconnected, and how many of them are logged in detail.
+MAX_PROTOCOL_ERRORS = 50
+DETAILED_WARNINGS = 5
+
+# Failed logins on one connection before it is closed.
+MAX_FAILED_LOGINS = 5
+
+# Quoted text longer than this in an error's reason is cut before it is logged:
+# it is the peer's own input, which may hold a password cut loose by a stray |.
+_QUOTED = re.compile(r"'([^']{0,2})[^']{3,}'")
 
 _connection_ids = itertools.count(1)
 
@@ -65,8 +87,14 @@ class _Request:
     decoded: Decoded
 
 
-class SipConnection(Protocol):
-    """One terminal's TCP connection."""
+@implementer(IPushProducer)
+class SipConnection(TimeoutMixin, Protocol):
+    """One terminal's TCP connection.
+
+    It is also the producer of its replies: when a terminal stops reading and
+    the outgoing buffer fills, the server stops reading its requests too, so a
+    slow reader costs bounded memory.
+    """
 
     def __init__(self, factory: SipServerFactory) -> None:
         self.factory = factory
@@ -76,15 +104,22 @@ class SipConnection(Protocol):
         self.peer = "?"
         self._queue: deque[Frame] = deque()
         self._busy = False
-        self._paused = False
         self._closed = False
         # What error detection needs: the last reply sent, and the (sequence,
         # checksum, bytes) of the request it answered, for 97 and retransmissions.
         self._last_reply: bytes | None = None
         self._last_request_key: tuple[int, str, bytes] | None = None
         self._peer_uses_crlf = False
+        self._reading_paused = False
+        self._output_blocked = False
+        self._drain_later: Any = None
+        self._protocol_errors = 0
+        self._failed_logins = 0
+        self._close_after_reply = False
 
     def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.factory.idle_timeout or None)
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         log.info(
@@ -96,6 +131,9 @@ class SipConnection(Protocol):
     def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
         self._closed = True
         self._queue.clear()
+        self.setTimeout(None)
+        if self._drain_later is not None and self._drain_later.active():
+            self._drain_later.cancel()
         log.info(
             "terminal disconnected conn={conn} peer={peer} login={login}",
             conn=self.connection_id,
@@ -104,32 +142,90 @@ class SipConnection(Protocol):
         )
 
     def dataReceived(self, data: bytes) -> None:
-        for frame in self.framer.feed(data):
-            self._queue.append(frame)
-        if len(self._queue) >= MAX_QUEUED_FRAMES and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
+        self.resetTimeout()
+        self._queue.extend(self.framer.feed(data))
         self._drain()
 
+    def timeoutConnection(self) -> None:
+        log.info(
+            "idle for {seconds} s, closing conn={conn} peer={peer}",
+            seconds=self.factory.idle_timeout,
+            conn=self.connection_id,
+            peer=self.peer,
+        )
+        self._close()
+
+    # IPushProducer: the transport's outgoing buffer is full, or has room again.
+
+    def pauseProducing(self) -> None:
+        self._output_blocked = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._output_blocked = False
+        self._drain()
+
+    def stopProducing(self) -> None:
+        self._close()
+
     def _drain(self) -> None:
-        # Answers what can be answered on the spot in a loop, and hands the first
-        # real request to a worker thread; the rest waits for its reply.
-        while self._queue and not self._busy and not self._closed:
+        # Answers what can be answered on the spot, a limited number per turn,
+        # and hands the first real request to a worker thread; the rest waits.
+        self._drain_later = None
+        budget = IMMEDIATE_REPLIES_PER_TURN
+        while self._queue and not (self._busy or self._closed or self._output_blocked):
+            if budget == 0:
+                self._drain_later = self.factory.reactor.callLater(0, self._drain)
+                break
             frame = self._queue.popleft()
             request = self._immediate_reply(frame)
             if isinstance(request, bytes):
                 self._write(request)
+                budget -= 1
                 continue
             self._busy = True
             self._dispatch(request)
+        self._update_reading()
 
-        if (
-            self._paused
-            and len(self._queue) < MAX_QUEUED_FRAMES // 2
-            and not self._closed
+    def _update_reading(self) -> None:
+        # Stop reading while replies cannot be sent or too many requests wait.
+        if self._closed:
+            return
+        backlog = len(self._queue)
+        if not self._reading_paused and (
+            self._output_blocked or backlog >= MAX_QUEUED_FRAMES
         ):
-            self._paused = False
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif (
+            self._reading_paused
+            and not self._output_blocked
+            and backlog < MAX_QUEUED_FRAMES // 2
+        ):
+            self._reading_paused = False
             self.transport.resumeProducing()
+
+    def _protocol_error(self, frame: Frame, reason: str) -> bytes:
+        """Count and log one unusable frame; 96, or nothing once the peer is cut off."""
+        self._protocol_errors += 1
+        if self._protocol_errors <= DETAILED_WARNINGS:
+            log.warn(
+                "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
+                conn=self.connection_id,
+                peer=self.peer,
+                reason=_QUOTED.sub(r"'\1...'", reason),
+                frame=redact_frame(frame.payload[:200]),
+            )
+        if self._protocol_errors >= MAX_PROTOCOL_ERRORS:
+            log.warn(
+                "{count} unusable frames in a row; closing conn={conn} peer={peer}",
+                count=self._protocol_errors,
+                conn=self.connection_id,
+                peer=self.peer,
+            )
+            self._close()
+            return b""
+        return self._resend_request(frame)
 
     def _immediate_reply(self, frame: Frame) -> bytes | _Request:
         """The bytes to send without the database, or the request to run."""
@@ -143,25 +239,23 @@ class SipConnection(Protocol):
             self._close()
             return b""
         if frame.oversize:
-            log.warn(
-                "frame longer than {limit} bytes conn={conn} peer={peer}",
-                limit=self.factory.max_frame_bytes,
-                conn=self.connection_id,
-                peer=self.peer,
+            return self._protocol_error(
+                frame, f"frame longer than {self.factory.max_frame_bytes} bytes"
             )
-            return self._resend_request(frame)
 
         try:
             decoded = decode(frame.payload, encoding=self.session.encoding)
+        except RemoteProtocolError as error:
+            reply = self._protocol_error(frame, str(error))
+            negative = None
+            if reply and error.reply is ProtocolReply.NEGATIVE and error.command:
+                negative = self.session.negative_reply(error.command, frame.payload)
+            if negative is None:
+                return reply
+            return self._encode(negative, frame, None)
         except ProtocolError as error:
-            log.warn(
-                "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
-                conn=self.connection_id,
-                peer=self.peer,
-                reason=str(error),
-                frame=redact_frame(frame.payload),
-            )
-            return self._resend_request(frame)
+            return self._protocol_error(frame, str(error))
+        self._protocol_errors = 0
 
         log.debug(
             "received conn={conn} {message}",
@@ -179,6 +273,12 @@ class SipConnection(Protocol):
             return self._resend_request(frame)
         if isinstance(decoded.message, RequestAcsResend):
             return self._last_reply or self._resend_request(frame)
+        if isinstance(decoded.message, ScStatusRequest):
+            # Needs no database: answered here, so a busy thread pool never
+            # delays the keep-alive that tells a kiosk the server is there.
+            return self._reply_bytes(
+                self.session.handle(decoded.message), frame, decoded
+            )
 
         key = self._request_key(decoded, frame)
         if key is not None and key == self._last_request_key and self._last_reply:
@@ -221,21 +321,37 @@ class SipConnection(Protocol):
             )
             self._write(self._resend_request(request.frame))
             return
-        self._log_session_event(request.decoded.message, reply.message)
+        self._write(self._reply_bytes(reply, request.frame, request.decoded))
+        if self._close_after_reply:
+            self._close()
+
+    def _reply_bytes(self, reply: Reply, frame: Frame, decoded: Decoded) -> bytes:
+        """Encode a reply and remember it for 97 and retransmissions."""
+        self._log_session_event(decoded.message, reply.message)
         log.debug(
             "sending conn={conn} {message}",
             conn=self.connection_id,
             message=redact(reply.message, mask_patron=self.factory.mask_patron_data),
         )
-        data = self._encode(reply.message, request.frame, request.decoded)
+        data = self._encode(reply.message, frame, decoded)
         self._last_reply = data
-        self._last_request_key = self._request_key(request.decoded, request.frame)
-        self._write(data)
+        self._last_request_key = self._request_key(decoded, frame)
+        return data
 
     def _log_session_event(self, request: Any, reply: Any) -> None:
         # Logins are what an operator looks for first when a terminal "does not
         # work"; the login name is not secret, the password never appears.
         if isinstance(request, LoginRequest):
+            self._failed_logins = 0 if reply.ok else self._failed_logins + 1
+            if self._failed_logins >= MAX_FAILED_LOGINS:
+                # TODO(#5): limit failed logins per address and per login too.
+                log.warn(
+                    "{count} failed logins; closing conn={conn} peer={peer}",
+                    count=self._failed_logins,
+                    conn=self.connection_id,
+                    peer=self.peer,
+                )
+                self._close_after_reply = True
             log.info(
                 "login {outcome} conn={conn} peer={peer} login={login}",
                 outcome="accepted" if reply.ok else "refused",
@@ -277,8 +393,11 @@ class SipConnection(Protocol):
             self.transport.write(data)
 
     def _close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._queue.clear()
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _terminator(self, frame: Frame) -> bytes:
@@ -356,12 +475,14 @@ class SipServerFactory(Factory):
         new_session: Callable[[], TerminalSession],
         max_frame_bytes: int = 8192,
         mask_patron_data: bool = True,
+        idle_timeout: float = 0,
     ) -> None:
         self.reactor = reactor
         self.threadpool = threadpool
         self.new_session = new_session
         self.max_frame_bytes = max_frame_bytes
         self.mask_patron_data = mask_patron_data
+        self.idle_timeout = idle_timeout
 
     def buildProtocol(self, addr: Any) -> SipConnection:
         return SipConnection(self)

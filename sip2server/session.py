@@ -8,8 +8,13 @@ connection, so its state needs no locks. It knows the session rules of SIP2
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from twisted.logger import Logger
 
 from sip2server.accounts import AccountBook
 from sip2server.config import AccountConfig
@@ -17,6 +22,44 @@ from sip2server.mapping import SipCirculation
 from sip2server.protocol import LoginRequest, LoginResponse, ScStatusRequest
 
 DEFAULT_ENCODING = "utf-8"
+
+# What a patron reads when the database cannot be reached.
+UNAVAILABLE = "The library system is not available just now; please try again."
+
+# What a terminal shows for a request with a value that cannot be read.
+UNREADABLE = "This request could not be read; please try again or ask staff."
+
+# At most one warning per this many seconds while the database is unreachable.
+_OUTAGE_WARNING_INTERVAL = 30.0
+
+# AO, AA and AB of a frame that did not decode, to echo in a negative reply.
+_ECHOED = re.compile(r"(AO|AA|AB)([^|]*)")
+
+log = Logger(namespace="sip2server")
+
+
+class _OutageLog:
+    """Warns of database errors once per interval, counting the rest."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+        self._quiet = 0
+
+    def record(self, error: DBAPIError) -> None:
+        now = time.monotonic()
+        if now - self._last < _OUTAGE_WARNING_INTERVAL:
+            self._quiet += 1
+            return
+        log.warn(
+            "database unavailable, terminals told to try again: {problem} "
+            "({quiet} more since the last warning)",
+            problem=str(error.orig).strip().splitlines()[0],
+            quiet=self._quiet,
+        )
+        self._last, self._quiet = now, 0
+
+
+_outages = _OutageLog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +107,32 @@ class TerminalSession:
                     message, "This terminal has not logged in (send 93 first)."
                 )
             )
-        return Reply(self._circulation.answer(message, self.account))
+        try:
+            return Reply(self._circulation.answer(message, self.account))
+        except DBAPIError as error:
+            # TODO(#5): report the outage in 98 (offline) as well, and retry the
+            # database in the background instead of on the next request.
+            _outages.record(error)
+            return Reply(self._circulation.refuse(message, UNAVAILABLE))
+
+    def negative_reply(self, command: str, payload: bytes) -> Any | None:
+        """A negative reply to a frame that arrived whole but could not be read.
+
+        Pure (no database), so the server may call it on its own thread. None
+        when the terminal has not logged in or the command has no answer here.
+        """
+        if self.account is None:
+            return None
+        fields: dict[str, str] = {}
+        for code, value in _ECHOED.findall(payload.decode("latin-1")):
+            fields.setdefault(code, value)
+        return self._circulation.refuse_command(
+            command,
+            UNREADABLE,
+            institution=fields.get("AO", self.account.institution),
+            patron=fields.get("AA", ""),
+            item=fields.get("AB", ""),
+        )
 
     def _login(self, request: LoginRequest) -> LoginResponse:
         account = self._accounts.authenticate(

@@ -1,0 +1,117 @@
+"""A terminal that misbehaves is answered and, past a limit, cut off; others go on.
+
+Each test runs a real server on loopback, on SQLite and on PostgreSQL, and
+talks to it with hand-built frames (see test_wire_behaviour for the helpers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from sip2server.app import start_server
+from sip2server.server import MAX_FAILED_LOGINS, MAX_PROTOCOL_ERRORS
+from tests.sip2server.conftest import SipTarget, server_config
+from tests.sip2server.test_wire_behaviour import (
+    STATUS_FRAME,
+    WRONG_LOGIN_FRAME,
+    RawTerminal,
+    in_thread,
+    sip_now,
+)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_flood_of_garbage_is_cut_off_and_others_are_served(
+    sip_target: SipTarget,
+) -> Any:
+    """Thousands of unusable frames in one write close that connection, not others."""
+
+    def talk() -> tuple[int, bool, float]:
+        with RawTerminal(sip_target) as flooder, RawTerminal(sip_target) as other:
+            flooder.send(b"\x00\r" * 20_000)
+            started = time.monotonic()
+            reply = other.exchange(STATUS_FRAME)
+            waited = time.monotonic() - started
+            assert reply.startswith(b"98"), reply
+            closed = flooder.wait_for_close()
+            answered = flooder.unread.count(b"96")
+        return answered, closed, waited
+
+    answered, closed, waited = yield in_thread(talk)
+
+    assert closed
+    assert MAX_PROTOCOL_ERRORS - 1 == answered
+    # Not a timing assertion on speed: only that the other terminal was not
+    # made to wait for the flood, which would take far longer than this.
+    assert waited < 10
+
+
+@pytest_twisted.inlineCallbacks
+def test_repeated_failed_logins_close_the_connection(sip_target: SipTarget) -> Any:
+    """After the limit of wrong passwords the server answers 940 and hangs up."""
+
+    def talk() -> tuple[list[bytes], bool]:
+        with RawTerminal(sip_target) as terminal:
+            replies = [
+                terminal.exchange(WRONG_LOGIN_FRAME) for _ in range(MAX_FAILED_LOGINS)
+            ]
+            return replies, terminal.wait_for_close()
+
+    replies, closed = yield in_thread(talk)
+
+    assert [b"940"] * MAX_FAILED_LOGINS == replies
+    assert closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_unreadable_date_gets_a_negative_reply_not_96(sip_target: SipTarget) -> Any:
+    """A 17 whose date is impossible is refused as an 18 saying so, echoing AB."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            return terminal.exchange(b"1720261301    120000AOCITY|AB31234000000001|\r")
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"1801")
+    assert b"AB31234000000001|" in reply
+    assert b"could not be read" in reply
+
+
+@pytest_twisted.inlineCallbacks
+def test_idle_connections_are_closed_after_the_idle_timeout(database_url: str) -> Any:
+    """With idle_timeout set, a terminal that sends nothing is disconnected."""
+    from tests.sip2server.conftest import stock_library  # noqa: PLC0415
+
+    library = stock_library(database_url)
+    config = server_config(database_url)
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"idle_timeout": 0.5})}
+    )
+    server = yield start_server(config, reactor)
+    host, port = server.addresses()[0]
+    target = SipTarget(host=host, port=port, library=library, server=server)
+
+    def talk() -> tuple[bytes, bool]:
+        with RawTerminal(target) as terminal:
+            first = terminal.exchange(STATUS_FRAME)
+            return first, terminal.wait_for_close()
+
+    try:
+        first, closed = yield in_thread(talk)
+    finally:
+        yield server.stop()
+        library.database.dispose()
+
+    assert first.startswith(b"98")
+    assert closed
+
+
+def test_sip_now_is_eighteen_characters() -> None:
+    """The helper's date has the SIP2 width, so the frames above are well formed."""
+    assert 18 == len(sip_now())
