@@ -15,6 +15,8 @@ STAMP = $(VENV)/.installed
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/ils demo --db $(DB) --if-missing
+	@echo "Demo SIP login: kiosk1, password kiosk1-demo, institution DEMO, location MAIN"
+	@echo "(from config/sip2server.toml; try: .venv/bin/ils sip --login kiosk1 --password kiosk1-demo status)"
 	exec $(BIN)/ils serve --config $(CONFIG) --db $(DB) $(if $(LISTEN),--listen $(LISTEN))
 
 test: $(STAMP)

@@ -39,6 +39,9 @@ class AccountBook:
         if account.password_hash is not None:
             ok = verify_secret(password, account.password_hash)
         else:
+            # A plain password costs a hash too, so that timing does not tell a
+            # plain account from an unknown login.
+            verify_secret(password, _decoy_hash())
             expected = account.password or ""
             ok = hmac.compare_digest(password.encode(), expected.encode())
         return account if ok else None

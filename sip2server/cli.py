@@ -60,10 +60,11 @@ def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> Non
     click.echo(f"Database: {display_url(config.database.url)}")
     click.echo("SIP accounts:")
     for account in config.accounts:
+        # The banner may end up in a journal: name where the secret is, never it.
         secret = (
-            f"password {account.password!r} (plain text in the config: demo use only)"
+            "plain-text password in the config (for demos only)"
             if account.password is not None
-            else "password from its hash"
+            else "hashed password"
         )
         click.echo(
             f"  login {account.login!r}, institution {account.institution!r}, "

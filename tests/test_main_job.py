@@ -55,10 +55,13 @@ def served_demo(database_url: str) -> Iterator[tuple[int, subprocess.Popen[str]]
     port = None
     deadline = time.monotonic() + 60
     assert server.stdout is not None
+    banner: list[str] = []
+    server.banner = banner  # type: ignore[attr-defined]
     while port is None and time.monotonic() < deadline:
         line = server.stdout.readline()
         if not line:
             break
+        banner.append(line)
         match = LISTENING.search(line)
         port = int(match.group(1)) if match else None
     if port is None:
@@ -106,6 +109,18 @@ def test_demo_is_served_with_the_shipped_config(
     assert "CheckinResponse (10)\n  ok: yes" in checkin
     assert "expired" in expired
     assert "ok: no" in expired
+
+
+def test_start_banner_names_accounts_but_not_their_passwords(
+    served_demo: tuple[int, subprocess.Popen[str]],
+) -> None:
+    """The start lines list the logins; the passwords stay in the config file."""
+    _, server = served_demo
+    banner = "".join(server.banner)  # type: ignore[attr-defined]
+
+    assert "login 'kiosk1'" in banner
+    assert "kiosk1-demo" not in banner
+    assert "gate1-demo" not in banner
 
 
 def test_ctrl_c_stops_the_server_cleanly(
