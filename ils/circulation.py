@@ -9,16 +9,26 @@ the database, not by Python locks, so that several server processes can share
 one PostgreSQL:
 
 - on PostgreSQL the patron row and then the item row are locked with
-  `SELECT ... FOR UPDATE` (always in that order, so two checkouts cannot
+  `SELECT ... FOR NO KEY UPDATE` (always in that order, so two checkouts cannot
   deadlock), which serialises checkouts of one item and counts of one
-  patron's loans;
+  patron's loans; unlike `FOR UPDATE`, it lets the foreign-key checks of other
+  transactions' inserts through (see `ils.queries`);
+- a checkin locks the borrower it read before the item, and starts again if the
+  loan changed hands before the item was locked, rather than lock a patron
+  after an item;
 - on SQLite every write unit starts with `BEGIN IMMEDIATE` (see `ils.db`), which
   serialises all writers;
 - the partial unique index `uq_loan_open_item` is the last line: if two open
   loans of one item are ever attempted, the loser is retried and then sees the
   winner's loan.
 
-Every checkout, renewal, checkin and refusal writes a `CirculationLog` row. A
+A use case that keeps meeting deadlocks or a changing loan is refused with
+`Refusal.TRY_AGAIN` once its attempts are used up, so that a caller gets a
+refusal, not a database error, for a deadlock. (A SQLite writer that outwaits
+its busy timeout still raises `OperationalError`; see `ils.db`.)
+
+Every checkout, renewal, checkin and refusal writes a `CirculationLog` row; a
+repeated checkout that does not renew changes nothing and writes none. A
 refusal's row is written in the refused transaction itself, which is committed:
 every check is made before anything else is written, so the row is all it holds.
 Table look-ups and the views handed to callers live in `ils.queries`.
@@ -71,9 +81,10 @@ _STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
 # A due date falls at the last second of its day in the branch's time zone.
 END_OF_DAY = time(23, 59, 59)
 
-# How often a use case that hit the open-loan index or a deadlock is tried; the
-# retry normally sees the other transaction's work and answers by itself.
-_ATTEMPTS = 3
+# How often a use case that hit the open-loan index, a deadlock or a loan that
+# changed hands is tried; the retry normally sees the other transaction's work
+# and answers by itself.
+_ATTEMPTS = 5
 
 # PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the
 # transaction was rolled back and may simply be run again.
@@ -111,6 +122,10 @@ class _Known:
     patron_id: int | None = None
     item_id: int | None = None
     branch_id: int | None = None
+
+
+class _LoanChangedHands(Exception):  # noqa: N818 - a signal to retry, not an error
+    """A checkin found the item's loan with another borrower than the one it locked."""
 
 
 def _is_retryable(error: OperationalError) -> bool:
@@ -173,6 +188,7 @@ class Circulation:
         pin_required: bool = False,
         terminal: str | None = None,
         at: datetime | None = None,
+        renew_if_on_loan: bool = True,
     ) -> CheckoutResult:
         """Lend an item to a patron, or renew it if they already have it.
 
@@ -184,10 +200,17 @@ class Circulation:
             pin_required: refuse when no PIN is given and the patron has one.
             terminal: the terminal or login, for the log.
             at: when it happened, for checkouts recorded offline; default now.
+            renew_if_on_loan: whether an item already on loan to this patron is
+                renewed. When False (a terminal that does not allow renewal at
+                checkout), such a checkout is taken as a repeat of the one
+                already made, e.g. a retry after a lost answer: nothing is
+                changed or logged, and the existing loan is returned with
+                `renewal=False` and its current due date.
 
         Raises:
             CirculationRefused: for any reason in `Refusal` that applies, checked
-                in the order patron, PIN, card, block, item, loan, rule, limit.
+                in the order patron, PIN, card, block, item, loan, rule, limit;
+                TRY_AGAIN when the database kept turning it away.
         """
         moment = self._now() if at is None else _aware(at, "at")
 
@@ -210,6 +233,7 @@ class Circulation:
                 pin_required=pin_required,
                 terminal=terminal,
                 moment=moment,
+                renew_if_on_loan=renew_if_on_loan,
             )
 
         return self._unit(work, terminal=terminal, moment=moment)
@@ -229,8 +253,8 @@ class Circulation:
         afresh in another could deadlock on PostgreSQL, where a foreign key
         check takes a share lock on the referenced row (and a savepoint would
         not do: rolling one back releases the row locks taken inside it). A
-        conflict on the open-loan index or a deadlock is retried; the retry
-        sees what the other transaction committed.
+        conflict on the open-loan index, a deadlock or a loan that changed hands
+        is retried; the retry sees what the other transaction committed.
         """
         last_error: Exception | None = None
         known = _Known()
@@ -259,16 +283,26 @@ class Circulation:
                     raise
                 last_error = error
                 continue
+            except _LoanChangedHands as error:
+                last_error = error
+                continue
             raise refusal
 
-        # Out of attempts: a lost race for the open-loan index is a refusal;
-        # anything else is a fault for the caller to see.
-        if not isinstance(last_error, IntegrityError):
-            raise RuntimeError("circulation transaction kept failing") from last_error
-        refusal = CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
-        with self._database.transaction() as session:
-            session.add(_refusal_row(refusal, known, terminal, moment))
-        raise refusal
+        # Out of attempts: a lost race for the open-loan index means someone else
+        # has the item; deadlocks or a loan that kept changing hands leave
+        # nothing changed, and the request may be sent again.
+        if isinstance(last_error, IntegrityError):
+            refusal = CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
+        else:
+            refusal = CirculationRefused(Refusal.TRY_AGAIN)
+        try:
+            with self._database.transaction() as session:
+                session.add(_refusal_row(refusal, known, terminal, moment))
+        except OperationalError as error:
+            # The log row is not worth a fault the caller cannot answer.
+            if not _is_retryable(error):
+                raise
+        raise refusal from last_error
 
     def _checkout(
         self,
@@ -282,6 +316,7 @@ class Circulation:
         pin_required: bool,
         terminal: str | None,
         moment: datetime,
+        renew_if_on_loan: bool,
     ) -> CheckoutResult:
         branch = queries.branch_by_code(session, branch_code)
         if branch is None:
@@ -331,6 +366,19 @@ class Circulation:
         rule = queries.loan_rule(session, patron.category_id, item.item_type_id)
         if loan is not None and loan.patron_id != patron.id:
             raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
+
+        # Renewal not allowed: the patron has the item, so this checkout was
+        # already made; answer it again without using up a renewal.
+        if loan is not None and not renew_if_on_loan:
+            return CheckoutResult(
+                item=queries.item_view(session, item),
+                patron=queries.patron_view(
+                    session, patron, moment, zone, pin_valid=pin_valid
+                ),
+                due_at=loan.due_at,
+                renewal=False,
+            )
+
         if rule is None:
             raise refuse(Refusal.NO_LOAN_RULE, item)
         due_at = due_at_end_of_day(moment, rule.loan_days, zone)
@@ -398,7 +446,8 @@ class Circulation:
                 time.
 
         Raises:
-            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM.
+            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM; TRY_AGAIN when the
+                database kept turning it away.
         """
         now = self._now()
         moment = now if returned_at is None else _aware(returned_at, "returned_at")
@@ -438,15 +487,19 @@ class Circulation:
             .where(Item.barcode == item_barcode, Loan.returned_at.is_(None))
         )
         if borrower_id is not None:
-            session.execute(
-                sa.select(Patron.id).where(Patron.id == borrower_id).with_for_update()
-            )
+            queries.lock_patron(session, borrower_id)
         item = queries.item_by_barcode(session, item_barcode, lock=True)
         if item is None:
             raise CirculationRefused(Refusal.UNKNOWN_ITEM)
         known.item_id = item.id
 
+        # The borrower was read before any lock was held. If the item has since
+        # gone out to someone else, locking them now would take a patron after
+        # an item, against the checkout's order: let go of everything and start
+        # again instead.
         loan = queries.open_loan(session, item, lock=True)
+        if loan is not None and loan.patron_id not in (None, borrower_id):
+            raise _LoanChangedHands
         patron_barcode: str | None = None
         patron_id: int | None = None
         if loan is not None:

@@ -10,17 +10,24 @@ hands out one session per unit of work:
 - `read()` for a look-up: always rolled back at the end.
 
 SQLite is set up for a threaded server: WAL journal mode (readers never wait for
-the writer), a busy timeout (a writer waits for the lock instead of failing) and
-foreign keys on. Every write unit starts with `BEGIN IMMEDIATE`, which takes the
+the writer), a busy timeout (a writer waits for the lock instead of failing at
+once, but gives up with `OperationalError` when the timeout passes) and foreign
+keys on. Every write unit starts with `BEGIN IMMEDIATE`, which takes the
 write lock at the start; a deferred `BEGIN` would take it only at the first write,
 and two such transactions that both read first then fail with "database is
 locked" when they try to upgrade, because SQLite cannot make either one wait.
+
+The engine hides SQL parameters from its error messages: they hold patron
+barcodes and PIN hashes, and an error's text ends up in a server's log. (The
+database's own message can still quote a value, e.g. PostgreSQL's "Key
+(barcode)=(...) already exists".)
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-# How long a SQLite writer waits for another writer's lock before giving up.
+# How long a SQLite writer waits by default for another writer's lock before
+# giving up; a server whose terminals give up sooner should pass less.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 # An execution option on the write engine; the `begin` hook reads it to choose
@@ -114,18 +122,25 @@ def _check_sqlite_path(url: URL) -> None:
         )
 
 
-def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-    # Stop pysqlite from issuing BEGIN and COMMIT on its own, so that the `begin`
-    # hook below decides how each transaction starts (SQLAlchemy's documented
-    # recipe for the pysqlite driver).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
+def _sqlite_connect_hook(
+    busy_timeout: float,
+) -> Callable[[sqlite3.Connection, Any], None]:
+    busy_milliseconds = round(busy_timeout * 1000)
+
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Stop pysqlite from issuing BEGIN and COMMIT on its own, so that the
+        # `begin` hook below decides how each transaction starts (SQLAlchemy's
+        # documented recipe for the pysqlite driver).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_milliseconds}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
@@ -141,15 +156,31 @@ class Database:
             `postgresql://user:password@host/dbname` (also `postgres://` or
             `postgresql+psycopg://`).
         pool_size: connections kept open; size it to the server's thread pool.
+        busy_timeout: seconds a SQLite writer waits for another's lock before
+            its statement fails with `sqlalchemy.exc.OperationalError`
+            ("database is locked"). Keep it below the time a terminal waits for
+            an answer. PostgreSQL ignores it: no lock or statement timeout is
+            set there.
 
     Raises:
-        DatabaseConfigError: the URL cannot be used (see `normalise_url`), or a
-            SQLite file's folder does not exist.
+        DatabaseConfigError: the URL cannot be used (see `normalise_url`), a
+            SQLite file's folder does not exist, or a setting is out of range.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
+    ) -> None:
         if pool_size < 1:
             raise DatabaseConfigError(f"pool_size must be at least 1, not {pool_size}")
+        if not (math.isfinite(busy_timeout) and busy_timeout >= 0):
+            raise DatabaseConfigError(
+                f"busy_timeout must be a number of seconds, 0 or more, not"
+                f" {busy_timeout!r}"
+            )
         self.url = url
         parsed = normalise_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -161,6 +192,8 @@ class Database:
             # Bursts beyond the pool get short-lived extra connections.
             "max_overflow": pool_size,
             "pool_timeout": 30,
+            # Keep patron barcodes and PIN hashes out of error messages.
+            "hide_parameters": True,
         }
         try:
             if self.is_sqlite:
@@ -168,14 +201,14 @@ class Database:
                     parsed,
                     poolclass=sa.pool.QueuePool,
                     connect_args={
-                        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                        "timeout": busy_timeout,
                         # Connections move between the server's threads via the
                         # pool, never in use by two at once.
                         "check_same_thread": False,
                     },
                     **pool_options,
                 )
-                event.listen(self.engine, "connect", _on_sqlite_connect)
+                event.listen(self.engine, "connect", _sqlite_connect_hook(busy_timeout))
                 event.listen(self.engine, "begin", _on_sqlite_begin)
             else:
                 self.engine = sa.create_engine(

@@ -4,6 +4,12 @@ Layer: `ils`, the bottom. Used by the circulation service inside its units of
 work; every function takes the open `Session`. Each `lock=True` asks for a row
 lock on PostgreSQL and does nothing on SQLite, where the write unit already
 holds the database.
+
+The row lock is `FOR NO KEY UPDATE`, not `FOR UPDATE`: it still makes a second
+locker wait, but not the `FOR KEY SHARE` lock that PostgreSQL's foreign-key check
+takes on the referenced patron or item when a loan or log row is inserted. With
+`FOR UPDATE`, such an insert waited on another transaction's patron lock while
+holding an item, and checkouts and checkins deadlocked.
 """
 
 from __future__ import annotations
@@ -41,8 +47,17 @@ def patron_by_barcode(
 ) -> Patron | None:
     query = sa.select(Patron).where(Patron.barcode == barcode)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return session.scalars(query).first()
+
+
+def lock_patron(session: Session, patron_id: int) -> None:
+    """Lock one patron's row, as `patron_by_barcode(lock=True)` would."""
+    session.execute(
+        sa.select(Patron.id)
+        .where(Patron.id == patron_id)
+        .with_for_update(key_share=True)
+    )
 
 
 def item_by_barcode(
@@ -50,14 +65,14 @@ def item_by_barcode(
 ) -> Item | None:
     query = sa.select(Item).where(Item.barcode == barcode)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return session.scalars(query).first()
 
 
 def open_loan(session: Session, item: Item, *, lock: bool = False) -> Loan | None:
     query = sa.select(Loan).where(Loan.item_id == item.id, Loan.returned_at.is_(None))
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return session.scalars(query).first()
 
 

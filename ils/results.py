@@ -38,6 +38,10 @@ class Refusal(enum.Enum):
     RENEWAL_LIMIT_REACHED = "renewal_limit_reached"
     NO_LOAN_RULE = "no_loan_rule"
     UNKNOWN_BRANCH = "unknown_branch"
+    # The database kept turning the request away (deadlocks, or a loan changing
+    # hands) for every attempt; nothing was changed, and the same request may
+    # succeed when sent again.
+    TRY_AGAIN = "try_again"
 
 
 # One plain sentence per reason, fit for a kiosk screen or a staff log.
@@ -60,6 +64,7 @@ REFUSAL_MESSAGES: dict[Refusal, str] = {
     Refusal.RENEWAL_LIMIT_REACHED: "This item cannot be renewed again.",
     Refusal.NO_LOAN_RULE: "This item cannot be borrowed on this card; ask staff.",
     Refusal.UNKNOWN_BRANCH: "This terminal's branch is not known to the library.",
+    Refusal.TRY_AGAIN: "The library system is busy; please try again.",
 }
 
 

@@ -228,6 +228,67 @@ def test_renewal_limit_is_refused(library: Library, circulation: Circulation) ->
     assert reason is Refusal.RENEWAL_LIMIT_REACHED
 
 
+def test_repeated_checkout_without_renewal_changes_nothing(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """With renewal not allowed, a repeated checkout returns the loan unrenewed."""
+    library.add_patron("P1")
+    library.add_item("B1")
+    first = circulation.checkout(
+        "P1", "B1", branch_code="NORTH", renew_if_on_loan=False
+    )
+    clock.now = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
+
+    # A kiosk retrying after lost answers, more often than renewals are allowed.
+    repeats = [
+        circulation.checkout("P1", "B1", branch_code="NORTH", renew_if_on_loan=False)
+        for _ in range(20)
+    ]
+
+    assert first.renewal is False
+    assert {(False, first.due_at)} == {(r.renewal, r.due_at) for r in repeats}
+    assert repeats[-1].patron.loans[0].renewals == 0
+    assert repeats[-1].item.borrower_barcode == "P1"
+    # Nothing was logged for the repeats.
+    assert [(LoanEvent.CHECKOUT, f"due {first.due_at.isoformat()}")] == log_rows(
+        library
+    )
+
+
+def test_checkout_with_renewal_allowed_still_renews(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """With renewal allowed, the same repeat renews the loan from now."""
+    library.add_patron("P1")
+    library.add_item("B1")
+    first = circulation.checkout("P1", "B1", branch_code="NORTH")
+    clock.now = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
+
+    again = circulation.checkout("P1", "B1", branch_code="NORTH", renew_if_on_loan=True)
+
+    assert again.renewal is True
+    assert again.due_at > first.due_at
+    assert again.patron.loans[0].renewals == 1
+
+
+def test_checkout_without_renewal_of_anothers_loan_is_still_refused(
+    library: Library, circulation: Circulation
+) -> None:
+    """Renewal not allowed does not make someone else's loan look like a repeat."""
+    library.add_patron("P1")
+    library.add_patron("P2")
+    library.add_item("B1")
+    circulation.checkout("P1", "B1", branch_code="NORTH")
+
+    reason = refusal_of(
+        lambda: circulation.checkout(
+            "P2", "B1", branch_code="NORTH", renew_if_on_loan=False
+        )
+    )
+
+    assert reason is Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON
+
+
 # Refusals, one by one.
 
 
@@ -457,6 +518,44 @@ def test_checkin_closes_the_loan_and_moves_the_item(
     patron = circulation.patron("P1")
     assert patron is not None
     assert patron.loans == ()
+
+
+def test_checkin_that_keeps_meeting_deadlocks_is_refused_as_try_again(
+    library: Library, circulation: Circulation
+) -> None:
+    """A checkin that deadlocks on every attempt is a TRY_AGAIN refusal, not a fault."""
+    if library.database.is_sqlite:
+        pytest.skip("SQLite serialises writers and reports no deadlocks to retry")
+    library.add_patron("P1")
+    library.add_item("B1")
+    circulation.checkout("P1", "B1", branch_code="NORTH")
+    # A real PostgreSQL error with the deadlock SQLSTATE on every checkin's log row.
+    with library.database.transaction() as session:
+        session.execute(
+            sa.text(
+                "CREATE FUNCTION deadlock_checkins() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.event = 'checkin' THEN"
+                " RAISE EXCEPTION 'deadlock for the test' USING ERRCODE = '40P01';"
+                " END IF; RETURN NEW; END $$"
+            )
+        )
+        session.execute(
+            sa.text(
+                "CREATE TRIGGER deadlock_checkins BEFORE INSERT ON circulation_log"
+                " FOR EACH ROW EXECUTE FUNCTION deadlock_checkins()"
+            )
+        )
+
+    with pytest.raises(CirculationRefused) as raised:
+        circulation.checkin("B1", branch_code="NORTH", terminal="sorter")
+
+    assert raised.value.reason is Refusal.TRY_AGAIN
+    assert raised.value.message == "The library system is busy; please try again."
+    assert log_rows(library)[-1] == (LoanEvent.REFUSAL, "try_again")
+    item = circulation.item("B1")
+    assert item is not None
+    assert item.borrower_barcode == "P1"
 
 
 def test_checkin_of_an_item_not_on_loan_is_clean(

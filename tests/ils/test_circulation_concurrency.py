@@ -7,7 +7,9 @@ PostgreSQL) must keep the rules all the same.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -131,3 +133,107 @@ def test_one_patron_racing_for_many_items_stays_within_max_loans(
         "max_loans_reached": THREADS_ONE_PATRON - 3,
     }
     assert open_loans(library) == 3
+
+
+# The mixed workload of the robustness trial: terminals checking out and in a few
+# shared items at random, for a bounded time.
+MIX_THREADS = 12
+MIX_ITEMS = 3
+MIX_SECONDS = 4.0
+
+
+def postgres_deadlocks(library: Library) -> int | None:
+    """PostgreSQL's count of deadlocks in this database, or None on SQLite.
+
+    Each backend reports its counters when it ends, so the pool is closed and
+    the count is read once no other session is connected (bounded by a deadline).
+    """
+    if library.database.is_sqlite:
+        return None
+    library.database.dispose()
+    engine = sa.create_engine(library.database.engine.url, poolclass=sa.pool.NullPool)
+    deadline = time.monotonic() + 10
+    try:
+        with engine.connect() as connection:
+            while time.monotonic() < deadline:
+                others = connection.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
+                if others == 0:
+                    break
+                connection.rollback()
+                # Waiting on other processes; no event of ours can say when.
+                time.sleep(0.05)
+            connection.rollback()
+            return int(
+                connection.scalar(
+                    sa.text(
+                        "SELECT deadlocks FROM pg_stat_database"
+                        " WHERE datname = current_database()"
+                    )
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
+
+
+def test_mixed_checkouts_and_checkins_of_shared_items_stay_consistent(
+    library: Library,
+) -> None:
+    """Terminals checking shared items out and in at random meet only refusals."""
+    circulation = Circulation(library.database)
+    items = [f"B{number}" for number in range(MIX_ITEMS)]
+    for barcode in items:
+        library.add_item(barcode)
+    for number in range(MIX_THREADS):
+        library.add_patron(f"P{number}")
+
+    barrier = threading.Barrier(MIX_THREADS)
+    faults: list[BaseException] = []
+    outcomes: Counter[str] = Counter()
+    tally = threading.Lock()
+
+    def terminal(number: int) -> None:
+        chooser = random.Random(number)
+        barrier.wait()
+        deadline = time.monotonic() + MIX_SECONDS
+        while time.monotonic() < deadline:
+            barcode = chooser.choice(items)
+            try:
+                if chooser.random() < 0.5:
+                    circulation.checkout(f"P{number}", barcode, branch_code="NORTH")
+                    outcome = "checkout"
+                else:
+                    circulation.checkin(barcode, branch_code="NORTH")
+                    outcome = "checkin"
+            except CirculationRefused as refusal:
+                outcome = refusal.reason.value
+            except BaseException as error:  # collected for the assertion
+                faults.append(error)
+                return
+            with tally:
+                outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=terminal, args=(n,)) for n in range(MIX_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=MIX_SECONDS + 60)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert faults == []
+    assert outcomes["checkout"] > 0
+    assert outcomes["checkin"] > 0
+    with library.database.read() as session:
+        open_per_item = session.execute(
+            sa.select(Loan.item_id, sa.func.count())
+            .where(Loan.returned_at.is_(None))
+            .group_by(Loan.item_id)
+        ).all()
+    assert all(count == 1 for _item, count in open_per_item)
+    assert postgres_deadlocks(library) in (None, 0)

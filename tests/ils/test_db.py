@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,54 @@ def test_sqlite_writers_that_read_first_queue_instead_of_failing(
     assert errors == []
     # BEGIN IMMEDIATE makes each read-then-write atomic: no update is lost.
     assert read_counter(database) == 12
+    database.dispose()
+
+
+def test_sqlite_writer_gives_up_after_the_busy_timeout(sqlite_url: str) -> None:
+    """A writer waiting on a held write lock fails after about busy_timeout seconds."""
+    database = Database(sqlite_url, busy_timeout=0.5)
+    with database.transaction() as session:
+        session.execute(
+            sa.text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)")
+        )
+
+    with database.transaction() as holder:
+        holder.execute(sa.text("INSERT INTO counter (id, n) VALUES (1, 0)"))
+        started = time.monotonic()
+        with (
+            pytest.raises(sa.exc.OperationalError, match="database is locked"),
+            database.transaction() as waiter,
+        ):
+            waiter.execute(sa.text("INSERT INTO counter (id, n) VALUES (2, 0)"))
+        waited = time.monotonic() - started
+
+    # Well short of the 30 s default; the lower bound allows for timer slack.
+    assert 0.4 <= waited < 5
+    assert read_counter(database) == 0
+    database.dispose()
+
+
+@pytest.mark.parametrize("busy_timeout", [-1.0, float("nan"), float("inf")])
+def test_unusable_busy_timeout_is_refused(sqlite_url: str, busy_timeout: float) -> None:
+    """A busy timeout that is negative or not a finite number is refused."""
+    with pytest.raises(DatabaseConfigError, match="busy_timeout"):
+        Database(sqlite_url, busy_timeout=busy_timeout)
+
+
+def test_error_messages_do_not_show_bound_parameters(database_url: str) -> None:
+    """A failed statement's error text leaves out the values bound to it."""
+    database = Database(database_url)
+    barcode = "P-SECRET-29310"
+
+    with pytest.raises(sa.exc.DBAPIError) as raised, database.read() as session:
+        session.execute(
+            sa.text("SELECT id FROM no_such_patron WHERE barcode = :barcode"),
+            {"barcode": barcode},
+        )
+
+    assert "no_such_patron" in str(raised.value)
+    assert barcode not in str(raised.value)
+    assert barcode not in repr(raised.value)
     database.dispose()
 
 
