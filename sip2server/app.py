@@ -161,7 +161,11 @@ def start_server(
     Raises:
         StartupError: the database is not ready for this configuration.
     """
-    database = Database(config.database.url, pool_size=config.server.threads)
+    database = Database(
+        config.database.url,
+        pool_size=config.server.threads,
+        busy_timeout=config.database.busy_timeout,
+    )
     try:
         places = check_database(database, config)
     except Exception:

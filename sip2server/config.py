@@ -135,6 +135,9 @@ class DatabaseSection(_Strict):
     """Where the core database is."""
 
     url: Annotated[str, StringConstraints(min_length=1)]
+    # SQLite only: seconds a request waits for another writer before it is
+    # refused as "unavailable"; keep it below the terminals' own timeout.
+    busy_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
 
 
 class ServerConfig(_Strict):

@@ -360,6 +360,9 @@ class SipCirculation:
                 pin=request.patron_password or None,
                 pin_required=account.patron_pin_required,
                 terminal=account.login,
+                # SC renewal policy N: a repeated checkout (a kiosk retrying after
+                # a lost reply) confirms the loan instead of renewing it.
+                renew_if_on_loan=request.sc_renewal_policy,
             )
         except CirculationRefused as refusal:
             title = "" if refusal.item is None else refusal.item.title

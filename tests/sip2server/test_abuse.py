@@ -115,3 +115,47 @@ def test_idle_connections_are_closed_after_the_idle_timeout(database_url: str) -
 def test_sip_now_is_eighteen_characters() -> None:
     """The helper's date has the SIP2 width, so the frames above are well formed."""
     assert 18 == len(sip_now())
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_locked_database_gets_a_refusal_saying_unavailable(sqlite_url: str) -> Any:
+    """While another writer holds SQLite's lock, a checkout is refused, not 96."""
+    import sqlite3  # noqa: PLC0415
+
+    from tests.sip2server.conftest import ADA, ITEMS, stock_library  # noqa: PLC0415
+    from tests.sip2server.test_wire_behaviour import checkout_body  # noqa: PLC0415
+
+    library = stock_library(sqlite_url)
+    config = server_config(sqlite_url)
+    config = config.model_copy(
+        update={"database": config.database.model_copy(update={"busy_timeout": 0.3})}
+    )
+    server = yield start_server(config, reactor)
+    host, port = server.addresses()[0]
+    target = SipTarget(host=host, port=port, library=library, server=server)
+    blocker = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), timeout=0.1, check_same_thread=False
+    )
+    blocker.isolation_level = None
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(target) as terminal:
+            terminal.login()
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                refused = terminal.exchange(checkout_body(ADA, ITEMS[9]) + b"\r")
+            finally:
+                blocker.execute("ROLLBACK")
+            served = terminal.exchange(checkout_body(ADA, ITEMS[9]) + b"\r")
+        return refused, served
+
+    try:
+        refused, served = yield in_thread(talk)
+    finally:
+        blocker.close()
+        yield server.stop()
+        library.database.dispose()
+
+    assert refused.startswith(b"120")
+    assert b"not available just now" in refused
+    assert served.startswith(b"121")

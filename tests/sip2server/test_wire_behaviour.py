@@ -549,10 +549,10 @@ def test_different_checkouts_with_equal_ay_and_az_are_both_run(
 def test_same_checkout_with_a_new_sequence_is_a_new_request(
     sip_target: SipTarget,
 ) -> Any:
-    """The same 11 with AY5 after AY4 is run again: the patron's loan is renewed."""
+    """The same 11 with AY5 after AY4 is run again; with renewal policy Y it renews."""
 
     def talk() -> tuple[bytes, bytes, Any]:
-        body = checkout_body(ADA, ITEMS[6])
+        body = b"11YN" + checkout_body(ADA, ITEMS[6])[4:]
         with RawTerminal(sip_target) as terminal:
             terminal.login()
             first = terminal.exchange(with_trailer(body, 4) + b"\r")
@@ -562,12 +562,34 @@ def test_same_checkout_with_a_new_sequence_is_a_new_request(
     first, second, (loans, events) = yield in_thread(talk)
 
     assert b"121N" == first[:4], first
-    # ok 1 and renewal ok Y: the core treats a second checkout as a renewal.
+    # ok 1 and renewal ok Y: the terminal allows renewals, so this is one.
     assert b"121Y" == second[:4], second
     assert [(None, 1)] == [(row.returned_at, row.renewals) for row in loans]
     assert [LoanEvent.CHECKOUT, LoanEvent.RENEWAL] == sorted(
         events, key=lambda event: event.value
     )
+
+
+@pytest_twisted.inlineCallbacks
+def test_repeated_checkout_without_renewal_policy_confirms_the_loan(
+    sip_target: SipTarget,
+) -> Any:
+    """With SC renewal policy N a repeated 11 is answered ok and renews nothing."""
+
+    def talk() -> tuple[bytes, bytes, Any]:
+        body = checkout_body(ADA, ITEMS[7])
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            first = terminal.exchange(with_trailer(body, 4) + b"\r")
+            second = terminal.exchange(with_trailer(body, 5) + b"\r")
+        return first, second, _loans_and_log(sip_target, ITEMS[7])
+
+    first, second, (loans, events) = yield in_thread(talk)
+
+    assert b"121N" == first[:4], first
+    assert b"121N" == second[:4], second
+    assert [(None, 0)] == [(row.returned_at, row.renewals) for row in loans]
+    assert [LoanEvent.CHECKOUT] == events
 
 
 # --- TLS on the plain port and oversize frames -------------------------------------
