@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -66,6 +66,7 @@ from ils.results import (
     PatronView,
     Refusal,
 )
+from ils.rules.matrix import due_at as rule_due_at
 from ils.secrets import verify_secret
 
 # Statuses that refuse a checkout, and the reason each gives.
@@ -77,9 +78,6 @@ _STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
     ItemStatus.DAMAGED: Refusal.ITEM_NOT_FOR_LOAN,
     ItemStatus.IN_PROCESSING: Refusal.ITEM_NOT_FOR_LOAN,
 }
-
-# A due date falls at the last second of its day in the branch's time zone.
-END_OF_DAY = time(23, 59, 59)
 
 # How often a use case that hit the open-loan index, a deadlock or a loan that
 # changed hands is tried; the retry normally sees the other transaction's work
@@ -100,13 +98,6 @@ def branch_zone(branch: Branch) -> ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError):
         # TODO(#4): refuse a bad time zone when the branch is saved, not here.
         return ZoneInfo("UTC")
-
-
-def due_at_end_of_day(start: datetime, loan_days: int, zone: ZoneInfo) -> datetime:
-    """The due time of a loan starting at `start`: `loan_days` later, then the end
-    of that day in `zone`, returned in UTC."""
-    local_day = (start.astimezone(zone) + timedelta(days=loan_days)).date()
-    return datetime.combine(local_day, END_OF_DAY, tzinfo=zone).astimezone(UTC)
 
 
 def _aware(moment: datetime, name: str) -> datetime:
@@ -334,7 +325,12 @@ class Circulation:
             return CirculationRefused(
                 reason,
                 patron=queries.patron_view(
-                    session, patron, moment, zone, pin_valid=pin_valid
+                    session,
+                    patron,
+                    moment,
+                    zone,
+                    pin_valid=pin_valid,
+                    branch_id=branch.id,
                 ),
                 item=None if item is None else queries.item_view(session, item),
             )
@@ -363,7 +359,12 @@ class Circulation:
         # A loan already open: someone else's is a refusal, the patron's own a
         # renewal.
         loan = queries.open_loan(session, item, lock=True)
-        rule = queries.loan_rule(session, patron.category_id, item.item_type_id)
+        rule = queries.loan_rule(
+            session,
+            branch_id=branch.id,
+            category_id=patron.category_id,
+            item_type_id=item.item_type_id,
+        )
         if loan is not None and loan.patron_id != patron.id:
             raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
 
@@ -373,15 +374,27 @@ class Circulation:
             return CheckoutResult(
                 item=queries.item_view(session, item),
                 patron=queries.patron_view(
-                    session, patron, moment, zone, pin_valid=pin_valid
+                    session,
+                    patron,
+                    moment,
+                    zone,
+                    pin_valid=pin_valid,
+                    branch_id=branch.id,
                 ),
                 due_at=loan.due_at,
                 renewal=False,
             )
 
-        if rule is None:
-            raise refuse(Refusal.NO_LOAN_RULE, item)
-        due_at = due_at_end_of_day(moment, rule.loan_days, zone)
+        # No rule, or one that keeps the item in the building.
+        if rule is None or rule.in_house_only:
+            reason = (
+                Refusal.NO_LOAN_RULE if rule is None else Refusal.ITEM_IN_HOUSE_ONLY
+            )
+            raise refuse(reason, item)
+        # TODO(#4): the rule's fine settings are stored but no fine is charged yet.
+        due_at = rule_due_at(
+            rule, moment, queries.branch_calendar(session, branch, zone)
+        )
 
         if loan is not None:
             if loan.renewals >= rule.renewals_allowed:
@@ -390,7 +403,7 @@ class Circulation:
             loan.due_at = due_at
             event = LoanEvent.RENEWAL
         else:
-            if queries.over_limit(session, patron, item, rule):
+            if queries.over_limit(session, patron, branch.id, rule):
                 raise refuse(Refusal.MAX_LOANS_REACHED, item)
             session.add(
                 Loan(
@@ -419,7 +432,12 @@ class Circulation:
         return CheckoutResult(
             item=queries.item_view(session, item),
             patron=queries.patron_view(
-                session, patron, moment, zone, pin_valid=pin_valid
+                session,
+                patron,
+                moment,
+                zone,
+                pin_valid=pin_valid,
+                branch_id=branch.id,
             ),
             due_at=due_at,
             renewal=event is LoanEvent.RENEWAL,

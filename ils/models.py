@@ -14,7 +14,7 @@ Conventions kept across every table:
 from __future__ import annotations
 
 import enum
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import (
     Boolean,
@@ -28,6 +28,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Time,
     UniqueConstraint,
     text,
 )
@@ -97,6 +98,13 @@ class ItemStatus(enum.Enum):
     WITHDRAWN = "withdrawn"
     DAMAGED = "damaged"
     IN_PROCESSING = "in_processing"
+
+
+class FineUnit(enum.Enum):
+    """What a loan rule's fine is charged per: a day late or an hour late."""
+
+    DAY = "day"
+    HOUR = "hour"
 
 
 class LoanEvent(enum.Enum):
@@ -265,13 +273,23 @@ class Item(Base):
 class LoanRule(Base):
     """How long, how often and how much a patron category may borrow of an item type.
 
-    A None category or item type is a wildcard; the most specific rule wins.
+    Rules form a matrix over branch x patron category x item type. A None branch,
+    category or item type is a wildcard; the most specific rule wins, and a
+    branch outweighs a category, which outweighs an item type (see
+    `ils.rules.matrix`). The branch is the one where the checkout happens.
+
+    The loan period is `loan_days` days (due at the end of the last day), or,
+    when `loan_hours` is set, that many hours (due to the hour) with
+    `loan_days` 0. Fine amounts are minor units of the institution's currency.
     """
 
     __tablename__ = "loan_rule"
     __table_args__ = (
         UniqueConstraint(
-            "patron_category_id", "item_type_id", name="uq_loan_rule_category_type"
+            "branch_id",
+            "patron_category_id",
+            "item_type_id",
+            name="uq_loan_rule_branch_category_type",
         ),
     )
 
@@ -285,6 +303,63 @@ class LoanRule(Base):
     loan_days: Mapped[int] = mapped_column(Integer)
     renewals_allowed: Mapped[int] = mapped_column(Integer, default=0)
     max_loans: Mapped[int] = mapped_column(Integer)
+
+    # Added by issue #4: the branch dimension and everything beyond the period.
+    branch_id: Mapped[int | None] = mapped_column(ForeignKey("branch.id"), default=None)
+    loan_hours: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The item may not leave the building: a checkout is refused.
+    in_house_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    fine_minor: Mapped[int] = mapped_column(Integer, default=0)
+    fine_unit: Mapped[FineUnit] = mapped_column(
+        _enum_column(FineUnit), default=FineUnit.DAY
+    )
+    # Counted in `fine_unit`s: a loan this many days (or hours) late is not fined.
+    fine_grace: Mapped[int] = mapped_column(Integer, default=0)
+    # The most one loan can be fined; None is no cap.
+    fine_cap_minor: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Days the branch is closed are not counted when fining.
+    fines_skip_closed_days: Mapped[bool] = mapped_column(Boolean, default=True)
+    holds_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Branch codes, separated by spaces, where holds may be picked up; None is any.
+    hold_pickup_branches: Mapped[str | None] = mapped_column(Text, default=None)
+
+    branch: Mapped[Branch | None] = relationship()
+    patron_category: Mapped[PatronCategory | None] = relationship()
+    item_type: Mapped[ItemType | None] = relationship()
+
+
+class BranchHours(Base):
+    """The hours a branch is open on one weekday; a weekday without a row is closed.
+
+    A branch with no rows at all has no calendar: it counts as open all day,
+    every day. Times are wall-clock times in the branch's time zone.
+    """
+
+    __tablename__ = "branch_hours"
+    __table_args__ = (
+        UniqueConstraint("branch_id", "weekday", name="uq_branch_hours_weekday"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    # Monday is 0, as `date.weekday()` counts.
+    weekday: Mapped[int] = mapped_column(Integer)
+    opens: Mapped[time] = mapped_column(Time)
+    closes: Mapped[time] = mapped_column(Time)
+
+
+class BranchClosedDay(Base):
+    """A date on which a branch is closed although its weekday has hours."""
+
+    __tablename__ = "branch_closed_day"
+    __table_args__ = (
+        UniqueConstraint("branch_id", "day", name="uq_branch_closed_day_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    day: Mapped[date] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Loan(Base):

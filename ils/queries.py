@@ -21,9 +21,12 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ils.calendar import BranchCalendar, OpeningHours
 from ils.models import (
     BibRecord,
     Branch,
+    BranchClosedDay,
+    BranchHours,
     Institution,
     Item,
     ItemType,
@@ -34,6 +37,7 @@ from ils.models import (
     PatronCategory,
 )
 from ils.results import ItemView, LoanView, PatronView
+from ils.rules.matrix import RuleChoice, choose_rule, pattern_of
 
 _FALLBACK_CURRENCY = "USD"
 
@@ -84,26 +88,70 @@ def open_blocks(session: Session, patron: Patron) -> Sequence[PatronBlock]:
     ).all()
 
 
+def loan_rule_choice(
+    session: Session, *, branch_id: int, category_id: int, item_type_id: int
+) -> RuleChoice:
+    """The rule for a checkout at a branch, with the more specific ones that were
+    absent (see `ils.rules.matrix` for the order)."""
+    rules = session.scalars(
+        sa.select(LoanRule).where(
+            sa.or_(LoanRule.branch_id.is_(None), LoanRule.branch_id == branch_id),
+            sa.or_(
+                LoanRule.patron_category_id.is_(None),
+                LoanRule.patron_category_id == category_id,
+            ),
+            sa.or_(
+                LoanRule.item_type_id.is_(None), LoanRule.item_type_id == item_type_id
+            ),
+        )
+    )
+    return choose_rule(
+        rules, branch_id=branch_id, category_id=category_id, item_type_id=item_type_id
+    )
+
+
 def loan_rule(
-    session: Session, category_id: int | None, item_type_id: int | None
+    session: Session, *, branch_id: int, category_id: int, item_type_id: int | None
 ) -> LoanRule | None:
-    """The most specific rule: (category, type), (category, *), (*, type), (*, *)."""
-    category_match: sa.ColumnElement[bool] = LoanRule.patron_category_id.is_(None)
-    if category_id is not None:
-        category_match = sa.or_(
-            LoanRule.patron_category_id == category_id, category_match
-        )
-    type_match: sa.ColumnElement[bool] = LoanRule.item_type_id.is_(None)
+    """The most specific rule for a checkout at a branch.
+
+    An `item_type_id` of None asks for the patron's general rule: one that names
+    no item type.
+    """
     if item_type_id is not None:
-        type_match = sa.or_(LoanRule.item_type_id == item_type_id, type_match)
-    rules = session.scalars(sa.select(LoanRule).where(category_match, type_match))
-
-    def specificity(rule: LoanRule) -> int:
-        return 2 * (rule.patron_category_id is not None) + (
-            rule.item_type_id is not None
+        return loan_rule_choice(
+            session,
+            branch_id=branch_id,
+            category_id=category_id,
+            item_type_id=item_type_id,
+        ).rule
+    rules = session.scalars(
+        sa.select(LoanRule).where(
+            sa.or_(LoanRule.branch_id.is_(None), LoanRule.branch_id == branch_id),
+            sa.or_(
+                LoanRule.patron_category_id.is_(None),
+                LoanRule.patron_category_id == category_id,
+            ),
+            LoanRule.item_type_id.is_(None),
         )
+    )
+    return max(rules, key=lambda rule: pattern_of(rule).weight, default=None)
 
-    return max(rules, key=specificity, default=None)
+
+def branch_calendar(session: Session, branch: Branch, zone: ZoneInfo) -> BranchCalendar:
+    """The branch's opening hours and closed dates, reckoned in `zone`."""
+    hours = {
+        row.weekday: OpeningHours(opens=row.opens, closes=row.closes)
+        for row in session.scalars(
+            sa.select(BranchHours).where(BranchHours.branch_id == branch.id)
+        )
+    }
+    closed = frozenset(
+        session.scalars(
+            sa.select(BranchClosedDay.day).where(BranchClosedDay.branch_id == branch.id)
+        )
+    )
+    return BranchCalendar(zone=zone, hours=hours, closed=closed)
 
 
 def count_open_loans(
@@ -121,16 +169,20 @@ def count_open_loans(
     return session.scalar(query) or 0
 
 
-def over_limit(session: Session, patron: Patron, item: Item, rule: LoanRule) -> bool:
+def over_limit(
+    session: Session, patron: Patron, branch_id: int, rule: LoanRule
+) -> bool:
     """Whether one more loan would pass the applicable rule's or the general limit.
 
     A rule for one item type limits loans of that type; a rule for any type
-    limits all the patron's loans. The patron's general rule (for any type)
-    limits all loans as well.
+    limits all the patron's loans. The patron's general rule at the checkout
+    branch (for any type) limits all loans as well.
     """
     if count_open_loans(session, patron, rule.item_type_id) >= rule.max_loans:
         return True
-    general = loan_rule(session, patron.category_id, None)
+    general = loan_rule(
+        session, branch_id=branch_id, category_id=patron.category_id, item_type_id=None
+    )
     if general is None or general.id == rule.id:
         return False
     return count_open_loans(session, patron) >= general.max_loans
@@ -185,7 +237,10 @@ def patron_view(
     zone: ZoneInfo,
     *,
     pin_valid: bool | None,
+    branch_id: int | None = None,
 ) -> PatronView:
+    """The patron's account; `max_loans` is from the general rule at `branch_id`
+    (the patron's home branch when None)."""
     category: PatronCategory = patron.category
     blocks = open_blocks(session, patron)
     rows = session.execute(
@@ -206,7 +261,12 @@ def patron_view(
         )
         for loan, barcode, title in rows
     )
-    general = loan_rule(session, patron.category_id, None)
+    general = loan_rule(
+        session,
+        branch_id=patron.home_branch_id if branch_id is None else branch_id,
+        category_id=patron.category_id,
+        item_type_id=None,
+    )
     expired = card_expired(patron, now, zone)
     blocked = bool(blocks)
     full_name = " ".join(part for part in (patron.firstname, patron.surname) if part)

@@ -31,6 +31,8 @@ class Refusal(enum.Enum):
     PATRON_BLOCKED = "patron_blocked"
     MAX_LOANS_REACHED = "max_loans_reached"
     ITEM_NOT_FOR_LOAN = "item_not_for_loan"
+    # The loan rule keeps this kind of item in the building.
+    ITEM_IN_HOUSE_ONLY = "item_in_house_only"
     ITEM_LOST = "item_lost"
     ITEM_MISSING = "item_missing"
     ITEM_WITHDRAWN = "item_withdrawn"
@@ -55,6 +57,9 @@ REFUSAL_MESSAGES: dict[Refusal, str] = {
     Refusal.PATRON_BLOCKED: "Borrowing is blocked on this account; please ask staff.",
     Refusal.MAX_LOANS_REACHED: "You have borrowed as many items as you may.",
     Refusal.ITEM_NOT_FOR_LOAN: "This item cannot be borrowed.",
+    Refusal.ITEM_IN_HOUSE_ONLY: (
+        "This item is for use in the library only and cannot be taken out."
+    ),
     Refusal.ITEM_LOST: "This item is recorded as lost; please take it to staff.",
     Refusal.ITEM_MISSING: "This item is recorded as missing; please take it to staff.",
     Refusal.ITEM_WITHDRAWN: "This item has been withdrawn; please take it to staff.",
