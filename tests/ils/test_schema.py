@@ -22,9 +22,9 @@ def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None
     first = upgrade_database(database_url)
     second = upgrade_database(database_url)
 
-    assert first == "0001"
+    assert first == "0002"
     assert second == first == head_revision()
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == "0002"
 
 
 def test_migrations_match_the_models_exactly(database_url: str) -> None:
@@ -100,7 +100,7 @@ def test_init_command_reports_the_revision_without_the_password(
 
     assert result.exit_code == 0, result.output
     shown = url.render_as_string(hide_password=True)
-    assert result.output == f"database at {shown} is at revision 0001\n"
+    assert result.output == f"database at {shown} is at revision 0002\n"
     assert "hunter2" not in result.output
 
 
@@ -108,7 +108,7 @@ def test_init_command_reads_the_environment(sqlite_url: str) -> None:
     """Without --db, `ils init` uses ILS_DATABASE_URL."""
     result = CliRunner().invoke(init_command, [], env={"ILS_DATABASE_URL": sqlite_url})
     assert result.exit_code == 0, result.output
-    assert current_revision(sqlite_url) == "0001"
+    assert current_revision(sqlite_url) == "0002"
 
 
 def test_init_command_without_a_database_says_how_to_give_one() -> None:
