@@ -20,6 +20,7 @@ CORE_COMMANDS: dict[str, str] = {
     "init": "ils.schema:init_command",
     "import": "ils.importing.commands:import_group",
     "demo": "ils.demo:demo_command",
+    "rules": "ils.rules.commands:rules_group",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"
