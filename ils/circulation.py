@@ -359,12 +359,13 @@ class Circulation:
         # A loan already open: someone else's is a refusal, the patron's own a
         # renewal.
         loan = queries.open_loan(session, item, lock=True)
-        rule = queries.loan_rule(
+        choice = queries.loan_rule_choice(
             session,
             branch_id=branch.id,
             category_id=patron.category_id,
             item_type_id=item.item_type_id,
         )
+        rule = choice.rule
         if loan is not None and loan.patron_id != patron.id:
             raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
 
@@ -386,7 +387,7 @@ class Circulation:
             )
 
         # No rule, or one that keeps the item in the building.
-        if rule is None or rule.in_house_only:
+        if rule is None or choice.in_house_only:
             reason = (
                 Refusal.NO_LOAN_RULE if rule is None else Refusal.ITEM_IN_HOUSE_ONLY
             )

@@ -16,6 +16,11 @@ the order tried, most specific first, is (B = branch, C = category, T = type,
 A branch rule always beats a rule for every branch, even one that names both
 category and item type: a branch that writes its own rule has decided for its
 own building.
+
+One setting is the item type's, not the patron's: whether the item may leave
+the building. It is taken from the most specific matching rule that names the
+item type, so that "reference books stay in" is not undone by a rule for all
+of a category's loans. With no such rule, the chosen rule decides.
 """
 
 from __future__ import annotations
@@ -83,10 +88,12 @@ class RuleChoice:
     Attributes:
         rule: the rule that applies, or None when none matches.
         absent: the patterns tried before it (or all of them) that no rule filled.
+        in_house_only: whether the item must stay in the building.
     """
 
     rule: LoanRule | None
     absent: tuple[Pattern, ...]
+    in_house_only: bool
 
 
 def choose_rule(
@@ -103,13 +110,21 @@ def choose_rule(
             item_type_id=item_type_id,
         )
     }
+    naming_type = [
+        by_pattern[pattern]
+        for pattern in SEARCH_ORDER
+        if pattern.item_type and pattern in by_pattern
+    ]
     absent: list[Pattern] = []
     for pattern in SEARCH_ORDER:
         rule = by_pattern.get(pattern)
         if rule is not None:
-            return RuleChoice(rule=rule, absent=tuple(absent))
+            decides = naming_type[0] if naming_type else rule
+            return RuleChoice(
+                rule=rule, absent=tuple(absent), in_house_only=decides.in_house_only
+            )
         absent.append(pattern)
-    return RuleChoice(rule=None, absent=tuple(absent))
+    return RuleChoice(rule=None, absent=tuple(absent), in_house_only=False)
 
 
 def due_at(rule: LoanRule, start: datetime, calendar: BranchCalendar) -> datetime:

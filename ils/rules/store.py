@@ -374,8 +374,11 @@ def explain_rule(
             return lines
         lines.append(f"  {_label(_rule_key(rule))}: applies")
         lines.append(f"rule: {describe_rule(rule)}")
-        if rule.in_house_only:
-            lines.append("the item may not leave the building: a checkout is refused")
+        if choice.in_house_only:
+            lines.append(
+                "the item may not leave the building (the most specific rule naming"
+                " its item type says so): a checkout is refused"
+            )
             return lines
         zone = branch_zone(branch)
         due = due_at(rule, now, queries.branch_calendar(session, branch, zone))
