@@ -138,8 +138,10 @@ class SupportedMessages:
 class Summary:
     """The 10-character summary of 63: which item list the SC asks for.
 
-    The spec expects at most one `Y`; positions 6 to 9 are undefined in 2.00 and
-    are read and written as spaces. On input any of `Y`/`y` is true.
+    The spec expects at most one `Y`. Position 6 is undefined in 2.00; FOLIO reads
+    it as "extended fees", asking for the Gossip fee details (FA to FG) in 64.
+    Positions 7 to 9 are undefined and are read and written as spaces. On input
+    any of `Y`/`y` is true.
     """
 
     WIDTH: ClassVar[int] = 10
@@ -152,6 +154,8 @@ class Summary:
         "fine_items": 3,
         "recall_items": 4,
         "unavailable_holds": 5,
+        # Not in SIP2 2.00: FOLIO's and Gossip's "extended fees".
+        "extended_fees": 6,
     }
 
     hold_items: bool = False
@@ -160,12 +164,13 @@ class Summary:
     fine_items: bool = False
     recall_items: bool = False
     unavailable_holds: bool = False
+    extended_fees: bool = False
 
     @classmethod
     def from_wire(cls, text: str) -> Self:
         """Read the 10-character summary; anything but `Y` or `y` is false.
 
-        Positions 6 to 9 are undefined and ignored, and any character counts as
+        Positions 7 to 9 are undefined and ignored, and any character counts as
         "not asked" there and elsewhere (Koha tests that odd summaries never crash).
         """
         # Deviation D9 (docs/sip2-conformance.md): anything but Y is "not asked".

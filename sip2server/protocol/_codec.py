@@ -14,17 +14,22 @@ import re
 from typing import Any, TypeVar
 
 from ._checksum import checksum
-from ._fields import BadValueError, Converter, Text
-from ._layout_types import Layout, VariableField
+from ._fields import BadValueError, Converter, Text, invalid_value
+from ._groups import (
+    GroupReading,
+    group_reading,
+    may_hold_groups,
+    read_groups,
+    write_group,
+)
+from ._layout_types import FieldGroup, Layout, VariableField
 from ._layouts import BY_COMMAND, BY_TYPE
 from ._messages_patron import Message
 from ._output import (
     DelimiterPolicy,
     FieldOrder,
     encoding_problem,
-    make_safe,
-    pieces,
-    representable,
+    wire_pieces,
 )
 from .errors import (
     ChecksumMismatch,
@@ -32,7 +37,6 @@ from .errors import (
     LocalProtocolError,
     MalformedMessage,
     UnexpectedTls,
-    UnknownCode,
     UnknownCommand,
 )
 
@@ -119,7 +123,11 @@ def decode(payload: bytes, *, encoding: str = "utf-8") -> Decoded:
         )
 
     values = _read_fixed(plan, text)
-    _read_variable(plan, text[fields_start:], values)
+    variable = text[fields_start:]
+    groups = plan.groups
+    if groups is not None and may_hold_groups(groups, variable):
+        variable = read_groups(groups, plan.command, variable, values)
+    _read_variable(plan, variable, values)
     message = plan.message_type(**values)
     return Decoded(
         message=message,
@@ -147,8 +155,9 @@ def encode(
     characters, except screen messages and print lines, which are split into
     several fields instead. Characters the encoding cannot hold are
     transliterated (`Zoë` -> `Zoe` in ASCII) or, failing that, become `?`.
-    `field_order` orders the known variable fields; extra fields always follow
-    them in their own order.
+    `field_order` orders the known variable fields; field groups (the fee
+    details FA to FG of 64) follow them in their fixed order, then the extra
+    fields in their own order.
 
     With `error_detection`, `AY<sequence>AZ<checksum>` is appended (`AZ` alone
     when `sequence` is None, and always for 96 and 97, which the spec forbids to
@@ -186,14 +195,17 @@ def encode(
         if order is FieldOrder.ALPHABETICAL
         else layout.variable
     )
-    text = head + "".join(_write_variable(fields, message, policy, None))
+    groups = layout.groups
+    text = head + "".join(_write_variable(fields, groups, message, policy, None))
     try:
         data = text.encode(encoding)
     except UnicodeEncodeError:
         # Some value holds characters the encoding cannot: write the values again,
         # transliterated before they are made safe and cut, so that neither a
         # transliteration nor a cut can break the 255 limit or add a `|`.
-        text = head + "".join(_write_variable(fields, message, policy, encoding))
+        text = head + "".join(
+            _write_variable(fields, groups, message, policy, encoding)
+        )
         # Fixed fields hold codes and digits; `?` for anything else keeps widths.
         data = text.encode(encoding, errors="replace")
 
@@ -287,6 +299,8 @@ class _ReadPlan:
     empty_means_none: frozenset[str]
     #: Fields without a default: read from "" when the frame lacks them (D3).
     needed: tuple[VariableField, ...]
+    #: How to read the field groups (FA..FG of 64); None for most messages.
+    groups: GroupReading | None
 
 
 def _read_plan(layout: Layout) -> _ReadPlan:
@@ -318,6 +332,7 @@ def _read_plan(layout: Layout) -> _ReadPlan:
             if field.required and field.name not in no_default
         ),
         needed=tuple(field for field in layout.variable if field.name in no_default),
+        groups=group_reading(layout),
     )
 
 
@@ -403,13 +418,7 @@ def _read_value(plan: _ReadPlan, name: str, converter: Converter, raw: str) -> A
 def _value_error(
     plan: _ReadPlan, name: str, raw: str, error: BadValueError
 ) -> InvalidFieldValue:
-    kind = UnknownCode if error.unknown_code else InvalidFieldValue
-    return kind(
-        f"{plan.command} field {name}: {error.reason}",
-        field=name,
-        value=raw,
-        command=plan.command,
-    )
+    return invalid_value(plan.command, name, raw, error)
 
 
 # --- encoding ----------------------------------------------------------------------
@@ -427,6 +436,7 @@ def _write_fixed(layout: Layout, message: Message) -> str:
 
 def _write_variable(
     fields: tuple[VariableField, ...],
+    groups: tuple[FieldGroup, ...],
     message: Message,
     policy: DelimiterPolicy,
     fit_to: str | None,
@@ -443,17 +453,19 @@ def _write_variable(
             if not isinstance(value, str):
                 raise LocalProtocolError(f"{field.name}: expected a str, not {value!r}")
             # Deviation D13: cut at the spec's 255 characters, not refused.
-            parts.append(f"{field.code}{_wire_pieces(value, policy, fit_to)[0]}|")
+            parts.append(f"{field.code}{wire_pieces(value, policy, fit_to)[0]}|")
         else:
             parts.append(
                 f"{field.code}{_write_value(field.name, field.converter, value)}|"
             )
+    for group in groups:
+        parts.extend(write_group(group, getattr(message, group.name), policy, fit_to))
     for code, value in message.extra_fields:
         if not _VALID_CODE.fullmatch(code):
             raise LocalProtocolError(f"extra field code {code!r} is not two letters")
         if not isinstance(value, str):
             raise LocalProtocolError(f"extra field {code} holds {value!r}, not a str")
-        parts.append(f"{code}{_wire_pieces(value, policy, fit_to)[0]}|")
+        parts.append(f"{code}{wire_pieces(value, policy, fit_to)[0]}|")
     return parts
 
 
@@ -468,20 +480,9 @@ def _write_repeated(
             raise LocalProtocolError(f"{field.name} holds {value!r}, not a str")
         # A long screen message or print line is split, not cut (as FOLIO does).
         parts.extend(
-            f"{field.code}{piece}|" for piece in _wire_pieces(value, policy, fit_to)
+            f"{field.code}{piece}|" for piece in wire_pieces(value, policy, fit_to)
         )
     return parts
-
-
-def _wire_pieces(text: str, policy: DelimiterPolicy, fit_to: str | None) -> list[str]:
-    """A value as it goes on the wire, in pieces of at most 255 characters.
-
-    `fit_to` names the encoding to transliterate for, or None when every
-    character is known to fit.
-    """
-    if fit_to is not None:
-        text = representable(text, fit_to)
-    return pieces(make_safe(text, policy), policy)
 
 
 def _write_value(name: str, converter: Any, value: Any) -> str:

@@ -18,7 +18,7 @@ import re
 from typing import Any, Protocol
 
 from ._bitfields import PatronStatus, Summary, SupportedMessages, _BadFlagsError
-from .errors import LocalProtocolError
+from .errors import InvalidFieldValue, LocalProtocolError, UnknownCode
 
 #: SIP2 2.00 caps a variable field at 255 characters.
 MAX_FIELD_LENGTH = 255
@@ -57,6 +57,19 @@ class BadValueError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.unknown_code = unknown_code
+
+
+def invalid_value(
+    command: str, name: str, raw: str, error: BadValueError
+) -> InvalidFieldValue:
+    """The error a decoder raises for a field whose text `error` refused."""
+    kind = UnknownCode if error.unknown_code else InvalidFieldValue
+    return kind(
+        f"{command} field {name}: {error.reason}",
+        field=name,
+        value=raw,
+        command=command,
+    )
 
 
 class Converter(Protocol):
@@ -238,6 +251,41 @@ class Date:
         if not isinstance(value, dt.datetime):
             raise LocalProtocolError(f"expected a datetime or None, not {value!r}")
         return write_date(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DayMonthYear:
+    """A day written `dd.MM.yyyy`, as the Gossip extension writes FC.
+
+    Reads a one- or two-digit day and month and a four-digit year (`4.1.2027`
+    as well as `04.01.2027`); writes two digits for each. Empty reads as None.
+    """
+
+    width: int | None = None
+
+    def read(self, text: str) -> dt.date | None:
+        if text == "":
+            return None
+        parts = text.split(".")
+        if not (
+            len(parts) == 3
+            and text.isascii()
+            and 1 <= len(parts[0]) <= 2
+            and 1 <= len(parts[1]) <= 2
+            and len(parts[2]) == 4
+            and all(part.isdigit() for part in parts)
+        ):
+            raise BadValueError(f"{text!r} is not a dd.MM.yyyy date")
+        try:
+            return dt.date(int(parts[2]), int(parts[1]), int(parts[0]))
+        except ValueError:
+            raise BadValueError(f"{text!r} is not a real date") from None
+
+    def write(self, value: Any) -> str:
+        # A datetime is a date too, but writing it here would drop its time.
+        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+            raise LocalProtocolError(f"expected a date, not {value!r}")
+        return f"{value.day:02d}.{value.month:02d}.{value.year:04d}"
 
 
 def read_date(text: str) -> dt.datetime:

@@ -7,6 +7,7 @@ Layer: the sans-I/O SIP2 codec. Imports only the standard library.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ._fields import Converter, Text
 from ._messages_patron import Message
@@ -38,12 +39,31 @@ class VariableField:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FieldGroup:
+    """Variable fields that travel together, one run of them per element of a
+    tuple attribute (the Gossip fee details FA to FG of 64).
+
+    Each field's `name` is an attribute of `element_type`. A run is written in
+    the order of `fields`, leaving out fields whose value is None, except the
+    first: it is written in every run (empty for None, and an empty one reads as
+    None), so that every run holds it. On input a new run starts at a field the
+    run being read already holds.
+    """
+
+    name: str
+    element_type: type[Any]
+    fields: tuple[VariableField, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Layout:
     """Where each attribute of one message type sits on the wire."""
 
     message_type: type[Message]
     fixed: tuple[FixedField, ...]
     variable: tuple[VariableField, ...]
+    #: Written after `variable`, before the extra fields.
+    groups: tuple[FieldGroup, ...] = ()
 
     @property
     def fixed_width(self) -> int:

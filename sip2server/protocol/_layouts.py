@@ -30,6 +30,7 @@ from ._enums import (
 from ._fields import (
     Code,
     Date,
+    DayMonthYear,
     Flags,
     Number,
     OneZero,
@@ -37,7 +38,7 @@ from ._fields import (
     Version,
     YesNo,
 )
-from ._layout_types import FixedField, Layout, VariableField
+from ._layout_types import FieldGroup, FixedField, Layout, VariableField
 
 # --- fixed fields ------------------------------------------------------------------
 
@@ -105,8 +106,27 @@ def _layout(
     message_type: type[patron.Message],
     fixed: tuple[FixedField, ...],
     *variable: VariableField,
+    groups: tuple[FieldGroup, ...] = (),
 ) -> Layout:
-    return Layout(message_type, fixed, variable)
+    return Layout(message_type, fixed, variable, groups)
+
+
+# The Gossip extension's fee details in 64: one run per fee in code order, as
+# FOLIO writes them. We write FA in every run, empty when None, so that it marks
+# where each run starts (_groups.py).
+_FEE_DETAILS = FieldGroup(
+    "fee_details",
+    patron.FeeDetail,
+    (
+        _text("FA", "fee_remaining"),
+        _text("FB", "item_barcode"),
+        VariableField("FC", "creation_date", DayMonthYear()),
+        _text("FD", "title"),
+        _text("FE", "fee_identifier"),
+        _text("FF", "fee_type"),
+        _text("FG", "fee_paid"),
+    ),
+)
 
 
 _CIRCULATION_RESULT = (
@@ -267,6 +287,7 @@ LAYOUTS: tuple[Layout, ...] = (
         _text("PC", "patron_class"),
         _text("PI", "patron_internet_profile"),
         *_TRAILER,
+        groups=(_FEE_DETAILS,),
     ),
     _layout(
         patron.EndPatronSessionRequest,

@@ -213,6 +213,31 @@ class PatronInformationRequest(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FeeDetail:
+    """One fee of a 64, as the Gossip extension fields FA to FG describe it.
+
+    FOLIO sends these when position 6 of the 63 summary ("extended fees") is Y.
+    Every field is optional on the wire, so every attribute may be None.
+    """
+
+    #: FA: the amount still owed, formatted by the server like BV.
+    fee_remaining: str | None = None
+    #: FB: the barcode of the item the fee is for.
+    item_barcode: str | None = None
+    #: FC: the day the fee was created, written `dd.MM.yyyy`.
+    creation_date: dt.date | None = None
+    #: FD: the title of the item the fee is for.
+    title: str | None = None
+    #: FE: the ACS's identifier of the fee (what 37 sends back in CG).
+    fee_identifier: str | None = None
+    #: FF: the ACS's own name for the kind of fee. FOLIO writes its fee/fine type
+    #: name here, not a two-digit `FeeType` code, so this is free text.
+    fee_type: str | None = None
+    #: FG: the amount already paid, formatted by the server like BV.
+    fee_paid: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PatronInformationResponse(Message):
     """64, ACS to SC: the patron's account, counts and the list asked for."""
 
@@ -254,6 +279,8 @@ class PatronInformationResponse(Message):
     patron_internet_profile: str | None = None
     screen_message: tuple[str, ...] = ()
     print_line: tuple[str, ...] = ()
+    #: FA to FG: one group of Gossip fields per fee, written after every other field.
+    fee_details: tuple[FeeDetail, ...] = ()
 
 
 # --- 35/36 end session -------------------------------------------------------------

@@ -174,6 +174,17 @@ def pieces(text: str, policy: DelimiterPolicy) -> list[str]:
     return found
 
 
+def wire_pieces(text: str, policy: DelimiterPolicy, fit_to: str | None) -> list[str]:
+    """A value as it goes on the wire, in pieces of at most 255 characters.
+
+    `fit_to` names the encoding to transliterate for, or None when every
+    character is known to fit.
+    """
+    if fit_to is not None:
+        text = representable(text, fit_to)
+    return pieces(make_safe(text, policy), policy)
+
+
 def representable(text: str, encoding: str) -> str:
     """`text` with each character `encoding` cannot hold transliterated or `?`.
 

@@ -7,6 +7,8 @@ says nothing about their length. Patron data (AA barcode, AE name, CY/DA hold
 patron, BD address, BE e-mail, BF phone, PB birth date) is masked unless
 `mask_patron=False`: identifiers keep their last four characters so that an
 operator can still tell two patrons apart, names and contact data become `***`.
+The fee details of 64 (FA to FG) are shown in clear: an item's barcode and title
+and a fee's amounts say nothing about who the patron is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import enum
 from collections.abc import Mapping
 
 from ._layouts import BY_COMMAND, BY_TYPE
-from ._messages_patron import Message
+from ._messages_patron import FeeDetail, Message
 
 _HIDDEN = "***"
 
@@ -71,6 +73,9 @@ def _render(code: str, value: object, mask_patron: bool) -> str:
     if isinstance(value, str):
         return repr(_masked(code, value, mask_patron=mask_patron))
     if isinstance(value, tuple):
+        if value and isinstance(value[0], FeeDetail):
+            # fee_details: each FeeDetail with its given values, none masked.
+            return "(" + ", ".join(_render_fee(item) for item in value) + ")"
         if value and isinstance(value[0], tuple):
             # extra_fields: (code, value) pairs, masked by their own codes.
             pairs = [
@@ -82,11 +87,20 @@ def _render(code: str, value: object, mask_patron: bool) -> str:
         return "(" + ", ".join(items) + ")"
     if isinstance(value, enum.Enum):
         return f"{type(value).__name__}.{value.name}"
-    if isinstance(value, dt.datetime):
+    if isinstance(value, dt.date):
         return value.isoformat()
     if hasattr(value, "to_wire"):
         return repr(value.to_wire())
     return repr(value)
+
+
+def _render_fee(fee: FeeDetail) -> str:
+    parts = [
+        f"{attribute.name}={_render('', getattr(fee, attribute.name), False)}"
+        for attribute in dataclasses.fields(fee)
+        if getattr(fee, attribute.name) is not None
+    ]
+    return f"FeeDetail({', '.join(parts)})"
 
 
 def redact_frame(payload: bytes, *, mask_patron: bool = True) -> str:

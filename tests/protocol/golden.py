@@ -20,6 +20,7 @@ from sip2server.protocol import (
     CirculationStatus,
     EndPatronSessionRequest,
     EndSessionResponse,
+    FeeDetail,
     FeePaidRequest,
     FeePaidResponse,
     FeeType,
@@ -193,6 +194,51 @@ GOLDEN: dict[str, tuple[Message, str]] = {
         "64              001" + WHEN18 + "000100000002000000000003"
         "AOTESTLIB|AA21234000000018|AEWren, Maple|BZ0005|BLY|CQY|BHUSD|BV0.00|"
         "AU31234000000016|AU31234000000024|BEmaple@example.org|PA20271231|",
+    ),
+    "64 patron information response with fee details": (
+        PatronInformationResponse(
+            patron_status=PatronStatus(excessive_outstanding_fines=True),
+            language=Language.ENGLISH,
+            transaction_date=WHEN,
+            hold_items_count=0,
+            overdue_items_count=0,
+            charged_items_count=1,
+            fine_items_count=2,
+            recall_items_count=0,
+            unavailable_holds_count=0,
+            institution_id="TESTLIB",
+            patron_identifier=PATRON,
+            personal_name="Wren, Maple",
+            currency_type="EUR",
+            fee_amount="4.50",
+            screen_message=("Please pay at the desk",),
+            fee_details=(
+                FeeDetail(
+                    fee_remaining="3.00",
+                    item_barcode=ITEM,
+                    creation_date=dt.date(2026, 11, 20),
+                    title="A Field Guide to Moss",
+                    fee_identifier="fee-0001",
+                    fee_type="Overdue fine",
+                    fee_paid="0.00",
+                ),
+                FeeDetail(
+                    fee_remaining="1.50",
+                    creation_date=dt.date(2026, 12, 1),
+                    fee_identifier="fee-0002",
+                    fee_type="Replacement card",
+                ),
+            ),
+        ),
+        # Status: Y at position 10 (excessive fines) of 14; 001; date 18; counts
+        # 0000 0000 0001 0002 0000 0000. After AF, one FA..FG run per fee in code
+        # order, FC as dd.MM.yyyy; the second fee has no FB, FD or FG.
+        "64          Y   001" + WHEN18 + "000000000001000200000000"
+        "AOTESTLIB|AA21234000000018|AEWren, Maple|BHEUR|BV4.50|"
+        "AFPlease pay at the desk|"
+        "FA3.00|FB31234000000016|FC20.11.2026|FDA Field Guide to Moss|FEfee-0001|"
+        "FFOverdue fine|FG0.00|"
+        "FA1.50|FC01.12.2026|FEfee-0002|FFReplacement card|",
     ),
     "35 end patron session": (
         EndPatronSessionRequest(

@@ -63,6 +63,7 @@ SUMMARY_ORDER = [
     "fine_items",
     "recall_items",
     "unavailable_holds",
+    "extended_fees",
 ]
 
 
@@ -121,10 +122,17 @@ def test_summary_flag_sits_at_its_position(position: int, name: str) -> None:
     assert name == Summary.from_wire(expected).requested()
 
 
-def test_summary_positions_6_to_9_are_ignored() -> None:
+def test_summary_positions_7_to_9_are_ignored() -> None:
     """Koha's regression: a Y in an undefined position asks for nothing."""
     assert Summary().requested() is None
-    assert Summary() == Summary.from_wire("      YYYY")
+    assert Summary() == Summary.from_wire("       YYY")
+
+
+def test_summary_position_6_asks_for_folio_extended_fees() -> None:
+    """FOLIO's "extended fees" is a Y at position 6 and counts as the list asked for."""
+    summary = Summary.from_wire("      Y   ")
+    assert Summary(extended_fees=True) == summary
+    assert "extended_fees" == summary.requested()
 
 
 def test_summary_with_two_lists_asks_for_the_first() -> None:

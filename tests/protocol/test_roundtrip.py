@@ -16,6 +16,7 @@ from sip2server.protocol import Framer, Message, RemoteProtocolError, decode, en
 from sip2server.protocol._fields import (
     Code,
     Date,
+    DayMonthYear,
     Flags,
     Number,
     OneZero,
@@ -23,7 +24,7 @@ from sip2server.protocol._fields import (
     Version,
     YesNo,
 )
-from sip2server.protocol._layout_types import Layout
+from sip2server.protocol._layout_types import FieldGroup, Layout
 from sip2server.protocol._layouts import LAYOUTS
 
 # Text that the encoder writes unchanged: no delimiter, no control characters.
@@ -38,7 +39,12 @@ DATES = st.datetimes(
 ZONED_DATES = st.one_of(
     st.none(), DATES, DATES.map(lambda value: value.replace(tzinfo=dt.UTC))
 )
-KNOWN_CODES = sorted({field.code for layout in LAYOUTS for field in layout.variable})
+KNOWN_CODES = sorted(
+    {field.code for layout in LAYOUTS for field in layout.variable}
+    | {field.code for layout in LAYOUTS for g in layout.groups for field in g.fields}
+)
+# Days as FC (dd.MM.yyyy) writes them: four-digit years.
+DAYS = st.dates(min_value=dt.date(1000, 1, 1), max_value=dt.date(9999, 12, 31))
 
 
 def value_strategy(converter: Any, *, fixed: bool, optional: bool) -> Any:
@@ -50,6 +56,8 @@ def value_strategy(converter: Any, *, fixed: bool, optional: bool) -> Any:
         )
     if isinstance(converter, Date):
         return ZONED_DATES
+    if isinstance(converter, DayMonthYear):
+        return st.one_of(st.none(), DAYS)
     if isinstance(converter, Code):
         members = st.sampled_from(list(converter.enum_type))
         return members if fixed else st.one_of(st.none(), members)
@@ -99,12 +107,32 @@ def message_strategy(layout: Layout) -> st.SearchStrategy[Message]:
             arguments[variable.name] = st.one_of(st.none(), strategy)
         else:
             arguments[variable.name] = strategy
+    for group in layout.groups:
+        arguments[group.name] = st.lists(group_element_strategy(group), max_size=3).map(
+            tuple
+        )
     known = {field.code for field in layout.variable} | {"AY", "AZ"}
+    known |= {field.code for group in layout.groups for field in group.fields}
     extra_codes = st.from_regex(r"\A[A-Z][A-Z0-9]\Z").filter(lambda c: c not in known)
     arguments["extra_fields"] = st.lists(
         st.tuples(extra_codes, SAFE_TEXT), max_size=3
     ).map(tuple)
     return st.builds(layout.message_type, **arguments)
+
+
+def group_element_strategy(group: FieldGroup) -> st.SearchStrategy[Any]:
+    """Elements of a field group (fee details) that survive the wire unchanged."""
+    arguments: dict[str, Any] = {}
+    for position, field in enumerate(group.fields):
+        if isinstance(field.converter, Text):
+            # The first field is written empty for None, so "" reads back as None.
+            text = LONG_SAFE_TEXT.filter(bool) if position == 0 else LONG_SAFE_TEXT
+            arguments[field.name] = st.one_of(st.none(), text)
+        else:
+            arguments[field.name] = value_strategy(
+                field.converter, fixed=False, optional=True
+            )
+    return st.builds(group.element_type, **arguments)
 
 
 MESSAGES = st.one_of([message_strategy(layout) for layout in LAYOUTS])
