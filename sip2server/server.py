@@ -171,6 +171,8 @@ class SipConnection(TimeoutMixin, Protocol):
     def _drain(self) -> None:
         # Answers what can be answered on the spot, a limited number per turn,
         # and hands the first real request to a worker thread; the rest waits.
+        if self._drain_later is not None and self._drain_later.active():
+            self._drain_later.cancel()
         self._drain_later = None
         budget = IMMEDIATE_REPLIES_PER_TURN
         while self._queue and not (self._busy or self._closed or self._output_blocked):
