@@ -76,7 +76,7 @@ _CIRCULATION_STATUS = {
 
 def due_date(moment: datetime, zone: ZoneInfo, style: DueDateStyle) -> str:
     """A due date (AH) in a branch's local time, in the account's style."""
-    # TODO(#3): use this for AH of 30 too once the server answers renewals (29).
+    # TODO(#5): use this for AH of 30 too once the server answers renewals (29).
     return write_due_date(moment.astimezone(zone).replace(tzinfo=None), style)
 
 
