@@ -166,10 +166,8 @@ class CheckoutRequest(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CheckoutResponse(Message):
-    """12, ACS to SC: the outcome of 11."""
-
-    command: ClassVar[str] = "12"
+class _LoanOutcome(Message):
+    """The fields 12 and 30 share: the spec gives both the same layout."""
 
     ok: bool
     renewal_ok: bool
@@ -190,6 +188,13 @@ class CheckoutResponse(Message):
     transaction_id: str | None = None
     screen_message: tuple[str, ...] = ()
     print_line: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutResponse(_LoanOutcome):
+    """12, ACS to SC: the outcome of 11."""
+
+    command: ClassVar[str] = "12"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,30 +218,10 @@ class RenewRequest(Message):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RenewResponse(Message):
+class RenewResponse(_LoanOutcome):
     """30, ACS to SC: the outcome of 29 (the same fields as 12)."""
 
     command: ClassVar[str] = "30"
-
-    ok: bool
-    renewal_ok: bool
-    magnetic_media: Tristate = Tristate.UNKNOWN
-    desensitize: Tristate = Tristate.UNKNOWN
-    transaction_date: dt.datetime | None
-    institution_id: str
-    patron_identifier: str
-    item_identifier: str
-    title_identifier: str
-    due_date: str
-    fee_type: FeeType | None = None
-    security_inhibit: bool | None = None
-    currency_type: str | None = None
-    fee_amount: str | None = None
-    media_type: MediaType | None = None
-    item_properties: str | None = None
-    transaction_id: str | None = None
-    screen_message: tuple[str, ...] = ()
-    print_line: tuple[str, ...] = ()
 
 
 # --- 65/66 renew all ---------------------------------------------------------------
