@@ -186,7 +186,9 @@ class SipCirculation:
         answer = self._answers.get(type(message))
         return None if answer is None else answer(message, account)
 
-    def refuse(self, message: Message, text: str) -> Message | None:
+    def refuse(
+        self, message: Message, text: str, account: AccountConfig | None = None
+    ) -> Message | None:
         """A well-formed negative response to `message` with `text` on screen.
 
         None when the message type has no answer here (the server sends 96).
@@ -194,6 +196,7 @@ class SipCirculation:
         return self.refuse_command(
             message.command,
             text,
+            account=account,
             institution=getattr(message, "institution_id", "") or "",
             patron=getattr(message, "patron_identifier", "") or "",
             item=getattr(message, "item_identifier", "") or "",
@@ -209,6 +212,7 @@ class SipCirculation:
         patron: str = "",
         item: str = "",
         language: Language = Language.UNKNOWN,
+        account: AccountConfig | None = None,
     ) -> Message | None:
         """A negative response to a request known only by its command code.
 
@@ -216,7 +220,7 @@ class SipCirculation:
         be read: answering 96 would make the terminal send the same bad value
         again, so it is told why instead. None for a command with no answer here.
         """
-        now = self._local_now(None)
+        now = self._local_now(account)
         screen = (text,)
         if command == PatronStatusRequest.command:
             return PatronStatusResponse(

@@ -57,6 +57,9 @@ log = Logger(namespace="sip2server")
 # terminal that pipelines more than this is slowed down, not buffered forever.
 MAX_QUEUED_FRAMES = 32
 
+# Bytes handed to the framer at a time (see SipConnection._fill_queue).
+FRAMING_CHUNK = 1024
+
 # Replies made on the spot (96, 97, 98, replays) before the reactor turns to the
 # other connections: a flood of garbage from one peer must not starve the rest.
 IMMEDIATE_REPLIES_PER_TURN = 32
@@ -76,7 +79,15 @@ _QUOTED = re.compile(r"'([^']{0,2})[^']{3,}'")
 _connection_ids = itertools.count(1)
 
 # An error-detection trailer at the end of a frame: the terminal wants AZ in 96.
-_TRAILER = re.compile(rb"AZ[0-9A-Fa-f]{1,4}\s*$")
+_TRAILER = re.compile(rb"(?:AY(\d))?AZ[0-9A-Fa-f]{1,4}\s*$")
+
+
+def _trailer_of(payload: bytes) -> tuple[bool, int | None]:
+    """Whether a frame that did not decode asked for AZ, and its AY digit."""
+    match = _TRAILER.search(payload)
+    if match is None:
+        return False, None
+    return True, None if match.group(1) is None else int(match.group(1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,7 @@ class SipConnection(TimeoutMixin, Protocol):
         self.session = factory.new_session()
         self.peer = "?"
         self._queue: deque[Frame] = deque()
+        self._unframed = bytearray()
         self._busy = False
         self._closed = False
         # What error detection needs: the last reply sent, and the (sequence,
@@ -114,6 +126,7 @@ class SipConnection(TimeoutMixin, Protocol):
         self._output_blocked = False
         self._drain_later: Any = None
         self._protocol_errors = 0
+        self._warnings = 0
         self._failed_logins = 0
         self._close_after_reply = False
 
@@ -131,6 +144,7 @@ class SipConnection(TimeoutMixin, Protocol):
     def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
         self._closed = True
         self._queue.clear()
+        self._unframed.clear()
         self.setTimeout(None)
         if self._drain_later is not None and self._drain_later.active():
             self._drain_later.cancel()
@@ -143,10 +157,22 @@ class SipConnection(TimeoutMixin, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        self._queue.extend(self.framer.feed(data))
+        self._unframed += data
         self._drain()
 
+    def _fill_queue(self) -> None:
+        # Bytes are framed a little at a time, as the queue empties: one read of
+        # tiny pipelined frames would otherwise become thousands of queued objects.
+        while self._unframed and len(self._queue) < MAX_QUEUED_FRAMES:
+            chunk = bytes(self._unframed[:FRAMING_CHUNK])
+            del self._unframed[:FRAMING_CHUNK]
+            self._queue.extend(self.framer.feed(chunk))
+
     def timeoutConnection(self) -> None:
+        if self._busy:
+            # Silent because it waits for our reply: not idle.
+            self.resetTimeout()
+            return
         log.info(
             "idle for {seconds} s, closing conn={conn} peer={peer}",
             seconds=self.factory.idle_timeout,
@@ -175,7 +201,11 @@ class SipConnection(TimeoutMixin, Protocol):
             self._drain_later.cancel()
         self._drain_later = None
         budget = IMMEDIATE_REPLIES_PER_TURN
-        while self._queue and not (self._busy or self._closed or self._output_blocked):
+        while not (self._busy or self._closed or self._output_blocked):
+            if not self._queue:
+                self._fill_queue()
+                if not self._queue:
+                    break
             if budget == 0:
                 self._drain_later = self.factory.reactor.callLater(0, self._drain)
                 break
@@ -193,7 +223,7 @@ class SipConnection(TimeoutMixin, Protocol):
         # Stop reading while replies cannot be sent or too many requests wait.
         if self._closed:
             return
-        backlog = len(self._queue)
+        backlog = len(self._queue) + len(self._unframed) // FRAMING_CHUNK
         if not self._reading_paused and (
             self._output_blocked or backlog >= MAX_QUEUED_FRAMES
         ):
@@ -210,7 +240,7 @@ class SipConnection(TimeoutMixin, Protocol):
     def _protocol_error(self, frame: Frame, reason: str) -> bytes:
         """Count and log one unusable frame; 96, or nothing once the peer is cut off."""
         self._protocol_errors += 1
-        if self._protocol_errors <= DETAILED_WARNINGS:
+        if self._may_warn():
             log.warn(
                 "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
                 conn=self.connection_id,
@@ -228,6 +258,12 @@ class SipConnection(TimeoutMixin, Protocol):
             self._close()
             return b""
         return self._resend_request(frame)
+
+    def _may_warn(self) -> bool:
+        # A peer's misbehaviour is logged in detail a few times per connection;
+        # after that only the closing is, so no peer can flood the log.
+        self._warnings += 1
+        return self._warnings <= DETAILED_WARNINGS
 
     def _immediate_reply(self, frame: Frame) -> bytes | _Request:
         """The bytes to send without the database, or the request to run."""
@@ -254,7 +290,7 @@ class SipConnection(TimeoutMixin, Protocol):
                 negative = self.session.negative_reply(error.command, frame.payload)
             if negative is None:
                 return reply
-            return self._encode(negative, frame, None)
+            return self._encode(negative, frame, None, _trailer_of(frame.payload))
         except ProtocolError as error:
             return self._protocol_error(frame, str(error))
         self._protocol_errors = 0
@@ -361,7 +397,11 @@ class SipConnection(TimeoutMixin, Protocol):
                 peer=self.peer,
                 login=request.login_user_id,
             )
-        elif self.session.account is None and not isinstance(reply, AcsStatusResponse):
+        elif (
+            self.session.account is None
+            and not isinstance(reply, AcsStatusResponse)
+            and self._may_warn()
+        ):
             log.warn(
                 "request before login refused conn={conn} peer={peer} cmd={command}",
                 conn=self.connection_id,
@@ -421,16 +461,25 @@ class SipConnection(TimeoutMixin, Protocol):
         account = self.session.account
         return account.error_detection if account else ErrorDetection.AUTO
 
-    def _encode(self, message: Any, frame: Frame, decoded: Decoded | None) -> bytes:
+    def _encode(
+        self,
+        message: Any,
+        frame: Frame,
+        decoded: Decoded | None,
+        trailer: tuple[bool, int | None] = (False, None),
+    ) -> bytes:
+        """Encode a reply; `trailer` stands in for `decoded` when none was made."""
         account = self.session.account
         mode = self._mode()
+        asked, sequence = (
+            (decoded.error_detection, decoded.sequence) if decoded else trailer
+        )
         if mode is ErrorDetection.OFF:
             error_detection = False
         elif mode is ErrorDetection.REQUIRED:
             error_detection = True
         else:
-            error_detection = decoded is not None and decoded.error_detection
-        sequence = decoded.sequence if decoded is not None else None
+            error_detection = asked
         # Answer in the encoding the request was read in: a terminal that sent
         # Latin-1 to a UTF-8 account gets its own bytes back, not UTF-8 ones. An
         # ASCII account always gets (transliterated) ASCII.

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from twisted.logger import Logger
 
 from sip2server.accounts import AccountBook
@@ -109,11 +109,15 @@ class TerminalSession:
             )
         try:
             return Reply(self._circulation.answer(message, self.account))
+        except DataError:
+            # The database refused a value (a NUL in a barcode, say): the
+            # request is unreadable, the database is fine.
+            return Reply(self._circulation.refuse(message, UNREADABLE, self.account))
         except DBAPIError as error:
             # TODO(#5): report the outage in 98 (offline) as well, and retry the
             # database in the background instead of on the next request.
             _outages.record(error)
-            return Reply(self._circulation.refuse(message, UNAVAILABLE))
+            return Reply(self._circulation.refuse(message, UNAVAILABLE, self.account))
 
     def negative_reply(self, command: str, payload: bytes) -> Any | None:
         """A negative reply to a frame that arrived whole but could not be read.
@@ -132,6 +136,7 @@ class TerminalSession:
             institution=fields.get("AO", self.account.institution),
             patron=fields.get("AA", ""),
             item=fields.get("AB", ""),
+            account=self.account,
         )
 
     def _login(self, request: LoginRequest) -> LoginResponse:

@@ -159,3 +159,71 @@ def test_a_locked_database_gets_a_refusal_saying_unavailable(sqlite_url: str) ->
     assert refused.startswith(b"120")
     assert b"not available just now" in refused
     assert served.startswith(b"121")
+
+
+@pytest_twisted.inlineCallbacks
+def test_negative_reply_to_an_unreadable_value_keeps_ay_and_az(
+    sip_target: SipTarget,
+) -> Any:
+    """A 17 with an impossible date and AY4 gets an 18 ending AY4AZ, checksummed."""
+    from tests.sip2server.test_wire_behaviour import az, with_trailer  # noqa: PLC0415
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            body = b"1720261301    120000AOCITY|AB31234000000001|"
+            return terminal.exchange(with_trailer(body, 4) + b"\r")
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"18")
+    covered, checksum = reply[:-4], reply[-4:]
+    assert covered.endswith(b"|AY4AZ")
+    assert az(covered) == checksum
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_nul_in_a_barcode_is_bad_input_not_an_outage(sip_target: SipTarget) -> Any:
+    """A NUL byte in AB gets an ordinary negative 18 on both engines."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as terminal:
+            terminal.login()
+            return terminal.exchange(b"17" + sip_now() + b"AOCITY|AB3123\x00001|\r")
+
+    reply = yield in_thread(talk)
+
+    assert reply.startswith(b"18")
+    assert b"not available" not in reply
+
+
+@pytest_twisted.inlineCallbacks
+def test_warnings_per_connection_are_limited_even_between_good_frames(
+    sip_target: SipTarget,
+) -> Any:
+    """Garbage interleaved with valid frames is logged in detail only a few times."""
+    from twisted.logger import globalLogPublisher  # noqa: PLC0415
+
+    from sip2server.server import DETAILED_WARNINGS  # noqa: PLC0415
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+
+    def talk() -> int:
+        with RawTerminal(sip_target) as terminal:
+            terminal.send((b"9\r" + STATUS_FRAME) * 200)
+            replies = [terminal.reply() for _ in range(400)]
+        return sum(reply.startswith(b"98") for reply in replies)
+
+    try:
+        statuses = yield in_thread(talk)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+
+    detailed = [
+        event
+        for event in seen
+        if event.get("log_format", "").startswith("protocol error")
+    ]
+    assert 200 == statuses
+    assert DETAILED_WARNINGS == len(detailed)
