@@ -349,7 +349,9 @@ def _read_fixed(plan: _ReadPlan, text: str) -> dict[str, Any]:
     return values
 
 
-def _read_variable(plan: _ReadPlan, text: str, singles: dict[str, Any]) -> None:
+def _read_variable(  # noqa: PLR0912 - one branch per documented input rule
+    plan: _ReadPlan, text: str, singles: dict[str, Any]
+) -> None:
     """Add the variable fields in `text` to `singles`, which holds the fixed ones."""
     known = plan.by_code
     repeats: dict[str, list[str]] = {}
@@ -371,9 +373,14 @@ def _read_variable(plan: _ReadPlan, text: str, singles: dict[str, Any]) -> None:
             extra.append((code, value))
         elif field.repeat:
             repeats.setdefault(field.name, []).append(value)
-        elif field.name in singles:
-            # Deviation D12: so are repeats of a single-valued field.
+        elif field.name in singles and singles[field.name] not in (None, ""):
+            # Deviation D12: so are repeats of a single-valued field after the
+            # first one with a value.
             extra.append((code, value))
+        elif field.name in singles and not value:
+            # An empty repeat of a field that has no value yet adds nothing; kept,
+            # it would become the field itself when the message is re-encoded.
+            continue
         elif value == "" and field.name in plan.empty_means_none:
             # Deviation D4: an empty AC, AD or AP means "not given", like a
             # missing one (Koha and FOLIO do not tell them apart either). The

@@ -232,3 +232,19 @@ def test_framer_output_does_not_depend_on_how_reads_are_cut(
     for start, end in itertools.pairwise(points):
         received.extend(frame.payload for frame in framer.feed(stream[start:end]))
     assert frames == received
+
+
+def test_empty_repeats_of_a_single_valued_field_do_not_make_re_encoding_drift() -> None:
+    """`CI|CI` reads as no CI at all, so re-encoding is stable (found by Hypothesis)."""
+    first = encode(decode(b"120NYY" + b" " * 18 + b"CI|CI").message)
+
+    assert b"120NYY" + b" " * 18 + b"AO|AA|AB|AJ|AH|\r" == first
+    assert first == encode(decode(first.rstrip(b"\r")).message)
+
+
+def test_a_value_after_an_empty_single_valued_field_is_the_field_value() -> None:
+    """In `CI|CIY` the later, non-empty CI is the value, not an unknown extra."""
+    message = decode(b"120NYY" + b" " * 18 + b"CI|CIY").message
+
+    assert message.security_inhibit is True
+    assert () == message.extra_fields
