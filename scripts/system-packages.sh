@@ -6,6 +6,10 @@ set -euo pipefail
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# socat: pseudo-terminal pairs for the serial driver tests.
+command -v socat >/dev/null 2>&1 || need+=(socat)
+# libmtdev1: Kivy's multitouch input provider (the kiosk tests run Kivy offscreen).
+ldconfig -p 2>/dev/null | grep -q 'libmtdev.so.1' || need+=(libmtdev1)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
