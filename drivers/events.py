@@ -16,12 +16,29 @@ class BarcodeScanned:
 
     `kind` is "patron", "item" or "unknown", as the site's patterns classify
     the barcode; `raw` is what the scanner sent before normalisation.
+    `symbology` is the AIM identifier the scanner sent (such as "]F0" for
+    Codabar), or None when it sent none.
     """
 
     device: str
     barcode: str
     kind: str
     raw: str
+    at: datetime
+    symbology: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BarcodeRejected:
+    """A scanner read something the site's pipeline refused (a bad check digit).
+
+    The kiosk should ask the patron to scan again; `reason` says why, for
+    operators, and `raw` is what the scanner sent.
+    """
+
+    device: str
+    raw: str
+    reason: str
     at: datetime
 
 
@@ -77,4 +94,6 @@ class DeviceBack:
     at: datetime
 
 
-DeviceEvent = BarcodeScanned | TagsPresent | TagsGone | DeviceLost | DeviceBack
+DeviceEvent = (
+    BarcodeScanned | BarcodeRejected | TagsPresent | TagsGone | DeviceLost | DeviceBack
+)
