@@ -115,6 +115,60 @@ class LoanEvent(enum.Enum):
     CHECKIN = "checkin"
     REFUSAL = "refusal"
     PATRON_BLOCKED = "patron_blocked"
+    HOLD_PLACED = "hold_placed"
+    HOLD_TRAPPED = "hold_trapped"
+    HOLD_CANCELLED = "hold_cancelled"
+    HOLD_CHANGED = "hold_changed"
+    HOLD_EXPIRED = "hold_expired"
+    FEE_CHARGED = "fee_charged"
+    PAYMENT = "payment"
+    WRITE_OFF = "write_off"
+    PIN_LOCKED = "pin_locked"
+    ITEM_FOUND = "item_found"
+    PATRON_ERASED = "patron_erased"
+
+
+class HoldStatus(enum.Enum):
+    """Where a hold stands.
+
+    PENDING holds wait in the queue; IN_TRANSIT and WAITING holds have an item
+    trapped for them (on its way to the pickup branch, or on the hold shelf
+    there); the other three are finished.
+    """
+
+    PENDING = "pending"
+    IN_TRANSIT = "in_transit"
+    WAITING = "waiting"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class FeeKind(enum.Enum):
+    """Why a fee was charged."""
+
+    OVERDUE = "overdue"
+    LOST = "lost"
+    DAMAGE = "damage"
+    PROCESSING = "processing"
+    RENTAL = "rental"
+    HOLD = "hold"
+    MANUAL = "manual"
+
+
+class PaymentMethod(enum.Enum):
+    """How money reached the library, or why a balance was cleared without it.
+
+    WRITE_OFF and CREDIT move no new money: a write-off forgives, a CREDIT
+    payment spends the patron's credit balance.
+    """
+
+    CASH = "cash"
+    CARD = "card"
+    CREDIT_CARD = "credit_card"
+    OTHER = "other"
+    CREDIT = "credit"
+    WRITE_OFF = "write_off"
 
 
 def _enum_column(kind: type[enum.Enum]) -> SqlEnum:
@@ -138,6 +192,30 @@ class Institution(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
+
+    # Added by issue #4: circulation, fee and privacy settings of the institution,
+    # loaded with the loan rules (`ils rules load`, table [settings]).
+    # Outstanding fees at or above this block borrowing; None: never.
+    fee_limit_minor: Mapped[int | None] = mapped_column(Integer, default=None)
+    # This many overdue loans block borrowing; None: never.
+    overdue_limit: Mapped[int | None] = mapped_column(Integer, default=None)
+    # True: a payment larger than what is owed is kept as credit; False: refused.
+    overpayment_as_credit: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A lost item found again: its unpaid lost fee is cancelled (and a paid one
+    # becomes credit) when True.
+    refund_lost_when_found: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Charged with a lost fee; 0: none.
+    lost_processing_fee_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # Wrong PINs in a row before the PIN is locked, and for how long.
+    pin_max_failures: Mapped[int] = mapped_column(Integer, default=5)
+    pin_lock_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    # Returned loans older than this many days lose their link to the patron;
+    # None keeps loan history (only when a library has consent to).
+    loan_history_days: Mapped[int | None] = mapped_column(Integer, default=30)
+    # Days a trapped hold waits on the shelf before it expires.
+    hold_pickup_days: Mapped[int] = mapped_column(Integer, default=7)
+    # Open holds a patron may have at once; None: no limit.
+    max_holds: Mapped[int | None] = mapped_column(Integer, default=None)
 
     branches: Mapped[list[Branch]] = relationship(back_populates="institution")
 
@@ -184,6 +262,11 @@ class Patron(Base):
     phone: Mapped[str | None] = mapped_column(String(64), default=None)
     card_lost: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Added by issue #4: wrong PINs in a row, and until when the PIN is locked.
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0)
+    pin_locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Money the patron has paid beyond what was owed, kept to pay later fees.
+    credit_minor: Mapped[int] = mapped_column(Integer, default=0)
 
     category: Mapped[PatronCategory] = relationship()
     home_branch: Mapped[Branch] = relationship()
@@ -263,10 +346,19 @@ class Item(Base):
     )
     price_minor: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Added by issue #4: the branch an item is on its way to (its home, or a hold's
+    # pickup branch), and since when; None when it is not in transit.
+    transit_to_branch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("branch.id"), default=None
+    )
+    transit_since: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
     record: Mapped[BibRecord] = relationship()
     home_branch: Mapped[Branch] = relationship(foreign_keys=[home_branch_id])
     current_branch: Mapped[Branch] = relationship(foreign_keys=[current_branch_id])
+    transit_to_branch: Mapped[Branch | None] = relationship(
+        foreign_keys=[transit_to_branch_id]
+    )
     item_type: Mapped[ItemType] = relationship()
 
 
@@ -322,6 +414,12 @@ class LoanRule(Base):
     holds_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     # Branch codes, separated by spaces, where holds may be picked up; None is any.
     hold_pickup_branches: Mapped[str | None] = mapped_column(Text, default=None)
+    # Added by issue #4: fees charged at checkout (rental) and when a hold is
+    # placed; 0 is none.
+    rental_fee_minor: Mapped[int] = mapped_column(Integer, default=0)
+    hold_fee_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # Staff may override this rule's refusals (loan limit, renewal limit).
+    staff_override: Mapped[bool] = mapped_column(Boolean, default=True)
 
     branch: Mapped[Branch | None] = relationship()
     patron_category: Mapped[PatronCategory | None] = relationship()
@@ -390,6 +488,10 @@ class Loan(Base):
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     renewals: Mapped[int] = mapped_column(Integer, default=0)
+    # Added by issue #4: kept when the patron link is dropped, for statistics.
+    patron_category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patron_category.id"), default=None
+    )
 
     item: Mapped[Item] = relationship()
     patron: Mapped[Patron | None] = relationship()
@@ -413,3 +515,129 @@ class CirculationLog(Base):
     branch_id: Mapped[int | None] = mapped_column(ForeignKey("branch.id"), default=None)
     terminal: Mapped[str | None] = mapped_column(String(100), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Hold(Base):
+    """A patron's request for a title (any copy) or for one item.
+
+    The queue of a title is its PENDING holds in placement order. When an item is
+    trapped for a hold, `trapped_item_id` names it; the partial unique index keeps
+    one item trapped for at most one active hold on any database.
+    """
+
+    __tablename__ = "hold"
+    __table_args__ = (
+        Index(
+            "uq_hold_trapped_item",
+            "trapped_item_id",
+            unique=True,
+            sqlite_where=text("status IN ('in_transit', 'waiting')"),
+            postgresql_where=text("status IN ('in_transit', 'waiting')"),
+        ),
+        Index("ix_hold_record_status", "record_id", "status", "placed_at"),
+        Index("ix_hold_patron_status", "patron_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None once a finished hold is anonymised.
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
+    record_id: Mapped[int] = mapped_column(ForeignKey("bib_record.id"))
+    # Set for an item-level hold: only this copy will do.
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
+    pickup_branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
+    status: Mapped[HoldStatus] = mapped_column(
+        _enum_column(HoldStatus), default=HoldStatus.PENDING
+    )
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The patron no longer wants the hold after this date; None: no end.
+    expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+    trapped_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("item.id"), default=None
+    )
+    trapped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # A WAITING hold expires when not picked up by then.
+    pickup_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Who placed it: a staff user name or "sip:<login>".
+    placed_by: Mapped[str] = mapped_column(String(100), default="")
+
+    patron: Mapped[Patron | None] = relationship()
+    record: Mapped[BibRecord] = relationship()
+    item: Mapped[Item | None] = relationship(foreign_keys=[item_id])
+    trapped_item: Mapped[Item | None] = relationship(foreign_keys=[trapped_item_id])
+    pickup_branch: Mapped[Branch] = relationship()
+
+
+class Fee(Base):
+    """Money a patron owes, in minor units of the institution's currency.
+
+    `balance_minor` is what is still owed: `amount_minor` less every allocation
+    of a payment (or write-off) to this fee. A fee is open while its balance is
+    above zero.
+    """
+
+    __tablename__ = "fee"
+    __table_args__ = (Index("ix_fee_patron_open", "patron_id", "balance_minor"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None once a settled fee is anonymised (a patron's data erased).
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
+    kind: Mapped[FeeKind] = mapped_column(_enum_column(FeeKind))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    balance_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(Text, default="")
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
+    loan_id: Mapped[int | None] = mapped_column(ForeignKey("loan.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # A staff user name, "sip:<login>", or "system" for fines and lost fees.
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+
+    patron: Mapped[Patron | None] = relationship()
+    item: Mapped[Item | None] = relationship()
+    loan: Mapped[Loan | None] = relationship()
+    allocations: Mapped[list[PaymentAllocation]] = relationship(
+        back_populates="fee", order_by="PaymentAllocation.id"
+    )
+
+
+class Payment(Base):
+    """Money received (or a write-off or a use of credit), once, as recorded.
+
+    What it paid is in its allocations; whatever is left over became the
+    patron's credit.
+    """
+
+    __tablename__ = "payment"
+    __table_args__ = (Index("ix_payment_patron", "patron_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[PaymentMethod] = mapped_column(_enum_column(PaymentMethod))
+    # The terminal ("sip:<login>") or staff user that took it.
+    terminal: Mapped[str] = mapped_column(String(100), default="")
+    # The payment system's own id (SIP2's BK), if it gave one.
+    transaction_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    patron: Mapped[Patron | None] = relationship()
+    allocations: Mapped[list[PaymentAllocation]] = relationship(
+        back_populates="payment", order_by="PaymentAllocation.id"
+    )
+
+
+class PaymentAllocation(Base):
+    """The part of one payment that went to one fee."""
+
+    __tablename__ = "payment_allocation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"), index=True)
+    fee_id: Mapped[int] = mapped_column(ForeignKey("fee.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(Integer)
+
+    payment: Mapped[Payment] = relationship(back_populates="allocations")
+    fee: Mapped[Fee] = relationship(back_populates="allocations")

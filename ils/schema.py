@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from ils.db import Database, DatabaseConfigError, display_url
 
@@ -43,8 +44,8 @@ def head_revision() -> str:
     return head
 
 
-def upgrade_database(url: str) -> str:
-    """Create the schema, or upgrade it, to the newest revision.
+def upgrade_database(url: str, revision: str = "head") -> str:
+    """Create the schema, or upgrade it, to the newest revision (or the one given).
 
     Safe to run again: a database already at the head is left as it is.
 
@@ -57,16 +58,46 @@ def upgrade_database(url: str) -> str:
     database = Database(url, pool_size=1)
     try:
         with database.connect_for_write() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-            connection.commit()
-        revision = _current(database)
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite alters a table by copying it (batch mode), and dropping
+                # the old copy of a table that others refer to fails while
+                # foreign keys are enforced. They are off for the upgrade (the
+                # pragma only works outside a transaction) and checked after.
+                _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
+            try:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql(
+                        "PRAGMA foreign_key_check"
+                    ).all()
+                    if broken:
+                        connection.rollback()
+                        raise RuntimeError(
+                            f"the upgrade would break {len(broken)} references"
+                            f" (first: {tuple(broken[0])}); nothing was changed"
+                        )
+                connection.commit()
+            finally:
+                if sqlite:
+                    _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
+        reached = _current(database)
     finally:
         database.dispose()
-    if revision is None:  # pragma: no cover - upgrade always stamps a revision
+    if reached is None:  # pragma: no cover - upgrade always stamps a revision
         raise RuntimeError("the upgrade left no revision stamped")
-    return revision
+    return reached
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    # Straight to the driver: through SQLAlchemy the statement would open a
+    # transaction first, inside which SQLite ignores this pragma.
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - a checked-out connection has one
+        raise RuntimeError("the database connection is closed")
+    driver.execute(pragma)
 
 
 def _current(database: Database) -> str | None:

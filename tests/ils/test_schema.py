@@ -14,6 +14,9 @@ from ils.db import Database
 from ils.models import Base
 from ils.schema import current_revision, head_revision, init_command, upgrade_database
 
+# The newest migration in ils/migrations/versions; bump it with each new one.
+HEAD = "0003"
+
 
 def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
     """An empty database has no revision; upgrading twice leaves it at the head."""
@@ -22,9 +25,9 @@ def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None
     first = upgrade_database(database_url)
     second = upgrade_database(database_url)
 
-    assert first == "0002"
+    assert first == HEAD
     assert second == first == head_revision()
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == HEAD
 
 
 def test_migrations_match_the_models_exactly(database_url: str) -> None:
@@ -100,7 +103,7 @@ def test_init_command_reports_the_revision_without_the_password(
 
     assert result.exit_code == 0, result.output
     shown = url.render_as_string(hide_password=True)
-    assert result.output == f"database at {shown} is at revision 0002\n"
+    assert result.output == f"database at {shown} is at revision {HEAD}\n"
     assert "hunter2" not in result.output
 
 
@@ -108,7 +111,7 @@ def test_init_command_reads_the_environment(sqlite_url: str) -> None:
     """Without --db, `ils init` uses ILS_DATABASE_URL."""
     result = CliRunner().invoke(init_command, [], env={"ILS_DATABASE_URL": sqlite_url})
     assert result.exit_code == 0, result.output
-    assert current_revision(sqlite_url) == "0002"
+    assert current_revision(sqlite_url) == HEAD
 
 
 def test_init_command_without_a_database_says_how_to_give_one() -> None:
@@ -117,3 +120,82 @@ def test_init_command_without_a_database_says_how_to_give_one() -> None:
     assert result.exit_code == 2
     assert "--db" in result.output
     assert "ILS_DATABASE_URL" in result.output
+
+
+def test_upgrade_to_0003_keeps_loans_and_records_the_borrowers_category(
+    database_url: str,
+) -> None:
+    """A loan made before 0003 keeps its patron and gains the patron's category."""
+    upgrade_database(database_url, revision="0002")
+    engine = sa.create_engine(database_url)
+    now = datetime(2026, 1, 5, 12, 0)
+    rows: list[tuple[str, dict[str, object]]] = [
+        ("institution", {"id": 1, "code": "I", "name": "I", "currency": "EUR"}),
+        (
+            "branch",
+            {"id": 1, "institution_id": 1, "code": "B", "name": "B", "timezone": "UTC"},
+        ),
+        ("patron_category", {"id": 7, "code": "ADULT", "name": "Adult"}),
+        ("item_type", {"id": 1, "code": "BOOK", "name": "Book", "media_type": "001"}),
+        (
+            "patron",
+            {
+                "id": 1,
+                "barcode": "P1",
+                "surname": "S",
+                "firstname": "F",
+                "category_id": 7,
+                "home_branch_id": 1,
+                "card_lost": False,
+                "created_at": now,
+            },
+        ),
+        ("bib_record", {"id": 1, "title": "T", "created_at": now}),
+        (
+            "item",
+            {
+                "id": 1,
+                "barcode": "I1",
+                "record_id": 1,
+                "home_branch_id": 1,
+                "current_branch_id": 1,
+                "item_type_id": 1,
+                "status": "available",
+                "created_at": now,
+            },
+        ),
+        (
+            "loan",
+            {
+                "id": 1,
+                "item_id": 1,
+                "patron_id": 1,
+                "branch_id": 1,
+                "checked_out_at": now,
+                "due_at": now,
+                "renewals": 0,
+            },
+        ),
+    ]
+    with engine.begin() as connection:
+        for table, values in rows:
+            columns = ", ".join(values)
+            marks = ", ".join(f":{name}" for name in values)
+            connection.execute(
+                sa.text(f"INSERT INTO {table} ({columns}) VALUES ({marks})"), values
+            )
+    engine.dispose()
+
+    upgrade_database(database_url)
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        loan = connection.execute(
+            sa.text("SELECT patron_id, patron_category_id FROM loan")
+        ).one()
+        institution = connection.execute(
+            sa.text("SELECT pin_max_failures, loan_history_days FROM institution")
+        ).one()
+    engine.dispose()
+    assert (1, 7) == tuple(loan)
+    assert (5, 30) == tuple(institution)
