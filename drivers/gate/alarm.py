@@ -1,0 +1,259 @@
+"""Alarm outputs: a relay on a serial port's DTR or RTS line, or a command.
+
+Layer: `drivers`. Imports the standard library, pyserial and Twisted; never
+`ils`. Both outputs run on the event loop without blocking it: a modem-control
+line is one ioctl, and the command is spawned as a child process (an argv list,
+no shell) whose end is awaited through the reactor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+import serial
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger
+
+from drivers.gate.config import AlarmKind, AlarmSection, SerialLine
+
+_log = Logger(namespace="ils.gate.alarm")
+
+
+class AlarmOutputError(OSError):
+    """The alarm output cannot be opened or driven; the message says which and why."""
+
+
+class AlarmOutput(Protocol):
+    """Something that makes the gate's alarm heard."""
+
+    def sound(self) -> Any:
+        """Start the alarm now; the Deferred returned fires when it has ended.
+
+        It never fails: a broken output is logged, and the gate keeps counting.
+        """
+        ...
+
+    def close(self) -> None:
+        """Silence the output and release what it holds."""
+        ...
+
+
+class SilentAlarm:
+    """No output: alarms are only logged (a gate with its own sounder, or a test)."""
+
+    def sound(self) -> Any:
+        """Do nothing, at once."""
+        return defer.succeed(None)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SerialRelay:
+    """A relay wired to a serial port's DTR or RTS line, held for a time per alarm.
+
+    A second alarm while the line is held extends the hold instead of pulsing.
+    """
+
+    def __init__(
+        self, port: Any, line: SerialLine, hold_seconds: float, clock: Any
+    ) -> None:
+        self._port = port
+        self._line = line
+        self._hold = hold_seconds
+        self._clock = clock
+        self._release_call: Any = None
+        self._waiting: list[defer.Deferred[None]] = []
+
+    @property
+    def held(self) -> bool:
+        """Whether the line is raised now."""
+        return self._release_call is not None
+
+    def _set(self, value: bool) -> None:
+        setattr(self._port, self._line.value, value)
+
+    def sound(self) -> Any:
+        """Raise the line (or keep it raised) and lower it after the hold time."""
+        if self._release_call is None:
+            try:
+                self._set(True)
+            except (OSError, serial.SerialException) as problem:
+                _log.error(
+                    "alarm relay: cannot raise {line} on {port}: {problem}",
+                    line=self._line.value.upper(),
+                    port=self._port.name,
+                    problem=str(problem),
+                )
+                return defer.succeed(None)
+        else:
+            self._release_call.cancel()
+        self._release_call = self._clock.callLater(self._hold, self._release)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(waiter)
+        return waiter
+
+    def _release(self) -> None:
+        self._release_call = None
+        try:
+            self._set(False)
+        except (OSError, serial.SerialException) as problem:
+            _log.error(
+                "alarm relay: cannot lower {line} on {port}: {problem}",
+                line=self._line.value.upper(),
+                port=self._port.name,
+                problem=str(problem),
+            )
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def close(self) -> None:
+        """Lower the line if it is held, and close the port."""
+        if self._release_call is not None:
+            self._release_call.cancel()
+            self._release()
+        self._port.close()
+
+
+class _Ended(protocol.ProcessProtocol):
+    def __init__(self, done: defer.Deferred[int | None]) -> None:
+        self._done = done
+
+    def processEnded(self, reason: Any) -> None:
+        value = reason.value
+        if isinstance(value, error.ProcessDone):
+            self._done.callback(0)
+        elif isinstance(value, error.ProcessTerminated):
+            code = value.exitCode
+            self._done.callback(code if code is not None else None)
+        else:
+            self._done.callback(None)
+
+
+class CommandAlarm:
+    """A configured command run once per alarm, without a shell.
+
+    While one run is still going, further alarms do not start another: the
+    sounder is already on. A run that outlasts the timeout is killed.
+    """
+
+    def __init__(self, argv: list[str], reactor: Any, timeout: float) -> None:
+        self._argv = argv
+        self._reactor = reactor
+        self._timeout = timeout
+        self._running: defer.Deferred[None] | None = None
+        self._process: Any = None
+
+    def sound(self) -> Any:
+        """Start the command unless it is still running from a moment ago."""
+        if self._running is not None:
+            return self._running
+        ended: defer.Deferred[int | None] = defer.Deferred()
+        try:
+            self._process = self._reactor.spawnProcess(
+                _Ended(ended), self._argv[0], self._argv, env=dict(os.environ)
+            )
+        except OSError as problem:
+            _log.error(
+                "alarm command {command} could not start: {problem}",
+                command=self._argv[0],
+                problem=str(problem),
+            )
+            return defer.succeed(None)
+        killer = self._reactor.callLater(self._timeout, self._kill)
+        running: defer.Deferred[None] = defer.Deferred()
+        self._running = running
+
+        def finished(code: int | None) -> None:
+            if killer.active():
+                killer.cancel()
+            self._running = None
+            self._process = None
+            if code != 0:
+                _log.warn(
+                    "alarm command {command} ended with status {code}",
+                    command=self._argv[0],
+                    code=code,
+                )
+            running.callback(None)
+
+        ended.addCallback(finished)
+        return running
+
+    def _kill(self) -> None:
+        if self._process is None:
+            return
+        _log.warn(
+            "alarm command {command} still running after {timeout} s; killing it",
+            command=self._argv[0],
+            timeout=self._timeout,
+        )
+        with contextlib.suppress(error.ProcessExitedAlready):
+            self._process.signalProcess("KILL")
+
+    def close(self) -> None:
+        """Kill a run still going; the alarm is over when the gate stops."""
+        if self._process is not None:
+            self._kill()
+
+
+def open_serial_relay(section: AlarmSection, clock: Any) -> SerialRelay:
+    """Open the relay's port with both control lines low, and check the line works.
+
+    Raises:
+        AlarmOutputError: the port cannot be opened or its line cannot be set
+            (a pty, for one, has no modem-control lines).
+    """
+    assert section.port is not None  # the config checks this
+    try:
+        port = serial.serial_for_url(section.port, do_not_open=True)
+        # pyserial raises DTR and RTS when it opens a port; the relay must not click.
+        port.dtr = False
+        port.rts = False
+        port.open()
+    except (OSError, serial.SerialException, ValueError) as problem:
+        raise AlarmOutputError(
+            f"alarm.port: cannot open {section.port}: {problem}"
+        ) from None
+    try:
+        setattr(port, section.line.value, False)
+    except (OSError, serial.SerialException) as problem:
+        port.close()
+        raise AlarmOutputError(
+            f"alarm.port: {section.port} cannot drive its "
+            f"{section.line.value.upper()} line: {problem}"
+        ) from None
+    return SerialRelay(port, section.line, section.hold_ms / 1000, clock)
+
+
+def command_alarm(section: AlarmSection, reactor: Any) -> CommandAlarm:
+    """A `CommandAlarm` for the configured argv, once its program is found.
+
+    Raises:
+        AlarmOutputError: the program is not an executable file.
+    """
+    program = section.command[0]
+    found = shutil.which(program)
+    if found is None or not Path(found).is_file():
+        raise AlarmOutputError(
+            f"alarm.command[0]: {program!r} is not an executable program"
+        )
+    return CommandAlarm([found, *section.command[1:]], reactor, section.command_timeout)
+
+
+def build_alarm(section: AlarmSection, reactor: Any) -> AlarmOutput:
+    """The alarm output the configuration asks for.
+
+    Raises:
+        AlarmOutputError: the output cannot be used.
+    """
+    if section.output is AlarmKind.SERIAL:
+        return open_serial_relay(section, reactor)
+    if section.output is AlarmKind.COMMAND:
+        return command_alarm(section, reactor)
+    return SilentAlarm()

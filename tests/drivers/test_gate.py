@@ -1,0 +1,433 @@
+"""The gate's logic on a Twisted `Clock`, with an in-test stand-in for the reader.
+
+The stand-in implements the `RfidReader` interface (tags in a field, AFI and EAS
+per tag, unplugging); the byte protocols are tested with the real drivers and
+the simulator in `test_gate_end_to_end.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+
+from drivers.events import DeviceBack, DeviceLost
+from drivers.gate.alarm import SilentAlarm
+from drivers.gate.config import GateConfig, parse_gate_config
+from drivers.gate.gate import Gate, GateEvent, ItemExplained, TagPassed, mask_item_id
+from drivers.gate.lookup import ItemFacts, SipLookupError
+from drivers.rfid.reader import NotSupportedByTag, ReaderTimeout, TagLeftField
+from sip2server.protocol import CirculationStatus
+
+SHELF_UID = "E004010000000001"
+LOAN_UID = "E004010000000002"
+ODD_UID = "E004010000000003"
+
+
+@dataclass
+class FakeTag:
+    """A tag as the stand-in reader holds it."""
+
+    afi: int
+    eas: bool | None = None
+    item_id: str | None = None
+    leaves_mid_read: bool = False
+
+
+class FakeReader:
+    """Tags in a field; `unplugged` makes every call time out, as a dead port does."""
+
+    def __init__(self) -> None:
+        self.field: dict[str, FakeTag] = {}
+        self.unplugged = False
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.unplugged:
+            raise ReaderTimeout("no answer from the reader within 1 s")
+
+    def inventory(self) -> list[str]:
+        self._check()
+        return list(self.field)
+
+    def read_blocks(self, uid: str, first: int, count: int) -> bytes:
+        self._check()
+        item_id = self.field[uid].item_id or ""
+        return item_id.encode().ljust(count * 4, b"\0")
+
+    def write_blocks(self, uid: str, first: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_afi(self, uid: str) -> int:
+        self._check()
+        tag = self.field[uid]
+        if tag.leaves_mid_read:
+            raise TagLeftField(f"tag {uid} stopped answering")
+        return tag.afi
+
+    def write_afi(self, uid: str, afi: int) -> None:
+        raise NotImplementedError
+
+    def read_eas(self, uid: str) -> bool:
+        self._check()
+        eas = self.field[uid].eas
+        if eas is None:
+            raise NotSupportedByTag("this tag has no EAS")
+        return eas
+
+    def write_eas(self, uid: str, on: bool) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CountingAlarm(SilentAlarm):
+    """An alarm output that remembers how often it sounded."""
+
+    def __init__(self) -> None:
+        self.sounded = 0
+
+    def sound(self) -> Any:
+        self.sounded += 1
+        return defer.succeed(None)
+
+
+def decode_ascii(blocks: bytes) -> str | None:
+    """The stand-in's tag data: the item id as NUL-padded ASCII."""
+    return blocks.rstrip(b"\0").decode() or None
+
+
+def run_now(call: Callable[[], Any]) -> defer.Deferred[Any]:
+    """Run a 'blocking' call at once: the stand-in reader never blocks."""
+    return defer.maybeDeferred(call)
+
+
+def config(**sections: dict[str, Any]) -> GateConfig:
+    """A gate configuration as an operator would write it, with overrides."""
+    data: dict[str, Any] = {
+        "gate": {"name": "east", "poll_interval": 0.25, "pass_gap": 2.0},
+        "reader": {"driver": "feig", "port": "loop://"},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return parse_gate_config(data, "<test>")
+
+
+@dataclass
+class Rig:
+    """A gate on a clock with its stand-in reader, alarm and events."""
+
+    gate: Gate
+    clock: Clock
+    reader: FakeReader
+    alarm: CountingAlarm
+    events: list[GateEvent]
+    opened: list[float]
+
+    def passes(self) -> list[TagPassed]:
+        return [e for e in self.events if isinstance(e, TagPassed)]
+
+
+def rig(
+    gate_config: GateConfig | None = None,
+    lookup: Callable[[str], ItemFacts] | None = None,
+    run_lookup: Callable[[Callable[[], Any]], defer.Deferred[Any]] | None = None,
+) -> Rig:
+    clock = Clock()
+    reader = FakeReader()
+    alarm = CountingAlarm()
+    opened: list[float] = []
+
+    def open_reader() -> FakeReader:
+        opened.append(clock.seconds())
+        reader._check()
+        reader.closed = False
+        return reader
+
+    gate = Gate(
+        gate_config or config(),
+        open_reader=open_reader,
+        alarm=alarm,
+        clock=clock,
+        run_on_reader=run_now,
+        lookup=lookup,
+        run_lookup=run_lookup,
+        decode_item_id=decode_ascii,
+    )
+    events: list[GateEvent] = []
+    gate.subscribe(events.append)
+    gate.start()
+    return Rig(gate, clock, reader, alarm, events, opened)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every line the gate logs while the test runs, formatted."""
+    lines: list[str] = []
+
+    def observer(event: LogEvent) -> None:
+        if str(event.get("log_namespace", "")).startswith("ils.gate"):
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield lines
+    globalLogPublisher.removeObserver(observer)
+
+
+def test_secured_item_alarms_once_while_it_stays_in_the_field() -> None:
+    """A tag with the on-shelf AFI 0x07 sounds the alarm once, not on every poll."""
+    r = rig()
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+
+    r.clock.pump([0.25] * 8)
+
+    assert 1 == r.alarm.sounded
+    assert 1 == r.gate.counts.alarms
+    assert 1 == r.gate.counts.passes
+    [passed] = r.passes()
+    assert passed.verdict.alarm
+    assert "secured (AFI 0x07)" == passed.verdict.reason
+    assert "39999000123453" == passed.tag.item_id
+
+
+def test_item_on_loan_passes_silently() -> None:
+    """A tag with the on-loan AFI 0xC2 is counted as a pass and does not alarm."""
+    r = rig()
+    r.reader.field[LOAN_UID] = FakeTag(afi=0xC2, item_id="39999000123461")
+
+    r.clock.pump([0.25] * 4)
+
+    assert 0 == r.alarm.sounded
+    assert 1 == r.gate.counts.passes
+    assert "not secured (AFI 0xC2)" == r.passes()[0].verdict.reason
+
+
+def test_site_afi_values_are_configuration() -> None:
+    """A legacy 3M site's 0xD7 alarms and 0xDA passes once they are configured."""
+    r = rig(config(security={"secured_afi": 0xD7, "unsecured_afi": 0xDA}))
+    r.reader.field[SHELF_UID] = FakeTag(afi=0xD7)
+    r.reader.field[LOAN_UID] = FakeTag(afi=0xDA)
+    r.reader.field[ODD_UID] = FakeTag(afi=0x07)
+
+    r.clock.pump([0.25] * 2)
+
+    verdicts = {p.tag.uid: p.verdict.alarm for p in r.passes()}
+    assert {SHELF_UID: True, LOAN_UID: False, ODD_UID: True} == verdicts
+
+
+def test_unknown_afi_alarms_by_default_and_passes_when_configured() -> None:
+    """An AFI that is neither value, or a tag that left mid-read, alarms unless told."""
+    default = rig()
+    lenient = rig(config(security={"unknown": "pass"}))
+    for r in (default, lenient):
+        r.reader.field[ODD_UID] = FakeTag(afi=0x00)
+        r.reader.field[SHELF_UID] = FakeTag(afi=0x07, leaves_mid_read=True)
+        r.clock.pump([0.25] * 2)
+
+    assert 2 == default.alarm.sounded
+    assert 2 == default.gate.counts.unknown
+    assert 0 == lenient.alarm.sounded
+    reasons = sorted(p.verdict.reason for p in default.passes())
+    assert [
+        "security state unknown (AFI 0x00)",
+        f"security state unknown (unreadable: tag {SHELF_UID} stopped answering)",
+    ] == reasons
+
+
+def test_eas_site_alarms_on_the_eas_bit_and_on_tags_without_one() -> None:
+    """In EAS mode the AFI is ignored: EAS set alarms, clear passes, none alarms."""
+    r = rig(config(security={"mode": "eas"}))
+    r.reader.field[SHELF_UID] = FakeTag(afi=0xC2, eas=True)
+    r.reader.field[LOAN_UID] = FakeTag(afi=0x07, eas=False)
+    r.reader.field[ODD_UID] = FakeTag(afi=0x07, eas=None)
+
+    r.clock.pump([0.25] * 2)
+
+    reasons = {p.tag.uid: (p.verdict.alarm, p.verdict.reason) for p in r.passes()}
+    assert {
+        SHELF_UID: (True, "secured (EAS set)"),
+        LOAN_UID: (False, "not secured (EAS clear)"),
+        ODD_UID: (True, "security state unknown (the tag has no EAS)"),
+    } == reasons
+
+
+def test_a_tag_counts_again_only_after_the_pass_gap() -> None:
+    """Out of the field for less than pass_gap is the same pass; longer is a new one."""
+    r = rig()
+    tag = FakeTag(afi=0x07)
+    r.reader.field[SHELF_UID] = tag
+    r.clock.pump([0.25] * 2)
+
+    del r.reader.field[SHELF_UID]
+    r.clock.pump([0.25] * 4)  # 1 s out of the field: within the 2 s gap
+    r.reader.field[SHELF_UID] = tag
+    r.clock.pump([0.25] * 2)
+    assert 1 == r.alarm.sounded
+
+    del r.reader.field[SHELF_UID]
+    r.clock.pump([0.25] * 12)  # 3 s out
+    r.reader.field[SHELF_UID] = tag
+    r.clock.pump([0.25] * 2)
+    assert 2 == r.alarm.sounded
+    assert 2 == r.gate.counts.passes
+
+
+def test_lost_reader_is_reopened_with_growing_delays_and_reported() -> None:
+    """An unplugged reader is retried after 1, 2, 4 ... s up to the limit, then back."""
+    r = rig(config(reader={"reconnect_min": 1.0, "reconnect_max": 4.0}))
+    r.clock.advance(0)
+    assert [0.0] == r.opened
+
+    r.reader.unplugged = True
+    r.clock.advance(0.25)  # this poll fails: the reader is lost
+    r.clock.pump([0.5] * 30)  # 15 s of retries
+    assert r.reader.closed
+    assert 1.25 == r.opened[1]  # lost at 0.25, first retry 1 s later
+    retries = [
+        round(b - a, 2) for a, b in zip(r.opened[1:], r.opened[2:], strict=False)
+    ]
+    assert [2.0, 4.0, 4.0] == retries[:3]
+
+    r.reader.unplugged = False
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07)
+    r.clock.pump([0.5] * 10)
+
+    kinds = [type(e) for e in r.events]
+    assert [DeviceLost, DeviceBack, TagPassed] == kinds
+    lost = r.events[0]
+    assert isinstance(lost, DeviceLost)
+    assert "no answer from the reader within 1 s" == lost.reason
+    assert 1 == r.alarm.sounded
+
+
+def test_alarm_sounds_before_the_lookup_answers() -> None:
+    """The alarm is already sounding while the SIP2 lookup has not answered."""
+    answer: defer.Deferred[Any] = defer.Deferred()
+    asked: list[str] = []
+    facts = ItemFacts(
+        item_id="39999000123453",
+        title="Tide Tables",
+        status=CirculationStatus.AVAILABLE,
+        known=True,
+    )
+
+    def slow_lookup(call: Callable[[], Any]) -> defer.Deferred[Any]:
+        asked.append("asked")
+        return answer
+
+    r = rig(lookup=lambda item: facts, run_lookup=slow_lookup)
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.clock.pump([0.25] * 2)
+
+    assert 1 == r.alarm.sounded
+    assert ["asked"] == asked
+    assert [] == [e for e in r.events if isinstance(e, ItemExplained)]
+
+    answer.callback(facts)
+    [explained] = [e for e in r.events if isinstance(e, ItemExplained)]
+    assert explained.facts is not None
+    assert "Tide Tables" == explained.facts.title
+
+
+def test_server_down_still_alarms_and_says_why_there_is_no_title(
+    log_lines: list[str],
+) -> None:
+    """A failing lookup leaves the alarm sounded and logs the reason after it."""
+
+    def down(item_id: str) -> ItemFacts:
+        raise SipLookupError("cannot connect to 127.0.0.1:6001: refused")
+
+    r = rig(lookup=down)
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.clock.pump([0.25] * 2)
+
+    assert 1 == r.alarm.sounded
+    [explained] = [e for e in r.events if isinstance(e, ItemExplained)]
+    assert "cannot connect to 127.0.0.1:6001: refused" == explained.problem
+    alarm_at = next(i for i, line in enumerate(log_lines) if "ALARM" in line)
+    why_at = next(i for i, line in enumerate(log_lines) if "no title" in line)
+    assert alarm_at < why_at
+
+
+def test_on_loan_alarm_is_explained_in_the_log(log_lines: list[str]) -> None:
+    """An item secured on its tag but on loan in the system gets a hint for staff."""
+    facts = ItemFacts(
+        item_id="39999000123453",
+        title="Tide Tables",
+        status=CirculationStatus.CHARGED,
+        known=True,
+    )
+    r = rig(lookup=lambda item: facts)
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.clock.pump([0.25] * 2)
+
+    assert (
+        "alarm gate east: item 39999000123453 is 'Tide Tables', on loan; "
+        "the tag was not unsecured at checkout"
+    ) in log_lines
+
+
+def test_masked_item_ids_in_alarm_lines(log_lines: list[str]) -> None:
+    """With mask_item_ids the alarm line shows only the barcode's last four digits."""
+    facts = ItemFacts(
+        item_id="39999000123453",
+        title="Tide Tables",
+        status=CirculationStatus.AVAILABLE,
+        known=True,
+    )
+    r = rig(config(gate={"mask_item_ids": True}), lookup=lambda item: facts)
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.clock.pump([0.25] * 2)
+
+    assert [
+        f"ALARM gate east: item **********3453 (tag {SHELF_UID}) secured (AFI 0x07)",
+        "alarm gate east: item **********3453 is 'Tide Tables', available (not on "
+        "loan)",
+    ] == [line for line in log_lines if "alarm" in line.lower()]
+
+
+def test_item_ids_of_passing_items_are_not_logged(log_lines: list[str]) -> None:
+    """A silent pass leaves no item barcode in the log, even at debug level."""
+    r = rig()
+    r.reader.field[LOAN_UID] = FakeTag(afi=0xC2, item_id="39999000123461")
+    r.clock.pump([0.25] * 2)
+
+    assert 1 == r.gate.counts.passes
+    assert not any("39999000123461" in line for line in log_lines)
+
+
+def test_counts_are_reported_periodically_and_on_stop(log_lines: list[str]) -> None:
+    """Counts of passes and alarms appear every report_interval and when stopping."""
+    r = rig(config(gate={"report_interval": 60}))
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07)
+    r.reader.field[LOAN_UID] = FakeTag(afi=0xC2)
+    r.clock.pump([0.25] * 240)
+
+    stopped = r.gate.stop()
+    assert stopped.called
+
+    expected = "2 tag passes, 1 alarms, 0 unreadable tags"
+    assert f"gate east counts since start: {expected}" in log_lines
+    assert f"gate east stopped; counts since start: {expected}" == log_lines[-1]
+    assert r.reader.closed
+
+
+def test_stop_ends_polling() -> None:
+    """After stop no poll runs and no call is left on the clock."""
+    r = rig()
+    r.clock.pump([0.25] * 2)
+    r.gate.stop()
+
+    assert [] == r.clock.getDelayedCalls()
+
+
+def test_mask_item_id_keeps_the_last_four_characters() -> None:
+    """Masking hides all but the last four characters, and short ids whole."""
+    assert "**********3453" == mask_item_id("39999000123453")
+    assert "***" == mask_item_id("123")
