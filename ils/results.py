@@ -44,6 +44,26 @@ class Refusal(enum.Enum):
     # hands) for every attempt; nothing was changed, and the same request may
     # succeed when sent again.
     TRY_AGAIN = "try_again"
+    # Added by issue #4.
+    PIN_LOCKED = "pin_locked"
+    FEES_OVER_LIMIT = "fees_over_limit"
+    OVERDUES_OVER_LIMIT = "overdues_over_limit"
+    ITEM_ON_HOLD_FOR_OTHER_PATRON = "item_on_hold_for_other_patron"
+    ITEM_IN_TRANSIT = "item_in_transit"
+    ITEM_NOT_ON_LOAN = "item_not_on_loan"
+    DUE_DATE_NOT_LATER = "due_date_not_later"
+    HOLDS_NOT_ALLOWED = "holds_not_allowed"
+    MAX_HOLDS_REACHED = "max_holds_reached"
+    ALREADY_ON_HOLD = "already_on_hold"
+    PICKUP_BRANCH_NOT_ALLOWED = "pickup_branch_not_allowed"
+    HOLD_NOT_FOUND = "hold_not_found"
+    FEE_NOT_FOUND = "fee_not_found"
+    NOTHING_OWED = "nothing_owed"
+    OVERPAYMENT_REFUSED = "overpayment_refused"
+    WRONG_CURRENCY = "wrong_currency"
+    INVALID_AMOUNT = "invalid_amount"
+    LOANS_OPEN = "loans_open"
+    FEES_OPEN = "fees_open"
 
 
 # One plain sentence per reason, fit for a kiosk screen or a staff log.
@@ -70,6 +90,39 @@ REFUSAL_MESSAGES: dict[Refusal, str] = {
     Refusal.NO_LOAN_RULE: "This item cannot be borrowed on this card; ask staff.",
     Refusal.UNKNOWN_BRANCH: "This terminal's branch is not known to the library.",
     Refusal.TRY_AGAIN: "The library system is busy; please try again.",
+    Refusal.PIN_LOCKED: (
+        "Too many wrong PINs: this card's PIN is locked for now; please ask staff."
+    ),
+    Refusal.FEES_OVER_LIMIT: (
+        "Borrowing is blocked until fees on this account are paid; please ask staff."
+    ),
+    Refusal.OVERDUES_OVER_LIMIT: (
+        "Borrowing is blocked until overdue items are returned."
+    ),
+    Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON: (
+        "This item is reserved for someone else; please take it to staff."
+    ),
+    Refusal.ITEM_IN_TRANSIT: (
+        "This item is on its way to another branch; please take it to staff."
+    ),
+    Refusal.ITEM_NOT_ON_LOAN: "This item is not on loan to this card.",
+    Refusal.DUE_DATE_NOT_LATER: (
+        "Renewing now would not give a later due date; please try again later."
+    ),
+    Refusal.HOLDS_NOT_ALLOWED: "This item cannot be reserved on this card.",
+    Refusal.MAX_HOLDS_REACHED: "You have as many reservations as you may.",
+    Refusal.ALREADY_ON_HOLD: "You have already reserved this title.",
+    Refusal.PICKUP_BRANCH_NOT_ALLOWED: (
+        "This item cannot be collected at that branch; please choose another."
+    ),
+    Refusal.HOLD_NOT_FOUND: "That reservation was not found on this card.",
+    Refusal.FEE_NOT_FOUND: "That charge was not found on this card.",
+    Refusal.NOTHING_OWED: "Nothing is owed on this card.",
+    Refusal.OVERPAYMENT_REFUSED: "That is more than is owed; please pay less.",
+    Refusal.WRONG_CURRENCY: "That currency is not accepted here.",
+    Refusal.INVALID_AMOUNT: "That amount cannot be paid.",
+    Refusal.LOANS_OPEN: "This card still has items on loan.",
+    Refusal.FEES_OPEN: "This card still has unpaid charges.",
 }
 
 
