@@ -70,6 +70,11 @@ class SerialRelay:
         self._waiting: list[defer.Deferred[None]] = []
 
     @property
+    def port(self) -> Any:
+        """The serial port whose line drives the relay."""
+        return self._port
+
+    @property
     def held(self) -> bool:
         """Whether the line is raised now."""
         return self._release_call is not None

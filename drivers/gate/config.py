@@ -191,6 +191,18 @@ class GateConfig(_Strict):
     sip: SipSection | None = None
     people_counter: PeopleCounterSection | None = None
 
+    @model_validator(mode="after")
+    def _reader_can_read_the_security(self) -> Self:
+        if (
+            self.reader.driver is ReaderDriver.M810
+            and self.security.mode is SecurityMode.EAS
+        ):
+            raise ValueError(
+                "security.mode = 'eas' needs a reader with EAS commands; the 3M 810 "
+                "protocol has none, so use mode = 'afi' with reader.driver = '3m810'"
+            )
+        return self
+
 
 def _key(location: tuple[int | str, ...]) -> str:
     parts: list[str] = []

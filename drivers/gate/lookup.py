@@ -113,6 +113,22 @@ class SipItemLookup:
             )
         return client
 
+    def connect(self) -> None:
+        """Connect and log in now, unless already connected.
+
+        Raises:
+            SipLookupError: the server is down or refused the login.
+        """
+        try:
+            if self._client is None:
+                self._client = self._connect()
+        except (SipClientError, ProtocolError, SipLookupError) as problem:
+            self.close()
+            self._quiet_until = self._now() + self._section.retry_after
+            if isinstance(problem, SipLookupError):
+                raise
+            raise SipLookupError(str(problem)) from problem
+
     def lookup(self, item_id: str) -> ItemFacts:
         """Ask for one item's title and circulation status.
 
