@@ -352,6 +352,9 @@ class Item(Base):
         ForeignKey("branch.id"), default=None
     )
     transit_since: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Free text a terminal stored about the item (SIP2's item status update, CH),
+    # e.g. a sorter's note or an RFID security setting.
+    properties: Mapped[str | None] = mapped_column(Text, default=None)
 
     record: Mapped[BibRecord] = relationship()
     home_branch: Mapped[Branch] = relationship(foreign_keys=[home_branch_id])
