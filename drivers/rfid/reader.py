@@ -18,15 +18,15 @@ class ReaderError(OSError):
     """The reader could not do what was asked; the message says what it answered."""
 
 
-class ReaderTimeout(ReaderError):
+class ReaderTimeout(ReaderError):  # noqa: N818 - names what happened
     """The reader did not answer in time (unplugged, powered off, wrong port)."""
 
 
-class TagLeftField(ReaderError):
+class TagLeftField(ReaderError):  # noqa: N818 - names what happened
     """The tag stopped answering part-way, most likely taken out of the field."""
 
 
-class NotSupportedByTag(ReaderError):
+class NotSupportedByTag(ReaderError):  # noqa: N818 - names what happened
     """The tag does not have the feature asked for (EAS on a tag without it)."""
 
 
@@ -54,9 +54,13 @@ class RfidReader(Protocol):
         ...
 
     def read_eas(self, uid: str) -> bool:
-        """Return whether the tag's EAS bit is set (NotSupportedByTag if it has none)."""
+        """Return whether the tag's EAS bit is set (NotSupportedByTag if none)."""
         ...
 
     def write_eas(self, uid: str, on: bool) -> None:
         """Set or clear the tag's EAS bit (NotSupportedByTag if it has none)."""
         ...
+
+
+class NotSupportedByReader(ReaderError):  # noqa: N818 - names what happened
+    """The reader's protocol has no command for what was asked (EAS on a 3M 810)."""

@@ -1,0 +1,87 @@
+"""The byte stream a reader driver talks over, and the reading it needs.
+
+Layer: `drivers`. Imports only the standard library and `drivers.rfid.reader`.
+
+A stream is anything with pyserial's `read(n)` (returning at most `n` bytes,
+fewer when its timeout passes) and `write(data)`: a `serial.Serial`, the object
+`serial.serial_for_url("socket://...")` returns, or a pty opened by pyserial.
+The stream's own timeout bounds every read, so a silent reader never hangs us.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from drivers.rfid.reader import ReaderError
+
+
+class ByteStream(Protocol):
+    """The part of pyserial's `Serial` a reader driver uses."""
+
+    def read(self, size: int = 1) -> bytes:
+        """Return up to `size` bytes, fewer if the stream's timeout passes."""
+        ...
+
+    def write(self, data: bytes, /) -> int | None:
+        """Send `data`."""
+        ...
+
+
+class LinkFault(Exception):  # noqa: N818 - internal, never raised to callers
+    """A reply that could not be used: nothing, too short, or a bad CRC.
+
+    Internal to the drivers, which retry and then raise a ReaderError.
+    `silent` is true when the reader sent nothing at all.
+    """
+
+    def __init__(self, message: str, *, silent: bool = False) -> None:
+        super().__init__(message)
+        self.silent = silent
+
+
+def read_exactly(stream: ByteStream, size: int, what: str) -> bytes:
+    """Read `size` bytes or raise LinkFault naming `what` was cut short.
+
+    Raises:
+        LinkFault: the stream's timeout passed first.
+        ReaderError: the stream itself failed (unplugged, connection closed).
+    """
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = stream.read(size - len(data))
+        except ReaderError:
+            raise
+        except OSError as error:
+            raise ReaderError(f"the reader's stream failed: {error}") from error
+        if not chunk:
+            if data:
+                raise LinkFault(
+                    f"truncated {what}: {len(data)} of {size} bytes ({data.hex(' ')})"
+                )
+            raise LinkFault(f"no {what} before the timeout", silent=True)
+        data += chunk
+    return data
+
+
+def send(stream: ByteStream, frame: bytes) -> None:
+    """Write one frame.
+
+    Raises:
+        ReaderError: the stream failed.
+    """
+    try:
+        stream.write(frame)
+    except OSError as error:
+        raise ReaderError(f"the reader's stream failed: {error}") from error
+
+
+def discard_pending(stream: ByteStream) -> None:
+    """Throw away whatever the reader has sent but we have not read (resync)."""
+    reset = getattr(stream, "reset_input_buffer", None)
+    if reset is None:
+        return
+    try:
+        reset()
+    except OSError as error:
+        raise ReaderError(f"the reader's stream failed: {error}") from error
