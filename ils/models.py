@@ -126,6 +126,8 @@ class LoanEvent(enum.Enum):
     PIN_LOCKED = "pin_locked"
     ITEM_FOUND = "item_found"
     PATRON_ERASED = "patron_erased"
+    PATRON_ENABLED = "patron_enabled"
+    ITEM_UPDATED = "item_updated"
 
 
 class HoldStatus(enum.Enum):

@@ -1,0 +1,181 @@
+"""What a self-service terminal may change besides loans: block a patron's card,
+lift the blocks terminals placed, and store notes about an item.
+
+Layer: `ils`, the bottom. Knows nothing of SIP2: the server's mapping layer
+calls these for its block patron, patron enable and item status update requests.
+
+A block placed here is a manual block (`PatronBlock`) marked with the terminal
+that placed it, so staff see where it came from. Lifting works only on blocks a
+terminal placed: a block staff placed stays until staff lift it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ils.db import Database
+from ils.models import CirculationLog, LoanEvent, PatronBlock, utcnow
+from ils.queries import item_by_barcode, patron_by_barcode
+from ils.results import CirculationRefused, Refusal
+
+# Marks the blocks a terminal placed: `placed_by` starts with this.
+TERMINAL_PREFIX = "terminal:"
+
+# Longest note kept from a terminal; SIP2's AL is free text of any length.
+_MAX_NOTE = 500
+_MAX_PROPERTIES = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockResult:
+    """A block placed on a patron's card."""
+
+    patron_barcode: str
+    note: str
+    card_retained: bool
+    placed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnableResult:
+    """Blocks lifted from a patron's card; `still_blocked` counts staff blocks left."""
+
+    patron_barcode: str
+    lifted: int
+    still_blocked: int
+
+
+class TerminalRequests:
+    """Blocking, enabling and item notes, each in its own transaction.
+
+    Args:
+        database: where the library's data lives.
+        clock: the current time, timezone-aware; tests pass a fixed one.
+    """
+
+    def __init__(
+        self, database: Database, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._database = database
+        self._clock = clock
+
+    def block_patron(
+        self,
+        patron_barcode: str,
+        *,
+        note: str,
+        terminal: str,
+        card_retained: bool = False,
+    ) -> BlockResult:
+        """Block a patron's card at a terminal's request (a kiosk kept the card, or
+        saw it used by someone else).
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON.
+        """
+        moment = self._clock()
+        text = " ".join(note.split())[:_MAX_NOTE]
+        if card_retained:
+            text = f"{text} (card retained by the terminal)".strip()
+        with self._database.transaction() as session:
+            patron = patron_by_barcode(session, patron_barcode, lock=True)
+            if patron is None:
+                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+            session.add(
+                PatronBlock(
+                    patron_id=patron.id,
+                    note=text,
+                    placed_by=f"{TERMINAL_PREFIX}{terminal}",
+                    placed_at=moment,
+                )
+            )
+            session.add(
+                CirculationLog(
+                    at=moment,
+                    event=LoanEvent.PATRON_BLOCKED,
+                    patron_id=patron.id,
+                    terminal=terminal,
+                    detail="card retained" if card_retained else None,
+                )
+            )
+        return BlockResult(
+            patron_barcode=patron_barcode,
+            note=text,
+            card_retained=card_retained,
+            placed_at=moment,
+        )
+
+    def enable_patron(self, patron_barcode: str, *, terminal: str) -> EnableResult:
+        """Lift the blocks that terminals placed on a patron's card.
+
+        Blocks staff placed are left; `still_blocked` says how many remain.
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON.
+        """
+        moment = self._clock()
+        with self._database.transaction() as session:
+            patron = patron_by_barcode(session, patron_barcode, lock=True)
+            if patron is None:
+                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+            open_blocks = session.scalars(
+                sa.select(PatronBlock).where(
+                    PatronBlock.patron_id == patron.id,
+                    PatronBlock.lifted_at.is_(None),
+                )
+            ).all()
+            lifted = [
+                block
+                for block in open_blocks
+                if block.placed_by.startswith(TERMINAL_PREFIX)
+            ]
+            for block in lifted:
+                block.lifted_at = moment
+            if lifted:
+                session.add(
+                    CirculationLog(
+                        at=moment,
+                        event=LoanEvent.PATRON_ENABLED,
+                        patron_id=patron.id,
+                        terminal=terminal,
+                        detail=f"{len(lifted)} block(s) lifted",
+                    )
+                )
+        return EnableResult(
+            patron_barcode=patron_barcode,
+            lifted=len(lifted),
+            still_blocked=len(open_blocks) - len(lifted),
+        )
+
+    def store_item_properties(
+        self, item_barcode: str, properties: str, *, terminal: str
+    ) -> str:
+        """Keep a terminal's note about an item, replacing the one before.
+
+        Returns:
+            The text stored (whitespace runs folded, cut to 2000 characters).
+
+        Raises:
+            CirculationRefused: UNKNOWN_ITEM.
+        """
+        moment = self._clock()
+        text = " ".join(properties.split())[:_MAX_PROPERTIES]
+        with self._database.transaction() as session:
+            item = item_by_barcode(session, item_barcode, lock=True)
+            if item is None:
+                raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+            item.properties = text or None
+            session.add(
+                CirculationLog(
+                    at=moment,
+                    event=LoanEvent.ITEM_UPDATED,
+                    item_id=item.id,
+                    terminal=terminal,
+                    detail="properties stored",
+                )
+            )
+        return text
