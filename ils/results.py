@@ -2,9 +2,9 @@
 use cases, and refusals with a domain reason.
 
 Layer: `ils`, the bottom. Imports only the standard library and `ils.models`
-(for `ItemStatus`). Nothing here knows SIP2: the server's mapping layer turns
-these values into messages, and a `Refusal` into `ok=0`, a screen message and an
-alert.
+(for `ItemStatus` and `HoldStatus`). Nothing here knows SIP2: the server's
+mapping layer turns these values into messages, and a `Refusal` into `ok=0`, a
+screen message and an alert.
 
 Every time is timezone-aware UTC; money is an integer count of minor units beside
 an ISO 4217 currency code.
@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from ils.models import ItemStatus
+from ils.models import HoldStatus, ItemStatus
 
 
 class Refusal(enum.Enum):
@@ -147,6 +147,15 @@ class ItemView:
     borrower_barcode: str | None
     price_minor: int | None
     currency: str
+    # Added by issue #4, for gates, sorters and kiosks: pending holds this item
+    # could fill; the branch it is on its way to; and, when it is trapped for a
+    # hold, whose hold, where it is picked up and (once on the hold shelf) by when.
+    hold_queue_length: int = 0
+    in_transit_to: str | None = None
+    on_hold_shelf: bool = False
+    hold_patron_barcode: str | None = None
+    hold_pickup_branch_code: str | None = None
+    hold_pickup_deadline: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,15 +212,130 @@ class CheckoutResult:
     renewal: bool
 
 
+class CheckinAlert(enum.Enum):
+    """What a returned item needs, beyond going back on the shelf here.
+
+    A checkin raises `CirculationRefused(UNKNOWN_ITEM)` for a barcode the library
+    does not know; UNKNOWN is the kind a caller reports for that refusal.
+    """
+
+    NONE = "none"
+    # Trapped for a hold picked up here: put it on the hold shelf.
+    HOLD_HERE = "hold_here"
+    # Trapped for a hold picked up at another branch: send it there.
+    HOLD_TRANSIT = "hold_transit"
+    # It belongs to another branch: send it home.
+    TRANSIT_HOME = "transit_home"
+    # It was not on loan (and not arriving from a transit).
+    NOT_ON_LOAN = "not_on_loan"
+    # It was recorded lost or missing and is back.
+    LOST_FOUND = "lost_found"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckinResult:
-    """A return, whether or not the item was on loan."""
+    """A return, whether or not the item was on loan.
+
+    The fields added by issue #4 say what happens next: `destination_branch_code`
+    is where the item must go (None: it stays here), `alert` why, and for a hold
+    whose patron and pickup deadline. `fine_minor` is the overdue fine charged.
+    """
 
     item: ItemView
     was_on_loan: bool
     patron_barcode: str | None
     returned_at: datetime
     return_branch_code: str
+    alert: CheckinAlert = CheckinAlert.NONE
+    permanent_location: str | None = None
+    home_branch_code: str | None = None
+    destination_branch_code: str | None = None
+    hold_patron_barcode: str | None = None
+    hold_pickup_deadline: datetime | None = None
+    fine_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewOutcome:
+    """One item of a renew-all: renewed to `due_at`, or refused for `refusal`."""
+
+    item_barcode: str
+    title: str
+    renewed: bool
+    due_at: datetime
+    refusal: Refusal | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewAllResult:
+    """Every loan of a patron's renew-all, each with its own outcome."""
+
+    patron: PatronView
+    outcomes: tuple[RenewOutcome, ...]
+
+    @property
+    def renewed(self) -> tuple[RenewOutcome, ...]:
+        """The loans that were renewed."""
+        return tuple(outcome for outcome in self.outcomes if outcome.renewed)
+
+    @property
+    def refused(self) -> tuple[RenewOutcome, ...]:
+        """The loans that were not renewed, each with its reason."""
+        return tuple(outcome for outcome in self.outcomes if not outcome.renewed)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldView:
+    """A hold as a patron or terminal sees it.
+
+    `available` holds (WAITING: on the hold shelf, to be picked up by
+    `pickup_deadline`) and pending ones (PENDING in the queue, or IN_TRANSIT to
+    the pickup branch) are different lists for a terminal. `queue_position`
+    counts PENDING holds on the title from 1 in placement order; None otherwise.
+    """
+
+    hold_id: int
+    patron_barcode: str | None
+    record_id: int
+    title: str
+    author: str | None
+    # Set for an item-level hold.
+    item_barcode: str | None
+    pickup_branch_code: str
+    status: HoldStatus
+    placed_at: datetime
+    expires_on: date | None
+    trapped_item_barcode: str | None
+    pickup_deadline: datetime | None
+    queue_position: int | None
+
+    @property
+    def available(self) -> bool:
+        """Waiting on the hold shelf for the patron."""
+        return self.status is HoldStatus.WAITING
+
+    @property
+    def pending(self) -> bool:
+        """In the queue or on its way to the pickup branch."""
+        return self.status in (HoldStatus.PENDING, HoldStatus.IN_TRANSIT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatronHolds:
+    """A patron's open holds, available ones apart from pending ones."""
+
+    available: tuple[HoldView, ...]
+    pending: tuple[HoldView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldExpiry:
+    """What `expire_holds` did: holds expired, and holds an item passed on to."""
+
+    expired: tuple[HoldView, ...]
+    trapped: tuple[HoldView, ...]
 
 
 class CirculationRefused(Exception):  # noqa: N818 - a refusal is not an error
