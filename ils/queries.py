@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ from ils.models import (
     Branch,
     BranchClosedDay,
     BranchHours,
+    Hold,
+    HoldStatus,
     Institution,
     Item,
     ItemType,
@@ -36,7 +38,7 @@ from ils.models import (
     PatronBlock,
     PatronCategory,
 )
-from ils.results import ItemView, LoanView, PatronView
+from ils.results import HoldView, ItemView, LoanView, PatronView
 from ils.rules.matrix import RuleChoice, choose_rule, pattern_of
 
 _FALLBACK_CURRENCY = "USD"
@@ -71,6 +73,114 @@ def item_by_barcode(
     if lock:
         query = query.with_for_update(key_share=True)
     return session.scalars(query).first()
+
+
+def item_by_id(session: Session, item_id: int, *, lock: bool = False) -> Item | None:
+    """An item by its id, locked (and read afresh) when `lock` is True."""
+    query = sa.select(Item).where(Item.id == item_id)
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(
+            populate_existing=True
+        )
+    return session.scalars(query).first()
+
+
+def branch_zone(branch: Branch) -> ZoneInfo:
+    """The time zone a branch reckons its dates in; UTC if its name is unknown."""
+    try:
+        return ZoneInfo(branch.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        # TODO(#4): refuse a bad time zone when the branch is saved, not here.
+        return ZoneInfo("UTC")
+
+
+# Holds, as the item side sees them. A hold row is locked only after the
+# patron and item rows a use case needs (the lock order is patron, item, hold).
+
+OPEN_HOLD_STATUSES = (HoldStatus.PENDING, HoldStatus.IN_TRANSIT, HoldStatus.WAITING)
+TRAPPED_HOLD_STATUSES = (HoldStatus.IN_TRANSIT, HoldStatus.WAITING)
+
+
+def trapped_hold(session: Session, item: Item, *, lock: bool = False) -> Hold | None:
+    """The active hold this item is trapped for (in transit or waiting), if any."""
+    query = sa.select(Hold).where(
+        Hold.trapped_item_id == item.id, Hold.status.in_(TRAPPED_HOLD_STATUSES)
+    )
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(
+            populate_existing=True
+        )
+    return session.scalars(query).first()
+
+
+def fillable_holds(
+    session: Session, item: Item, today: date, *, lock: bool = False
+) -> Sequence[Hold]:
+    """The PENDING holds on the item's title that this item could fill, in queue
+    order: title-level holds and item-level holds on this very item, leaving out
+    those whose `expires_on` has passed by `today`.
+
+    Locked holds are taken in queue order, so two checkins of copies of one title
+    lock them alike; a hold another transaction trapped meanwhile drops out.
+    """
+    query = (
+        sa.select(Hold)
+        .where(
+            Hold.record_id == item.record_id,
+            Hold.status == HoldStatus.PENDING,
+            sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
+            sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= today),
+        )
+        .order_by(Hold.placed_at, Hold.id)
+    )
+    if lock:
+        query = query.with_for_update(key_share=True).execution_options(
+            populate_existing=True
+        )
+    return session.scalars(query).all()
+
+
+def hold_queue_position(session: Session, hold: Hold) -> int | None:
+    """Where a PENDING hold stands among its title's PENDING holds, from 1."""
+    if hold.status is not HoldStatus.PENDING:
+        return None
+    ahead = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Hold)
+        .where(
+            Hold.record_id == hold.record_id,
+            Hold.status == HoldStatus.PENDING,
+            sa.or_(
+                Hold.placed_at < hold.placed_at,
+                sa.and_(Hold.placed_at == hold.placed_at, Hold.id < hold.id),
+            ),
+        )
+    )
+    return (ahead or 0) + 1
+
+
+def hold_view(session: Session, hold: Hold) -> HoldView:
+    """A hold as a patron or terminal sees it."""
+    record: BibRecord = hold.record
+    return HoldView(
+        hold_id=hold.id,
+        patron_barcode=None if hold.patron is None else hold.patron.barcode,
+        record_id=hold.record_id,
+        title=record.title,
+        author=record.author,
+        item_barcode=None if hold.item is None else hold.item.barcode,
+        pickup_branch_code=hold.pickup_branch.code,
+        status=hold.status,
+        placed_at=hold.placed_at,
+        expires_on=hold.expires_on,
+        trapped_item_barcode=(
+            None
+            if hold.trapped_item is None or hold.status not in TRAPPED_HOLD_STATUSES
+            else hold.trapped_item.barcode
+        ),
+        pickup_deadline=hold.pickup_deadline,
+        queue_position=hold_queue_position(session, hold),
+    )
 
 
 def open_loan(session: Session, item: Item, *, lock: bool = False) -> Loan | None:
@@ -210,7 +320,30 @@ def item_view(session: Session, item: Item) -> ItemView:
     item_type: ItemType = item.item_type
     loan = open_loan(session, item)
     borrower = None if loan is None or loan.patron is None else loan.patron.barcode
+    trapped = trapped_hold(session, item)
+    queue_length = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Hold)
+        .where(
+            Hold.record_id == item.record_id,
+            Hold.status == HoldStatus.PENDING,
+            sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
+        )
+    )
+    transit_to = item.transit_to_branch
     return ItemView(
+        hold_queue_length=queue_length or 0,
+        in_transit_to=None if transit_to is None else transit_to.code,
+        on_hold_shelf=trapped is not None and trapped.status is HoldStatus.WAITING,
+        hold_patron_barcode=(
+            None
+            if trapped is None or trapped.patron is None
+            else trapped.patron.barcode
+        ),
+        hold_pickup_branch_code=(
+            None if trapped is None else trapped.pickup_branch.code
+        ),
+        hold_pickup_deadline=None if trapped is None else trapped.pickup_deadline,
         barcode=item.barcode,
         title=record.title,
         author=record.author,
