@@ -1,0 +1,118 @@
+"""The kiosk's configuration file: the shipped example loads, bad keys are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import (
+    KioskConfigError,
+    hash_staff_code,
+    load_config,
+    staff_code_matches,
+)
+from kiosk.wording import CatalogueError, Refusal, Wording
+from tests.conftest import REPO_ROOT
+
+
+def test_the_shipped_example_loads_with_its_commented_values() -> None:
+    """config/kiosk.toml is valid and says what its comments say."""
+    config = load_config(REPO_ROOT / "config" / "kiosk.toml")
+
+    assert "MAIN" == config.kiosk.branch
+    assert ["en", "fr", "de"] == config.kiosk.languages
+    assert 60.0 == config.timeouts.idle
+    assert config.offline.enabled
+    assert not config.offline.checkouts
+    assert staff_code_matches("9999", config.kiosk.staff_code_hash)
+
+
+def test_a_bad_file_names_the_file_the_key_and_the_problem(tmp_path: Path) -> None:
+    """Each problem is reported with the file and the dotted key."""
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        '[kiosk]\ninstitution = "DEMO"\nbranch = "MAIN"\nlanguages = ["en", "xx"]\n'
+        '[account]\nlogin = "k"\npassword = "p"\n'
+        "[timeouts]\nidle = 10\nwarning = 20\n"
+        "[server]\nport = 70000\ncolour = 1\n"
+    )
+
+    with pytest.raises(KioskConfigError) as raised:
+        load_config(path)
+
+    message = str(raised.value)
+    assert f"{path}: kiosk.languages: no catalogue for 'xx'" in message
+    assert f"{path}: timeouts: warning must be shorter than idle" in message
+    assert f"{path}: server.port: " in message
+    assert f"{path}: server.colour: Extra inputs are not permitted" in message
+
+
+def test_a_missing_file_and_bad_toml_are_named(tmp_path: Path) -> None:
+    """A missing file and a syntax error each get one clear line."""
+    with pytest.raises(KioskConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[kiosk\n")
+    with pytest.raises(KioskConfigError, match=r"broken.toml: \(syntax\)"):
+        load_config(broken)
+
+
+def test_staff_codes_are_stored_hashed_and_salted() -> None:
+    """The same code hashes differently each time and still matches."""
+    first, second = hash_staff_code("2468"), hash_staff_code("2468")
+
+    assert first != second
+    assert "2468" not in first
+    assert staff_code_matches("2468", first)
+    assert staff_code_matches("2468", second)
+    assert not staff_code_matches("2469", first)
+    assert not staff_code_matches("2468", "")
+
+
+def test_the_shipped_catalogue_words_every_refusal_in_three_languages() -> None:
+    """kiosk/messages.toml has English, French and German for every refusal."""
+    wording = Wording.load()
+
+    for refusal in Refusal:
+        for language in ("en", "fr", "de"):
+            text = wording.text(refusal, language)
+            assert text, (refusal, language)
+    assert wording.text(Refusal.CARD_EXPIRED, "fr") != wording.text(
+        Refusal.CARD_EXPIRED, "en"
+    )
+
+
+def test_a_refusal_is_recognised_from_the_servers_screen_message() -> None:
+    """AF phrases pick the refusal; narrow phrases win over broad ones."""
+    wording = Wording.load()
+
+    assert Refusal.ITEM_UNKNOWN is wording.recognise("This item is not recognised.")
+    assert Refusal.CARD_NOT_RECOGNISED is wording.recognise(
+        "This library card is not recognised."
+    )
+    assert Refusal.CARD_EXPIRED is wording.recognise(
+        "This library card has expired; please ask staff."
+    )
+    assert None is wording.recognise("Something new happened.")
+
+
+def test_an_unknown_refusal_falls_back_to_the_servers_words(tmp_path: Path) -> None:
+    """With no table for a refusal, the server's screen message is shown."""
+    site = tmp_path / "site.toml"
+    site.write_text('[card_expired]\nen = "Expired, sorry."\n')
+    wording = Wording.load(site)
+
+    assert "Expired, sorry." == wording.text(Refusal.CARD_EXPIRED, "de")
+    assert "The item is damp." == wording.text(
+        Refusal.ITEM_NOT_FOR_LOAN, "en", "The item is damp."
+    )
+
+
+def test_a_catalogue_with_an_unknown_refusal_is_refused(tmp_path: Path) -> None:
+    """A typo in a table name is reported with the file and the key."""
+    site = tmp_path / "site.toml"
+    site.write_text('[card_expird]\nen = "x"\n')
+
+    with pytest.raises(CatalogueError, match=r"site.toml: card_expird: not a refusal"):
+        Wording.load(site)
