@@ -197,9 +197,14 @@ class PatronView:
     loans: tuple[LoanView, ...]
     overdue_count: int
     max_loans: int | None
+    # The sum of the patron's open fee balances (ils.fees).
     fines_minor: int
     currency: str
     may_borrow: bool
+    # Too many wrong PINs: the PIN is locked for now (ils.pins).
+    pin_locked: bool = False
+    # Money paid beyond what was owed, kept to pay later fees.
+    credit_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
