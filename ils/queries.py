@@ -27,6 +27,7 @@ from ils.models import (
     Branch,
     BranchClosedDay,
     BranchHours,
+    Fee,
     Hold,
     HoldStatus,
     Institution,
@@ -38,7 +39,7 @@ from ils.models import (
     PatronBlock,
     PatronCategory,
 )
-from ils.results import HoldView, ItemView, LoanView, PatronView
+from ils.results import HoldView, ItemView, LoanView, PatronView, Refusal
 from ils.rules.matrix import RuleChoice, choose_rule, pattern_of
 
 _FALLBACK_CURRENCY = "USD"
@@ -363,6 +364,61 @@ def item_view(session: Session, item: Item) -> ItemView:
     )
 
 
+def open_fees_minor(session: Session, patron_id: int) -> int:
+    """The sum of a patron's open fee balances, in minor units."""
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Fee.balance_minor), 0)).where(
+            Fee.patron_id == patron_id, Fee.balance_minor > 0
+        )
+    )
+    return int(total or 0)
+
+
+def overdue_loan_count(session: Session, patron_id: int, moment: datetime) -> int:
+    """How many of a patron's open loans were due before `moment`."""
+    count = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Loan)
+        .where(
+            Loan.patron_id == patron_id,
+            Loan.returned_at.is_(None),
+            Loan.due_at < moment,
+        )
+    )
+    return int(count or 0)
+
+
+def institution_of_patron(session: Session, patron: Patron) -> Institution:
+    """The institution a patron belongs to: that of their home branch."""
+    institution = session.scalar(
+        sa.select(Institution)
+        .join(Branch, Branch.institution_id == Institution.id)
+        .where(Branch.id == patron.home_branch_id)
+    )
+    assert institution is not None, "every branch belongs to an institution"
+    return institution
+
+
+def automatic_block(
+    session: Session, patron: Patron, moment: datetime
+) -> Refusal | None:
+    """FEES_OVER_LIMIT or OVERDUES_OVER_LIMIT by the institution's settings, else
+    None (see `ils.fees.borrowing_block`, which is this)."""
+    institution = institution_of_patron(session, patron)
+    fee_limit = institution.fee_limit_minor
+    # A limit of 0 blocks on any fee or overdue at all; None never blocks.
+    if fee_limit is not None and open_fees_minor(session, patron.id) >= max(
+        fee_limit, 1
+    ):
+        return Refusal.FEES_OVER_LIMIT
+    overdue_limit = institution.overdue_limit
+    if overdue_limit is not None and overdue_loan_count(
+        session, patron.id, moment
+    ) >= max(overdue_limit, 1):
+        return Refusal.OVERDUES_OVER_LIMIT
+    return None
+
+
 def patron_view(
     session: Session,
     patron: Patron,
@@ -422,8 +478,18 @@ def patron_view(
         loans=loans,
         overdue_count=sum(loan.overdue for loan in loans),
         max_loans=None if general is None else general.max_loans,
-        # TODO(#4): fees are not modelled yet, so no patron owes anything.
-        fines_minor=0,
+        fines_minor=open_fees_minor(session, patron.id),
         currency=currency_of(session, patron.home_branch_id),
-        may_borrow=not (expired or patron.card_lost or blocked),
+        # An automatic block (fees or overdues over the limit) also stops
+        # borrowing, though `blocked` is only for a block staff placed.
+        may_borrow=not (
+            expired
+            or patron.card_lost
+            or blocked
+            or automatic_block(session, patron, now) is not None
+        ),
+        pin_locked=(
+            patron.pin_locked_until is not None and patron.pin_locked_until > now
+        ),
+        credit_minor=patron.credit_minor,
     )
