@@ -299,6 +299,10 @@ class ReceiptPrinter:
     def _reset(self) -> None:
         with contextlib.suppress(OSError, escpos_errors.Error, RuntimeError):
             self.connection.close()
+        if hasattr(self.connection, "_device"):
+            # After a failed open python-escpos keeps None ("not connected") and
+            # never tries again; False makes its next use open the device anew.
+            self.connection._device = False
 
 
 class _LazyUsb:
@@ -321,8 +325,10 @@ class _LazyUsb:
 
     def _open(self) -> Any:
         if self._printer is None:
-            # TODO(#7): USB needs pyusb (python-escpos[usb]), which is not a
-            # dependency yet; without it every receipt is PrinterOfflineError.
+            if not escpos_printer.Usb.is_usable():
+                # TODO(#7): USB needs pyusb (python-escpos[usb]), which is not a
+                # dependency yet; without it every receipt is PrinterOfflineError.
+                raise OSError("USB printing needs pyusb, which is not installed")
             self._printer = escpos_printer.Usb(
                 self.vendor,
                 self.product,
