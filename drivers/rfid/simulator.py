@@ -46,7 +46,14 @@ from drivers.rfid.tags import (
     split_isil,
 )
 
-__all__ = ["ReaderSimulator", "SimulatedTag", "TagField", "load_tags", "main"]
+__all__ = [
+    "InProcessStream",
+    "ReaderSimulator",
+    "SimulatedTag",
+    "TagField",
+    "load_tags",
+    "main",
+]
 
 PROTOCOLS: dict[str, Callable[[TagField], Emulation]] = {
     "feig": FeigEmulation,
@@ -121,6 +128,12 @@ class ReaderSimulator:
             out += reply
         return out
 
+    def open_stream(self) -> InProcessStream:
+        """A byte stream wired straight to this simulator, with no thread or
+        socket: replies are ready as soon as a request is written, and a read
+        with nothing pending returns at once, as if its timeout had passed."""
+        return InProcessStream(self)
+
     def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on `host:port`; return the pyserial URL (`socket://HOST:PORT`)."""
         listener = socket.create_server((host, port))
@@ -169,6 +182,35 @@ class ReaderSimulator:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class InProcessStream:
+    """A pyserial-like stream to a simulator in the same thread (see
+    `ReaderSimulator.open_stream`)."""
+
+    def __init__(self, simulator: ReaderSimulator) -> None:
+        self._simulator = simulator
+        self._emulation = simulator.emulation()
+        self._pending = bytearray()
+        self.timeout = 0.0
+
+    def write(self, data: bytes, /) -> int:
+        """Hand `data` to the simulated reader; its replies become readable."""
+        self._pending += self._simulator.answer(self._emulation, bytes(data))
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        """Up to `size` pending reply bytes; b"" at once when there are none."""
+        chunk = bytes(self._pending[:size])
+        del self._pending[:size]
+        return chunk
+
+    def reset_input_buffer(self) -> None:
+        """Drop pending reply bytes."""
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class _IoLoop(threading.Thread):
