@@ -1,0 +1,651 @@
+"""The patron's way through the kiosk, as a state machine in plain Python.
+
+Layer: `kiosk` view model. No Kivy and never `ils`: the screens bind to a
+`SelfCheck` and call its methods; it calls the `SipDesk` and tells listeners
+when anything changed. Every patron's data lives here for one session only and
+is wiped when the session ends, so the next patron never sees it.
+
+The way through: attract -> identify -> PIN -> menu -> item loop -> finish ->
+attract; returns work from the attract screen without identifying; "my
+account" shows loans (with renew buttons), holds and fees. An idle timer runs
+on every screen but the attract and out-of-order ones, and no session outlives
+`timeouts.session_max`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from .config import KioskConfig, staff_code_matches
+from .idle import IdleTimer
+from .sipclient import LinkState, SipLinkError
+from .transactions import (
+    Account,
+    Action,
+    ItemOutcome,
+    Patron,
+    Result,
+    SipDesk,
+)
+from .wording import Refusal
+
+log = Logger()
+
+
+class Screen(enum.StrEnum):
+    """The screens; each has one .kv file of the same name in kiosk/screens."""
+
+    ATTRACT = "attract"
+    IDENTIFY = "identify"
+    PIN = "pin"
+    MENU = "menu"
+    ITEMS = "items"
+    FINISH = "finish"
+    ACCOUNT = "account"
+    OUT_OF_ORDER = "out_of_order"
+    STAFF = "staff"
+
+
+class Cue(enum.StrEnum):
+    """The sounds the kiosk plays."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    WARNING = "warning"
+
+
+class Receipt(enum.StrEnum):
+    """How the patron wants the receipt."""
+
+    PRINT = "print"
+    EMAIL = "email"
+    NONE = "none"
+
+
+_TIMED_SCREENS = frozenset(Screen) - {Screen.ATTRACT, Screen.OUT_OF_ORDER}
+
+
+class StatusLink(Protocol):
+    """What the staff screen needs of the SIP2 link."""
+
+    state: LinkState
+    problem: str
+
+    def check_now(self) -> None: ...
+
+
+class Devices(Protocol):
+    """What the session needs of the devices (kiosk.devices)."""
+
+    def status(self) -> dict[str, str]: ...
+
+    def print_receipt(self, lines: list[str]) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message for the patron: a refusal, with the server's words as fallback."""
+
+    refusal: Refusal
+    screen_message: str = ""
+
+
+def mask(barcode: str) -> str:
+    """A card number as receipts and logs show it: all but the last 4 hidden."""
+    return "*" * max(0, len(barcode) - 4) + barcode[-4:]
+
+
+class SelfCheck:
+    """The view model of the whole kiosk."""
+
+    def __init__(
+        self,
+        config: KioskConfig,
+        desk: SipDesk,
+        link: StatusLink,
+        clock: Any,
+        *,
+        devices: Devices | None = None,
+    ) -> None:
+        self.config = config
+        self.desk = desk
+        self.link = link
+        self.devices = devices
+        self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
+        self._cue_listeners: list[Callable[[Cue], None]] = []
+        self._lock = defer.DeferredLock()
+        self._session = 0
+        self._session_call: Any = None
+        self.idle = IdleTimer(
+            clock,
+            idle=config.timeouts.idle,
+            warning=config.timeouts.warning,
+            on_tick=self._countdown,
+            on_expire=self._timed_out,
+        )
+        self.out_of_service = False
+        self.screen = Screen.ATTRACT
+        self._wipe()
+        self._arrive()
+
+    # -- observers ---------------------------------------------------------------
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every change a screen may show."""
+        self._listeners.append(listener)
+
+    def on_cue(self, listener: Callable[[Cue], None]) -> None:
+        """Call `listener(cue)` when a sound should play."""
+        self._cue_listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def _cue(self, cue: Cue) -> None:
+        for listener in list(self._cue_listeners):
+            listener(cue)
+
+    # -- session data --------------------------------------------------------------
+
+    def _wipe(self) -> None:
+        """Forget everything about the patron (and their display choices)."""
+        self.patron: Patron | None = None
+        self.mode: Action | None = None
+        self.rows: list[ItemOutcome] = []
+        self.account: Account | None = None
+        self.notice: Notice | None = None
+        self.entry = ""
+        self.card = ""
+        self.pin_tries = 0
+        self.pin_locked = False
+        self.countdown: int | None = None
+        self.busy = False
+        self.language = self.config.kiosk.default_language
+        self.large_text = self.config.display.large_text
+        self.high_contrast = self.config.display.high_contrast
+
+    @property
+    def can_serve(self) -> bool:
+        """Whether patrons can be served (online, or offline with a policy)."""
+        if self.out_of_service:
+            return False
+        return self.desk.online or (
+            self.config.offline.enabled and self.desk.journal is not None
+        )
+
+    def services(self) -> set[Action]:
+        """What the menu and attract screen offer right now."""
+        wanted = self.config.services
+        offered: set[Action] = set()
+        offline = self.config.offline
+        if self.desk.online:
+            if wanted.borrow:
+                offered.add(Action.BORROW)
+            if wanted.returns:
+                offered.add(Action.RETURN)
+            if wanted.renew:
+                offered.add(Action.RENEW)
+        elif offline.enabled and self.desk.journal is not None:
+            if wanted.returns and offline.returns:
+                offered.add(Action.RETURN)
+            if wanted.borrow and offline.checkouts:
+                offered.add(Action.BORROW)
+        if self.patron is not None and self.patron.borrow_refusal is not None:
+            offered.discard(Action.BORROW)
+            offered.discard(Action.RENEW)
+        return offered
+
+    @property
+    def account_offered(self) -> bool:
+        """Whether "my account" is on the menu."""
+        return (
+            self.config.services.account
+            and self.desk.online
+            and self.patron is not None
+            and not self.patron.offline
+        )
+
+    @property
+    def email_offered(self) -> bool:
+        """An email receipt is offered only when configured and an address is known."""
+        return (
+            self.config.services.email_receipt
+            and self.patron is not None
+            and bool(self.patron.email)
+        )
+
+    @property
+    def print_offered(self) -> bool:
+        """A printed receipt is offered only when a printer is configured."""
+        return self.config.services.print_receipt and bool(self.config.devices.printer)
+
+    # -- moving between screens ---------------------------------------------------
+
+    def _go(self, screen: Screen) -> None:
+        self.screen = screen
+        if screen in _TIMED_SCREENS:
+            self.idle.poke()
+            if self._session_call is None:
+                self._session_call = self._clock.callLater(
+                    self.config.timeouts.session_max, self._timed_out
+                )
+        else:
+            self.idle.stop()
+        self.countdown = None
+        self._changed()
+
+    def _arrive(self) -> None:
+        """Go to the attract screen, or out of order when patrons cannot be served."""
+        self._go(Screen.ATTRACT if self.can_serve else Screen.OUT_OF_ORDER)
+
+    def end_session(self) -> None:
+        """End the patron's session at once and wipe its data."""
+        patron = self.patron
+        self._session += 1
+        if self._session_call is not None and self._session_call.active():
+            self._session_call.cancel()
+        self._session_call = None
+        self._wipe()
+        if patron is not None:
+            self._run(self.desk.end_session(patron))
+        self._arrive()
+
+    def link_changed(self, state: LinkState) -> None:
+        """The link to the server came up or went down."""
+        if state is LinkState.ONLINE:
+            self._run(self._replay())
+        if self.screen in {Screen.ATTRACT, Screen.OUT_OF_ORDER}:
+            self._arrive()
+        else:
+            self._changed()
+
+    async def _replay(self) -> None:
+        sent = await self.desk.replay()
+        if sent:
+            log.info("replayed {count} offline transactions", count=sent)
+            self._changed()
+
+    def _run(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
+        async def guarded() -> Any:
+            return await work
+
+        def failed(failure: Any) -> None:
+            log.failure("kiosk work failed", failure)
+
+        return defer.ensureDeferred(guarded()).addErrback(failed)
+
+    # -- the patron's input --------------------------------------------------------
+
+    def touch(self) -> None:
+        """Any touch or key: the patron is still there."""
+        if self.screen in _TIMED_SCREENS:
+            self.idle.poke()
+            self.countdown = None
+            self._changed()
+
+    def choose_language(self, code: str) -> None:
+        """Switch the language for this session."""
+        if code in self.config.kiosk.languages:
+            self.language = code
+            self.touch()
+            self._changed()
+
+    def toggle_large_text(self) -> None:
+        """Large text on or off, for this session."""
+        self.large_text = not self.large_text
+        self.touch()
+        self._changed()
+
+    def toggle_high_contrast(self) -> None:
+        """High contrast on or off, for this session."""
+        self.high_contrast = not self.high_contrast
+        self.touch()
+        self._changed()
+
+    def start(self) -> None:
+        """A touch on the attract screen: identify first, for everything but returns."""
+        if self.screen is Screen.ATTRACT:
+            self._go(Screen.IDENTIFY)
+
+    def start_returns(self) -> None:
+        """Return items without identifying."""
+        if self.screen is Screen.ATTRACT and Action.RETURN in self.services():
+            self.mode = Action.RETURN
+            self._go(Screen.ITEMS)
+
+    def press_key(self, key: str) -> None:
+        """A key of the on-screen (or hardware) keypad: a digit, "back" or "clear"."""
+        if self.screen not in {Screen.IDENTIFY, Screen.PIN} or self.pin_locked:
+            return
+        if key == "back":
+            self.entry = self.entry[:-1]
+        elif key == "clear":
+            self.entry = ""
+        elif len(key) == 1 and key.isalnum() and len(self.entry) < 32:
+            self.entry += key
+        self.touch()
+        self._changed()
+
+    async def submit(self) -> None:
+        """The keypad's OK: the typed card number or PIN."""
+        typed, self.entry = self.entry, ""
+        if not typed:
+            return
+        if self.screen is Screen.IDENTIFY:
+            if staff_code_matches(typed, self.config.kiosk.staff_code_hash):
+                self.open_staff()
+                return
+            await self._card(typed)
+        elif self.screen is Screen.PIN:
+            await self._pin(typed)
+
+    async def scan(self, code: str) -> None:
+        """A barcode or tag from any reader, or keystrokes ending in Enter."""
+        code = code.strip()
+        if not code:
+            return
+        self.touch()
+        screen = self.screen
+        if screen is Screen.ATTRACT:
+            await self._scan_at_attract(code)
+        elif screen is Screen.IDENTIFY:
+            if staff_code_matches(code, self.config.kiosk.staff_code_hash):
+                self.open_staff()
+            else:
+                await self._card(code)
+        elif screen is Screen.PIN:
+            await self._pin(code)
+        elif screen is Screen.ITEMS:
+            await self.item(code)
+
+    async def _scan_at_attract(self, code: str) -> None:
+        if code in self.config.kiosk.staff_cards:
+            self.open_staff()
+            return
+        if self._looks_like_item(code) and Action.RETURN in self.services():
+            self.start_returns()
+            await self.item(code)
+            return
+        self._go(Screen.IDENTIFY)
+        await self._card(code)
+
+    def _looks_like_item(self, code: str) -> bool:
+        pattern = self.config.patron.item_pattern
+        return bool(pattern) and re.fullmatch(pattern, code) is not None
+
+    def _looks_like_card(self, code: str) -> bool:
+        pattern = self.config.patron.card_pattern
+        return not pattern or re.fullmatch(pattern, code) is not None
+
+    async def _card(self, barcode: str) -> None:
+        if not self._looks_like_card(barcode):
+            self._refuse(Refusal.NOT_A_CARD)
+            return
+        self.card = barcode
+        if self.config.patron.pin_required and self.desk.online:
+            self.notice = None
+            self._go(Screen.PIN)
+            return
+        await self._identify(None)
+
+    async def _pin(self, pin: str) -> None:
+        await self._identify(pin)
+
+    async def _identify(self, pin: str | None) -> None:
+        session = self._session
+        self.busy = True
+        self._changed()
+        found = await self.desk.identify(self.card, pin)
+        if session != self._session:
+            return
+        self.busy = False
+        if found.patron is None:
+            refusal = found.refusal or Refusal.OTHER
+            if refusal is Refusal.PIN_WRONG:
+                self.pin_tries += 1
+                if self.pin_tries >= self.config.patron.pin_max_tries:
+                    self.pin_locked = True
+                    refusal = Refusal.PIN_TRIES_EXHAUSTED
+            elif self.screen is Screen.PIN:
+                # Unknown card: back to the card prompt, revealing nothing more.
+                self.card = ""
+                self._go(Screen.IDENTIFY)
+            self._refuse(refusal, found.screen_message)
+            return
+        self.patron = found.patron
+        self.card = ""
+        self.notice = (
+            None
+            if found.patron.borrow_refusal is None
+            else Notice(found.patron.borrow_refusal, found.patron.screen_message)
+        )
+        self._cue(Cue.SUCCESS)
+        self._go(Screen.MENU)
+
+    def _refuse(self, refusal: Refusal, screen_message: str = "") -> None:
+        self.notice = Notice(refusal, screen_message)
+        self._cue(Cue.FAILURE)
+        self._changed()
+
+    def choose(self, action: Action) -> None:
+        """A menu choice: borrow, return or renew (then scan items)."""
+        if self.screen is Screen.MENU and action in self.services():
+            self.mode = action
+            self.notice = None
+            self._go(Screen.ITEMS)
+
+    def back_to_menu(self) -> None:
+        """From the item loop or the account to the menu (or finish, if anonymous)."""
+        if self.patron is None:
+            self.finish()
+        else:
+            self._go(Screen.MENU)
+
+    async def item(self, barcode: str) -> None:
+        """One item scanned in the item loop."""
+        if self.screen is not Screen.ITEMS or self.mode is None:
+            return
+        session = self._session
+        await self._lock.acquire()
+        try:
+            if session != self._session:
+                return
+            if (
+                self.config.patron.card_pattern
+                and self._looks_like_card(barcode)
+                and not self._looks_like_item(barcode)
+            ):
+                self._refuse(Refusal.NOT_AN_ITEM)
+                return
+            self.busy = True
+            self._changed()
+            outcome = await self._transact(self.mode, barcode)
+            if session != self._session:
+                return
+            self.busy = False
+            self._show(outcome)
+        finally:
+            self._lock.release()
+
+    async def _transact(self, action: Action, barcode: str) -> ItemOutcome:
+        if action is Action.RETURN:
+            return await self.desk.give_back(barcode)
+        assert self.patron is not None
+        if action is Action.RENEW:
+            return await self.desk.renew(self.patron, barcode)
+        return await self.desk.borrow(self.patron, barcode)
+
+    def _show(self, outcome: ItemOutcome) -> None:
+        # A later result for the same item replaces its row (e.g. renewed).
+        self.rows = [row for row in self.rows if row.barcode != outcome.barcode]
+        self.rows.insert(0, outcome)
+        self.notice = None
+        if outcome.result is Result.REFUSED:
+            self._cue(Cue.FAILURE)
+        elif outcome.result is Result.OFFER_RENEW:
+            self._cue(Cue.WARNING)
+        else:
+            self._cue(Cue.SUCCESS)
+        if (
+            self.patron is not None
+            and outcome.result is Result.DONE
+            and outcome.action is Action.BORROW
+        ):
+            self.patron = _with_loan(self.patron, outcome.barcode)
+        self.touch()
+        self._changed()
+
+    async def renew(self, barcode: str) -> None:
+        """Renew one loan: from an "already yours" row or the account screen."""
+        if self.patron is None:
+            return
+        session = self._session
+        self.touch()
+        self.busy = True
+        self._changed()
+        outcome = await self.desk.renew(self.patron, barcode)
+        if session != self._session:
+            return
+        self.busy = False
+        if self.screen is Screen.ACCOUNT:
+            self.notice = None
+            self.rows = [r for r in self.rows if r.barcode != barcode]
+            self.rows.insert(0, outcome)
+            self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
+            if outcome.result is Result.DONE:
+                await self._load_account(session)
+            self._changed()
+        else:
+            self._show(outcome)
+
+    async def open_account(self) -> None:
+        """Show the patron's loans, holds and fees."""
+        if self.screen is not Screen.MENU or not self.account_offered:
+            return
+        session = self._session
+        self.rows = []
+        self._go(Screen.ACCOUNT)
+        await self._load_account(session)
+
+    async def _load_account(self, session: int) -> None:
+        assert self.patron is not None
+        self.busy = True
+        self._changed()
+        try:
+            account = await self.desk.account(self.patron)
+        except SipLinkError:
+            if session == self._session:
+                self.busy = False
+                self._refuse(Refusal.SERVER_UNREACHABLE)
+            return
+        if session != self._session:
+            return
+        self.busy = False
+        self.account = account
+        self._changed()
+
+    def finish(self) -> None:
+        """Done: offer a receipt (or end at once when there is nothing to show)."""
+        if not self.rows:
+            self.end_session()
+            return
+        self._go(Screen.FINISH)
+
+    def receipt(self, kind: Receipt) -> None:
+        """Print, email or no receipt; then the session ends."""
+        if self.screen is not Screen.FINISH:
+            return
+        lines = self.receipt_lines()
+        if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
+            if not self.devices.print_receipt(lines):
+                log.warn("the receipt could not be printed")
+        elif kind is Receipt.EMAIL and self.email_offered:
+            # TODO(#6): send email receipts; the kiosk has no mail transport yet.
+            log.info("an email receipt was asked for but cannot be sent yet")
+        self.end_session()
+
+    def receipt_lines(self) -> list[str]:
+        """The receipt as plain lines (in English; the card number masked)."""
+        lines = [self.config.kiosk.name]
+        if self.patron is not None:
+            lines.append(f"Card {mask(self.patron.barcode)}")
+        for row in reversed(self.rows):
+            state = {
+                Result.DONE: "ok",
+                Result.QUEUED: "recorded",
+                Result.REFUSED: "not done",
+                Result.OFFER_RENEW: "not done",
+            }[row.result]
+            due = f" due {row.due:%Y-%m-%d}" if row.due else ""
+            lines.append(f"{row.action}: {row.title or row.barcode}{due} ({state})")
+        return lines
+
+    # -- timeouts ------------------------------------------------------------------
+
+    def _countdown(self, seconds_left: int | None) -> None:
+        if seconds_left is not None and self.countdown is None:
+            self._cue(Cue.WARNING)
+        self.countdown = seconds_left
+        self._changed()
+
+    def _timed_out(self) -> None:
+        log.info("session timed out on the {screen} screen", screen=self.screen.value)
+        self.end_session()
+
+    # -- staff ---------------------------------------------------------------------
+
+    def open_staff(self) -> None:
+        """The staff screen: status, offline results, out of service."""
+        self._wipe()
+        self._go(Screen.STAFF)
+
+    def close_staff(self) -> None:
+        """Leave the staff screen."""
+        self.end_session()
+
+    def set_out_of_service(self, value: bool) -> None:
+        """Take the kiosk out of service (or put it back)."""
+        self.out_of_service = value
+        self.touch()
+        self._changed()
+
+    def retry_connection(self) -> None:
+        """Staff asked to try the server again now."""
+        self.link.check_now()
+        self.touch()
+
+    def replay_now(self) -> None:
+        """Staff asked to replay the offline journal now."""
+        self._run(self._replay())
+        self.touch()
+
+    def staff_status(self) -> dict[str, str]:
+        """What the staff screen shows as status lines."""
+        status = {"server": self.link.state.value}
+        if self.link.problem:
+            status["server"] += f" ({self.link.problem})"
+        if self.devices is not None:
+            status.update(self.devices.status())
+        journal = self.desk.journal
+        if journal is not None:
+            counts = journal.counts()
+            status["offline queue"] = (
+                ", ".join(
+                    f"{count} {state.value}" for state, count in counts.items() if count
+                )
+                or "empty"
+            )
+        return status
+
+
+def _with_loan(patron: Patron, barcode: str) -> Patron:
+    return replace(patron, loans=patron.loans | {barcode})

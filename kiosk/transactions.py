@@ -1,0 +1,566 @@
+"""What the kiosk asks the server, and what the answers mean for a patron.
+
+Layer: `kiosk`, plain Python over the SIP2 link (no Kivy, never `ils`). Builds
+SIP2 requests with the codec's message values, turns replies into outcomes
+that name a `Refusal` instead of a code, and, when the server is out of reach
+and the policy allows, writes returns and checkouts to the offline journal and
+replays them later in order, with their real time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from sip2server.protocol import (
+    CheckinRequest,
+    CheckinResponse,
+    CheckoutRequest,
+    CheckoutResponse,
+    EndPatronSessionRequest,
+    FeeDetail,
+    ItemInformationRequest,
+    ItemInformationResponse,
+    Message,
+    PatronInformationRequest,
+    PatronInformationResponse,
+    RenewRequest,
+    RenewResponse,
+    Summary,
+)
+
+from .config import KioskConfig
+from .journal import EntryKind, EntryState, Journal, JournalEntry
+from .sipclient import LinkState, SipLinkError, UnsupportedRequestError
+from .wording import Refusal, Wording, item_refusal, patron_refusal
+
+
+class Link(Protocol):
+    """What the desk needs of the SIP2 link (`SipLink` in the kiosk)."""
+
+    state: LinkState
+
+    async def request(self, message: Message) -> Message: ...
+
+
+class Action(enum.StrEnum):
+    """What the patron asked for with an item."""
+
+    BORROW = "borrow"
+    RETURN = "return"
+    RENEW = "renew"
+
+
+class Result(enum.StrEnum):
+    """How it went."""
+
+    DONE = "done"
+    REFUSED = "refused"
+    # Written to the offline journal; the server will hear of it later.
+    QUEUED = "queued"
+    # Already on loan to this patron: renewing is offered instead.
+    OFFER_RENEW = "offer_renew"
+
+
+class ReturnNote(enum.StrEnum):
+    """Extra words for a return, from the server's routing fields."""
+
+    NONE = ""
+    HOLD_SHELF = "hold_shelf"
+    OTHER_BRANCH = "other_branch"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ItemOutcome:
+    """One row of the item list on screen."""
+
+    action: Action
+    barcode: str
+    result: Result
+    title: str = ""
+    due: date | None = None
+    refusal: Refusal | None = None
+    #: The server's screen message, the fallback wording of a refusal.
+    screen_message: str = ""
+    note: ReturnNote = ReturnNote.NONE
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Patron:
+    """The identified patron, for the length of one session."""
+
+    barcode: str
+    pin: str | None
+    name: str
+    #: Why borrowing is refused (returns and the account stay allowed).
+    borrow_refusal: Refusal | None
+    screen_message: str
+    email: str | None
+    loans: frozenset[str]
+    #: True when identified while the server was out of reach (not checked).
+    offline: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Identified:
+    """The outcome of identifying: a patron, or why not."""
+
+    patron: Patron | None
+    refusal: Refusal | None = None
+    screen_message: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Loan:
+    """A loan on the account screen."""
+
+    barcode: str
+    title: str
+    due: date | None
+    overdue: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """A hold on the account screen."""
+
+    barcode: str
+    title: str
+    ready: bool
+    #: How many are waiting for the item (SIP2 gives no position of one patron).
+    queue_length: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """The patron's account: loans, holds, fees."""
+
+    loans: tuple[Loan, ...]
+    holds_ready: tuple[Hold, ...]
+    holds_pending: tuple[Hold, ...]
+    fee_total: str
+    currency: str
+    fees: tuple[FeeDetail, ...]
+
+
+def parse_due(text: str | None) -> date | None:
+    """The day of a due date (AH) in the forms servers write, or None."""
+    if not text:
+        return None
+    cleaned = text.strip()
+    for form, width in (("%Y%m%d", 8), ("%Y-%m-%d", 10), ("%m/%d/%Y", 10)):
+        try:
+            return datetime.strptime(cleaned[:width], form).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _local(moment: datetime) -> datetime:
+    # SIP2 dates carry no zone: they are the terminal's local time.
+    return moment.astimezone().replace(tzinfo=None)
+
+
+def _screen(reply: Any) -> str:
+    return " ".join(getattr(reply, "screen_message", ()) or ())
+
+
+class SipDesk:
+    """The kiosk's circulation desk: every patron transaction, online or off."""
+
+    def __init__(
+        self,
+        config: KioskConfig,
+        link: Link,
+        wording: Wording,
+        journal: Journal | None,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self._config = config
+        self._link = link
+        self._wording = wording
+        self.journal = journal
+        self._now = now
+        self._institution = config.kiosk.institution
+        self._terminal_password = config.account.terminal_password or None
+        self._replaying = False
+
+    @property
+    def online(self) -> bool:
+        """Whether the server can be asked right now."""
+        return self._link.state is LinkState.ONLINE
+
+    # -- patrons ---------------------------------------------------------------
+
+    async def identify(self, barcode: str, pin: str | None) -> Identified:
+        """Look the patron up (63 with their loans), checking the PIN if given."""
+        if not self.online:
+            return self._identify_offline(barcode)
+        try:
+            reply = await self._link.request(
+                self._patron_information(barcode, pin, Summary(charged_items=True))
+            )
+        except SipLinkError:
+            return self._identify_offline(barcode)
+        if not isinstance(reply, PatronInformationResponse):
+            return Identified(patron=None, refusal=Refusal.OTHER)
+        screen = _screen(reply)
+        refusal = patron_refusal(
+            valid_patron=reply.valid_patron,
+            valid_pin=reply.valid_patron_password,
+            status=reply.patron_status,
+            screen_message=screen,
+            wording=self._wording,
+        )
+        if refusal in {Refusal.CARD_NOT_RECOGNISED, Refusal.PIN_WRONG}:
+            return Identified(patron=None, refusal=refusal, screen_message=screen)
+        return Identified(
+            patron=Patron(
+                barcode=barcode,
+                pin=pin,
+                name=reply.personal_name,
+                borrow_refusal=refusal,
+                screen_message=screen,
+                email=reply.email_address,
+                loans=frozenset(reply.charged_items),
+            )
+        )
+
+    def _identify_offline(self, barcode: str) -> Identified:
+        offline = self._config.offline
+        if not (self.journal is not None and offline.enabled and offline.checkouts):
+            return Identified(patron=None, refusal=Refusal.SERVER_UNREACHABLE)
+        # Nothing can be checked: the card is taken at its word, within limits.
+        return Identified(
+            patron=Patron(
+                barcode=barcode,
+                pin=None,
+                name="",
+                borrow_refusal=None,
+                screen_message="",
+                email=None,
+                loans=frozenset(),
+                offline=True,
+            )
+        )
+
+    def _patron_information(
+        self, barcode: str, pin: str | None, summary: Summary
+    ) -> PatronInformationRequest:
+        return PatronInformationRequest(
+            transaction_date=_local(self._now()),
+            summary=summary,
+            institution_id=self._institution,
+            patron_identifier=barcode,
+            terminal_password=self._terminal_password,
+            patron_password=pin,
+            start_item=1,
+            end_item=50,
+        )
+
+    async def account(self, patron: Patron) -> Account:
+        """Loans with titles and due dates, holds ready apart from pending, fees.
+
+        Raises:
+            SipLinkError: the server could not be asked.
+        """
+        loans_reply = await self._info(patron, Summary(charged_items=True))
+        overdue_reply = await self._info(patron, Summary(overdue_items=True))
+        ready_reply = await self._info(patron, Summary(hold_items=True))
+        pending_reply = await self._info(patron, Summary(unavailable_holds=True))
+        fees_reply = await self._info(
+            patron, Summary(fine_items=True, extended_fees=True)
+        )
+        overdue = set(overdue_reply.overdue_items)
+
+        loans = []
+        for barcode in loans_reply.charged_items:
+            item = await self._item(barcode)
+            loans.append(
+                Loan(
+                    barcode=barcode,
+                    title=item.title_identifier if item else "",
+                    due=parse_due(item.due_date) if item else None,
+                    overdue=barcode in overdue,
+                )
+            )
+        holds = []
+        for ready, barcodes in (
+            (True, ready_reply.hold_items),
+            (False, pending_reply.unavailable_hold_items),
+        ):
+            for barcode in barcodes:
+                item = await self._item(barcode)
+                holds.append(
+                    Hold(
+                        barcode=barcode,
+                        title=item.title_identifier if item else barcode,
+                        ready=ready,
+                        # TODO(#6): SIP2 64 gives no queue position of this
+                        # patron; the item's queue length is shown instead.
+                        queue_length=item.hold_queue_length if item else None,
+                    )
+                )
+        return Account(
+            loans=tuple(loans),
+            holds_ready=tuple(h for h in holds if h.ready),
+            holds_pending=tuple(h for h in holds if not h.ready),
+            fee_total=fees_reply.fee_amount or "0.00",
+            currency=fees_reply.currency_type or "",
+            fees=fees_reply.fee_details,
+        )
+
+    async def _info(
+        self, patron: Patron, summary: Summary
+    ) -> PatronInformationResponse:
+        reply = await self._link.request(
+            self._patron_information(patron.barcode, patron.pin, summary)
+        )
+        if not isinstance(reply, PatronInformationResponse):
+            raise SipLinkError(f"answered 63 with {reply.command}", sent=True)
+        return reply
+
+    async def _item(self, barcode: str) -> ItemInformationResponse | None:
+        reply = await self._link.request(
+            ItemInformationRequest(
+                transaction_date=_local(self._now()),
+                institution_id=self._institution,
+                item_identifier=barcode,
+                terminal_password=self._terminal_password,
+            )
+        )
+        return reply if isinstance(reply, ItemInformationResponse) else None
+
+    async def end_session(self, patron: Patron) -> None:
+        """Tell the server the patron has finished (35); failures do not matter."""
+        if patron.offline or not self.online:
+            return
+        with contextlib.suppress(SipLinkError):
+            await self._link.request(
+                EndPatronSessionRequest(
+                    transaction_date=_local(self._now()),
+                    institution_id=self._institution,
+                    patron_identifier=patron.barcode,
+                    terminal_password=self._terminal_password,
+                    patron_password=patron.pin,
+                )
+            )
+
+    # -- items -----------------------------------------------------------------
+
+    async def borrow(self, patron: Patron, item: str) -> ItemOutcome:
+        """Check an item out (11), or offer renewal when it is already theirs."""
+        if item in patron.loans:
+            return ItemOutcome(
+                action=Action.BORROW, barcode=item, result=Result.OFFER_RENEW
+            )
+        if patron.offline or not self.online:
+            return self._borrow_offline(patron, item)
+        request = CheckoutRequest(
+            # N: a checkout of an item this patron already has must not renew it
+            # silently; the kiosk offers the renewal itself.
+            sc_renewal_policy=False,
+            no_block=False,
+            transaction_date=_local(self._now()),
+            institution_id=self._institution,
+            patron_identifier=patron.barcode,
+            item_identifier=item,
+            terminal_password=self._terminal_password,
+            patron_password=patron.pin,
+        )
+        try:
+            reply = await self._link.request(request)
+        except SipLinkError as problem:
+            if not problem.sent:
+                return self._borrow_offline(patron, item)
+            return self._refused(Action.BORROW, item, Refusal.SERVER_UNREACHABLE)
+        if not isinstance(reply, CheckoutResponse):
+            return self._refused(Action.BORROW, item, Refusal.OTHER)
+        return self._loan_outcome(Action.BORROW, item, reply)
+
+    def _borrow_offline(self, patron: Patron, item: str) -> ItemOutcome:
+        offline = self._config.offline
+        if self.journal is None or not (offline.enabled and offline.checkouts):
+            return self._refused(Action.BORROW, item, Refusal.SERVER_UNREACHABLE)
+        if (
+            self.journal.checkouts_for(patron.barcode)
+            >= offline.max_checkouts_per_patron
+        ):
+            return self._refused(Action.BORROW, item, Refusal.OFFLINE_LIMIT)
+        self.journal.record(
+            EntryKind.CHECKOUT, item=item, patron=patron.barcode, at=self._now()
+        )
+        return ItemOutcome(action=Action.BORROW, barcode=item, result=Result.QUEUED)
+
+    async def renew(self, patron: Patron, item: str) -> ItemOutcome:
+        """Renew one loan (29); a server that does not renew is said so plainly."""
+        if patron.offline or not self.online:
+            return self._refused(Action.RENEW, item, Refusal.SERVER_UNREACHABLE)
+        request = RenewRequest(
+            third_party_allowed=False,
+            no_block=False,
+            transaction_date=_local(self._now()),
+            institution_id=self._institution,
+            patron_identifier=patron.barcode,
+            patron_password=patron.pin,
+            item_identifier=item,
+            terminal_password=self._terminal_password,
+        )
+        try:
+            reply = await self._link.request(request)
+        except UnsupportedRequestError:
+            return self._refused(Action.RENEW, item, Refusal.RENEWAL_UNAVAILABLE)
+        except SipLinkError:
+            return self._refused(Action.RENEW, item, Refusal.SERVER_UNREACHABLE)
+        if not isinstance(reply, RenewResponse):
+            return self._refused(Action.RENEW, item, Refusal.OTHER)
+        return self._loan_outcome(Action.RENEW, item, reply)
+
+    def _loan_outcome(
+        self, action: Action, item: str, reply: CheckoutResponse | RenewResponse
+    ) -> ItemOutcome:
+        screen = _screen(reply)
+        if reply.ok:
+            return ItemOutcome(
+                action=action,
+                barcode=item,
+                result=Result.DONE,
+                title=reply.title_identifier,
+                due=parse_due(reply.due_date),
+                screen_message=screen,
+            )
+        refusal = item_refusal(screen, self._wording)
+        if action is Action.RENEW and refusal is Refusal.TOO_MANY_ITEMS:
+            refusal = Refusal.RENEWAL_LIMIT
+        return ItemOutcome(
+            action=action,
+            barcode=item,
+            result=Result.REFUSED,
+            title=reply.title_identifier,
+            refusal=refusal,
+            screen_message=screen,
+        )
+
+    async def give_back(self, item: str) -> ItemOutcome:
+        """Return an item (09), or journal it when the server is out of reach."""
+        if not self.online:
+            return self._return_offline(item)
+        now = _local(self._now())
+        request = CheckinRequest(
+            no_block=False,
+            transaction_date=now,
+            return_date=now,
+            current_location=self._config.kiosk.branch,
+            institution_id=self._institution,
+            item_identifier=item,
+            terminal_password=self._terminal_password,
+        )
+        try:
+            reply = await self._link.request(request)
+        except SipLinkError:
+            # A return sent twice is harmless (the second finds no loan).
+            return self._return_offline(item)
+        if not isinstance(reply, CheckinResponse):
+            return self._refused(Action.RETURN, item, Refusal.OTHER)
+        screen = _screen(reply)
+        if not reply.ok:
+            return ItemOutcome(
+                action=Action.RETURN,
+                barcode=item,
+                result=Result.REFUSED,
+                title=reply.title_identifier or "",
+                refusal=item_refusal(screen, self._wording),
+                screen_message=screen,
+            )
+        note = ReturnNote.NONE
+        if reply.alert and reply.hold_patron_id:
+            note = ReturnNote.HOLD_SHELF
+        elif reply.alert and reply.destination_location:
+            note = ReturnNote.OTHER_BRANCH
+        return ItemOutcome(
+            action=Action.RETURN,
+            barcode=item,
+            result=Result.DONE,
+            title=reply.title_identifier or "",
+            screen_message=screen,
+            note=note,
+        )
+
+    def _return_offline(self, item: str) -> ItemOutcome:
+        offline = self._config.offline
+        if self.journal is None or not (offline.enabled and offline.returns):
+            return self._refused(Action.RETURN, item, Refusal.SERVER_UNREACHABLE)
+        self.journal.record(EntryKind.RETURN, item=item, at=self._now())
+        return ItemOutcome(action=Action.RETURN, barcode=item, result=Result.QUEUED)
+
+    @staticmethod
+    def _refused(action: Action, item: str, refusal: Refusal) -> ItemOutcome:
+        return ItemOutcome(
+            action=action, barcode=item, result=Result.REFUSED, refusal=refusal
+        )
+
+    # -- the offline journal ---------------------------------------------------
+
+    async def replay(self) -> int:
+        """Send the journal's pending entries in order; returns how many were sent.
+
+        Stops at the first entry that cannot be sent (the server went away
+        again); an entry whose reply never came is marked unknown, for staff.
+        """
+        if self.journal is None or self._replaying:
+            return 0
+        self._replaying = True
+        sent = 0
+        try:
+            for entry in self.journal.pending():
+                if not self.online:
+                    break
+                self.journal.mark_in_flight(entry)
+                try:
+                    reply = await self._link.request(self._replay_request(entry))
+                except SipLinkError as problem:
+                    if problem.sent:
+                        self.journal.mark_result(
+                            entry, EntryState.UNKNOWN, str(problem), self._now()
+                        )
+                    else:
+                        self.journal.mark_not_sent(entry)
+                    break
+                ok = bool(getattr(reply, "ok", False))
+                self.journal.mark_result(
+                    entry,
+                    EntryState.DONE if ok else EntryState.REFUSED,
+                    _screen(reply) or ("accepted" if ok else "refused"),
+                    self._now(),
+                )
+                sent += 1
+        finally:
+            self._replaying = False
+        return sent
+
+    def _replay_request(self, entry: JournalEntry) -> Message:
+        at = _local(entry.happened_at)
+        if entry.kind is EntryKind.RETURN:
+            return CheckinRequest(
+                no_block=True,
+                transaction_date=at,
+                return_date=at,
+                current_location=self._config.kiosk.branch,
+                institution_id=self._institution,
+                item_identifier=entry.item,
+                terminal_password=self._terminal_password,
+            )
+        return CheckoutRequest(
+            sc_renewal_policy=False,
+            no_block=True,
+            transaction_date=at,
+            institution_id=self._institution,
+            patron_identifier=entry.patron or "",
+            item_identifier=entry.item,
+            terminal_password=self._terminal_password,
+        )
