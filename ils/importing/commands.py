@@ -1,4 +1,4 @@
-"""`ils import marc` and `ils import patrons`: the operator's side of the importers.
+"""`ils import marc|patrons|loans|holds|fees`: the operator's side of the importers.
 
 Layer: `ils`. Imports click, `ils.schema`, `ils.db` and `ils.importing`; the CLI
 imports this module only when an import command runs. Output is for the person
@@ -7,11 +7,19 @@ at the terminal: progress on stderr, the summary and problems on stdout.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 
 from ils.db import Database, DatabaseConfigError
+from ils.importing.fees import import_fees
+from ils.importing.holds import import_holds
+from ils.importing.loans import import_loans
 from ils.importing.marc import import_marc
 from ils.importing.patrons import import_patrons
 from ils.importing.report import ImportAbortedError, ImportReport, ImportSetupError
@@ -50,7 +58,10 @@ def _show(report: ImportReport, unit: str) -> None:
     if len(report.problems) > PROBLEMS_SHOWN:
         click.echo(f"... and {len(report.problems) - PROBLEMS_SHOWN} more problems")
 
-    parts = [f"{report.read} {unit}s read", f"{report.imported} imported"]
+    verb = "would be imported" if report.dry_run else "imported"
+    parts = [f"{report.read} {unit}s read", f"{report.imported} {verb}"]
+    if report.already:
+        parts.append(f"{report.already} already imported")
     if report.updated:
         parts.append(f"{report.updated} updated")
     parts.append(f"{report.skipped} skipped")
@@ -68,11 +79,12 @@ def _finish(report: ImportReport, unit: str) -> None:
 
 @click.group("import")
 def import_group() -> None:
-    """Bring existing data in: catalogue records (MARC) and patrons (CSV).
+    """Bring existing data in: catalogue (MARC), patrons, loans, holds, fees (CSV).
 
-    Both commands create or upgrade the database first, so they work on an
+    Every command creates or upgrades the database first, so they work on an
     empty one. A bad record or row is reported with its number and skipped;
-    everything else in the file still imports.
+    everything else in the file still imports. Import in this order: marc,
+    patrons, then loans, holds and fees, which refer to both.
     """
 
 
@@ -201,3 +213,162 @@ def patrons_command(*, file: Path, url: str | None, update: bool) -> None:
     finally:
         database.dispose()
     _finish(report, "row")
+
+
+# Loans, holds and fees: a dry run first, then one transaction or batches.
+
+_CIRCULATION_EPILOG = (
+    "Check first with --dry-run: it lists every bad row (line, column, problem)"
+    " and changes nothing. Without it the good rows are written in one"
+    " transaction, or with --batch-size N in batches of N rows; if an import"
+    " stops part way, run the same command again: rows already imported are"
+    " counted as such and skipped. Dates are ISO 8601 (2026-12-04, or"
+    " 2026-12-04T14:30:00 with or without a zone); a date or time without a"
+    " zone is read in the branch's time zone."
+)
+
+
+@contextmanager
+def _progress_reporter(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback: a rich bar on a terminal, plain lines otherwise."""
+    if sys.stderr.isatty():
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"importing {what}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield advance
+        return
+
+    def say(done: int, total: int) -> None:
+        click.echo(f"{done} of {total} rows done", err=True)
+
+    yield say
+
+
+def _circulation_import(
+    what: str,
+    importer: Callable[..., ImportReport],
+    *,
+    file: Path,
+    url: str | None,
+    dry_run: bool,
+    batch_size: int | None,
+) -> None:
+    database = _open(url)
+    try:
+        with _progress_reporter(what) as progress:
+            report = importer(
+                database,
+                file,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                progress=progress,
+            )
+    except ImportSetupError as error:
+        raise click.UsageError(str(error)) from error
+    except ImportAbortedError as error:
+        _show(error.report, "row")
+        raise click.ClickException(str(error)) from error
+    finally:
+        database.dispose()
+
+    _show(report, "row")
+    refused = [problem for problem in report.problems if problem.position > 1]
+    if report.dry_run:
+        click.echo("dry run: nothing was changed")
+        if report.skipped:
+            raise click.ClickException(
+                f"{report.skipped} rows would be skipped; fix them or import anyway"
+            )
+        return
+    if not (report.imported or report.already) and (refused or report.skipped):
+        raise click.ClickException("nothing was imported from this file")
+    if report.read == 0:
+        raise click.ClickException("the file has no rows")
+
+
+def _circulation_command(
+    name: str, importer: Callable[..., ImportReport], help_text: str
+) -> click.Command:
+    """A command `ils import NAME FILE` with the options every such import has."""
+
+    def command(
+        *, file: Path, url: str | None, dry_run: bool, batch_size: int | None
+    ) -> None:
+        _circulation_import(
+            name,
+            importer,
+            file=file,
+            url=url,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
+
+    command.__doc__ = help_text
+    decorated = click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Commit every N rows (resumable: a second run skips what is in);"
+        " without it, all good rows go in one transaction.",
+    )(command)
+    decorated = click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Check every row and report what would change; change nothing."
+        " Exits non-zero when a row would be skipped.",
+    )(decorated)
+    decorated = click.option(
+        "--db", "url", envvar=DATABASE_URL_VARIABLE, metavar="URL", help=_DB_HELP
+    )(decorated)
+    decorated = click.argument(
+        "file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    )(decorated)
+    return import_group.command(name, epilog=_CIRCULATION_EPILOG)(decorated)
+
+
+loans_command = _circulation_command(
+    "loans",
+    import_loans,
+    """Import open loans (and returned ones, as history) from a CSV file.
+
+    Columns (Koha's names, or the plain ones in brackets): cardnumber
+    (patron_barcode), barcode (item_barcode), issuedate (checkout_date),
+    date_due (due_date), renewals_count (renewals), branchcode (branch; default
+    the item's home branch), returndate (return_date; a returned loan). A
+    due date without a time is due at the end of that day. Example:
+
+        ils import loans --db sqlite:///var/library.sqlite3 --dry-run loans.csv
+    """,
+)
+
+holds_command = _circulation_command(
+    "holds",
+    import_holds,
+    """Import the holds queues from a CSV file.
+
+    Columns: cardnumber, barcode (an item-level hold; with item_level_hold 0,
+    any copy of its title), control_number or isbn (a title-level hold),
+    branchcode (the pickup branch), reservedate (placed_at), expirationdate
+    (expires_on). A queue is in placement order; holds placed at the same
+    moment keep the file's order. Example:
+
+        ils import holds --db sqlite:///var/library.sqlite3 --dry-run holds.csv
+    """,
+)
+
+fees_command = _circulation_command(
+    "fees",
+    import_fees,
+    """Import what patrons owe from a CSV file.
+
+    Columns: cardnumber, debit_type_code (kind: overdue, lost, damage,
+    processing, rental, hold, manual, or Koha's codes), amount (decimal text in
+    the institution's currency, e.g. 12.50), amountoutstanding (default: all of
+    it), description, date, barcode (the item, optional). Example:
+
+        ils import fees --db sqlite:///var/library.sqlite3 --dry-run fees.csv
+    """,
+)

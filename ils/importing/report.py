@@ -18,14 +18,18 @@ class ImportProblem:
     """One thing that went wrong, and where in the input it was.
 
     `position` is a MARC file's 1-based record number, or a CSV file's 1-based
-    line number (the header is line 1). Zero means the whole file.
+    line number (the header is line 1). Zero means the whole file. `column` names
+    the CSV column at fault, when one is.
     """
 
     position: int
     message: str
+    column: str | None = None
 
     def __str__(self) -> str:
         where = "file" if self.position == 0 else f"#{self.position}"
+        if self.column is not None:
+            where = f"{where}, column {self.column}"
         return f"{where}: {self.message}"
 
 
@@ -41,6 +45,9 @@ class ImportReport:
         items_created: items stored (MARC only).
         created: codes made on the fly, such as "branch EAST", each once.
         problems: every warning and refusal, in file order.
+        already: rows found already stored by an earlier run (loans, holds and
+            fees), neither stored again nor refused.
+        dry_run: nothing was stored; `imported` counts what would have been.
     """
 
     read: int = 0
@@ -50,10 +57,14 @@ class ImportReport:
     items_created: int = 0
     created: tuple[str, ...] = ()
     problems: tuple[ImportProblem, ...] = ()
+    already: int = 0
+    dry_run: bool = False
 
     @property
     def stored_anything(self) -> bool:
         """Whether the import changed the database at all."""
+        if self.dry_run:
+            return False
         return bool(self.imported or self.updated or self.items_created)
 
 
@@ -80,10 +91,19 @@ class ReportTally:
     items_created: int = 0
     created: list[str] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
+    already: int = 0
 
-    def problem(self, position: int, message: str) -> None:
-        """Note a problem at `position` (a record or line number)."""
-        self.problems.append(ImportProblem(position=position, message=message))
+    def problem(
+        self, position: int, message: str, *, column: str | None = None
+    ) -> None:
+        """Note a problem at `position` (a record or line number), in `column`."""
+        self.problems.append(
+            ImportProblem(position=position, message=message, column=column)
+        )
+
+    def sort_problems(self) -> None:
+        """Put the problems in file order (a stable sort by position)."""
+        self.problems.sort(key=lambda problem: problem.position)
 
     def freeze(self) -> ImportReport:
         """The report as it stands now."""
@@ -95,6 +115,7 @@ class ReportTally:
             items_created=self.items_created,
             created=tuple(self.created),
             problems=tuple(self.problems),
+            already=self.already,
         )
 
 
