@@ -37,8 +37,8 @@ class AlarmOutput(Protocol):
         """
         ...
 
-    def close(self) -> None:
-        """Silence the output and release what it holds."""
+    def close(self) -> Any:
+        """Release what the output holds; may return a Deferred to wait for."""
         ...
 
 
@@ -201,10 +201,11 @@ class CommandAlarm:
         with contextlib.suppress(error.ProcessExitedAlready):
             self._process.signalProcess("KILL")
 
-    def close(self) -> None:
-        """Kill a run still going; the alarm is over when the gate stops."""
-        if self._process is not None:
-            self._kill()
+    def close(self) -> Any:
+        """Let a run still going finish (within its timeout); fire when it has."""
+        if self._running is None:
+            return defer.succeed(None)
+        return self._running
 
 
 def open_serial_relay(section: AlarmSection, clock: Any) -> SerialRelay:

@@ -194,7 +194,7 @@ class Gate:
             yield self._polling
         yield defer.DeferredList(list(self._lookups))
         yield self._run_on_reader(self._close_reader)
-        self._alarm.close()
+        yield defer.maybeDeferred(self._alarm.close)
         self._update_people()
         _log.info(
             "gate {gate} stopped; counts since start: {counts}",
