@@ -175,13 +175,7 @@ def _late_hours(
 
 def institution_of(session: Session, patron: Patron) -> Institution:
     """The institution a patron belongs to: that of their home branch."""
-    institution = session.scalar(
-        sa.select(Institution)
-        .join(Branch, Branch.institution_id == Institution.id)
-        .where(Branch.id == patron.home_branch_id)
-    )
-    assert institution is not None, "every branch belongs to an institution"
-    return institution
+    return queries.institution_of_patron(session, patron)
 
 
 def charge_fee(
@@ -362,26 +356,7 @@ def _log_payment(
 
 def open_fees_minor(session: Session, patron_id: int) -> int:
     """The sum of a patron's open fee balances."""
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Fee.balance_minor), 0)).where(
-            Fee.patron_id == patron_id, Fee.balance_minor > 0
-        )
-    )
-    return int(total or 0)
-
-
-def overdue_loans(session: Session, patron_id: int, moment: datetime) -> int:
-    """How many of a patron's open loans were due before `moment`."""
-    count = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Loan)
-        .where(
-            Loan.patron_id == patron_id,
-            Loan.returned_at.is_(None),
-            Loan.due_at < moment,
-        )
-    )
-    return int(count or 0)
+    return queries.open_fees_minor(session, patron_id)
 
 
 def borrowing_block(
@@ -390,20 +365,10 @@ def borrowing_block(
     """FEES_OVER_LIMIT or OVERDUES_OVER_LIMIT by the institution's settings, else None.
 
     Fees are checked first. A limit of 0 blocks on any fee or overdue at all;
-    a limit of None never blocks.
+    a limit of None never blocks. (The patron view's `may_borrow` uses the same
+    rule, `ils.queries.automatic_block`.)
     """
-    institution = institution_of(session, patron)
-    fee_limit = institution.fee_limit_minor
-    if fee_limit is not None and open_fees_minor(session, patron.id) >= max(
-        fee_limit, 1
-    ):
-        return Refusal.FEES_OVER_LIMIT
-    overdue_limit = institution.overdue_limit
-    if overdue_limit is not None and overdue_loans(session, patron.id, moment) >= max(
-        overdue_limit, 1
-    ):
-        return Refusal.OVERDUES_OVER_LIMIT
-    return None
+    return queries.automatic_block(session, patron, moment)
 
 
 # A lost item found again.
