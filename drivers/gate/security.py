@@ -68,6 +68,8 @@ def decide(reading: GateReading, security: SecuritySection) -> Verdict:
     return Verdict(alarm=alarm, reason=f"security state unknown ({reading.evidence})")
 
 
+# TODO(#7): real gates find secured tags with one AFI-masked inventory or the NXP
+# EAS ALARM command; RfidReader offers neither, so each new tag is read in turn.
 def read_tag(
     reader: RfidReader,
     uid: str,

@@ -138,6 +138,7 @@ def rig(
     gate_config: GateConfig | None = None,
     lookup: Callable[[str], ItemFacts] | None = None,
     run_lookup: Callable[[Callable[[], Any]], defer.Deferred[Any]] | None = None,
+    people: Callable[[], int] | None = None,
 ) -> Rig:
     clock = Clock()
     reader = FakeReader()
@@ -159,6 +160,7 @@ def rig(
         lookup=lookup,
         run_lookup=run_lookup,
         decode_item_id=decode_ascii,
+        people=people,
     )
     events: list[GateEvent] = []
     gate.subscribe(events.append)
@@ -416,6 +418,19 @@ def test_counts_are_reported_periodically_and_on_stop(log_lines: list[str]) -> N
     assert f"gate east counts since start: {expected}" in log_lines
     assert f"gate east stopped; counts since start: {expected}" == log_lines[-1]
     assert r.reader.closed
+
+
+def test_people_counted_by_a_counter_are_reported(log_lines: list[str]) -> None:
+    """With a people counter its count joins the counts in the report lines."""
+    people = [0]
+    r = rig(config(gate={"report_interval": 10}), people=lambda: people[0])
+    people[0] = 7
+    r.clock.advance(10)
+
+    assert (
+        "gate east counts since start: 0 tag passes, 0 alarms, 0 unreadable tags, "
+        "7 people"
+    ) in log_lines
 
 
 def test_stop_ends_polling() -> None:
