@@ -318,7 +318,11 @@ def simulator_process(tmp_path: Path) -> Iterator[str]:
 def test_ils_gate_command_alarms_counts_and_stops_on_sigterm(
     simulator_process: str, tmp_path: Path
 ) -> None:
-    """`ils gate` runs the alarm command for a secured tag and logs counts on exit."""
+    """`ils gate` runs the alarm command for a secured tag and logs counts on exit.
+
+    The people counter is on `loop://`, whose CTS follows its own RTS and so
+    never changes: nobody is counted.
+    """
     record = tmp_path / "alarms.txt"
     siren = tmp_path / "siren"
     siren.write_text(f'#!/bin/sh\necho "$1" >> "{record}"\n')
@@ -328,6 +332,7 @@ def test_ils_gate_command_alarms_counts_and_stops_on_sigterm(
         '[gate]\nname = "front"\npoll_interval = 0.05\nmask_item_ids = true\n'
         f'[reader]\ndriver = "feig"\nport = "{simulator_process}"\n'
         f'[alarm]\noutput = "command"\ncommand = ["{siren}", "front"]\n'
+        '[people_counter]\nport = "loop://"\n'
     )
     gate = subprocess.Popen(
         [sys.executable, "-m", "ils.cli", "gate", "--config", str(config)],
@@ -357,7 +362,7 @@ def test_ils_gate_command_alarms_counts_and_stops_on_sigterm(
     assert ITEMS[0] not in output
     assert (
         "gate front stopped; counts since start: 1 tag passes, 1 alarms, "
-        "0 unreadable tags"
+        "0 unreadable tags, 0 people"
     ) in output
     assert "Gate stopped." in output
     assert "front\n" == record.read_text()
