@@ -21,6 +21,7 @@ CORE_COMMANDS: dict[str, str] = {
     "import": "ils.importing.commands:import_group",
     "demo": "ils.demo:demo_command",
     "rules": "ils.rules.commands:rules_group",
+    "export": "ils.exporting:export_command",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"
