@@ -283,6 +283,9 @@ class StreamReader:
                     data += stream.read(more)
         except OSError as error:
             return self._drop(f"read failed: {error}")
+        # Only a read that worked shows the device is really back: a port that
+        # opens and fails at once keeps the delays growing.
+        self._backoff.reset()
         if data:
             for event in parser.feed(data):
                 self._on_event(event)
@@ -307,7 +310,6 @@ class StreamReader:
             self._loss.lose(f"cannot open: {error}")
             return not self._wait(self._backoff.next_delay())
         self._parser = self._parser_factory()
-        self._backoff.reset()
         self._loss.back()
         return True
 
@@ -341,8 +343,11 @@ class _ParserProtocol(TwistedProtocol):
         self.parser = parser
         self.on_event = on_event
         self.on_lost = on_lost
+        self.received = False
+        self.connected_at = 0.0
 
     def dataReceived(self, data: bytes) -> None:
+        self.received = True
         for event in self.parser.feed(data):
             self.on_event(event)
 
@@ -360,7 +365,9 @@ class TwistedStreamReader:
     `lambda p: connectProtocol(endpoint, p)`. A failure to connect, or the
     connection ending, is a loss: the reader reports it and calls `connect`
     again after the backoff delay, on `clock` (the reactor, or a `Clock` in
-    tests).
+    tests). The delays start again from the shortest only after a connection
+    that delivered bytes or stayed up `stable_after` seconds, so a device that
+    accepts and drops every connection is retried less and less often.
     """
 
     def __init__(
@@ -373,8 +380,10 @@ class TwistedStreamReader:
         clock: Reactor,
         backoff: Backoff | None = None,
         now: Callable[[], datetime] = utc_now,
+        stable_after: float = 10.0,
     ) -> None:
         self.device = device
+        self.stable_after = stable_after
         self._connect = connect
         self._parser_factory = parser_factory
         self._on_event = on_event
@@ -387,7 +396,8 @@ class TwistedStreamReader:
 
     @property
     def protocol(self) -> TwistedProtocol | None:
-        """The protocol of the live connection, or None while the device is away."""
+        """The protocol of the connection (live or being made), or None while
+        the device is away."""
         return self._protocol
 
     def start(self) -> None:
@@ -410,18 +420,28 @@ class TwistedStreamReader:
         if not self._running:
             return
         protocol = _ParserProtocol(self._parser_factory(), self._on_event, self._lost)
+        protocol.connected_at = self._clock.seconds()
+        # Current from the start: a serial port connects (and may even drop)
+        # inside `connect`, before any Deferred fires.
+        self._protocol = protocol
         result = defer.maybeDeferred(self._connect, protocol)
-        result.addCallbacks(lambda _: self._connected(protocol), self._failed)
+        result.addCallbacks(
+            lambda _: self._connected(protocol),
+            lambda failure: self._failed(protocol, failure),
+        )
 
     def _connected(self, protocol: _ParserProtocol) -> None:
-        if not self._running:
-            _close_transport(protocol)
+        if protocol is not self._protocol:
+            # Already lost (and a retry scheduled), or stopped meanwhile.
+            if not self._running:
+                _close_transport(protocol)
             return
-        self._protocol = protocol
-        self._backoff.reset()
         self._loss.back()
 
-    def _failed(self, failure: Failure) -> None:
+    def _failed(self, protocol: _ParserProtocol, failure: Failure) -> None:
+        if protocol is not self._protocol:
+            return
+        self._protocol = None
         self._loss.lose(f"cannot open: {failure.getErrorMessage()}")
         self._schedule()
 
@@ -429,9 +449,13 @@ class TwistedStreamReader:
         if protocol is not self._protocol:
             return
         self._protocol = None
-        if self._running:
-            self._loss.lose(f"connection lost: {reason}")
-            self._schedule()
+        # A connection that delivered bytes or lasted a while was healthy: start
+        # the delays again. One that drops at once keeps them growing.
+        uptime = self._clock.seconds() - protocol.connected_at
+        if protocol.received or uptime >= self.stable_after:
+            self._backoff.reset()
+        self._loss.lose(f"connection lost: {reason}")
+        self._schedule()
 
     def _schedule(self) -> None:
         if self._running:

@@ -375,7 +375,6 @@ class HidScanner:
                 self._lose(f"cannot grab (in use by another program?): {error}")
                 return None
         self._decoder.reset()
-        self._backoff.reset()
         if self._lost:
             self._lost = False
             self._on_event(DeviceBack(device=self.settings.name, at=self._clock()))
@@ -393,6 +392,9 @@ class HidScanner:
             if not batch:
                 # A device node never ends; only a pipe standing in for one does.
                 raise OSError(errno.ENODEV, "end of input")
+            # Input arrived: the device really is back, so the next loss starts
+            # the delays from the shortest again.
+            self._backoff.reset()
             for event in batch:
                 barcode = self._decoder.feed(event)
                 if barcode is not None:

@@ -179,6 +179,33 @@ def test_stream_reader_drops_a_failed_port_and_starts_the_delays_again() -> None
     assert "read failed" in events[0].reason  # type: ignore[union-attr]
 
 
+def test_a_port_that_opens_but_fails_every_read_is_retried_less_often() -> None:
+    """A port that opens and fails at once (a flapping adapter) does not reset
+    the delays: they keep growing, 0.5, 1, 2 s."""
+    delays: list[float] = []
+    events: list[DeviceEvent] = []
+
+    def open_broken_port() -> serial.SerialBase:
+        port = serial.serial_for_url("loop://", timeout=0.05)
+        port.close()
+        return port
+
+    reader = StreamReader(
+        device="test",
+        open_stream=open_broken_port,
+        parser_factory=LineParser,
+        on_event=events.append,
+        wait=lambda seconds: delays.append(seconds) or False,
+    )
+    for _ in range(6):  # open, fail, open, fail, open, fail
+        reader.step()
+
+    assert [0.5, 1.0, 2.0] == delays
+    assert ["DeviceLost", "DeviceBack", "DeviceLost", "DeviceBack", "DeviceLost"] == (
+        kinds(events)
+    )
+
+
 def test_stream_reader_stops_when_the_wait_is_interrupted() -> None:
     """When the wait between attempts says "stop", the reader's step says so too
     and run() returns instead of trying again."""
@@ -235,6 +262,29 @@ def test_twisted_reader_feeds_pushed_bytes_and_reconnects_on_a_clock() -> None:
     assert 2 == len(transports)
     assert ["BarcodeScanned", "DeviceLost", "DeviceBack"] == kinds(events)
     assert ["30004"] == barcodes(events)
+
+
+def test_twisted_connections_that_drop_at_once_keep_the_delays_growing() -> None:
+    """A device that accepts and drops each connection without sending a byte
+    is retried after 0.5, 1 and 2 s; one that sent bytes resets the delay."""
+    clock = Clock()
+    attempts: list[float] = []
+    sends_data = [False, False, False, True, False]
+
+    def connect(proto: protocol.Protocol) -> None:
+        attempts.append(clock.seconds())
+        proto.makeConnection(StringTransport())
+        if sends_data.pop(0):
+            proto.dataReceived(b"1")
+        proto.connectionLost(Failure(ConnectionRefusedError("dropped")))
+
+    reader, events = make_twisted_reader(connect, clock)
+    reader.start()
+    clock.pump([0.5, 1.0, 2.0, 0.5])
+    reader.stop()
+
+    assert [0.0, 0.5, 1.5, 3.5, 4.0] == attempts
+    assert "DeviceLost" == kinds(events)[0]
 
 
 def test_twisted_reader_backs_off_while_the_device_is_missing() -> None:
