@@ -16,10 +16,12 @@ from zoneinfo import ZoneInfo
 from ils.circulation import Circulation
 from ils.models import ItemStatus
 from ils.results import CirculationRefused, ItemView, PatronView, Refusal
+from ils.terminal_requests import TerminalRequests
 from sip2server.config import AccountConfig
 from sip2server.protocol import (
     AcsStatusResponse,
     AlertType,
+    BlockPatronRequest,
     CheckinRequest,
     CheckinResponse,
     CheckoutRequest,
@@ -31,9 +33,13 @@ from sip2server.protocol import (
     FeeType,
     ItemInformationRequest,
     ItemInformationResponse,
+    ItemStatusUpdateRequest,
+    ItemStatusUpdateResponse,
     Language,
     MediaType,
     Message,
+    PatronEnableRequest,
+    PatronEnableResponse,
     PatronInformationRequest,
     PatronInformationResponse,
     PatronStatus,
@@ -56,6 +62,10 @@ SUPPORTED = SupportedMessages(
     patron_information=True,
     end_patron_session=True,
     item_information=True,
+)
+# ... and these too when the mapping is given the core's terminal requests.
+SUPPORTED_WITH_TERMINAL_REQUESTS = dataclasses.replace(
+    SUPPORTED, block_patron=True, patron_enable=True, item_status_update=True
 )
 
 # 98's timeout period is in tenths of a second: how long a terminal should wait
@@ -145,9 +155,11 @@ class SipCirculation:
         *,
         branch_zones: Mapping[str, ZoneInfo],
         library_names: Mapping[str, str],
+        terminal_requests: TerminalRequests | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._circulation = circulation
+        self._terminal_requests = terminal_requests
         self._zones = dict(branch_zones)
         self._library_names = dict(library_names)
         self._clock = clock
@@ -159,6 +171,14 @@ class SipCirculation:
             ItemInformationRequest: self._item_information,
             EndPatronSessionRequest: self._end_session,
         }
+        self._supported = SUPPORTED
+        if terminal_requests is not None:
+            self._answers |= {
+                BlockPatronRequest: self._block_patron,
+                PatronEnableRequest: self._patron_enable,
+                ItemStatusUpdateRequest: self._item_status_update,
+            }
+            self._supported = SUPPORTED_WITH_TERMINAL_REQUESTS
 
     # -- what the session calls ------------------------------------------------
 
@@ -176,7 +196,7 @@ class SipCirculation:
             retries_allowed=RETRIES_ALLOWED,
             date_time_sync=self._local_now(account),
             institution_id=institution,
-            supported_messages=SUPPORTED,
+            supported_messages=self._supported,
             library_name=self._library_names.get(institution),
             terminal_location=None if account is None else account.location,
         )
@@ -223,15 +243,8 @@ class SipCirculation:
         now = self._local_now(account)
         screen = (text,)
         if command == PatronStatusRequest.command:
-            return PatronStatusResponse(
-                patron_status=_patron_status(None),
-                language=language,
-                transaction_date=now,
-                institution_id=institution,
-                patron_identifier=patron,
-                personal_name="",
-                valid_patron=False,
-                screen_message=screen,
+            return self._patron_status_refused(
+                institution, patron, language, now, screen
             )
         if command == PatronInformationRequest.command:
             return self._unknown_patron_information(
@@ -250,6 +263,28 @@ class SipCirculation:
             return self._checkin_refused(institution, item, now, screen)
         if command == ItemInformationRequest.command:
             return self._unknown_item(item, now, screen)
+        if command == BlockPatronRequest.command:
+            return self._patron_status_refused(
+                institution, patron, language, now, screen
+            )
+        if command == PatronEnableRequest.command:
+            return PatronEnableResponse(
+                patron_status=_patron_status(None),
+                language=language,
+                transaction_date=now,
+                institution_id=institution,
+                patron_identifier=patron,
+                personal_name="",
+                valid_patron=False,
+                screen_message=screen,
+            )
+        if command == ItemStatusUpdateRequest.command:
+            return ItemStatusUpdateResponse(
+                item_properties_ok=False,
+                transaction_date=now,
+                item_identifier=item,
+                screen_message=screen,
+            )
         if command == EndPatronSessionRequest.command:
             return EndSessionResponse(
                 end_session=False,
@@ -454,6 +489,129 @@ class SipCirculation:
             )
         return self._item_response(
             item, now, self._zone(account), account.due_date_format
+        )
+
+    def _requests(self) -> TerminalRequests:
+        # The three answers that use them are registered only when given them.
+        if self._terminal_requests is None:  # pragma: no cover - see __init__
+            raise RuntimeError("this mapping was built without terminal requests")
+        return self._terminal_requests
+
+    def _block_patron(
+        self, request: BlockPatronRequest, account: AccountConfig
+    ) -> PatronStatusResponse:
+        # SIP2 answers a block with a patron status (24) showing the card blocked.
+        now = self._local_now(account)
+        institution = request.institution_id or account.institution
+        try:
+            self._requests().block_patron(
+                request.patron_identifier,
+                note=request.blocked_card_msg,
+                terminal=account.login,
+                card_retained=request.card_retained,
+            )
+        except CirculationRefused as refusal:
+            return self._patron_status_refused(
+                institution,
+                request.patron_identifier,
+                Language.UNKNOWN,
+                now,
+                (refusal.message,),
+            )
+        patron = self._circulation.patron(request.patron_identifier)
+        return PatronStatusResponse(
+            patron_status=_patron_status(patron),
+            transaction_date=now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            personal_name="" if patron is None else patron.full_name,
+            valid_patron=patron is not None,
+            screen_message=_patron_messages(patron),
+        )
+
+    def _patron_enable(
+        self, request: PatronEnableRequest, account: AccountConfig
+    ) -> PatronEnableResponse:
+        now = self._local_now(account)
+        institution = request.institution_id or account.institution
+        patron = self._circulation.patron(
+            request.patron_identifier, pin=request.patron_password or None
+        )
+        if patron is None or patron.pin_valid is False:
+            # Nothing is lifted for an unknown card or a wrong PIN.
+            return PatronEnableResponse(
+                patron_status=_patron_status(patron),
+                transaction_date=now,
+                institution_id=institution,
+                patron_identifier=request.patron_identifier,
+                personal_name="",
+                valid_patron=patron is not None,
+                valid_patron_password=None if patron is None else False,
+                screen_message=_patron_messages(patron),
+            )
+
+        enabled = self._requests().enable_patron(
+            request.patron_identifier, terminal=account.login
+        )
+        pin_valid = patron.pin_valid
+        patron = self._circulation.patron(request.patron_identifier) or patron
+        screen = _patron_messages(patron)
+        if enabled.still_blocked:
+            screen = (*screen, "Only staff can lift the remaining block.")
+        return PatronEnableResponse(
+            patron_status=_patron_status(patron),
+            transaction_date=now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            personal_name=patron.full_name,
+            valid_patron=True,
+            valid_patron_password=pin_valid,
+            screen_message=screen,
+        )
+
+    def _item_status_update(
+        self, request: ItemStatusUpdateRequest, account: AccountConfig
+    ) -> ItemStatusUpdateResponse:
+        now = self._local_now(account)
+        try:
+            stored = self._requests().store_item_properties(
+                request.item_identifier,
+                request.item_properties,
+                terminal=account.login,
+            )
+        except CirculationRefused as refusal:
+            return ItemStatusUpdateResponse(
+                item_properties_ok=False,
+                transaction_date=now,
+                item_identifier=request.item_identifier,
+                screen_message=(refusal.message,),
+            )
+        item = self._circulation.item(request.item_identifier)
+        return ItemStatusUpdateResponse(
+            item_properties_ok=True,
+            transaction_date=now,
+            item_identifier=request.item_identifier,
+            title_identifier=None if item is None else item.title,
+            item_properties=stored,
+        )
+
+    def _patron_status_refused(
+        self,
+        institution: str,
+        patron: str,
+        language: Language,
+        now: datetime,
+        screen: tuple[str, ...],
+    ) -> PatronStatusResponse:
+        return PatronStatusResponse(
+            patron_status=_patron_status(None),
+            language=language,
+            transaction_date=now,
+            institution_id=institution,
+            patron_identifier=patron,
+            personal_name="",
+            valid_patron=False,
+            screen_message=screen,
         )
 
     def _end_session(

@@ -97,9 +97,10 @@ def test_sip2_client_runs_a_whole_patron_session(
 
     assert "1" == seen["login"]["fixed"]["Ok"]
     assert "Y" == seen["status"]["fixed"]["OnlineStatus"]
-    # BX: patron status, checkout, checkin, -, status, resend, login, patron info,
-    # end session, -, item info, and nothing after.
-    assert ["YYYNYYYYYNYNNNNN"] == _fields(seen["status"])["BX"]
+    # BX: patron status, checkout, checkin, block patron, status, resend, login,
+    # patron info, end session, -, item info, item status update, patron enable,
+    # and nothing after.
+    assert ["YYYYYYYYYNYYYNNN"] == _fields(seen["status"])["BX"]
 
     patron = seen["patron_status"]
     assert ["Y"] == _fields(patron)["BL"]

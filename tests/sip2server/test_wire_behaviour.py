@@ -233,7 +233,7 @@ def test_unknown_commands_and_garbled_frames_get_96(sip_target: SipTarget) -> An
 
 @pytest_twisted.inlineCallbacks
 def test_messages_the_server_does_not_implement_get_96(sip_target: SipTarget) -> Any:
-    """Fee paid, hold, renew, renew all and item status update decode but get 96."""
+    """Fee paid, hold, renew and renew all decode but get 96."""
     now = sip_now()
     patron = ADA.encode("ascii")
     item = ITEMS[0].encode("ascii")
@@ -246,8 +246,6 @@ def test_messages_the_server_does_not_implement_get_96(sip_target: SipTarget) ->
         b"29NN" + now + b" " * 18 + b"AOCITY|AA" + patron + b"|AB" + item + b"|",
         # 65: date, AO AA.
         b"65" + now + b"AOCITY|AA" + patron + b"|",
-        # 19: date, AO AB CH.
-        b"19" + now + b"AOCITY|AB" + item + b"|CHfragile|",
     ]
 
     def talk() -> list[bytes]:
