@@ -363,5 +363,6 @@ class FeigReader:
             TagLeftField: the tag did not answer.
             ReaderError: any other failure.
         """
+        # TODO(#7): tags with password-protected EAS need NXP B2-B4 first; not sent.
         reply = self._nxp(uid, NXP_SET_EAS if on else NXP_RESET_EAS)
         self._raise_for(reply, uid)

@@ -85,6 +85,7 @@ def decode_item_id(memory: bytes) -> str:
     if not memory or memory[0] == 0:
         raise TagDataError("no ISO 28560-2 data set (blank memory)")
     precursor = memory[0]
+    # TODO(#7): the rest of ISO 28560-2 waits for sample tags to check it against.
     if precursor & _OFFSET_FLAG:
         raise TagFormatNotSupported("ISO 28560-2 offset bytes are not yet supported")
     compaction = Compaction((precursor >> 4) & 0x07)

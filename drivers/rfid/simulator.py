@@ -294,6 +294,11 @@ class _IoLoop(threading.Thread):
         try:
             data = os.read(master, 4096)
         except OSError:
+            data = b""
+        if not data:
+            # The other end is gone for good (socat stopped): stop watching
+            # the descriptor instead of spinning on it.
+            self._selector.unregister(master)
             return
         reply = self._simulator.answer(emulation, data)
         if reply:
