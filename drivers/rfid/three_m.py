@@ -152,19 +152,27 @@ class ThreeM810Reader:
                 return reply
         raise LinkFault(f"no reply to command 0x{command:02X} among the stale ones")
 
-    def _tag_command(self, uid: str, payload: bytes, what: str) -> bytes:
-        # Retries after `<cmd> 06` while the tag is still in the field.
-        for _ in range(self._retries + 1):
+    def _tag_command(
+        self, uid: str, payload: bytes, what: str, *, check: bytes | None = None
+    ) -> bytes:
+        # One budget of attempts covers both `<cmd> 06` answers (retried while
+        # the tag is still in the field) and writes whose read-back differs.
+        attempts = self._retries + 1
+        for _ in range(attempts):
             reply = self.transact(payload)
-            if len(reply) >= 2 and reply[1] == OK:
-                return reply[2:]
-            if len(reply) < 2 or reply[1] != FAILED:
+            if len(reply) < 2 or reply[1] not in (OK, FAILED):
                 raise ReaderError(f"unexpected reply to {what}: {reply.hex(' ')}")
-            if uid not in self.inventory():
-                raise TagLeftField(f"tag {uid} left the field during {what}")
-        raise ReaderError(
-            f"the reader failed {what} of tag {uid} {self._retries + 1} times"
-        )
+            if reply[1] == FAILED:
+                if uid not in self.inventory():
+                    raise TagLeftField(f"tag {uid} left the field during {what}")
+                continue
+            if (
+                check is None
+                or self.read_blocks(uid, 0, len(check) // self._block_size) == check
+            ):
+                return reply[2:]
+        problem = "failed" if check is None else "did not read back the same after"
+        raise ReaderError(f"tag {uid} {problem} {what} {attempts} times")
 
     def inventory(self) -> list[str]:
         """Return the UIDs of the tags now in the field.
@@ -232,17 +240,13 @@ class ThreeM810Reader:
             + bytes([0x00, count, 0x00])
             + data
         )
-        for _ in range(self._retries + 1):
-            try:
-                self._tag_command(uid, payload, "a block write")
-            except TagLeftField as error:
-                raise TagLeftField(
-                    f"tag {uid} left the field during the write; blocks 0-{count - 1} "
-                    "may be partly written"
-                ) from error
-            if self.read_blocks(uid, 0, count) == data:
-                return
-        raise ReaderError(f"blocks written to tag {uid} did not read back the same")
+        try:
+            self._tag_command(uid, payload, "a block write", check=data)
+        except TagLeftField as error:
+            raise TagLeftField(
+                f"tag {uid} left the field during the write; blocks 0-{count - 1} "
+                "may be partly written"
+            ) from error
 
     def read_afi(self, uid: str) -> int:
         """Return the tag's AFI.

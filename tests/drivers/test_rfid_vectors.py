@@ -358,6 +358,25 @@ def test_3m_block_write_starts_at_block_0_and_reads_back() -> None:
     assert [] == wire.script
 
 
+def test_3m_block_write_that_reads_back_wrong_is_written_again() -> None:
+    """A write acknowledged but read back different is sent again, within limits."""
+    write = m3("D6 00 12 04 E004010000000001 00 01 00 41424344")
+    written = m3("D6 00 0D 04 00 E004010000000001 01")
+    read = m3("D6 00 0D 02 E004010000000001 00 01")
+    stale = m3("D6 00 13 02 00 E004010000000001 01 0000 00000000")
+    good = m3("D6 00 13 02 00 E004010000000001 01 0000 41424344")
+    wire = ScriptedReader(
+        [(write, written), (read, stale), (write, written), (read, good)]
+    )
+
+    ThreeM810Reader(wire).write_blocks(UID, 0, b"ABCD")
+
+    assert [] == wire.script
+    endless = ScriptedReader([(write, written), (read, stale)] * 2)
+    with pytest.raises(ReaderError, match="did not read back the same"):
+        ThreeM810Reader(endless, retries=1).write_blocks(UID, 0, b"ABCD")
+
+
 def test_3m_noise_before_the_start_byte_is_skipped() -> None:
     """Bytes before D6 are skipped; the frame after them is used."""
     wire = ScriptedReader([(M3_INVENTORY, b"\x00\xff\x13" + M3_INVENTORY_ONE)])
