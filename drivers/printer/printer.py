@@ -118,7 +118,8 @@ class ReceiptPrinter:
     `connection` is a python-escpos printer object (`Serial`, `Network`,
     `Usb`, `File`, `Dummy`), opened on first use and reopened after a
     failure. `check_status` asks the printer for its status before each
-    receipt; turn it off for connections that cannot answer.
+    receipt; turn it off for connections that cannot answer. Every call
+    blocks on the device: the kiosk runs them in a thread (`deferToThread`).
     """
 
     def __init__(
