@@ -8,6 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.barcode.config import load_scanners, parse_scanners
 from drivers.barcode.hid import HidScannerSettings
@@ -51,6 +53,12 @@ def test_luhn_accepts_barcodes_checked_by_hand(barcode: str) -> None:
 def test_luhn_refuses_a_wrong_check_digit_or_swapped_digits(barcode: str) -> None:
     """A changed check digit, two swapped digits, or a letter fail the check."""
     assert not luhn_valid(barcode)
+
+
+@given(st.text(alphabet="0123456789", min_size=13, max_size=13))
+def test_exactly_one_check_digit_completes_any_13_digits(body: str) -> None:
+    """For any 13 digits, exactly one of the ten check digits passes Luhn."""
+    assert 1 == sum(luhn_valid(body + digit) for digit in "0123456789")
 
 
 def test_aim_identifier_is_split_off_and_codabar_ends_removed() -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 import serial
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 
 from drivers.barcode.pipeline import BarcodePipeline
@@ -39,6 +42,25 @@ def test_framer_splits_on_the_suffix_one_byte_at_a_time() -> None:
         codes += framer.feed(bytes([byte]))
 
     assert [b"123", b"4567"] == codes
+
+
+@given(
+    codes=st.lists(st.text(alphabet="0123456789ABCD]-", min_size=1, max_size=20)),
+    cuts=st.lists(st.integers(min_value=0, max_value=400)),
+)
+def test_framer_gives_the_same_codes_however_the_bytes_are_split(
+    codes: list[str], cuts: list[int]
+) -> None:
+    """Whatever chunks the bytes arrive in, STX/ETX framing gives the codes sent."""
+    stream = b"".join(STX + code.encode() + ETX + b"\r\n" for code in codes)
+    framer = ScanFramer(SerialFraming(stx_etx=True, suffix=b""))
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+
+    out: list[bytes] = []
+    for start, end in itertools.pairwise(bounds):
+        out += framer.feed(stream[start:end])
+
+    assert [code.encode() for code in codes] == out
 
 
 def test_framer_drops_the_lf_a_crlf_scanner_leaves_and_strips_the_prefix() -> None:
