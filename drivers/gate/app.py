@@ -26,7 +26,7 @@ from drivers.gate.config import GateConfig
 from drivers.gate.gate import Gate, Runner
 from drivers.gate.lookup import SipItemLookup, SipLookupError
 from drivers.gate.people import PeopleCounter, open_people_counter
-from drivers.gate.readers import decode_item_id, reader_opener
+from drivers.gate.readers import decode_tag, reader_opener
 from drivers.rfid.reader import RfidReader
 
 _log = Logger(namespace="ils.gate")
@@ -130,7 +130,7 @@ def start_gate(
         run_on_reader=_runner(reactor, reader_pool),
         lookup=None if lookup is None else lookup.lookup,
         run_lookup=run_lookup,
-        decode_item_id=decode_item_id,
+        decode_tag=decode_tag,
         people=None if people is None else (lambda: people.count),
     )
     if people is not None:

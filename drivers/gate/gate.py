@@ -30,7 +30,7 @@ from drivers.gate.config import GateConfig
 from drivers.gate.lookup import STATUS_WORDS, ItemFacts
 from drivers.gate.security import (
     GateReading,
-    ItemIdDecoder,
+    TagDecoder,
     Verdict,
     decide,
     read_tag,
@@ -134,7 +134,7 @@ class Gate:
         run_on_reader: Runner[Any],
         lookup: Callable[[str], ItemFacts] | None = None,
         run_lookup: Runner[Any] | None = None,
-        decode_item_id: ItemIdDecoder | None = None,
+        decode_tag: TagDecoder | None = None,
         people: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
@@ -146,7 +146,7 @@ class Gate:
         self._run_on_reader = run_on_reader
         self._lookup = lookup
         self._run_lookup = run_lookup
-        self._decode_item_id = decode_item_id
+        self._decode_tag = decode_tag
         self._people = people
         self._listeners: list[Callable[[GateEvent], None]] = []
         self._reader: RfidReader | None = None
@@ -226,7 +226,7 @@ class Gate:
                 reader,
                 uid,
                 self.config.security,
-                decode_item_id=self._decode_item_id,
+                decode_tag=self._decode_tag,
                 first_block=self.config.reader.first_block,
                 block_count=self.config.reader.block_count,
             )

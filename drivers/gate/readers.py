@@ -12,9 +12,10 @@ from typing import Any
 import serial
 
 from drivers.gate.config import ReaderDriver, ReaderSection
+from drivers.gate.security import TagContent
 from drivers.rfid.feig import FeigReader
 from drivers.rfid.reader import ReaderError, RfidReader
-from drivers.rfid.tags import decode_basic_block
+from drivers.rfid.tags import TypeOfUsage, decode_basic_block
 from drivers.rfid.three_m import ThreeM810Reader
 
 DEFAULT_BAUDRATE = {ReaderDriver.FEIG: 38400, ReaderDriver.M810: 19200}
@@ -93,11 +94,17 @@ def reader_opener(section: ReaderSection) -> Callable[[], RfidReader]:
     return opener
 
 
-def decode_item_id(memory: bytes) -> str | None:
-    """The primary item identifier from a tag's ISO 28560-3 basic block.
+def decode_tag(memory: bytes) -> TagContent:
+    """The item id, set and owner from a tag's ISO 28560-3 basic block.
 
     Raises:
         TagDataError: (a ValueError) the blocks hold no valid basic block.
     """
     block, _ = decode_basic_block(memory)
-    return block.item_id or None
+    return TagContent(
+        item_id=block.item_id or None,
+        patron_card=block.usage is TypeOfUsage.PATRON_CARD,
+        owner_library=block.owner_library,
+        part=block.part,
+        parts=block.parts,
+    )

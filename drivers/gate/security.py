@@ -24,8 +24,20 @@ from drivers.rfid.reader import (
     RfidReader,
 )
 
-ItemIdDecoder = Callable[[bytes], str | None]
-"""Turns a tag's data blocks into its primary item identifier, or None."""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagContent:
+    """What the gate needs from a tag's data: the item id and what kind of tag."""
+
+    item_id: str | None
+    patron_card: bool = False
+    owner_library: str | None = None
+    part: int = 1
+    parts: int = 1
+
+
+TagDecoder = Callable[[bytes], TagContent]
+"""Turns a tag's data blocks into its content; raises ValueError if it cannot."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +50,7 @@ class GateReading:
 
     tag: TagSeen
     evidence: str
+    patron_card: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +71,13 @@ def afi_state(afi: int, security: SecuritySection) -> bool | None:
 
 
 def decide(reading: GateReading, security: SecuritySection) -> Verdict:
-    """Whether this tag passing the gate sounds the alarm."""
+    """Whether this tag passing the gate sounds the alarm.
+
+    A patron card (ISO 28560-3 type of usage 8) never alarms: it is not an
+    item, whatever its AFI says.
+    """
+    if reading.patron_card:
+        return Verdict(alarm=False, reason="a patron card, not an item")
     secured = reading.tag.secured
     if secured is True:
         return Verdict(alarm=True, reason=f"secured ({reading.evidence})")
@@ -75,11 +94,11 @@ def read_tag(
     uid: str,
     security: SecuritySection,
     *,
-    decode_item_id: ItemIdDecoder | None = None,
+    decode_tag: TagDecoder | None = None,
     first_block: int = 0,
     block_count: int = 8,
 ) -> GateReading:
-    """Read one tag's security state and, when a decoder is given, its item id.
+    """Read one tag's security state and, when a decoder is given, its content.
 
     The security state is read first, so that a tag leaving the field while its
     data is read still alarms if it was secured.
@@ -103,16 +122,24 @@ def read_tag(
     except ReaderError as error:
         secured, evidence = None, f"unreadable: {error}"
 
-    item_id = None
-    if decode_item_id is not None:
+    content = TagContent(item_id=None)
+    if decode_tag is not None:
         try:
-            item_id = decode_item_id(reader.read_blocks(uid, first_block, block_count))
+            content = decode_tag(reader.read_blocks(uid, first_block, block_count))
         except ReaderTimeout:
             raise
         except (ReaderError, ValueError):
             # No id is fine: the alarm rests on the security state alone.
-            item_id = None
+            content = TagContent(item_id=None)
 
-    return GateReading(
-        tag=TagSeen(uid=uid, item_id=item_id, secured=secured), evidence=evidence
+    # A patron card's number is patron data: it is dropped here, never logged.
+    item_id = None if content.patron_card else content.item_id
+    tag = TagSeen(
+        uid=uid,
+        item_id=item_id,
+        owner_library=content.owner_library,
+        part=content.part,
+        parts=content.parts,
+        secured=secured,
     )
+    return GateReading(tag=tag, evidence=evidence, patron_card=content.patron_card)

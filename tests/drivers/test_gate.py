@@ -21,6 +21,8 @@ from drivers.gate.alarm import SilentAlarm
 from drivers.gate.config import GateConfig, parse_gate_config
 from drivers.gate.gate import Gate, GateEvent, ItemExplained, TagPassed, mask_item_id
 from drivers.gate.lookup import ItemFacts, SipLookupError
+from drivers.gate.readers import decode_tag
+from drivers.gate.security import TagContent
 from drivers.rfid.reader import NotSupportedByTag, ReaderTimeout, TagLeftField
 from sip2server.protocol import CirculationStatus
 
@@ -37,6 +39,7 @@ class FakeTag:
     eas: bool | None = None
     item_id: str | None = None
     leaves_mid_read: bool = False
+    patron_card: bool = False
 
 
 class FakeReader:
@@ -57,8 +60,9 @@ class FakeReader:
 
     def read_blocks(self, uid: str, first: int, count: int) -> bytes:
         self._check()
-        item_id = self.field[uid].item_id or ""
-        return item_id.encode().ljust(count * 4, b"\0")
+        tag = self.field[uid]
+        kind = b"P" if tag.patron_card else b"I"
+        return (kind + (tag.item_id or "").encode()).ljust(count * 4, b"\0")
 
     def write_blocks(self, uid: str, first: int, data: bytes) -> None:
         raise NotImplementedError
@@ -98,9 +102,10 @@ class CountingAlarm(SilentAlarm):
         return defer.succeed(None)
 
 
-def decode_ascii(blocks: bytes) -> str | None:
-    """The stand-in's tag data: the item id as NUL-padded ASCII."""
-    return blocks.rstrip(b"\0").decode() or None
+def decode_ascii(blocks: bytes) -> TagContent:
+    """The stand-in's tag data: I (item) or P (patron card), then the id in ASCII."""
+    text = blocks.rstrip(b"\0").decode()
+    return TagContent(item_id=text[1:] or None, patron_card=text[:1] == "P")
 
 
 def run_now(call: Callable[[], Any]) -> defer.Deferred[Any]:
@@ -159,7 +164,7 @@ def rig(
         run_on_reader=run_now,
         lookup=lookup,
         run_lookup=run_lookup,
-        decode_item_id=decode_ascii,
+        decode_tag=decode_ascii,
         people=people,
     )
     events: list[GateEvent] = []
@@ -431,6 +436,46 @@ def test_people_counted_by_a_counter_are_reported(log_lines: list[str]) -> None:
         "gate east counts since start: 0 tag passes, 0 alarms, 0 unreadable tags, "
         "7 people"
     ) in log_lines
+
+
+def test_patron_card_never_alarms_and_its_number_goes_nowhere(
+    log_lines: list[str],
+) -> None:
+    """A patron card in a bag passes, is not looked up, and its number is not kept."""
+    asked: list[str] = []
+
+    def lookup(item_id: str) -> ItemFacts:
+        asked.append(item_id)
+        raise SipLookupError("not expected")
+
+    r = rig(lookup=lookup)
+    r.reader.field[ODD_UID] = FakeTag(
+        afi=0x00, item_id="21234000000018", patron_card=True
+    )
+    r.clock.pump([0.25] * 2)
+    r.gate.stop()
+
+    [passed] = r.passes()
+    assert not passed.verdict.alarm
+    assert "a patron card, not an item" == passed.verdict.reason
+    assert passed.tag.item_id is None
+    assert [] == asked
+    assert 0 == r.alarm.sounded
+    assert not any("21234000000018" in line for line in log_lines)
+
+
+def test_worked_example_tag_gives_item_set_and_owner() -> None:
+    """The ISO 28560-3 worked example decodes to its barcode, part 1 of 2, DK-999999."""
+    memory = bytes.fromhex(
+        "11020133 39393939 30303031 32333435 330000 50b6 444b 393939393939 0000000000"
+    )
+
+    content = decode_tag(memory + bytes(32))
+
+    assert (
+        TagContent(item_id="39999000123453", owner_library="DK-999999", part=1, parts=2)
+        == content
+    )
 
 
 def test_stop_ends_polling() -> None:
