@@ -190,12 +190,13 @@ class FeigReader:
         faults: list[LinkFault] = []
         reply: FeigReply | None = None
         for _ in range(self._retries + 1):
+            # Anything already waiting is a late reply to an abandoned request.
+            discard_pending(self._stream)
             send(self._stream, frame)
             try:
                 reply = self._matching_reply(command)
             except LinkFault as fault:
                 faults.append(fault)
-                discard_pending(self._stream)
                 continue
             if reply.status not in _RETRYABLE:
                 return reply

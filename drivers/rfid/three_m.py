@@ -128,12 +128,13 @@ class ThreeM810Reader:
         frame = encode_frame(payload)
         faults: list[LinkFault] = []
         for _ in range(self._retries + 1):
+            # Anything already waiting is a late reply to an abandoned request.
+            discard_pending(self._stream)
             send(self._stream, frame)
             try:
                 reply = self._matching_reply(payload[0])
             except LinkFault as fault:
                 faults.append(fault)
-                discard_pending(self._stream)
                 continue
             return reply
         if all(fault.silent for fault in faults):

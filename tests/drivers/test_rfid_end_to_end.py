@@ -29,7 +29,8 @@ from drivers.rfid.three_m import ThreeM810Reader
 
 UID = "E004010000000001"
 OTHER_UID = "E004010000000002"
-TIMEOUT = 0.25
+TIMEOUT = 1.0
+SHORT_TIMEOUT = 0.25
 WORKED_EXAMPLE = BasicBlock(
     item_id="39999000123453", parts=2, part=1, country="DK", library="999999"
 )
@@ -133,6 +134,7 @@ def test_bad_crc_reply_is_asked_for_again(bench: Bench) -> None:
 
 def test_truncated_reply_is_asked_for_again(bench: Bench) -> None:
     """A reply cut short is abandoned after the timeout and the request sent again."""
+    bench.port.timeout = SHORT_TIMEOUT
     bench.simulator.truncate_next_replies(1)
 
     assert [UID] == bench.reader.inventory()
@@ -149,7 +151,7 @@ def test_bad_crcs_on_every_attempt_end_in_a_reader_error(bench: Bench) -> None:
 
 
 def test_silent_reader_raises_reader_timeout(protocol: str) -> None:
-    """A reader that answers nothing gives ReaderTimeout after the retries."""
+    """A reader that answers nothing over TCP gives ReaderTimeout, not a hang."""
     with ReaderSimulator(TagField([make_tag()]), protocol) as simulator:
         simulator.silent = True
         port = serial.serial_for_url(simulator.serve_tcp(), timeout=0.2)
@@ -162,7 +164,22 @@ def test_silent_reader_raises_reader_timeout(protocol: str) -> None:
             reader.inventory()
         port.close()
 
-        assert 2 == simulator.requests
+
+def test_silent_reader_is_asked_retries_plus_one_times(protocol: str) -> None:
+    """The request is sent once plus `retries` times, then given up."""
+    simulator = ReaderSimulator(TagField([make_tag()]), protocol)
+    simulator.silent = True
+    stream = simulator.open_stream()
+    reader: RfidReader = (
+        FeigReader(stream, retries=3)
+        if protocol == "feig"
+        else ThreeM810Reader(stream, retries=3)
+    )
+
+    with pytest.raises(ReaderTimeout):
+        reader.inventory()
+
+    assert 4 == simulator.requests
 
 
 def test_eas_is_set_cleared_and_read_on_feig() -> None:

@@ -205,14 +205,14 @@ def test_feig_rf_communication_error_is_retried() -> None:
 
 
 def test_feig_bad_crc_is_discarded_and_asked_again() -> None:
-    """A reply with a bad CRC is thrown away (input flushed) and the request resent."""
+    """A reply with a bad CRC is thrown away and the request sent again."""
     damaged = FEIG_READ_TWO_REPLY[:-1] + bytes([FEIG_READ_TWO_REPLY[-1] ^ 0x01])
     wire = ScriptedReader(
         [(FEIG_READ_TWO, damaged), (FEIG_READ_TWO, FEIG_READ_TWO_REPLY)]
     )
 
     assert 8 == len(FeigReader(wire).read_blocks(UID, 0, 2))
-    assert 1 == wire.discards
+    assert 2 == wire.discards  # input flushed before each of the two attempts
 
 
 def test_feig_truncated_reply_is_asked_again() -> None:
@@ -237,7 +237,7 @@ def test_feig_impossible_length_byte_resyncs() -> None:
     )
 
     assert [UID, UID_B] == FeigReader(wire).inventory()
-    assert 1 == wire.discards
+    assert 2 == wire.discards  # the rest of the bad chunk went before attempt 2
 
 
 def test_feig_stale_reply_to_another_command_is_skipped() -> None:
@@ -245,6 +245,14 @@ def test_feig_stale_reply_to_another_command_is_skipped() -> None:
     wire = ScriptedReader([(FEIG_INVENTORY, feig("06 FF 65 00") + FEIG_INVENTORY_TWO)])
 
     assert [UID, UID_B] == FeigReader(wire).inventory()
+
+
+def test_feig_late_reply_waiting_before_a_request_is_flushed() -> None:
+    """A late reply already waiting is dropped, not taken as the next answer."""
+    wire = ScriptedReader([(FEIG_INVENTORY, FEIG_NO_TRANSPONDER)])
+    wire.pending += FEIG_INVENTORY_TWO
+
+    assert [] == FeigReader(wire).inventory()
 
 
 def test_feig_retries_are_limited() -> None:
@@ -396,7 +404,7 @@ def test_3m_bad_crc_and_truncation_are_asked_again() -> None:
     )
 
     assert [UID] == ThreeM810Reader(wire).inventory()
-    assert 2 == wire.discards
+    assert 3 == wire.discards  # input flushed before each of the three attempts
 
 
 def test_3m_silence_is_reader_timeout() -> None:
