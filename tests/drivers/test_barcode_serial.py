@@ -19,7 +19,8 @@ from twisted.internet import defer, reactor
 
 from drivers.barcode.pipeline import BarcodePipeline
 from drivers.barcode.serial_scanner import ScanFramer, SerialFraming, SerialScanner
-from drivers.events import BarcodeScanned, DeviceEvent
+from drivers.events import BarcodeScanned, DeviceBack, DeviceEvent, DeviceLost
+from drivers.stream import Backoff
 
 STX, ETX = b"\x02", b"\x03"
 
@@ -239,3 +240,67 @@ def test_pipeline_of_a_scanner_is_its_own(fixed_clock: Callable[[], datetime]) -
         == event
     )
     assert isinstance(settings.pipeline, BarcodePipeline)
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_reader_survives_the_pty_going_away_and_coming_back(
+    tmp_path: Path,
+) -> None:
+    """On the event loop, Twisted's SerialPort sees the pty vanish (socat
+    stopped): DeviceLost; the port is reopened once socat is back: DeviceBack,
+    and scans arrive again."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed")
+    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
+    plugged = start_socat(a, b)
+    settings = SerialScanner.from_config({"name": "desk", "url": str(a)})
+    events: list[DeviceEvent] = []
+    waiting: list[tuple[type, defer.Deferred[None]]] = []
+
+    def on_event(event: DeviceEvent) -> None:
+        events.append(event)
+        for kind, arrived in list(waiting):
+            if isinstance(event, kind):
+                waiting.remove((kind, arrived))
+                arrived.callback(None)
+
+    def next_event(kind: type) -> defer.Deferred[None]:
+        arrived: defer.Deferred[None] = defer.Deferred()
+        waiting.append((kind, arrived))
+        return arrived.addTimeout(10, reactor)
+
+    # Short delays keep the test quick; the waits are for events, not for time.
+    reader = settings.twisted_reader(
+        on_event, reactor=reactor, backoff=Backoff(initial=0.01, maximum=0.05)
+    )
+    reader.start()
+    replugged = None
+    try:
+        scanned = next_event(BarcodeScanned)
+        with serial.Serial(str(b), 9600, timeout=1) as device:
+            device.write(b"ITEM-1\r")
+        await scanned
+
+        lost = next_event(DeviceLost)
+        plugged.terminate()
+        plugged.wait(timeout=10)
+        await lost
+
+        back = next_event(DeviceBack)
+        replugged = start_socat(a, b)
+        await back
+        scanned = next_event(BarcodeScanned)
+        with serial.Serial(str(b), 9600, timeout=1) as device:
+            device.write(b"ITEM-2\r")
+        await scanned
+    finally:
+        reader.stop()
+        for process in (plugged, replugged):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+
+    assert ["ITEM-1", "ITEM-2"] == barcodes(events)
+    assert ["BarcodeScanned", "DeviceLost", "DeviceBack", "BarcodeScanned"] == [
+        type(e).__name__ for e in events
+    ]
