@@ -14,6 +14,7 @@ import errno
 import os
 import struct
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import evdev
@@ -382,12 +383,16 @@ async def grab_refused() -> None:
 
     busy = Busy.create()
     waiter = Waiter()
-    scanner = HidScanner(scanner_settings(), waiter, open_device=lambda: busy)
 
     async def stop_after_first_wait(seconds: float) -> None:
         scanner.stop()
 
-    scanner._sleep = stop_after_first_wait
+    scanner = HidScanner(
+        scanner_settings(),
+        waiter,
+        open_device=lambda: busy,
+        sleep=stop_after_first_wait,
+    )
     await scanner.run()
 
     (lost,) = waiter.events
@@ -433,3 +438,31 @@ def test_hid_settings_name_the_key_of_a_mistake() -> None:
         HidScannerSettings.from_config({"name": "x"})
     with pytest.raises(ValueError, match=r"scanner\.gap: must be a number"):
         HidScannerSettings.from_config({"name": "x", "path": "/p", "gap": -1})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_scanner_that_is_not_plugged_in_is_reported_lost(
+    tmp_path: Path,
+) -> None:
+    """With the real evdev lookup, a by-id path that does not exist is
+    DeviceLost ("cannot open"), and the loop waits instead of spinning."""
+    await on_asyncio(missing_by_path(str(tmp_path / "usb-none-event-kbd")))
+
+
+async def missing_by_path(path: str) -> None:
+    settings = HidScannerSettings.from_config({"name": "kiosk-hid", "path": path})
+    waiter = Waiter()
+    delays: list[float] = []
+
+    async def record_and_stop(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) == 3:
+            scanner.stop()
+
+    scanner = HidScanner(settings, waiter, sleep=record_and_stop)
+    await scanner.run()
+
+    assert [0.5, 1.0, 2.0] == delays
+    (lost,) = waiter.events
+    assert isinstance(lost, DeviceLost)
+    assert lost.reason.startswith("cannot open")
