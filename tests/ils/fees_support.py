@@ -1,17 +1,32 @@
-"""Helpers for the fee, PIN, patron status and privacy tests: settings, loans made
-directly in the tables, and the ledger's invariants.
+"""Helpers for the fee, PIN, patron status and privacy tests: a quick copy of the
+test library, settings, loans made directly in the tables, and the ledger's
+invariants.
 
 Loans and holds are written straight into the tables here, so that these tests
 of money and privacy do not depend on how the checkout is decided.
+
+Building the test library runs every migration, about a second a test; these
+tests instead build it once per engine and run and copy it for each test (a
+file copy on SQLite, `CREATE DATABASE ... TEMPLATE` on PostgreSQL). The copy is
+a real database of the real schema like any other.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from ils.db import Database
 from ils.fees import NON_MONEY_METHODS
 from ils.models import (
     Branch,
@@ -26,7 +41,80 @@ from ils.models import (
     PaymentAllocation,
     PaymentMethod,
 )
-from tests.ils.factories import Library
+from tests.conftest import postgres_admin_url
+from tests.ils.factories import Library, build_library
+
+_templates: dict[str, str] = {}
+
+
+def _sqlite_template() -> str:
+    if "sqlite" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="ils-money-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.sqlite3"
+        built = build_library(f"sqlite:///{path}")
+        built.database.dispose()
+        _templates["sqlite"] = str(path)
+    return _templates["sqlite"]
+
+
+def _postgres_template(admin_url: str) -> str:
+    if "postgresql" not in _templates:
+        name = f"ils_money_template_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.make_url(admin_url).set(database=name)
+        built = build_library(url.render_as_string(hide_password=False))
+        built.database.dispose()
+
+        def drop() -> None:
+            with admin.connect() as connection:
+                connection.execute(
+                    sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                )
+            admin.dispose()
+
+        atexit.register(drop)
+        _templates["postgresql"] = name
+    return _templates["postgresql"]
+
+
+def library_copy(engine: str, tmp_path: Path) -> Iterator[Library]:
+    """A fresh copy of the test library on `engine` ("sqlite" or "postgresql"),
+    disposed of afterwards; PostgreSQL is skipped (or, when it is required,
+    failed) as the `database_url` fixture does."""
+    if engine == "sqlite":
+        path = tmp_path / "ils.sqlite3"
+        shutil.copyfile(_sqlite_template(), path)
+        library = Library(database=Database(f"sqlite:///{path}", pool_size=20))
+        yield library
+        library.database.dispose()
+        return
+
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        if os.environ.get("ILS_TEST_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required for this run")
+        pytest.skip("ILS_TEST_POSTGRES_URL is not set")
+    template = _postgres_template(admin_url)
+    name = f"ils_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = sa.make_url(admin_url).set(database=name)
+    library = Library(
+        database=Database(url.render_as_string(hide_password=False), pool_size=20)
+    )
+    try:
+        yield library
+    finally:
+        library.database.dispose()
+        with admin.connect() as connection:
+            connection.execute(
+                sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            )
+        admin.dispose()
 
 
 def set_institution(library: Library, **settings: Any) -> None:

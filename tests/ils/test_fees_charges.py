@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -26,18 +27,21 @@ from ils.models import (
     PaymentMethod,
 )
 from ils.results import Refusal
-from tests.ils.factories import Library, SettableClock, build_library
-from tests.ils.fees_support import add_loan, assert_books_balance, set_institution
+from tests.ils.factories import Library, SettableClock
+from tests.ils.fees_support import (
+    add_loan,
+    assert_books_balance,
+    library_copy,
+    set_institution,
+)
 
 NOW = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def library(database_url: str) -> Iterator[Library]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Library]:
     """The test library on each engine in turn."""
-    built = build_library(database_url)
-    yield built
-    built.database.dispose()
+    yield from library_copy(request.param, tmp_path)
 
 
 @pytest.fixture

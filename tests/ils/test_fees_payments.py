@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,20 +15,19 @@ from ils.currency import format_amount, parse_amount
 from ils.fees import FeeService, PaymentReceipt
 from ils.models import FeeKind, Patron, Payment, PaymentMethod
 from ils.results import CirculationRefused, Refusal
-from tests.ils.factories import Library, SettableClock, build_library
-from tests.ils.fees_support import assert_books_balance, set_institution
+from tests.ils.factories import Library, SettableClock
+from tests.ils.fees_support import assert_books_balance, library_copy, set_institution
 
 NOW = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def library(database_url: str) -> Iterator[Library]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Library]:
     """The test library on each engine in turn, with patrons P1 and P2."""
-    built = build_library(database_url)
-    built.add_patron("P1")
-    built.add_patron("P2", surname="Lindqvist")
-    yield built
-    built.database.dispose()
+    for built in library_copy(request.param, tmp_path):
+        built.add_patron("P1")
+        built.add_patron("P2", surname="Lindqvist")
+        yield built
 
 
 @pytest.fixture

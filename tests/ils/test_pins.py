@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from ils.models import CirculationLog, LoanEvent, Patron
 from ils.pins import PinOutcome, check_pin
-from tests.ils.factories import PIN, Library, build_library
-from tests.ils.fees_support import set_institution
+from tests.ils.factories import PIN, Library
+from tests.ils.fees_support import library_copy, set_institution
 
 NOW = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def library(database_url: str) -> Iterator[Library]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Library]:
     """The test library on each engine in turn, with patron P1 whose PIN is PIN."""
-    built = build_library(database_url)
-    built.add_patron("P1", pin=PIN)
-    yield built
-    built.database.dispose()
+    for built in library_copy(request.param, tmp_path):
+        built.add_patron("P1", pin=PIN)
+        yield built
 
 
 def _failures(library: Library) -> int:
