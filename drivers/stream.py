@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import serial
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from drivers.events import DeviceBack, DeviceEvent, DeviceLost
@@ -52,6 +53,7 @@ __all__ = [
     "StreamParser",
     "StreamReader",
     "TwistedStreamReader",
+    "guarded_sink",
     "open_stream",
     "utc_now",
 ]
@@ -85,6 +87,25 @@ class StreamParser(Protocol):
 
 EventSink = Callable[[DeviceEvent], None]
 """Where a driver sends its events (the kiosk's or the gate's callback)."""
+
+_log = Logger(namespace="drivers")
+
+
+def guarded_sink(on_event: EventSink, device: str) -> EventSink:
+    """`on_event`, but an exception it raises is logged, not raised into the
+    driver: a fault in the kiosk's handler must not stop the scanner."""
+
+    def deliver(event: DeviceEvent) -> None:
+        try:
+            on_event(event)
+        except Exception:
+            _log.failure(
+                "the handler of {device}'s {event_type} failed",
+                device=device,
+                event_type=type(event).__name__,
+            )
+
+    return deliver
 
 
 def utc_now() -> datetime:
@@ -250,7 +271,7 @@ class StreamReader:
         self.device = device
         self._open = open_stream
         self._parser_factory = parser_factory
-        self._on_event = on_event
+        self._on_event = on_event = guarded_sink(on_event, device)
         self._backoff = backoff or Backoff()
         self._stopping = threading.Event()
         self._wait = wait or self._stopping.wait
@@ -386,7 +407,7 @@ class TwistedStreamReader:
         self.stable_after = stable_after
         self._connect = connect
         self._parser_factory = parser_factory
-        self._on_event = on_event
+        self._on_event = on_event = guarded_sink(on_event, device)
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._loss = _LossTracker(device, on_event, now)

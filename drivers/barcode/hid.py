@@ -26,7 +26,7 @@ from evdev import ecodes
 from drivers.barcode.keymap import US_KEYMAP, Keymap
 from drivers.barcode.pipeline import BarcodePipeline, ScannerConfigError
 from drivers.events import DeviceBack, DeviceLost
-from drivers.stream import Backoff, EventSink, utc_now
+from drivers.stream import Backoff, EventSink, guarded_sink, utc_now
 
 __all__ = [
     "HidScanner",
@@ -328,7 +328,7 @@ class HidScanner:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
-        self._on_event = on_event
+        self._on_event = guarded_sink(on_event, settings.name)
         self._open = open_device or settings.find
         self._sleep = sleep or self._pause
         self._backoff = backoff or Backoff()

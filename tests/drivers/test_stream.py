@@ -14,6 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from drivers.events import BarcodeScanned, DeviceEvent, DeviceLost
@@ -204,6 +205,39 @@ def test_a_port_that_opens_but_fails_every_read_is_retried_less_often() -> None:
     assert ["DeviceLost", "DeviceBack", "DeviceLost", "DeviceBack", "DeviceLost"] == (
         kinds(events)
     )
+
+
+def test_a_failing_handler_is_logged_and_the_reader_reads_on() -> None:
+    """When the kiosk's handler raises, the failure is logged with the device
+    name and the next scan is still delivered."""
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    delivered: list[str] = []
+    logged: list[LogEvent] = []
+
+    def handler(event: DeviceEvent) -> None:
+        assert isinstance(event, BarcodeScanned)
+        if event.barcode == "bad":
+            raise RuntimeError("handler bug")
+        delivered.append(event.barcode)
+
+    reader = StreamReader(
+        device="scanner-9",
+        open_stream=lambda: port,
+        parser_factory=LineParser,
+        on_event=handler,
+    )
+    reader.step()
+    port.write(b"bad\rgood\r")
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        reader.step()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+
+    assert ["good"] == delivered
+    (failure,) = [e for e in logged if "log_failure" in e]
+    assert "scanner-9" == failure["device"]
+    assert "handler bug" in str(failure["log_failure"].value)
 
 
 def test_stream_reader_stops_when_the_wait_is_interrupted() -> None:
