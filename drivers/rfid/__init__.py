@@ -2,4 +2,5 @@
 simulator.
 
 Layer: `drivers`. Imports the standard library, pyserial and `drivers.events`.
+Never imports `ils` or `kiosk`.
 """

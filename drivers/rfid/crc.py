@@ -1,6 +1,7 @@
 """The three CRC-16 variants RFID library equipment uses.
 
 Layer: `drivers`. Imports only the standard library; no I/O.
+Never imports `ils` or `kiosk`.
 
 All three use the CCITT polynomial x^16 + x^12 + x^5 + 1 and start from 0xFFFF;
 they differ in bit order and final XOR:

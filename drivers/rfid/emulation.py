@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library and `drivers.rfid`; used by
 `drivers.rfid.simulator` and by tests, never by production drivers.
+Never imports `ils` or `kiosk`.
 
 - `SimulatedTag` and `TagField`: ISO 15693 tags (UID, AFI, DSFID, EAS, blocks)
   that can be put in and taken out of the field while a driver is talking,

@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library and `drivers.rfid`; the frame
 functions at the top are sans-I/O, `FeigReader` drives a byte stream.
+Never imports `ils` or `kiosk`.
 
 Standard frames, as in Feig's protocol manuals:
 

@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Sans-I/O: imports only the standard library and
 `drivers.rfid.tags` (for its errors).
+Never imports `ils` or `kiosk`.
 
 Only what the reference's worked example shows is implemented: one data set
 holding the primary item identifier (relative OID 1), first on the tag, with

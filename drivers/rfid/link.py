@@ -1,6 +1,7 @@
 """The byte stream a reader driver talks over, and the reading it needs.
 
 Layer: `drivers`. Imports only the standard library and `drivers.rfid.reader`.
+Never imports `ils` or `kiosk`.
 
 A stream is anything with pyserial's `read(n)` (returning at most `n` bytes,
 fewer when its timeout passes) and `write(data)`: a `serial.Serial`, the object

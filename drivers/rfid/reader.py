@@ -1,6 +1,7 @@
 """What every RFID reader driver offers, whatever protocol it speaks.
 
 Layer: `drivers`. Imports only the standard library.
+Never imports `ils` or `kiosk`.
 
 A reader driver works on an open byte stream (a `serial.Serial`, the object
 `serial.serial_for_url("loop://" or "socket://...")` returns, or anything with

@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library and `drivers.rfid.reader`; it
 works through any `RfidReader` and never opens a stream itself.
+Never imports `ils` or `kiosk`.
 
 AFI (ISO 28560-1, values registered under ISO/IEC 15961): 0x07 while the item
 is on the shelf, so gates that inventory with that AFI see it and alarm; 0xC2

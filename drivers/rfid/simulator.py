@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library and `drivers.rfid`; it stands in
 for reader hardware in tests, in the kiosk's demo mode and for the gate.
+Never imports `ils` or `kiosk`.
 
 - `SimulatedTag` and `TagField` (from `drivers.rfid.emulation`): the tags.
 - `ReaderSimulator`: one field and one protocol served over loopback TCP

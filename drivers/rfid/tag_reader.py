@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library, `drivers.events` and
 `drivers.rfid`; works on any `RfidReader` and never opens a stream itself.
+Never imports `ils` or `kiosk`.
 
 - `TagReader` reads a tag's ISO 28560-3 basic block and security state and
   turns them into `TagSeen` values; it also writes data and security.

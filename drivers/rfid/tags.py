@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Sans-I/O: imports only the standard library and
 `drivers.rfid.crc`; never a reader, a stream or a log.
+Never imports `ils` or `kiosk`.
 
 The basic block (ISO 28560-3; DS/INF 163 "RFID Data Model for Libraries") is a
 fixed 34-byte record at the start of user memory (32 bytes on small tags, which

@@ -2,6 +2,7 @@
 
 Layer: `drivers`. Imports the standard library and `drivers.rfid`; the frame
 functions at the top are sans-I/O, `ThreeM810Reader` drives a byte stream.
+Never imports `ils` or `kiosk`.
 
 The protocol is known from reverse engineering (Biblio-RFID's 3M810 driver and
 its captures), not from a published manual. Frames, both directions:
