@@ -156,7 +156,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
 def _codes(
     session: Session, model: type[Branch | ItemType | PatronCategory]
 ) -> dict[int, str]:
-    return dict(session.execute(sa.select(model.id, model.code)).tuples().all())
+    return {row[0]: row[1] for row in session.execute(sa.select(model.id, model.code))}
 
 
 def _patrons(session: Session, with_pin_hashes: bool) -> Iterator[list[str]]:
