@@ -22,6 +22,7 @@ CORE_COMMANDS: dict[str, str] = {
     "demo": "ils.demo:demo_command",
     "rules": "ils.rules.commands:rules_group",
     "export": "ils.exporting:export_command",
+    "privacy": "ils.privacy_commands:privacy_group",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"
