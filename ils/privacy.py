@@ -211,7 +211,7 @@ def patron_data(session: Session, patron: Patron, moment: datetime) -> Json:
     """Everything held about `patron`, read inside the caller's unit of work."""
     currency = queries.currency_of(session, patron.home_branch_id)
     items = _item_barcodes(session, patron)
-    branches = dict(session.execute(sa.select(Branch.id, Branch.code)).tuples().all())
+    branches = dict(session.execute(sa.select(Branch.id, Branch.code)).all())
     return {
         "exported_at": _iso(moment),
         "patron": {
@@ -262,7 +262,7 @@ def patron_data(session: Session, patron: Patron, moment: datetime) -> Json:
                 .join(BibRecord, BibRecord.id == Item.record_id)
                 .where(Loan.patron_id == patron.id)
                 .order_by(Loan.checked_out_at, Loan.id)
-            ).tuples()
+            )
         ],
         "holds": [
             {
@@ -285,7 +285,7 @@ def patron_data(session: Session, patron: Patron, moment: datetime) -> Json:
                 .join(BibRecord, BibRecord.id == Hold.record_id)
                 .where(Hold.patron_id == patron.id)
                 .order_by(Hold.placed_at, Hold.id)
-            ).tuples()
+            )
         ],
         "fees": [
             {
@@ -359,7 +359,7 @@ def _item_barcodes(session: Session, patron: Patron) -> dict[int, str]:
     )
     rows = session.execute(
         sa.select(Item.id, Item.barcode).where(Item.id.in_(sa.select(ids.subquery())))
-    ).tuples()
+    )
     return dict(rows.all())
 
 
