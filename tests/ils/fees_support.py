@@ -200,38 +200,66 @@ def assert_books_balance(library: Library) -> None:
     """Every fee's balance is its amount less its allocations, and for every
     patron the money received equals the allocations of real money plus the
     credit held plus the credit spent: no money appears or vanishes."""
+    money = Payment.method.not_in(list(NON_MONEY_METHODS))
     with library.database.read() as session:
-        for fee in session.scalars(sa.select(Fee)):
-            allocated = sum(allocation.amount_minor for allocation in fee.allocations)
-            assert fee.balance_minor == fee.amount_minor - allocated, fee.id
-            assert 0 <= fee.balance_minor <= fee.amount_minor, fee.id
+        allocated = (
+            sa.select(
+                PaymentAllocation.fee_id,
+                sa.func.sum(PaymentAllocation.amount_minor).label("total"),
+            )
+            .group_by(PaymentAllocation.fee_id)
+            .subquery()
+        )
+        fees = session.execute(
+            sa.select(
+                Fee.id,
+                Fee.amount_minor,
+                Fee.balance_minor,
+                sa.func.coalesce(allocated.c.total, 0),
+            ).outerjoin(allocated, allocated.c.fee_id == Fee.id)
+        ).all()
+        for fee_id, amount, balance, total in fees:
+            assert balance == amount - total, fee_id
+            assert 0 <= balance <= amount, fee_id
 
-        for patron in session.scalars(sa.select(Patron)):
-            payments = session.scalars(
-                sa.select(Payment).where(Payment.patron_id == patron.id)
-            ).all()
-            received = sum(
-                p.amount_minor for p in payments if p.method not in NON_MONEY_METHODS
-            )
-            real_allocations = sum(
-                allocation.amount_minor
-                for p in payments
-                if p.method not in NON_MONEY_METHODS
-                for allocation in p.allocations
-            )
-            credit_spent = sum(
-                p.amount_minor for p in payments if p.method is PaymentMethod.CREDIT
-            )
-            assert received == real_allocations + patron.credit_minor + credit_spent
-            assert patron.credit_minor >= 0
+        def per_patron(query: Any) -> dict[int | None, int]:
+            return {key: int(value) for key, value in session.execute(query).all()}
+
+        received = per_patron(
+            sa.select(Payment.patron_id, sa.func.sum(Payment.amount_minor))
+            .where(money)
+            .group_by(Payment.patron_id)
+        )
+        real_allocations = per_patron(
+            sa.select(Payment.patron_id, sa.func.sum(PaymentAllocation.amount_minor))
+            .join(PaymentAllocation, PaymentAllocation.payment_id == Payment.id)
+            .where(money)
+            .group_by(Payment.patron_id)
+        )
+        credit_spent = per_patron(
+            sa.select(Payment.patron_id, sa.func.sum(Payment.amount_minor))
+            .where(Payment.method == PaymentMethod.CREDIT)
+            .group_by(Payment.patron_id)
+        )
+        for patron_id, credit in session.execute(
+            sa.select(Patron.id, Patron.credit_minor)
+        ).all():
+            assert credit >= 0, patron_id
+            assert received.get(patron_id, 0) == (
+                real_allocations.get(patron_id, 0)
+                + credit
+                + credit_spent.get(patron_id, 0)
+            ), patron_id
 
         # A CREDIT or WRITE_OFF payment is wholly allocated: it carries no money.
-        for payment in session.scalars(
-            sa.select(Payment).where(Payment.method.in_(list(NON_MONEY_METHODS)))
-        ):
-            allocated = session.scalar(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(PaymentAllocation.amount_minor), 0)
-                ).where(PaymentAllocation.payment_id == payment.id)
+        unallocated = session.execute(
+            sa.select(Payment.id)
+            .outerjoin(PaymentAllocation, PaymentAllocation.payment_id == Payment.id)
+            .where(Payment.method.in_(list(NON_MONEY_METHODS)))
+            .group_by(Payment.id, Payment.amount_minor)
+            .having(
+                Payment.amount_minor
+                != sa.func.coalesce(sa.func.sum(PaymentAllocation.amount_minor), 0)
             )
-            assert payment.amount_minor == allocated, payment.id
+        ).all()
+        assert [] == unallocated
