@@ -1,122 +1,86 @@
-"""The circulation service: look-ups, checkout (with renewal) and checkin.
+"""The circulation service: the facade of the core's use cases, each one database
+transaction: look-ups, checkout, renewal, checkin, holds and their expiry.
 
 Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and the other
 `ils` modules; never SIP2, Twisted or Kivy. It never logs: it returns results
-or raises `CirculationRefused`.
+or raises `CirculationRefused`. The decisions themselves live in
+`ils.checkout`, `ils.checkin`, `ils.renewals` and `ils.holds`; this module
+runs them in units of work and retries what the database turned away.
 
-Each use case is one database transaction. Concurrent requests are made safe by
-the database, not by Python locks, so that several server processes can share
-one PostgreSQL:
+Concurrent requests are made safe by the database, not by Python locks, so that
+several server processes can share one PostgreSQL:
 
-- on PostgreSQL the patron row and then the item row are locked with
-  `SELECT ... FOR NO KEY UPDATE` (always in that order, so two checkouts cannot
-  deadlock), which serialises checkouts of one item and counts of one
-  patron's loans; unlike `FOR UPDATE`, it lets the foreign-key checks of other
-  transactions' inserts through (see `ils.queries`);
-- a checkin locks the borrower it read before the item, and starts again if the
-  loan changed hands before the item was locked, rather than lock a patron
-  after an item;
+- on PostgreSQL rows are locked with `SELECT ... FOR NO KEY UPDATE` in one order
+  everywhere: patrons (several in id order), then the item, then holds. Unlike
+  `FOR UPDATE`, it lets the foreign-key checks of other transactions' inserts
+  through (see `ils.queries`);
+- a use case that must lock a patron it can only find through the item (a
+  checkin's borrower, a cancelled hold's trapped item) reads it first, locks in
+  order, and starts again if what it read changed before the lock was held,
+  rather than lock out of order;
 - on SQLite every write unit starts with `BEGIN IMMEDIATE` (see `ils.db`), which
   serialises all writers;
-- the partial unique index `uq_loan_open_item` is the last line: if two open
-  loans of one item are ever attempted, the loser is retried and then sees the
-  winner's loan.
+- the partial unique indexes `uq_loan_open_item` and `uq_hold_trapped_item` are
+  the last line: two open loans of one item, or one item trapped for two active
+  holds, are never stored; the loser is retried and then sees the winner's work.
 
-A use case that keeps meeting deadlocks or a changing loan is refused with
+A use case that keeps meeting deadlocks or changing rows is refused with
 `Refusal.TRY_AGAIN` once its attempts are used up, so that a caller gets a
-refusal, not a database error, for a deadlock. (A SQLite writer that outwaits
-its busy timeout still raises `OperationalError`; see `ils.db`.)
+refusal, not a database error. (A SQLite writer that outwaits its busy timeout
+still raises `OperationalError`; see `ils.db`.)
 
-Every checkout, renewal, checkin and refusal writes a `CirculationLog` row; a
-repeated checkout that does not renew changes nothing and writes none. A
-refusal's row is written in the refused transaction itself, which is committed:
-every check is made before anything else is written, so the row is all it holds.
-Table look-ups and the views handed to callers live in `ils.queries`.
+Every checkout, renewal, checkin, hold change and refusal writes a
+`CirculationLog` row; a repeated checkout that does not renew changes nothing
+and writes none. A refusal's row is written in the refused transaction itself,
+which is committed: every check is made before anything else is written, so the
+row is all it holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ils import queries
+from ils import holds, queries
+from ils.checkin import check_in
+from ils.checkout import CheckoutRequest, check_out
 from ils.db import Database
-from ils.models import (
-    Branch,
-    CirculationLog,
-    Item,
-    ItemStatus,
-    Loan,
-    LoanEvent,
-    Patron,
-    utcnow,
-)
+from ils.models import BibRecord, CirculationLog, Item, Loan, LoanEvent, utcnow
+from ils.pins import PinOutcome, check_pin
+from ils.queries import branch_zone
+from ils.renewals import renew as renew_in
 from ils.results import (
     CheckinResult,
     CheckoutResult,
     CirculationRefused,
+    HoldExpiry,
+    HoldView,
     ItemView,
+    PatronHolds,
     PatronView,
     Refusal,
+    RenewAllResult,
+    RenewOutcome,
 )
-from ils.rules.matrix import due_at as rule_due_at
-from ils.secrets import verify_secret
+from ils.units import Known, LoanChangedHands, Overrides, aware, log_row
 
-# Statuses that refuse a checkout, and the reason each gives.
-_STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
-    ItemStatus.NOT_FOR_LOAN: Refusal.ITEM_NOT_FOR_LOAN,
-    ItemStatus.LOST: Refusal.ITEM_LOST,
-    ItemStatus.MISSING: Refusal.ITEM_MISSING,
-    ItemStatus.WITHDRAWN: Refusal.ITEM_WITHDRAWN,
-    ItemStatus.DAMAGED: Refusal.ITEM_NOT_FOR_LOAN,
-    ItemStatus.IN_PROCESSING: Refusal.ITEM_NOT_FOR_LOAN,
-}
+__all__ = ["Circulation", "branch_zone"]
 
-# How often a use case that hit the open-loan index, a deadlock or a loan that
-# changed hands is tried; the retry normally sees the other transaction's work
-# and answers by itself.
+# How often a use case that hit a unique index, a deadlock or rows that changed
+# under it is tried; the retry normally sees the other transaction's work and
+# answers by itself.
 _ATTEMPTS = 5
 
 # PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the
 # transaction was rolled back and may simply be run again.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
-_Result = TypeVar("_Result", CheckoutResult, CheckinResult)
-
-
-def branch_zone(branch: Branch) -> ZoneInfo:
-    """The time zone a branch reckons its dates in; UTC if its name is unknown."""
-    try:
-        return ZoneInfo(branch.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        # TODO(#4): refuse a bad time zone when the branch is saved, not here.
-        return ZoneInfo("UTC")
-
-
-def _aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware, not naive")
-    return moment.astimezone(UTC)
-
-
-@dataclass(slots=True)
-class _Known:
-    """What a refused request had identified, for its log row."""
-
-    patron_id: int | None = None
-    item_id: int | None = None
-    branch_id: int | None = None
-
-
-class _LoanChangedHands(Exception):  # noqa: N818 - a signal to retry, not an error
-    """A checkin found the item's loan with another borrower than the one it locked."""
+_Result = TypeVar("_Result")
 
 
 def _is_retryable(error: OperationalError) -> bool:
@@ -126,6 +90,11 @@ def _is_retryable(error: OperationalError) -> bool:
 def _is_open_loan_conflict(error: IntegrityError) -> bool:
     text = str(error.orig)
     return "uq_loan_open_item" in text or "loan.item_id" in text
+
+
+def _is_trapped_item_conflict(error: IntegrityError) -> bool:
+    text = str(error.orig)
+    return "uq_hold_trapped_item" in text or "hold.trapped_item_id" in text
 
 
 class Circulation:
@@ -143,26 +112,40 @@ class Circulation:
         self._clock = clock
 
     def _now(self) -> datetime:
-        return _aware(self._clock(), "the clock's time")
+        return aware(self._clock(), "the clock's time")
+
+    def _pin(
+        self, barcode: str, pin: str | None, moment: datetime, terminal: str | None
+    ) -> tuple[bool | None, bool]:
+        """(pin_valid, pin_locked) for a PIN given at a terminal, checked before any
+        write lock (scrypt is slow on purpose, and on SQLite a write unit holds
+        the whole database)."""
+        if pin is None:
+            return None, False
+        outcome = check_pin(self._database, barcode, pin, moment, terminal=terminal)
+        return outcome is PinOutcome.MATCH, outcome is PinOutcome.LOCKED
 
     # Look-ups.
 
-    def patron(self, barcode: str, *, pin: str | None = None) -> PatronView | None:
+    def patron(
+        self, barcode: str, *, pin: str | None = None, terminal: str | None = None
+    ) -> PatronView | None:
         """A patron's account, or None when no card has this barcode.
 
-        If `pin` is given, `pin_valid` says whether it matches.
+        If `pin` is given, `pin_valid` says whether it matches (a wrong PIN is
+        counted towards the PIN lock, and a locked PIN never matches).
         """
         now = self._now()
+        pin_valid, _locked = self._pin(barcode, pin, now, terminal)
         with self._database.read() as session:
             patron = queries.patron_by_barcode(session, barcode)
             if patron is None:
                 return None
-            pin_valid = None if pin is None else _pin_matches(patron, pin)
             zone = branch_zone(patron.home_branch)
             return queries.patron_view(session, patron, now, zone, pin_valid=pin_valid)
 
     def item(self, barcode: str) -> ItemView | None:
-        """An item and its loan, or None when no item has this barcode."""
+        """An item, its loan and its holds, or None when no item has this barcode."""
         with self._database.read() as session:
             item = queries.item_by_barcode(session, barcode)
             return None if item is None else queries.item_view(session, item)
@@ -180,6 +163,8 @@ class Circulation:
         terminal: str | None = None,
         at: datetime | None = None,
         renew_if_on_loan: bool = True,
+        checkin_if_on_loan_to_other: bool = False,
+        override: frozenset[Refusal] = frozenset(),
     ) -> CheckoutResult:
         """Lend an item to a patron, or renew it if they already have it.
 
@@ -197,41 +182,392 @@ class Circulation:
                 already made, e.g. a retry after a lost answer: nothing is
                 changed or logged, and the existing loan is returned with
                 `renewal=False` and its current due date.
+            checkin_if_on_loan_to_other: the library's policy for an item still
+                on loan to someone else: False refuses it; True checks it in
+                (fined as a return now) and lends it to this patron.
+            override: refusals a member of staff waives (see
+                `ils.units.OVERRIDABLE`); honoured only where the rule has
+                `staff_override`, and logged.
 
         Raises:
-            CirculationRefused: for any reason in `Refusal` that applies, checked
-                in the order patron, PIN, card, block, item, loan, rule, limit;
-                TRY_AGAIN when the database kept turning it away.
+            CirculationRefused: for the first reason in `ils.checkout` that
+                applies; TRY_AGAIN when the database kept turning it away.
+            ValueError: `override` names a refusal that can never be waived.
         """
-        moment = self._now() if at is None else _aware(at, "at")
+        moment = self._now() if at is None else aware(at, "at")
+        overrides = Overrides(asked=frozenset(override))
+        pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
+        request = CheckoutRequest(
+            patron_barcode=patron_barcode,
+            item_barcode=item_barcode,
+            branch_code=branch_code,
+            pin_valid=pin_valid,
+            pin_locked=pin_locked,
+            pin_required=pin_required,
+            terminal=terminal,
+            moment=moment,
+            renew_if_on_loan=renew_if_on_loan,
+            checkin_if_on_loan_to_other=checkin_if_on_loan_to_other,
+        )
 
-        # Verify the PIN before taking any lock: scrypt is slow on purpose, and
-        # on SQLite a write unit holds the whole database.
-        pin_valid: bool | None = None
-        if pin is not None:
-            with self._database.read() as session:
-                found = queries.patron_by_barcode(session, patron_barcode)
-                pin_valid = found is not None and _pin_matches(found, pin)
+        def work(session: Session, known: Known) -> CheckoutResult:
+            overrides.used.clear()
+            return check_out(session, known, request, overrides)
 
-        def work(session: Session, known: _Known) -> CheckoutResult:
-            return self._checkout(
+        return self._unit(work, terminal=terminal, moment=moment)
+
+    def renew(
+        self,
+        patron_barcode: str,
+        item_barcode: str,
+        *,
+        branch_code: str | None = None,
+        pin: str | None = None,
+        terminal: str | None = None,
+        at: datetime | None = None,
+        override: frozenset[Refusal] = frozenset(),
+    ) -> CheckoutResult:
+        """Renew one of a patron's loans, due again from now.
+
+        Args:
+            branch_code: the branch whose rule applies; default the branch
+                that made the loan.
+            override: as for `checkout`.
+
+        Raises:
+            CirculationRefused: see `ils.renewals.renew`.
+        """
+        moment = self._now() if at is None else aware(at, "at")
+        overrides = Overrides(asked=frozenset(override))
+        pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
+
+        def work(session: Session, known: Known) -> CheckoutResult:
+            overrides.used.clear()
+            return renew_in(
                 session,
                 known,
                 patron_barcode=patron_barcode,
                 item_barcode=item_barcode,
                 branch_code=branch_code,
                 pin_valid=pin_valid,
-                pin_required=pin_required,
-                terminal=terminal,
+                pin_locked=pin_locked,
                 moment=moment,
-                renew_if_on_loan=renew_if_on_loan,
+                terminal=terminal,
+                overrides=overrides,
             )
 
         return self._unit(work, terminal=terminal, moment=moment)
 
+    def renew_all(
+        self,
+        patron_barcode: str,
+        *,
+        branch_code: str | None = None,
+        pin: str | None = None,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> RenewAllResult:
+        """Renew every loan of a patron, each on its own, and report each one.
+
+        A card that may not borrow has every loan refused for its reason.
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON, or UNKNOWN_BRANCH.
+        """
+        moment = self._now() if at is None else aware(at, "at")
+        pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
+        with self._database.read() as session:
+            patron = queries.patron_by_barcode(session, patron_barcode)
+            if patron is None:
+                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+            loans = session.execute(
+                sa.select(Item.barcode, BibRecord.title, Loan.due_at)
+                .join(Item, Item.id == Loan.item_id)
+                .join(BibRecord, BibRecord.id == Item.record_id)
+                .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
+                .order_by(Loan.due_at, Loan.id)
+            ).all()
+
+        outcomes: list[RenewOutcome] = []
+        for barcode, title, due_at in loans:
+            overrides = Overrides(asked=frozenset())
+
+            def work(
+                session: Session,
+                known: Known,
+                barcode: str = barcode,
+                overrides: Overrides = overrides,
+            ) -> CheckoutResult:
+                return renew_in(
+                    session,
+                    known,
+                    patron_barcode=patron_barcode,
+                    item_barcode=barcode,
+                    branch_code=branch_code,
+                    pin_valid=pin_valid,
+                    pin_locked=pin_locked,
+                    moment=moment,
+                    terminal=terminal,
+                    overrides=overrides,
+                )
+
+            try:
+                result = self._unit(work, terminal=terminal, moment=moment)
+            except CirculationRefused as refusal:
+                if refusal.reason in (Refusal.UNKNOWN_PATRON, Refusal.UNKNOWN_BRANCH):
+                    raise
+                outcomes.append(
+                    RenewOutcome(
+                        item_barcode=barcode,
+                        title=title,
+                        renewed=False,
+                        due_at=due_at,
+                        refusal=refusal.reason,
+                        message=refusal.message,
+                    )
+                )
+            else:
+                outcomes.append(
+                    RenewOutcome(
+                        item_barcode=barcode,
+                        title=title,
+                        renewed=True,
+                        due_at=result.due_at,
+                    )
+                )
+
+        with self._database.read() as session:
+            found = queries.patron_by_barcode(session, patron_barcode)
+            if found is None:
+                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+            view = queries.patron_view(
+                session,
+                found,
+                moment,
+                branch_zone(found.home_branch),
+                pin_valid=pin_valid,
+            )
+        return RenewAllResult(patron=view, outcomes=tuple(outcomes))
+
+    # Checkin.
+
+    def checkin(
+        self,
+        item_barcode: str,
+        *,
+        branch_code: str,
+        terminal: str | None = None,
+        returned_at: datetime | None = None,
+    ) -> CheckinResult:
+        """Take an item back at a branch, whether or not it was on loan, and say
+        where it goes next (see `ils.checkin`).
+
+        Args:
+            item_barcode: the item's barcode.
+            branch_code: where it was returned; the item is now there.
+            terminal: the terminal or login, for the log.
+            returned_at: when it was returned, for returns recorded offline;
+                default now. The loan ends and is fined at that time (a time
+                before the checkout is taken as the checkout time); holds are
+                trapped now.
+
+        Raises:
+            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM; TRY_AGAIN when the
+                database kept turning it away.
+        """
+        now = self._now()
+        moment = now if returned_at is None else aware(returned_at, "returned_at")
+
+        def work(session: Session, known: Known) -> CheckinResult:
+            return check_in(
+                session,
+                known,
+                item_barcode=item_barcode,
+                branch_code=branch_code,
+                terminal=terminal,
+                returned_at=moment,
+                now=now,
+            )
+
+        return self._unit(work, terminal=terminal, moment=now)
+
+    # Holds.
+
+    def place_hold(
+        self,
+        patron_barcode: str,
+        *,
+        pickup_branch_code: str,
+        item_barcode: str | None = None,
+        record_id: int | None = None,
+        item_level: bool = False,
+        expires_on: date | None = None,
+        pin: str | None = None,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> HoldView:
+        """Place a hold on a title (named by one of its items' barcodes, or by
+        `record_id`) or, with `item_level`, on the one item `item_barcode`.
+
+        Raises:
+            CirculationRefused: see `ils.holds.place`.
+            ValueError: neither an item nor a record is named, or an item-level
+                hold names no item.
+        """
+        moment = self._now() if at is None else aware(at, "at")
+        if item_barcode is None and record_id is None:
+            raise ValueError("name the title by an item barcode or a record id")
+        pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
+        request = holds.HoldRequest(
+            patron_barcode=patron_barcode,
+            pickup_branch_code=pickup_branch_code,
+            item_barcode=item_barcode,
+            record_id=record_id,
+            item_level=item_level,
+            expires_on=expires_on,
+        )
+
+        def work(session: Session, known: Known) -> HoldView:
+            return holds.place(
+                session,
+                known,
+                request,
+                pin_valid=pin_valid,
+                pin_locked=pin_locked,
+                moment=moment,
+                terminal=terminal,
+            )
+
+        return self._unit(work, terminal=terminal, moment=moment)
+
+    def cancel_hold(
+        self,
+        patron_barcode: str,
+        hold_id: int,
+        *,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> HoldView:
+        """Cancel one of a patron's open holds; an item waiting for it passes on
+        to the next hold picked up at the same branch (see `ils.holds`).
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON or HOLD_NOT_FOUND.
+        """
+        moment = self._now() if at is None else aware(at, "at")
+
+        def work(session: Session, known: Known) -> HoldView:
+            return holds.cancel(
+                session,
+                known,
+                patron_barcode=patron_barcode,
+                hold_id=hold_id,
+                moment=moment,
+                terminal=terminal,
+            )
+
+        return self._unit(work, terminal=terminal, moment=moment)
+
+    def change_hold_pickup(
+        self,
+        patron_barcode: str,
+        hold_id: int,
+        *,
+        pickup_branch_code: str,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> HoldView:
+        """Move one of a patron's open holds to another pickup branch.
+
+        Raises:
+            CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND or
+                PICKUP_BRANCH_NOT_ALLOWED.
+        """
+        moment = self._now() if at is None else aware(at, "at")
+
+        def work(session: Session, known: Known) -> HoldView:
+            return holds.change_pickup(
+                session,
+                known,
+                patron_barcode=patron_barcode,
+                hold_id=hold_id,
+                pickup_branch_code=pickup_branch_code,
+                moment=moment,
+                terminal=terminal,
+            )
+
+        return self._unit(work, terminal=terminal, moment=moment)
+
+    def holds_of(self, patron_barcode: str) -> PatronHolds:
+        """A patron's open holds: those waiting for pickup apart from those still
+        in the queue or in transit.
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON.
+        """
+        with self._database.read() as session:
+            patron = queries.patron_by_barcode(session, patron_barcode)
+            if patron is None:
+                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+            views = holds.holds_of(session, patron)
+        return PatronHolds(
+            available=tuple(view for view in views if view.available),
+            pending=tuple(view for view in views if view.pending),
+        )
+
+    def hold_queue(
+        self, *, record_id: int | None = None, item_barcode: str | None = None
+    ) -> tuple[HoldView, ...]:
+        """A title's open holds, trapped ones first and then the queue in order;
+        with `item_barcode`, those that item could fill or is trapped for.
+
+        Raises:
+            CirculationRefused: UNKNOWN_ITEM for a barcode or record nobody has.
+            ValueError: neither is named.
+        """
+        with self._database.read() as session:
+            item: Item | None = None
+            if item_barcode is not None:
+                item = queries.item_by_barcode(session, item_barcode)
+                if item is None:
+                    raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+                record_id = item.record_id
+            elif record_id is None:
+                raise ValueError("name a record id or an item barcode")
+            elif session.get(BibRecord, record_id) is None:
+                raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+            return tuple(holds.queue(session, record_id, item))
+
+    def expire_holds(
+        self, now: datetime | None = None, *, terminal: str | None = None
+    ) -> HoldExpiry:
+        """Expire every hold whose pickup deadline or expiry date has passed by
+        `now` (default the clock's time), each in its own transaction; an item
+        waiting for one passes to the next hold picked up at its branch."""
+        moment = self._now() if now is None else aware(now, "now")
+        with self._database.read() as session:
+            candidates = holds.expiry_candidates(session, moment)
+        expired: list[HoldView] = []
+        trapped: list[HoldView] = []
+        for hold_id in candidates:
+
+            def work(
+                session: Session, _known: Known, hold_id: int = hold_id
+            ) -> tuple[HoldView, HoldView | None] | None:
+                return holds.expire(session, hold_id, moment, terminal)
+
+            outcome = self._unit(work, terminal=terminal, moment=moment)
+            if outcome is not None:
+                expired.append(outcome[0])
+                if outcome[1] is not None:
+                    trapped.append(outcome[1])
+        return HoldExpiry(expired=tuple(expired), trapped=tuple(trapped))
+
+    # The unit of work.
+
     def _unit(
         self,
-        work: Callable[[Session, _Known], _Result],
+        work: Callable[[Session, Known], _Result],
         *,
         terminal: str | None,
         moment: datetime,
@@ -244,13 +580,14 @@ class Circulation:
         afresh in another could deadlock on PostgreSQL, where a foreign key
         check takes a share lock on the referenced row (and a savepoint would
         not do: rolling one back releases the row locks taken inside it). A
-        conflict on the open-loan index, a deadlock or a loan that changed hands
-        is retried; the retry sees what the other transaction committed.
+        conflict on a unique index, a deadlock or rows that changed under the
+        use case are retried; the retry sees what the other transaction
+        committed.
         """
         last_error: Exception | None = None
-        known = _Known()
+        known = Known()
         for _attempt in range(_ATTEMPTS):
-            known = _Known()
+            known = Known()
             refusal: CirculationRefused | None = None
             try:
                 with self._database.transaction() as session:
@@ -265,7 +602,9 @@ class Circulation:
                         refusal = raised
                         session.add(_refusal_row(raised, known, terminal, moment))
             except IntegrityError as error:
-                if not _is_open_loan_conflict(error):
+                if not (
+                    _is_open_loan_conflict(error) or _is_trapped_item_conflict(error)
+                ):
                     raise
                 last_error = error
                 continue
@@ -274,15 +613,17 @@ class Circulation:
                     raise
                 last_error = error
                 continue
-            except _LoanChangedHands as error:
+            except LoanChangedHands as error:
                 last_error = error
                 continue
             raise refusal
 
         # Out of attempts: a lost race for the open-loan index means someone else
-        # has the item; deadlocks or a loan that kept changing hands leave
-        # nothing changed, and the request may be sent again.
-        if isinstance(last_error, IntegrityError):
+        # has the item; anything else left nothing changed, and the request may
+        # be sent again.
+        if isinstance(last_error, IntegrityError) and _is_open_loan_conflict(
+            last_error
+        ):
             refusal = CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
         else:
             refusal = CirculationRefused(Refusal.TRY_AGAIN)
@@ -295,302 +636,19 @@ class Circulation:
                 raise
         raise refusal from last_error
 
-    def _checkout(
-        self,
-        session: Session,
-        known: _Known,
-        *,
-        patron_barcode: str,
-        item_barcode: str,
-        branch_code: str,
-        pin_valid: bool | None,
-        pin_required: bool,
-        terminal: str | None,
-        moment: datetime,
-        renew_if_on_loan: bool,
-    ) -> CheckoutResult:
-        branch = queries.branch_by_code(session, branch_code)
-        if branch is None:
-            raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
-        known.branch_id = branch.id
-        zone = branch_zone(branch)
-
-        # The patron, locked first: their loan count must not move under us.
-        patron = queries.patron_by_barcode(session, patron_barcode, lock=True)
-        if patron is None:
-            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-        known.patron_id = patron.id
-
-        def refuse(reason: Refusal, item: Item | None = None) -> CirculationRefused:
-            return CirculationRefused(
-                reason,
-                patron=queries.patron_view(
-                    session,
-                    patron,
-                    moment,
-                    zone,
-                    pin_valid=pin_valid,
-                    branch_id=branch.id,
-                ),
-                item=None if item is None else queries.item_view(session, item),
-            )
-
-        # The card.
-        card_refusal = _card_refusal(
-            session,
-            patron,
-            moment,
-            zone,
-            pin_valid=pin_valid,
-            pin_required=pin_required,
-        )
-        if card_refusal is not None:
-            raise refuse(card_refusal)
-
-        # The item, locked second.
-        item = queries.item_by_barcode(session, item_barcode, lock=True)
-        if item is None:
-            raise refuse(Refusal.UNKNOWN_ITEM)
-        known.item_id = item.id
-        status_refusal = _STATUS_REFUSALS.get(item.status)
-        if status_refusal is not None:
-            raise refuse(status_refusal, item)
-
-        # A loan already open: someone else's is a refusal, the patron's own a
-        # renewal.
-        loan = queries.open_loan(session, item, lock=True)
-        choice = queries.loan_rule_choice(
-            session,
-            branch_id=branch.id,
-            category_id=patron.category_id,
-            item_type_id=item.item_type_id,
-        )
-        rule = choice.rule
-        if loan is not None and loan.patron_id != patron.id:
-            raise refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
-
-        # Renewal not allowed: the patron has the item, so this checkout was
-        # already made; answer it again without using up a renewal.
-        if loan is not None and not renew_if_on_loan:
-            return CheckoutResult(
-                item=queries.item_view(session, item),
-                patron=queries.patron_view(
-                    session,
-                    patron,
-                    moment,
-                    zone,
-                    pin_valid=pin_valid,
-                    branch_id=branch.id,
-                ),
-                due_at=loan.due_at,
-                renewal=False,
-            )
-
-        # No rule, or one that keeps the item in the building.
-        if rule is None or choice.in_house_only:
-            reason = (
-                Refusal.NO_LOAN_RULE if rule is None else Refusal.ITEM_IN_HOUSE_ONLY
-            )
-            raise refuse(reason, item)
-        # TODO(#4): the rule's fine settings are stored but no fine is charged yet.
-        due_at = rule_due_at(
-            rule, moment, queries.branch_calendar(session, branch, zone)
-        )
-
-        if loan is not None:
-            if loan.renewals >= rule.renewals_allowed:
-                raise refuse(Refusal.RENEWAL_LIMIT_REACHED, item)
-            loan.renewals += 1
-            loan.due_at = due_at
-            event = LoanEvent.RENEWAL
-        else:
-            if queries.over_limit(session, patron, branch.id, rule):
-                raise refuse(Refusal.MAX_LOANS_REACHED, item)
-            session.add(
-                Loan(
-                    item_id=item.id,
-                    patron_id=patron.id,
-                    branch_id=branch.id,
-                    checked_out_at=moment,
-                    due_at=due_at,
-                    renewals=0,
-                )
-            )
-            event = LoanEvent.CHECKOUT
-
-        session.add(
-            CirculationLog(
-                at=moment,
-                event=event,
-                item_id=item.id,
-                patron_id=patron.id,
-                branch_id=branch.id,
-                terminal=terminal,
-                detail=f"due {due_at.isoformat()}",
-            )
-        )
-        session.flush()
-        return CheckoutResult(
-            item=queries.item_view(session, item),
-            patron=queries.patron_view(
-                session,
-                patron,
-                moment,
-                zone,
-                pin_valid=pin_valid,
-                branch_id=branch.id,
-            ),
-            due_at=due_at,
-            renewal=event is LoanEvent.RENEWAL,
-        )
-
-    # Checkin.
-
-    def checkin(
-        self,
-        item_barcode: str,
-        *,
-        branch_code: str,
-        terminal: str | None = None,
-        returned_at: datetime | None = None,
-    ) -> CheckinResult:
-        """Take an item back at a branch, whether or not it was on loan.
-
-        Args:
-            item_barcode: the item's barcode.
-            branch_code: where it was returned; the item is now there.
-            terminal: the terminal or login, for the log.
-            returned_at: when it was returned, for returns recorded offline;
-                default now. A time before the checkout is taken as the checkout
-                time.
-
-        Raises:
-            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM; TRY_AGAIN when the
-                database kept turning it away.
-        """
-        now = self._now()
-        moment = now if returned_at is None else _aware(returned_at, "returned_at")
-
-        def work(session: Session, known: _Known) -> CheckinResult:
-            return self._checkin(
-                session,
-                known,
-                item_barcode=item_barcode,
-                branch_code=branch_code,
-                terminal=terminal,
-                moment=moment,
-            )
-
-        return self._unit(work, terminal=terminal, moment=now)
-
-    def _checkin(
-        self,
-        session: Session,
-        known: _Known,
-        *,
-        item_barcode: str,
-        branch_code: str,
-        terminal: str | None,
-        moment: datetime,
-    ) -> CheckinResult:
-        branch = queries.branch_by_code(session, branch_code)
-        if branch is None:
-            raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
-        known.branch_id = branch.id
-
-        # Lock in the checkout's order, the borrower before the item, so that a
-        # return and a renewal of the same item cannot deadlock each other.
-        borrower_id = session.scalar(
-            sa.select(Loan.patron_id)
-            .join(Item, Item.id == Loan.item_id)
-            .where(Item.barcode == item_barcode, Loan.returned_at.is_(None))
-        )
-        if borrower_id is not None:
-            queries.lock_patron(session, borrower_id)
-        item = queries.item_by_barcode(session, item_barcode, lock=True)
-        if item is None:
-            raise CirculationRefused(Refusal.UNKNOWN_ITEM)
-        known.item_id = item.id
-
-        # The borrower was read before any lock was held. If the item has since
-        # gone out to someone else, locking them now would take a patron after
-        # an item, against the checkout's order: let go of everything and start
-        # again instead.
-        loan = queries.open_loan(session, item, lock=True)
-        if loan is not None and loan.patron_id not in (None, borrower_id):
-            raise _LoanChangedHands
-        patron_barcode: str | None = None
-        patron_id: int | None = None
-        if loan is not None:
-            moment = max(moment, loan.checked_out_at)
-            loan.returned_at = moment
-            if loan.patron is not None:
-                patron_barcode = loan.patron.barcode
-                patron_id = loan.patron.id
-        item.current_branch = branch
-
-        session.add(
-            CirculationLog(
-                at=moment,
-                event=LoanEvent.CHECKIN,
-                item_id=item.id,
-                patron_id=patron_id,
-                branch_id=branch.id,
-                terminal=terminal,
-                detail=None if loan is not None else "not on loan",
-            )
-        )
-        session.flush()
-        return CheckinResult(
-            item=queries.item_view(session, item),
-            was_on_loan=loan is not None,
-            patron_barcode=patron_barcode,
-            returned_at=moment,
-            return_branch_code=branch.code,
-        )
-
 
 def _refusal_row(
     refusal: CirculationRefused,
-    known: _Known,
+    known: Known,
     terminal: str | None,
     moment: datetime,
 ) -> CirculationLog:
-    return CirculationLog(
+    return log_row(
         at=moment,
         event=LoanEvent.REFUSAL,
+        terminal=terminal,
         item_id=known.item_id,
         patron_id=known.patron_id,
         branch_id=known.branch_id,
-        terminal=terminal,
         detail=refusal.reason.value,
     )
-
-
-def _pin_matches(patron: Patron, pin: str) -> bool:
-    # TODO(#4): a patron with no PIN set cannot match any PIN given; decide whether
-    # libraries want such cards to pass when a terminal always asks for one.
-    return patron.pin_hash is not None and verify_secret(pin, patron.pin_hash)
-
-
-def _card_refusal(
-    session: Session,
-    patron: Patron,
-    moment: datetime,
-    zone: ZoneInfo,
-    *,
-    pin_valid: bool | None,
-    pin_required: bool,
-) -> Refusal | None:
-    """Why the patron's card may not borrow, in the order the checks are made."""
-    if pin_valid is False:
-        return Refusal.WRONG_PIN
-    if pin_valid is None and pin_required and patron.pin_hash is not None:
-        return Refusal.PIN_REQUIRED
-    if patron.card_lost:
-        return Refusal.CARD_LOST
-    if queries.card_expired(patron, moment, zone):
-        return Refusal.CARD_EXPIRED
-    if queries.open_blocks(session, patron):
-        return Refusal.PATRON_BLOCKED
-    return None

@@ -57,6 +57,9 @@ class RuleEntry(_Strict):
     fines_skip_closed_days: bool = True
     holds_allowed: bool = True
     pickup_branches: list[str] | None = None
+    rental_fee: int = Field(default=0, ge=0)
+    hold_fee: int = Field(default=0, ge=0)
+    staff_override: bool = True
 
     @model_validator(mode="after")
     def _one_period(self) -> RuleEntry:
@@ -142,9 +145,50 @@ def _parse_span(span: str) -> OpeningHours:
         ) from None
 
 
-class RulesFile(_Strict):
-    """A whole rules file: the rules and the branch calendars."""
+class SettingsEntry(_Strict):
+    """The `[settings]` table: the institution's circulation, fee and privacy
+    settings. A key left out keeps the value the database has; a limit given as
+    "none" is switched off."""
 
+    fee_limit: int | None = None
+    overdue_limit: int | None = None
+    overpayment_as_credit: bool | None = None
+    refund_lost_when_found: bool | None = None
+    lost_processing_fee: int | None = Field(default=None, ge=0)
+    pin_max_failures: int | None = Field(default=None, ge=1)
+    pin_lock_minutes: int | None = Field(default=None, ge=1)
+    loan_history_days: int | None = None
+    hold_pickup_days: int | None = Field(default=None, ge=1)
+    max_holds: int | None = None
+
+    @field_validator(
+        "fee_limit", "overdue_limit", "loan_history_days", "max_holds", mode="before"
+    )
+    @classmethod
+    def _limit(cls, value: Any) -> int | None:
+        if value == "none":
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError('give a number 0 or more, or "none" for no limit')
+
+    def given(self) -> dict[str, int | bool | None]:
+        """The settings the file gives, by institution column."""
+        columns = {
+            "fee_limit": "fee_limit_minor",
+            "lost_processing_fee": "lost_processing_fee_minor",
+        }
+        return {
+            columns.get(key, key): getattr(self, key)
+            for key in sorted(self.model_fields_set)
+        }
+
+
+class RulesFile(_Strict):
+    """A whole rules file: the institution's settings, the rules and the branch
+    calendars."""
+
+    settings: SettingsEntry = SettingsEntry()
     rule: list[RuleEntry] = []
     calendar: dict[str, CalendarEntry] = {}
 

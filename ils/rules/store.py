@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from ils import queries
 from ils.calendar import WEEKDAYS, BranchCalendar
-from ils.circulation import branch_zone
 from ils.db import Database
 from ils.models import (
     Branch,
     BranchClosedDay,
     BranchHours,
     FineUnit,
+    Institution,
     ItemType,
     LoanRule,
     PatronCategory,
@@ -65,7 +65,49 @@ def describe_rule(rule: LoanRule) -> str:
         parts.append(f"pickup at {rule.hold_pickup_branches}")
     if not rule.fines_skip_closed_days:
         parts.append("closed days fined")
+    if rule.rental_fee_minor:
+        parts.append(f"rental fee {rule.rental_fee_minor}")
+    if rule.hold_fee_minor:
+        parts.append(f"hold fee {rule.hold_fee_minor}")
+    parts.append("staff override " + ("allowed" if rule.staff_override else "never"))
     return ", ".join(parts)
+
+
+# The institution's settings as `ils rules show` names them: the key of the
+# rules file, the column, and how a value reads.
+SETTINGS: tuple[tuple[str, str], ...] = (
+    ("fee_limit", "fee_limit_minor"),
+    ("overdue_limit", "overdue_limit"),
+    ("overpayment_as_credit", "overpayment_as_credit"),
+    ("refund_lost_when_found", "refund_lost_when_found"),
+    ("lost_processing_fee", "lost_processing_fee_minor"),
+    ("pin_max_failures", "pin_max_failures"),
+    ("pin_lock_minutes", "pin_lock_minutes"),
+    ("loan_history_days", "loan_history_days"),
+    ("hold_pickup_days", "hold_pickup_days"),
+    ("max_holds", "max_holds"),
+)
+
+
+def _setting_text(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _settings(session: Session) -> dict[str, list[str]]:
+    """Each institution's settings as `key = value` lines, by institution code."""
+    return {
+        institution.code: [
+            f"{key} = {_setting_text(getattr(institution, column))}"
+            for key, column in SETTINGS
+        ]
+        for institution in session.scalars(
+            sa.select(Institution).order_by(Institution.code)
+        )
+    }
 
 
 def _rule_key(rule: LoanRule) -> RuleKey:
@@ -152,6 +194,9 @@ def _new_rule(entry: RuleEntry, session: Session) -> LoanRule:
         hold_pickup_branches=(
             None if entry.pickup_branches is None else " ".join(entry.pickup_branches)
         ),
+        rental_fee_minor=entry.rental_fee,
+        hold_fee_minor=entry.hold_fee,
+        staff_override=entry.staff_override,
     )
 
 
@@ -205,6 +250,10 @@ def load_rules(database: Database, rules: RulesFile, source: str) -> list[str]:
         _check_codes(session, rules, source)
         before = _rules_by_key(session)
         calendars_before = _calendars(session)
+        settings_before = _settings(session)
+        for institution in session.scalars(sa.select(Institution)):
+            for column, value in rules.settings.given().items():
+                setattr(institution, column, value)
 
         session.execute(sa.delete(LoanRule))
         session.execute(sa.delete(BranchHours))
@@ -229,9 +278,20 @@ def load_rules(database: Database, rules: RulesFile, source: str) -> list[str]:
                 )
         session.flush()
         session.expire_all()
-        return _changes(
+        changes = _changes(
             before, _rules_by_key(session), calendars_before, _calendars(session)
         )
+        settings_after = _settings(session)
+        setting_changes = [
+            f"settings {code}: {old}  ->  {new}"
+            for code, lines in sorted(settings_after.items())
+            for old, new in zip(settings_before.get(code, lines), lines, strict=True)
+            if old != new
+        ]
+        if setting_changes:
+            changes = [line for line in changes if line != "no changes"]
+            changes.extend(setting_changes)
+        return changes
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -289,7 +349,17 @@ def show_rules(database: Database) -> list[str]:
                 )
             )
         lines = _table(rows) if rules else ["no loan rules: every checkout is refused"]
+        if rules:
+            lines.append("")
+            lines.append("fees and overrides (branch / category / item type):")
+            lines.extend(
+                f"  {_label(_rule_key(rule))}: rental fee {rule.rental_fee_minor},"
+                f" hold fee {rule.hold_fee_minor}, staff override"
+                f" {'allowed' if rule.staff_override else 'never'}"
+                for rule in rules
+            )
         calendars = _calendars(session)
+        settings = _settings(session)
     lines.append("")
     lines.append(
         "* is any. Fines, grace and caps are in minor units; grace counts fine units."
@@ -299,6 +369,9 @@ def show_rules(database: Database) -> list[str]:
         lines.extend(f"  {entry}" for entry in entries)
     if not calendars:
         lines.append("no branch calendars: every branch counts as open every day")
+    for code, entries in settings.items():
+        lines.append(f"settings of {code}:")
+        lines.extend(f"  {entry}" for entry in entries)
     return lines
 
 
@@ -374,13 +447,28 @@ def explain_rule(
             return lines
         lines.append(f"  {_label(_rule_key(rule))}: applies")
         lines.append(f"rule: {describe_rule(rule)}")
+        lines.append(
+            f"fees: rental {rule.rental_fee_minor} at checkout, hold"
+            f" {rule.hold_fee_minor} when a hold is placed (minor units); staff"
+            + (" may" if rule.staff_override else " may not")
+            + " override this rule's refusals"
+        )
+        lines.append(
+            "holds: "
+            + (
+                "not allowed"
+                if not rule.holds_allowed
+                else "allowed, picked up at "
+                + (rule.hold_pickup_branches or "any branch")
+            )
+        )
         if choice.in_house_only:
             lines.append(
                 "the item may not leave the building (the most specific rule naming"
                 " its item type says so): a checkout is refused"
             )
             return lines
-        zone = branch_zone(branch)
+        zone = queries.branch_zone(branch)
         due = due_at(rule, now, queries.branch_calendar(session, branch, zone))
         local = due.astimezone(zone)
         lines.append(

@@ -1,0 +1,361 @@
+"""Checkout: every decision on lending an item, each refusal with its own reason.
+
+Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and other
+`ils` modules; never SIP2, Twisted or Kivy. It never logs; it runs inside a unit
+of work of `ils.circulation.Circulation`.
+
+The checks, in order (the first that applies refuses):
+
+1. the branch (UNKNOWN_BRANCH) and the patron (UNKNOWN_PATRON), locked first;
+2. the card: PIN_LOCKED, WRONG_PIN, PIN_REQUIRED, CARD_LOST, CARD_EXPIRED,
+   PATRON_BLOCKED, then the automatic blocks FEES_OVER_LIMIT and
+   OVERDUES_OVER_LIMIT;
+3. the item, locked second: UNKNOWN_ITEM, then its status (ITEM_NOT_FOR_LOAN,
+   ITEM_LOST, ITEM_MISSING, ITEM_WITHDRAWN);
+4. its loan: another patron's is ITEM_ON_LOAN_TO_OTHER_PATRON, unless the caller
+   asks for such an item to be checked in and lent again; the patron's own is a
+   renewal (see `ils.renewals`), or with `renew_if_on_loan` False a repeat of
+   the checkout already made, which changes nothing;
+5. holds and transit: ITEM_ON_HOLD_FOR_OTHER_PATRON when the item is trapped for
+   another patron's hold (waiting on the hold shelf or in transit to them) or
+   another patron is first in the queue of holds it could fill;
+   ITEM_IN_TRANSIT when it is on its way to another branch;
+6. the rule: NO_LOAN_RULE, ITEM_IN_HOUSE_ONLY, then MAX_LOANS_REACHED (of the
+   item type, then overall).
+
+A member of staff may waive some of these (`ils.units.OVERRIDABLE`) by naming
+them in `override`; the waiver holds only when the applicable rule has
+`staff_override`, and the log row of the checkout names what was waived. A
+checkout that fills the patron's own hold marks it FULFILLED, and a rule's
+rental fee is charged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ils import holds, queries
+from ils.checkin import charge_overdue
+from ils.fees import charge_fee
+from ils.models import (
+    Branch,
+    FeeKind,
+    Item,
+    ItemStatus,
+    Loan,
+    LoanEvent,
+    LoanRule,
+    Patron,
+)
+from ils.renewals import apply_renewal, renewal_refusal
+from ils.results import CheckoutResult, CirculationRefused, PatronView, Refusal
+from ils.rules.matrix import RuleChoice
+from ils.rules.matrix import due_at as rule_due_at
+from ils.units import SYSTEM, Known, LoanChangedHands, Overrides, card_refusal, log_row
+
+# Statuses that refuse a checkout, and the reason each gives.
+STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
+    ItemStatus.NOT_FOR_LOAN: Refusal.ITEM_NOT_FOR_LOAN,
+    ItemStatus.LOST: Refusal.ITEM_LOST,
+    ItemStatus.MISSING: Refusal.ITEM_MISSING,
+    ItemStatus.WITHDRAWN: Refusal.ITEM_WITHDRAWN,
+    ItemStatus.DAMAGED: Refusal.ITEM_NOT_FOR_LOAN,
+    ItemStatus.IN_PROCESSING: Refusal.ITEM_NOT_FOR_LOAN,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutRequest:
+    """One checkout as a terminal asks for it (see `Circulation.checkout`)."""
+
+    patron_barcode: str
+    item_barcode: str
+    branch_code: str
+    pin_valid: bool | None
+    pin_locked: bool
+    pin_required: bool
+    terminal: str | None
+    moment: datetime
+    renew_if_on_loan: bool
+    checkin_if_on_loan_to_other: bool
+
+
+def _lock_patrons(session: Session, request: CheckoutRequest) -> int | None:
+    """With check-in-and-lend-again, lock the current borrower as well as the
+    patron, in id order and before the item; returns the borrower's id as read."""
+    if not request.checkin_if_on_loan_to_other:
+        return None
+    borrower_id = session.scalar(
+        sa.select(Loan.patron_id)
+        .join(Item, Item.id == Loan.item_id)
+        .where(Item.barcode == request.item_barcode, Loan.returned_at.is_(None))
+    )
+    patron_id = session.scalar(
+        sa.select(Patron.id).where(Patron.barcode == request.patron_barcode)
+    )
+    for locked in sorted(
+        {found for found in (borrower_id, patron_id) if found is not None}
+    ):
+        queries.lock_patron(session, locked)
+    return borrower_id
+
+
+@dataclass(slots=True, kw_only=True)
+class _Desk:
+    """One checkout under way: what it has found, and how it answers."""
+
+    session: Session
+    request: CheckoutRequest
+    overrides: Overrides
+    branch: Branch
+    patron: Patron
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return queries.branch_zone(self.branch)
+
+    def patron_view(self) -> PatronView:
+        return queries.patron_view(
+            self.session,
+            self.patron,
+            self.request.moment,
+            self.zone,
+            pin_valid=self.request.pin_valid,
+            branch_id=self.branch.id,
+        )
+
+    def refuse(self, reason: Refusal, item: Item | None = None) -> CirculationRefused:
+        return CirculationRefused(
+            reason,
+            patron=self.patron_view(),
+            item=None if item is None else queries.item_view(self.session, item),
+        )
+
+    def result(self, item: Item, due_at: datetime, *, renewal: bool) -> CheckoutResult:
+        return CheckoutResult(
+            item=queries.item_view(self.session, item),
+            patron=self.patron_view(),
+            due_at=due_at,
+            renewal=renewal,
+        )
+
+    def renew(self, item: Item, loan: Loan, rule: LoanRule) -> CheckoutResult:
+        """The patron's own loan, renewed under the renewal rules."""
+        moment = self.request.moment
+        refusal, new_due = renewal_refusal(
+            self.session,
+            patron=self.patron,
+            item=item,
+            loan=loan,
+            rule=rule,
+            calendar=queries.branch_calendar(self.session, self.branch, self.zone),
+            moment=moment,
+            overrides=self.overrides,
+            require_later=False,
+        )
+        if refusal is not None:
+            raise self.refuse(refusal, item)
+        apply_renewal(
+            self.session,
+            patron=self.patron,
+            item=item,
+            loan=loan,
+            branch=self.branch,
+            new_due=new_due,
+            moment=moment,
+            terminal=self.request.terminal,
+            overrides=self.overrides,
+        )
+        return self.result(item, new_due, renewal=True)
+
+    def check_item(self, item: Item, choice: RuleChoice) -> LoanRule:
+        """Holds, transit and the rule's limits for a new loan of `item`."""
+        rule = choice.rule
+        if rule is None:
+            raise self.refuse(Refusal.NO_LOAN_RULE, item)
+        today = self.request.moment.astimezone(self.zone).date()
+        waive = self.overrides.waive
+        if holds.hold_for_other(self.session, self.patron, item, today) and not waive(
+            Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule
+        ):
+            raise self.refuse(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, item)
+        trapped = queries.trapped_hold(self.session, item)
+        mine = trapped is not None and trapped.patron_id == self.patron.id
+        if (
+            item.transit_to_branch_id is not None
+            and not mine
+            and not waive(Refusal.ITEM_IN_TRANSIT, rule)
+        ):
+            raise self.refuse(Refusal.ITEM_IN_TRANSIT, item)
+        if choice.in_house_only and not waive(Refusal.ITEM_IN_HOUSE_ONLY, rule):
+            raise self.refuse(Refusal.ITEM_IN_HOUSE_ONLY, item)
+        if queries.over_limit(
+            self.session, self.patron, self.branch.id, rule
+        ) and not waive(Refusal.MAX_LOANS_REACHED, rule):
+            raise self.refuse(Refusal.MAX_LOANS_REACHED, item)
+        return rule
+
+    def end_others_loan(self, item: Item, loan: Loan) -> None:
+        """Lent again by policy: the other patron's loan ends now, fined as due."""
+        loan.returned_at = max(self.request.moment, loan.checked_out_at)
+        if loan.patron is not None:
+            charge_overdue(
+                self.session,
+                patron=loan.patron,
+                loan=loan,
+                item=item,
+                at=loan.returned_at,
+                terminal=self.request.terminal,
+            )
+        self.session.add(
+            log_row(
+                at=loan.returned_at,
+                event=LoanEvent.CHECKIN,
+                terminal=self.request.terminal,
+                item_id=item.id,
+                patron_id=loan.patron_id,
+                branch_id=self.branch.id,
+                detail="returned by a checkout to another patron",
+            )
+        )
+        self.session.flush()
+
+    def lend(self, item: Item, rule: LoanRule) -> CheckoutResult:
+        """Every check passed: the new loan, the hold it fills, the rental fee."""
+        session, moment = self.session, self.request.moment
+        today = moment.astimezone(self.zone).date()
+        filled = holds.fulfil_for_checkout(session, self.patron, item, moment, today)
+        item.transit_to_branch_id = None
+        item.transit_since = None
+        calendar = queries.branch_calendar(session, self.branch, self.zone)
+        due_at = rule_due_at(rule, moment, calendar)
+        loan = Loan(
+            item_id=item.id,
+            patron_id=self.patron.id,
+            branch_id=self.branch.id,
+            checked_out_at=moment,
+            due_at=due_at,
+            renewals=0,
+            patron_category_id=self.patron.category_id,
+        )
+        session.add(loan)
+        session.flush()
+        detail = f"due {due_at.isoformat()}{self.overrides.note()}"
+        if filled is not None:
+            detail += f"; fills hold {filled.id}"
+        session.add(
+            log_row(
+                at=moment,
+                event=LoanEvent.CHECKOUT,
+                terminal=self.request.terminal,
+                item_id=item.id,
+                patron_id=self.patron.id,
+                branch_id=self.branch.id,
+                detail=detail,
+            )
+        )
+        charge_fee(
+            session,
+            patron=self.patron,
+            kind=FeeKind.RENTAL,
+            amount_minor=rule.rental_fee_minor,
+            description=f"rental: {item.record.title}",
+            by=self.request.terminal or SYSTEM,
+            moment=moment,
+            item=item,
+            loan=loan,
+        )
+        session.flush()
+        return self.result(item, due_at, renewal=False)
+
+
+def check_out(
+    session: Session,
+    known: Known,
+    request: CheckoutRequest,
+    overrides: Overrides,
+) -> CheckoutResult:
+    """Lend the item, renew it, or refuse (see the module's docstring).
+
+    Raises:
+        CirculationRefused: for the first reason that applies.
+        LoanChangedHands: the loan moved between reading and locking; retry.
+    """
+    branch = queries.branch_by_code(session, request.branch_code)
+    if branch is None:
+        raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
+    known.branch_id = branch.id
+
+    # The patron, locked first: their loan count must not move under us.
+    borrower_id = _lock_patrons(session, request)
+    patron = queries.patron_by_barcode(session, request.patron_barcode, lock=True)
+    if patron is None:
+        raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+    known.patron_id = patron.id
+    desk = _Desk(
+        session=session,
+        request=request,
+        overrides=overrides,
+        branch=branch,
+        patron=patron,
+    )
+
+    # The card. An automatic block staff asked to waive waits for the rule.
+    card = card_refusal(
+        session,
+        patron,
+        request.moment,
+        desk.zone,
+        pin_valid=request.pin_valid,
+        pin_locked=request.pin_locked,
+        pin_required=request.pin_required,
+    )
+    if card is not None and card not in overrides.asked:
+        raise desk.refuse(card)
+
+    # The item, locked second.
+    item = queries.item_by_barcode(session, request.item_barcode, lock=True)
+    if item is None:
+        raise desk.refuse(Refusal.UNKNOWN_ITEM)
+    known.item_id = item.id
+    status_refusal = STATUS_REFUSALS.get(item.status)
+    if status_refusal is not None:
+        raise desk.refuse(status_refusal, item)
+
+    loan = queries.open_loan(session, item, lock=True)
+    others_loan = loan is not None and loan.patron_id != patron.id
+    if (
+        request.checkin_if_on_loan_to_other
+        and loan is not None
+        and loan.patron_id not in (None, borrower_id)
+    ):
+        raise LoanChangedHands
+    choice = queries.loan_rule_choice(
+        session,
+        branch_id=branch.id,
+        category_id=patron.category_id,
+        item_type_id=item.item_type_id,
+    )
+    if card is not None and not overrides.waive(card, choice.rule):
+        raise desk.refuse(card, item)
+    if others_loan and not request.checkin_if_on_loan_to_other:
+        raise desk.refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
+
+    if loan is not None and not others_loan:
+        # The patron has it already. Renewal not wanted: this checkout was made
+        # before; answer it again without using up a renewal.
+        if not request.renew_if_on_loan:
+            return desk.result(item, loan.due_at, renewal=False)
+        if choice.rule is None:
+            raise desk.refuse(Refusal.NO_LOAN_RULE, item)
+        return desk.renew(item, loan, choice.rule)
+
+    rule = desk.check_item(item, choice)
+    if loan is not None:
+        desk.end_others_loan(item, loan)
+    return desk.lend(item, rule)

@@ -1,0 +1,160 @@
+"""Pieces every circulation use case shares: what a refused request had found,
+the card checks, staff overrides, log rows and the loan's own rule.
+
+Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and other
+`ils` modules (queries, fees, results, models); never SIP2, Twisted or Kivy. It
+never logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from ils import queries
+from ils.fees import borrowing_block
+from ils.models import CirculationLog, Item, Loan, LoanEvent, LoanRule, Patron
+from ils.results import Refusal
+
+# What a staff override may waive, when the applicable rule's `staff_override`
+# is true: the rule's own limits, and the holds, transit and automatic blocks
+# that a member of staff at the desk can see for themselves. Card problems
+# (lost, expired, PIN, a manual block) are never waived: staff fix the card.
+OVERRIDABLE = frozenset(
+    {
+        Refusal.MAX_LOANS_REACHED,
+        Refusal.RENEWAL_LIMIT_REACHED,
+        Refusal.ITEM_IN_HOUSE_ONLY,
+        Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON,
+        Refusal.ITEM_IN_TRANSIT,
+        Refusal.FEES_OVER_LIMIT,
+        Refusal.OVERDUES_OVER_LIMIT,
+    }
+)
+
+# Who is named as having charged a fee when no terminal is given.
+SYSTEM = "system"
+
+
+def aware(moment: datetime, name: str) -> datetime:
+    """`moment` in UTC; a naive time is a programming error, not a guess.
+
+    Raises:
+        ValueError: `moment` has no time zone.
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware, not naive")
+    return moment.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class Known:
+    """What a refused request had identified, for its log row."""
+
+    patron_id: int | None = None
+    item_id: int | None = None
+    branch_id: int | None = None
+
+
+class LoanChangedHands(Exception):  # noqa: N818 - a signal to retry, not an error
+    """Rows read before locking changed before they were locked: start again."""
+
+
+@dataclass(slots=True)
+class Overrides:
+    """The refusals a member of staff asked to waive, and those actually waived.
+
+    Raises:
+        ValueError: a reason that can never be waived was asked for.
+    """
+
+    asked: frozenset[Refusal]
+    used: list[Refusal] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        never = self.asked - OVERRIDABLE
+        if never:
+            names = ", ".join(sorted(reason.name for reason in never))
+            raise ValueError(f"these refusals cannot be overridden: {names}")
+
+    def waive(self, reason: Refusal, rule: LoanRule | None) -> bool:
+        """Whether `reason` is waived: asked for, and allowed by `rule`."""
+        if reason in self.asked and rule is not None and rule.staff_override:
+            if reason not in self.used:
+                self.used.append(reason)
+            return True
+        return False
+
+    def note(self) -> str:
+        """The words the log row carries for what was waived ("" for nothing)."""
+        if not self.used:
+            return ""
+        return "; staff override: " + " ".join(reason.value for reason in self.used)
+
+
+def card_refusal(
+    session: Session,
+    patron: Patron,
+    moment: datetime,
+    zone: ZoneInfo,
+    *,
+    pin_valid: bool | None,
+    pin_locked: bool = False,
+    pin_required: bool = False,
+) -> Refusal | None:
+    """Why the patron's card may not borrow, in the order the checks are made:
+    PIN, lost, expired, manual block, then the automatic blocks (fees, overdues)."""
+    if pin_locked:
+        return Refusal.PIN_LOCKED
+    if pin_valid is False:
+        return Refusal.WRONG_PIN
+    if pin_valid is None and pin_required and patron.pin_hash is not None:
+        return Refusal.PIN_REQUIRED
+    if patron.card_lost:
+        return Refusal.CARD_LOST
+    if queries.card_expired(patron, moment, zone):
+        return Refusal.CARD_EXPIRED
+    if queries.open_blocks(session, patron):
+        return Refusal.PATRON_BLOCKED
+    return borrowing_block(session, patron, moment)
+
+
+def log_row(
+    *,
+    at: datetime,
+    event: LoanEvent,
+    terminal: str | None,
+    item_id: int | None = None,
+    patron_id: int | None = None,
+    branch_id: int | None = None,
+    detail: str | None = None,
+) -> CirculationLog:
+    """One row of the circulation log."""
+    return CirculationLog(
+        at=at,
+        event=event,
+        item_id=item_id,
+        patron_id=patron_id,
+        branch_id=branch_id,
+        terminal=terminal,
+        detail=detail,
+    )
+
+
+def loan_rule_of(session: Session, loan: Loan, item: Item) -> LoanRule | None:
+    """The rule a loan was made under: at its branch, for the borrower's category
+    (as recorded on the loan, else the patron's) and the item's type."""
+    category_id = loan.patron_category_id
+    if category_id is None and loan.patron is not None:
+        category_id = loan.patron.category_id
+    if category_id is None:
+        return None
+    return queries.loan_rule_choice(
+        session,
+        branch_id=loan.branch_id,
+        category_id=category_id,
+        item_type_id=item.item_type_id,
+    ).rule
