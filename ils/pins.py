@@ -82,12 +82,12 @@ def check_pin(
         if found.pin_hash is None:
             return PinOutcome.NO_PIN_SET
         stored = found.pin_hash
-        had_failures = found.pin_failures > 0 or found.pin_locked_until is not None
     matches = verify_secret(pin, stored)
-    if matches and not had_failures:
-        # Nothing to reset: a match on a clean card writes nothing.
-        return PinOutcome.MATCH
 
+    # Even a match is judged under the patron's row lock: guesses sent in
+    # parallel all pass the unlocked read above, and the one right guess
+    # must still be refused if the wrong ones have locked the PIN meanwhile.
+    # A match on a clean card writes nothing.
     with database.transaction() as session:
         patron = queries.patron_by_barcode(session, barcode, lock=True)
         if patron is None:
@@ -106,7 +106,8 @@ def check_pin(
             patron.pin_locked_until = None
             patron.pin_failures = 0
         if matches:
-            patron.pin_failures = 0
+            if patron.pin_failures:
+                patron.pin_failures = 0
             return PinOutcome.MATCH
 
         institution = institution_of(session, patron)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,3 +108,31 @@ def test_wrong_pins_are_logged_without_the_pin(library: Library) -> None:
     text = " ".join(detail or "" for _event, detail, _terminal in rows)
     for attempt in ("9999", "8888", "7777", "6666", "5555", PIN):
         assert attempt not in text
+
+
+def test_guesses_sent_at_once_still_lock_after_five(library: Library) -> None:
+    """Twelve wrong PINs from twelve terminals at the same moment: exactly five
+    are counted as wrong, the other seven find the PIN locked, and the right PIN
+    sent next is refused."""
+    start = threading.Barrier(12)
+    outcomes: list[PinOutcome] = []
+    lock = threading.Lock()
+
+    def terminal(pin: str) -> None:
+        start.wait()
+        outcome = check_pin(library.database, "P1", pin, NOW)
+        with lock:
+            outcomes.append(outcome)
+
+    guesses = [f"{n:04d}" for n in range(12)]
+    threads = [threading.Thread(target=terminal, args=(pin,)) for pin in guesses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert (5, 7) == (
+        outcomes.count(PinOutcome.WRONG),
+        outcomes.count(PinOutcome.LOCKED),
+    )
+    assert PinOutcome.LOCKED is check_pin(library.database, "P1", PIN, NOW)
