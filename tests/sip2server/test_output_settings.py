@@ -300,9 +300,10 @@ def test_delimiter_in_a_title_follows_the_account_policy(
 @pytest.mark.parametrize(
     ("order", "expected"),
     [
-        # 18's table: AB AJ BG CK AQ AP CS for an available item.
-        ("spec", [b"AB", b"AJ", b"BG", b"CK", b"AQ", b"AP", b"CS"]),
-        ("alphabetical", [b"AB", b"AJ", b"AP", b"AQ", b"BG", b"CK", b"CS"]),
+        # 18's table: CF AB AJ BG CK AQ AP CS for an available item (CF, the
+        # hold queue length, is sent even when it is 0).
+        ("spec", [b"CF", b"AB", b"AJ", b"BG", b"CK", b"AQ", b"AP", b"CS"]),
+        ("alphabetical", [b"AB", b"AJ", b"AP", b"AQ", b"BG", b"CF", b"CK", b"CS"]),
     ],
 )
 @pytest_twisted.inlineCallbacks

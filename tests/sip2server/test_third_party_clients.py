@@ -97,10 +97,8 @@ def test_sip2_client_runs_a_whole_patron_session(
 
     assert "1" == seen["login"]["fixed"]["Ok"]
     assert "Y" == seen["status"]["fixed"]["OnlineStatus"]
-    # BX: patron status, checkout, checkin, block patron, status, resend, login,
-    # patron info, end session, -, item info, item status update, patron enable,
-    # and nothing after.
-    assert ["YYYYYYYYYNYYYNNN"] == _fields(seen["status"])["BX"]
+    # BX: all sixteen request types of SIP2 2.00 are answered.
+    assert ["YYYYYYYYYYYYYYYY"] == _fields(seen["status"])["BX"]
 
     patron = seen["patron_status"]
     assert ["Y"] == _fields(patron)["BL"]

@@ -232,12 +232,14 @@ def test_unknown_commands_and_garbled_frames_get_96(sip_target: SipTarget) -> An
 
 
 @pytest_twisted.inlineCallbacks
-def test_messages_the_server_does_not_implement_get_96(sip_target: SipTarget) -> Any:
-    """Fee paid, hold, renew and renew all decode but get 96."""
+def test_fee_hold_and_renewal_requests_get_their_own_responses(
+    sip_target: SipTarget,
+) -> Any:
+    """Fee paid, hold, renew and renew all are answered with 38, 16, 30 and 66."""
     now = sip_now()
     patron = ADA.encode("ascii")
     item = ITEMS[0].encode("ascii")
-    unsupported = [
+    requests = [
         # 37: date, fee type 01, payment type 00, currency GBP, then BV AO AA.
         b"37" + now + b"0100GBPBV1.00|AOCITY|AA" + patron + b"|",
         # 15: hold mode +, date, then AO AA AB.
@@ -251,13 +253,13 @@ def test_messages_the_server_does_not_implement_get_96(sip_target: SipTarget) ->
     def talk() -> list[bytes]:
         with RawTerminal(sip_target) as terminal:
             terminal.login()
-            answers = [terminal.exchange(frame + b"\r") for frame in unsupported]
+            answers = [terminal.exchange(frame + b"\r")[:2] for frame in requests]
             answers.append(terminal.exchange(STATUS_FRAME)[:2])
         return answers
 
     answers = yield in_thread(talk)
 
-    assert [b"96"] * len(unsupported) + [b"98"] == answers
+    assert [b"38", b"16", b"30", b"66", b"98"] == answers
 
 
 # --- the session rules: login first ------------------------------------------------

@@ -1,0 +1,152 @@
+"""Hold (15/16): place (+), cancel (-) and change (*) a patron's hold.
+
+Layer: `sip2server`. Imports `ils` results, models (to find a title by name)
+and services, and the codec; never Twisted.
+
+A hold names its title by an item (AB) or by the title itself (AJ, matched
+exactly but without regard to case; a title that matches several records is
+refused as ambiguous). BS is the pickup branch (the terminal's branch when
+absent), BW the last day the patron wants it, BY 3 (specific copy) an
+item-level hold. Cancel and change find the patron's open hold by the item or
+the title given.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ils.models import BibRecord
+from ils.results import CirculationRefused, HoldView, Refusal
+from sip2server.answers.common import Desk, Services
+from sip2server.protocol import HoldMode, HoldRequest, HoldResponse, HoldType
+
+AMBIGUOUS_TITLE = (
+    "Several titles have that name; please scan an item of the one you want."
+)
+NO_TITLE = "Please scan an item of the title you want to reserve."
+
+
+def _record_by_title(services: Services, title: str) -> int | None:
+    if services.database is None:
+        return None
+    with services.database.read() as session:
+        found = session.scalars(
+            sa.select(BibRecord.id)
+            .where(sa.func.lower(BibRecord.title) == title.strip().lower())
+            .limit(2)
+        ).all()
+    if len(found) > 1:
+        raise CirculationRefused(Refusal.UNKNOWN_ITEM, AMBIGUOUS_TITLE)
+    return found[0] if found else None
+
+
+def _find_hold(services: Services, request: HoldRequest) -> HoldView:
+    holds = services.circulation.holds_of(request.patron_identifier)
+    item = request.item_identifier
+    title = (request.title_identifier or "").strip().casefold()
+    for hold in (*holds.available, *holds.pending):
+        if item and item in (hold.item_barcode, hold.trapped_item_barcode):
+            return hold
+        if title and hold.title.casefold() == title:
+            return hold
+    if item and not title:
+        # A hold on the title, named by another copy's barcode.
+        seen = services.circulation.item(item)
+        if seen is not None:
+            for hold in (*holds.available, *holds.pending):
+                if hold.title == seen.title and hold.item_barcode is None:
+                    return hold
+    raise CirculationRefused(Refusal.HOLD_NOT_FOUND)
+
+
+def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
+    """Place, cancel or change a hold, by the request's hold mode."""
+    institution = desk.institution(request.institution_id)
+    try:
+        if request.hold_mode is HoldMode.ADD:
+            view = _place(services, desk, request)
+            text = (
+                "Your reservation is waiting for you."
+                if view.available
+                else "Reserved"
+                + (
+                    ""
+                    if view.queue_position is None
+                    else f"; you are number {view.queue_position} in the queue"
+                )
+                + "."
+            )
+        elif request.hold_mode is HoldMode.DELETE:
+            found = _find_hold(services, request)
+            view = services.circulation.cancel_hold(
+                request.patron_identifier, found.hold_id, terminal=desk.account.login
+            )
+            text = "Reservation cancelled."
+        else:
+            found = _find_hold(services, request)
+            # TODO(#5): a change of BW (expiry) needs a core call that does not
+            # exist yet; only the pickup branch (BS) is changed.
+            view = services.circulation.change_hold_pickup(
+                request.patron_identifier,
+                found.hold_id,
+                pickup_branch_code=request.pickup_location or found.pickup_branch_code,
+                terminal=desk.account.login,
+            )
+            text = f"Reservation to be collected at {view.pickup_branch_code}."
+    except CirculationRefused as refusal:
+        return HoldResponse(
+            ok=False,
+            available=False,
+            transaction_date=desk.now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            item_identifier=request.item_identifier,
+            title_identifier=request.title_identifier,
+            pickup_location=request.pickup_location,
+            screen_message=(
+                desk.policy.screen_text(refusal.reason.value, refusal.message),
+            ),
+        )
+    return HoldResponse(
+        ok=True,
+        available=view.available,
+        transaction_date=desk.now,
+        expiration_date=(None if view.expires_on is None else _end_of(view.expires_on)),
+        queue_position=view.queue_position,
+        pickup_location=view.pickup_branch_code,
+        institution_id=institution,
+        patron_identifier=request.patron_identifier,
+        item_identifier=view.trapped_item_barcode
+        or view.item_barcode
+        or request.item_identifier,
+        title_identifier=view.title,
+        screen_message=(text,),
+    )
+
+
+def _end_of(day: object) -> object:
+    from datetime import datetime, time  # noqa: PLC0415
+
+    return datetime.combine(day, time(23, 59, 59))  # type: ignore[arg-type]
+
+
+def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
+    record_id = None
+    if not request.item_identifier:
+        if not request.title_identifier:
+            raise CirculationRefused(Refusal.UNKNOWN_ITEM, NO_TITLE)
+        record_id = _record_by_title(services, request.title_identifier)
+        if record_id is None:
+            raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+    return services.circulation.place_hold(
+        request.patron_identifier,
+        pickup_branch_code=request.pickup_location or desk.account.location,
+        item_barcode=request.item_identifier or None,
+        record_id=record_id,
+        item_level=request.hold_type is HoldType.SPECIFIC_COPY,
+        expires_on=None
+        if request.expiration_date is None
+        else request.expiration_date.date(),
+        pin=request.patron_password or None,
+        terminal=desk.account.login,
+    )

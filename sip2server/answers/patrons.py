@@ -1,0 +1,366 @@
+"""Patron status (23/24), patron information (63/64), block patron (01/24),
+patron enable (25/26) and end patron session (35/36).
+
+Layer: `sip2server`. Imports `ils` results and services and the codec; never
+Twisted.
+
+The 14 patron status flags come from the core's `PatronConditions`
+(`ils.patron_status`), one to one. A patron information answer gives every
+summary count and, for each summary position the terminal set to Y (not only
+the first), that list, paged by BP/BQ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ils.patron_status import PatronStanding, read_standing
+from ils.results import CirculationRefused, HoldView, PatronView
+from sip2server.answers.common import (
+    Desk,
+    Services,
+    money,
+    patron_messages,
+    patron_status,
+    patron_values,
+    status_of,
+    template_fields,
+)
+from sip2server.protocol import (
+    BlockPatronRequest,
+    EndPatronSessionRequest,
+    EndSessionResponse,
+    FeeDetail,
+    Language,
+    PatronEnableRequest,
+    PatronEnableResponse,
+    PatronInformationRequest,
+    PatronInformationResponse,
+    PatronStatus,
+    PatronStatusRequest,
+    PatronStatusResponse,
+)
+
+
+def _standing(
+    services: Services,
+    desk: Desk,
+    barcode: str,
+    first: int | None = None,
+    last: int | None = None,
+) -> PatronStanding | None:
+    if services.database is None:
+        return None
+    return read_standing(
+        services.database, barcode, desk.moment, first=first, last=last
+    )
+
+
+def _status(patron: PatronView | None, standing: PatronStanding | None) -> PatronStatus:
+    return patron_status(patron) if standing is None else status_of(standing.conditions)
+
+
+def _extra(desk: Desk, patron: PatronView | None) -> tuple[tuple[str, str], ...]:
+    if patron is None:
+        return ()
+    return template_fields(
+        desk.policy.patron_templates, "patron", patron_values(patron)
+    )
+
+
+def _currency(desk: Desk, patron: PatronView) -> str:
+    return desk.policy.currency or patron.currency
+
+
+def patron_status_answer(
+    services: Services, desk: Desk, request: PatronStatusRequest
+) -> PatronStatusResponse:
+    """24: the card's 14 status flags, whether it and its PIN are valid, fees."""
+    patron = services.circulation.patron(
+        request.patron_identifier,
+        pin=request.patron_password or None,
+        terminal=desk.account.login,
+    )
+    standing = (
+        None if patron is None else _standing(services, desk, request.patron_identifier)
+    )
+    return PatronStatusResponse(
+        patron_status=_status(patron, standing),
+        language=request.language,
+        transaction_date=desk.now,
+        institution_id=desk.institution(request.institution_id),
+        patron_identifier=request.patron_identifier,
+        personal_name="" if patron is None else patron.full_name,
+        valid_patron=patron is not None,
+        valid_patron_password=None if patron is None else patron.pin_valid,
+        currency_type=None if patron is None else _currency(desk, patron),
+        fee_amount=None if patron is None else money(patron.fines_minor),
+        screen_message=patron_messages(patron),
+        extra_fields=_extra(desk, patron),
+    )
+
+
+def patron_status_refused(
+    desk: Desk, institution: str, patron: str, language: Language, text: str
+) -> PatronStatusResponse:
+    """24 for a card that is unknown or could not be looked at."""
+    return PatronStatusResponse(
+        patron_status=patron_status(None),
+        language=language,
+        transaction_date=desk.now,
+        institution_id=institution,
+        patron_identifier=patron,
+        personal_name="",
+        valid_patron=False,
+        screen_message=(text,),
+    )
+
+
+def unknown_patron_information(
+    desk: Desk,
+    language: Language,
+    institution: str,
+    patron: str,
+    screen: tuple[str, ...],
+) -> PatronInformationResponse:
+    """64 with nothing of any account in it."""
+    return PatronInformationResponse(
+        patron_status=patron_status(None),
+        language=language,
+        transaction_date=desk.now,
+        hold_items_count=0,
+        overdue_items_count=0,
+        charged_items_count=0,
+        fine_items_count=0,
+        recall_items_count=0,
+        unavailable_holds_count=0,
+        institution_id=institution,
+        patron_identifier=patron,
+        personal_name="",
+        valid_patron=False,
+        screen_message=screen,
+    )
+
+
+def _hold_entry(hold: HoldView) -> str:
+    # What a kiosk lists for a hold: the item waiting, or the title asked for.
+    return hold.trapped_item_barcode or hold.item_barcode or hold.title
+
+
+def patron_information(
+    services: Services, desk: Desk, request: PatronInformationRequest
+) -> PatronInformationResponse:
+    """64: the account with every count, and the lists the summary asks for."""
+    institution = desk.institution(request.institution_id)
+    patron = services.circulation.patron(
+        request.patron_identifier,
+        pin=request.patron_password or None,
+        terminal=desk.account.login,
+    )
+    if patron is None:
+        return unknown_patron_information(
+            desk,
+            request.language,
+            institution,
+            request.patron_identifier,
+            patron_messages(None),
+        )
+    if patron.pin_valid is False:
+        # Whoever holds the card but not its PIN learns that the card is valid
+        # and the PIN wrong (or locked), and nothing of the patron's account.
+        withheld = unknown_patron_information(
+            desk,
+            request.language,
+            institution,
+            request.patron_identifier,
+            patron_messages(patron),
+        )
+        return dataclasses.replace(
+            withheld,
+            patron_status=patron_status(patron),
+            valid_patron=True,
+            valid_patron_password=False,
+        )
+
+    standing = _standing(
+        services, desk, request.patron_identifier, request.start_item, request.end_item
+    )
+    if standing is None:  # pragma: no cover - the card was there a moment ago
+        return unknown_patron_information(
+            desk,
+            request.language,
+            institution,
+            request.patron_identifier,
+            patron_messages(None),
+        )
+    summary = request.summary
+    return PatronInformationResponse(
+        patron_status=status_of(standing.conditions),
+        language=request.language,
+        transaction_date=desk.now,
+        hold_items_count=standing.holds_available_count,
+        overdue_items_count=standing.overdue_count,
+        charged_items_count=standing.charged_count,
+        fine_items_count=standing.fees_count,
+        recall_items_count=standing.recalls_count,
+        unavailable_holds_count=standing.holds_unavailable_count,
+        institution_id=institution,
+        patron_identifier=patron.barcode,
+        personal_name=patron.full_name,
+        charged_items_limit=patron.max_loans,
+        valid_patron=True,
+        valid_patron_password=patron.pin_valid,
+        currency_type=_currency(desk, patron),
+        fee_amount=money(standing.fines_minor),
+        hold_items=(
+            tuple(_hold_entry(h) for h in standing.holds_available)
+            if summary.hold_items
+            else ()
+        ),
+        overdue_items=(
+            tuple(loan.item_barcode for loan in standing.overdue)
+            if summary.overdue_items
+            else ()
+        ),
+        charged_items=(
+            tuple(loan.item_barcode for loan in standing.charged)
+            if summary.charged_items
+            else ()
+        ),
+        fine_items=(
+            tuple(
+                f"{fee.id} {money(fee.balance_minor)} {fee.description}"
+                for fee in standing.fees
+            )
+            if summary.fine_items
+            else ()
+        ),
+        recall_items=(
+            tuple(loan.item_barcode for loan in standing.recalls)
+            if summary.recall_items
+            else ()
+        ),
+        unavailable_hold_items=(
+            tuple(_hold_entry(h) for h in standing.holds_unavailable)
+            if summary.unavailable_holds
+            else ()
+        ),
+        email_address=patron.email,
+        home_phone_number=patron.phone,
+        patron_expiry=(
+            None if patron.expires_on is None else patron.expires_on.strftime("%Y%m%d")
+        ),
+        patron_class=patron.category_code,
+        screen_message=patron_messages(patron),
+        fee_details=(
+            tuple(
+                FeeDetail(
+                    fee_remaining=money(fee.balance_minor),
+                    item_barcode=fee.item_barcode,
+                    creation_date=fee.created_at.astimezone(desk.zone).date(),
+                    title=fee.title,
+                    fee_identifier=str(fee.id),
+                    fee_type=fee.kind.value,
+                    fee_paid=money(fee.amount_minor - fee.balance_minor),
+                )
+                for fee in standing.fees
+            )
+            if summary.extended_fees
+            else ()
+        ),
+        extra_fields=_extra(desk, patron),
+    )
+
+
+def block_patron(
+    services: Services, desk: Desk, request: BlockPatronRequest
+) -> PatronStatusResponse:
+    """Block the card (recorded with the terminal's AL); SIP2 answers with 24."""
+    assert services.terminal_requests is not None
+    institution = desk.institution(request.institution_id)
+    try:
+        services.terminal_requests.block_patron(
+            request.patron_identifier,
+            note=request.blocked_card_msg,
+            terminal=desk.account.login,
+            card_retained=request.card_retained,
+        )
+    except CirculationRefused as refusal:
+        return patron_status_refused(
+            desk,
+            institution,
+            request.patron_identifier,
+            Language.UNKNOWN,
+            desk.policy.screen_text(refusal.reason.value, refusal.message),
+        )
+    patron = services.circulation.patron(request.patron_identifier)
+    standing = _standing(services, desk, request.patron_identifier)
+    return PatronStatusResponse(
+        patron_status=_status(patron, standing),
+        transaction_date=desk.now,
+        institution_id=institution,
+        patron_identifier=request.patron_identifier,
+        personal_name="" if patron is None else patron.full_name,
+        valid_patron=patron is not None,
+        screen_message=patron_messages(patron),
+        extra_fields=_extra(desk, patron),
+    )
+
+
+def patron_enable(
+    services: Services, desk: Desk, request: PatronEnableRequest
+) -> PatronEnableResponse:
+    """Lift the blocks terminals placed (staff blocks stay); answered with 26."""
+    assert services.terminal_requests is not None
+    institution = desk.institution(request.institution_id)
+    patron = services.circulation.patron(
+        request.patron_identifier,
+        pin=request.patron_password or None,
+        terminal=desk.account.login,
+    )
+    if patron is None or patron.pin_valid is False:
+        # Nothing is lifted for an unknown card or a wrong PIN.
+        return PatronEnableResponse(
+            patron_status=patron_status(patron),
+            transaction_date=desk.now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            personal_name="",
+            valid_patron=patron is not None,
+            valid_patron_password=None if patron is None else False,
+            screen_message=patron_messages(patron),
+        )
+
+    enabled = services.terminal_requests.enable_patron(
+        request.patron_identifier, terminal=desk.account.login
+    )
+    pin_valid = patron.pin_valid
+    patron = services.circulation.patron(request.patron_identifier) or patron
+    standing = _standing(services, desk, request.patron_identifier)
+    screen = patron_messages(patron)
+    if enabled.still_blocked:
+        screen = (*screen, "Only staff can lift the remaining block.")
+    return PatronEnableResponse(
+        patron_status=_status(patron, standing),
+        transaction_date=desk.now,
+        institution_id=institution,
+        patron_identifier=request.patron_identifier,
+        personal_name=patron.full_name,
+        valid_patron=True,
+        valid_patron_password=pin_valid,
+        screen_message=screen,
+        extra_fields=_extra(desk, patron),
+    )
+
+
+def end_session(
+    services: Services, desk: Desk, request: EndPatronSessionRequest
+) -> EndSessionResponse:
+    """36: the patron's session at the terminal is over."""
+    return EndSessionResponse(
+        end_session=True,
+        transaction_date=desk.now,
+        institution_id=desk.institution(request.institution_id),
+        patron_identifier=request.patron_identifier,
+        screen_message=("Thank you.",),
+    )

@@ -1,0 +1,269 @@
+"""Per-account terminal policy: what a kiosk, gate or sorter is told and allowed.
+
+Layer: `sip2server`. Imports the standard library, pydantic, the sibling
+modules `sortbins` and `templates`, and the core's refusal reasons
+(`ils.results`); never Twisted or the codec. The mapping layer
+(`sip2server.mapping`) reads a `TerminalPolicy` from the account that sent a
+request; this module only describes and validates it.
+
+In the configuration it is the `policy` table of an `[[accounts]]` entry, or of
+an `[institution.CODE]` table for every account of that institution (an
+account's own keys win, key by key). Every key is optional; the defaults are
+the spec's behaviour and this server's earlier one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from ils.results import Refusal
+from sip2server.sortbins import SortBinError, SortBinRules, parse_sort_bins
+from sip2server.templates import Template, TemplateError
+
+# A two-character SIP2 field code, as written on the wire.
+_FieldCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]$")]
+_Code = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+# Field codes a policy may never hide or add: the frame's own machinery.
+_UNTOUCHABLE = frozenset({"AY", "AZ"})
+
+# Why a request was refused, as a policy's `screen_messages` names it: the
+# core's refusal reasons (`ils.results.Refusal` values, listed in the docs) and
+# these of the server's own policies.
+POLICY_REASONS = (
+    "item_type_blocked",
+    "lost_items_block_checkout",
+    "overdues_block_checkout",
+    "item_in_house_only",
+    "patron_in_house_only",
+    "hold_blocks_checkin",
+    "checkin_not_on_loan",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScreenRewrite(_Strict):
+    """One regular-expression rewrite of every screen message (AF) sent."""
+
+    pattern: Annotated[str, StringConstraints(min_length=1)]
+    replace: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return value
+
+
+class TerminalPolicy(_Strict):
+    """What one account's terminals get and may do beyond the SIP2 defaults."""
+
+    # -- checkin (09/10), for sorters ------------------------------------------
+    # Whether returning an item that was not on loan counts as success (ok 1)
+    # or not (ok 0, alert, CV 99), as Koha's checked_in_ok.
+    checkin_not_on_loan_ok: bool = True
+    # Send CV 00 on a checkin that needs no routing (some sorters need a CV).
+    cv_on_success_00: bool = False
+    # Send CT on every checkin: where the item goes, or the return branch when
+    # it stays there.
+    always_send_ct: bool = False
+    # CY, the patron a trapped item waits for: "masked" (the last four
+    # characters, the rest as *), "full" or "none" (not sent).
+    hold_patron_id: Literal["masked", "full", "none"] = "masked"
+    # DA, the hold patron's name, from a template over the patron's fields
+    # (see TEMPLATE NAMES in the docs); "" sends none.
+    hold_patron_name: str = "{patron.surname}, {patron.firstname_initial}"
+    # Refuse a checkin when the item is wanted for a hold (so staff handle it),
+    # as Koha's holds_block_checkin; by default the hold traps the item.
+    holds_block_checkin: bool = False
+    # Sort-bin rules for CL, in order, first match wins (see sip2server.sortbins).
+    sort_bin: tuple[dict[str, Any], ...] = ()
+
+    # -- item information (17/18), for gates -----------------------------------
+    # The security marker reported for items: 00 other, 01 none, 02 tattle-tape,
+    # 03 whisper tape; per item type in security_markers.
+    security_marker: Literal["00", "01", "02", "03"] = "02"
+    security_markers: dict[str, Literal["00", "01", "02", "03"]] = Field(
+        default_factory=dict
+    )
+
+    # -- checkout (11/12) -----------------------------------------------------
+    # Item types this terminal may not lend at all.
+    blocked_item_types: tuple[_Code, ...] = ()
+    # Refuse checkout to a patron who has a lost item on loan.
+    lost_items_block_checkout: bool = False
+    # Refuse checkout to a patron who has an overdue item.
+    overdues_block_checkout: bool = False
+    # Item types, and patron categories, that are for use in the library only:
+    # a checkout here is refused with a screen message saying so.
+    inhouse_item_types: tuple[_Code, ...] = ()
+    inhouse_patron_categories: tuple[_Code, ...] = ()
+
+    # -- what is sent ---------------------------------------------------------
+    # Field codes never sent (a required one is sent empty, as the spec needs
+    # it present). With allow_fields set, optional fields not listed are not
+    # sent either.
+    hide_fields: tuple[_FieldCode, ...] = ()
+    allow_fields: tuple[_FieldCode, ...] | None = None
+    # Screen message (AF) per refusal reason, replacing the core's sentence.
+    screen_messages: dict[str, str] = Field(default_factory=dict)
+    # Rewrites of every AF sent, applied in order after screen_messages.
+    screen_rewrites: tuple[ScreenRewrite, ...] = ()
+    # Extra fields from templates: code -> template, e.g. {"PB" =
+    # "{patron.home_branch_code}"}; patron fields go into 24, 26 and 64, item
+    # fields into 10, 12, 18 and 30. An empty result is not sent.
+    patron_fields: dict[_FieldCode, str] = Field(default_factory=dict)
+    item_fields: dict[_FieldCode, str] = Field(default_factory=dict)
+    # ISO 4217 code sent in BH and the only one accepted in 37; None uses the
+    # institution's currency.
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+
+    _rules: SortBinRules = PrivateAttr(default_factory=SortBinRules)
+    _patron_templates: tuple[tuple[str, Template], ...] = PrivateAttr(default=())
+    _item_templates: tuple[tuple[str, Template], ...] = PrivateAttr(default=())
+    _name_template: Template | None = PrivateAttr(default=None)
+    _rewrites: tuple[tuple[re.Pattern[str], str], ...] = PrivateAttr(default=())
+
+    @field_validator("sort_bin")
+    @classmethod
+    def _sort_bins(
+        cls, value: tuple[dict[str, Any], ...]
+    ) -> tuple[dict[str, Any], ...]:
+        try:
+            parse_sort_bins(value)
+        except SortBinError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("hide_fields", "allow_fields")
+    @classmethod
+    def _not_the_trailer(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for code in value or ():
+            if code in _UNTOUCHABLE:
+                raise ValueError(
+                    f"{code} belongs to error detection and is not a field"
+                )
+        return value
+
+    @field_validator("patron_fields", "item_fields")
+    @classmethod
+    def _no_trailer_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for code in value:
+            if code in _UNTOUCHABLE:
+                raise ValueError(
+                    f"{code} belongs to error detection and is not a field"
+                )
+        return value
+
+    @field_validator("screen_messages")
+    @classmethod
+    def _known_reasons(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {reason.value for reason in Refusal} | set(POLICY_REASONS)
+        for reason in value:
+            if reason not in known:
+                raise ValueError(
+                    f"{reason!r} is not a refusal reason; use one of: "
+                    + ", ".join(sorted(known))
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _compile(self) -> Self:
+        try:
+            patron = tuple(
+                (code, Template(text, f"patron_fields.{code}", ("patron",)))
+                for code, text in self.patron_fields.items()
+            )
+            item = tuple(
+                (code, Template(text, f"item_fields.{code}", ("item",)))
+                for code, text in self.item_fields.items()
+            )
+            name = (
+                Template(self.hold_patron_name, "hold_patron_name", ("patron",))
+                if self.hold_patron_name
+                else None
+            )
+        except TemplateError as error:
+            raise ValueError(str(error)) from None
+        self._rules = parse_sort_bins(self.sort_bin)
+        self._patron_templates = patron
+        self._item_templates = item
+        self._name_template = name
+        self._rewrites = tuple(
+            (re.compile(rewrite.pattern), rewrite.replace)
+            for rewrite in self.screen_rewrites
+        )
+        return self
+
+    # -- what the mapping layer asks -------------------------------------------
+
+    @property
+    def sort_bins(self) -> SortBinRules:
+        """The parsed sort-bin rules (empty: no CL is sent)."""
+        return self._rules
+
+    @property
+    def patron_templates(self) -> tuple[tuple[str, Template], ...]:
+        """Extra patron fields: (code, template) in configuration order."""
+        return self._patron_templates
+
+    @property
+    def item_templates(self) -> tuple[tuple[str, Template], ...]:
+        """Extra item fields: (code, template) in configuration order."""
+        return self._item_templates
+
+    @property
+    def name_template(self) -> Template | None:
+        """The template of DA, or None when DA is not sent."""
+        return self._name_template
+
+    def security_marker_for(self, item_type: str) -> str:
+        """The security marker code for an item type."""
+        return self.security_markers.get(item_type, self.security_marker)
+
+    def screen_text(self, reason: str, default: str) -> str:
+        """The screen message for a refusal reason, as this policy words it."""
+        return self.screen_messages.get(reason, default)
+
+    def rewrite(self, text: str) -> str:
+        """A screen message after this policy's rewrites."""
+        for pattern, replacement in self._rewrites:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def hides(self, code: str, *, required: bool) -> bool:
+        """Whether a field is left out (or, if required, sent empty)."""
+        if code in self.hide_fields:
+            return True
+        return (
+            not required
+            and self.allow_fields is not None
+            and code not in self.allow_fields
+        )
+
+
+DEFAULT_POLICY = TerminalPolicy()
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICY_REASONS",
+    "ScreenRewrite",
+    "TerminalPolicy",
+]
