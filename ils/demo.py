@@ -1,7 +1,8 @@
 """`ils demo`: a small, complete library to try the system with.
 
 Layer: `ils` (the core). Imports click, SQLAlchemy, `ils.db`, `ils.schema`,
-`ils.models`, `ils.secrets`, `ils.importing` and the standard library.
+`ils.models`, `ils.secrets`, `ils.importing`, `ils.circulation` (to place the
+demo holds) and the standard library.
 
 The demo is deterministic apart from dates: the same patrons, items and
 barcodes every time, so that the README, the server's tests and a new user can
@@ -12,20 +13,24 @@ ordinary MARC importer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from importlib.resources import as_file, files
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ils.circulation import Circulation
 from ils.db import Database, DatabaseConfigError, display_url
 from ils.importing.barcodes import BarcodeKind, make_barcode
 from ils.importing.marc import import_marc
 from ils.models import (
     BibRecord,
     Branch,
+    Hold,
+    HoldStatus,
     Institution,
     Item,
     ItemStatus,
@@ -100,6 +105,18 @@ class DemoItem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DemoHold:
+    """A demo hold: whose, on what, where it is picked up, and how it stands."""
+
+    patron_barcode: str
+    item_barcode: str
+    title: str
+    pickup_branch: str
+    # "waiting" (on the hold shelf, to be collected) or "pending" (in the queue).
+    state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DemoLibrary:
     """What the demo database holds, with the fixed patrons and items first.
 
@@ -119,6 +136,7 @@ class DemoLibrary:
     item_count: int
     patrons: tuple[DemoPatron, ...]
     items: tuple[DemoItem, ...]
+    holds: tuple[DemoHold, ...] = ()
 
 
 def patron_barcode(serial: int) -> str:
@@ -238,6 +256,67 @@ def _build_patrons(session: Session, count: int, today: date) -> None:
             session.add(PatronBlock(patron=patron, note=BLOCK_NOTE, placed_by="demo"))
 
 
+# Who holds what in the demo: Bob's hold waits on the Main hold shelf, Charlie's
+# is in the queue for pickup at East. They take books of the last two titles by
+# barcode, so that the first books stay free to borrow.
+DEMO_HOLDS = ((2, "MAIN", "waiting"), (3, "EAST", "pending"))
+
+
+def _place_holds(database: Database, today: date) -> None:
+    """Place the demo holds through the circulation service, and trap the first by
+    checking its book in at Main, as staff pulling it from the shelf would."""
+    moment = datetime.combine(today, time(12, 0), tzinfo=ZoneInfo(TIMEZONE))
+    circulation = Circulation(database, clock=lambda: moment)
+    with database.read() as session:
+        rows = session.execute(
+            select(Item.barcode, Item.record_id)
+            .join(ItemType, Item.item_type_id == ItemType.id)
+            .where(Item.status == ItemStatus.AVAILABLE, ItemType.code == "BOOK")
+            .order_by(Item.barcode.desc())
+        )
+        # One book of each of the last titles, so the holds are on two titles.
+        by_title: dict[int, str] = {}
+        for barcode, record_id in rows:
+            by_title.setdefault(record_id, barcode)
+            if len(by_title) == len(DEMO_HOLDS):
+                break
+        barcodes = list(by_title.values())
+    for (serial, pickup, state), barcode in zip(DEMO_HOLDS, barcodes, strict=False):
+        circulation.place_hold(
+            patron_barcode(serial),
+            item_barcode=barcode,
+            pickup_branch_code=pickup,
+            terminal="demo",
+        )
+        if state == "waiting":
+            circulation.checkin(barcode, branch_code=pickup, terminal="demo")
+
+
+def _demo_holds(session: Session) -> tuple[DemoHold, ...]:
+    holds = session.scalars(
+        select(Hold)
+        .where(Hold.status.in_((HoldStatus.PENDING, HoldStatus.WAITING)))
+        .order_by(Hold.id)
+    )
+    found: list[DemoHold] = []
+    for hold in holds:
+        item = hold.trapped_item
+        if item is None:
+            item = session.scalars(
+                select(Item).where(Item.record_id == hold.record_id).order_by(Item.id)
+            ).first()
+        found.append(
+            DemoHold(
+                patron_barcode="" if hold.patron is None else hold.patron.barcode,
+                item_barcode="" if item is None else item.barcode,
+                title=hold.record.title,
+                pickup_branch=hold.pickup_branch.code,
+                state="waiting" if hold.status is HoldStatus.WAITING else "pending",
+            )
+        )
+    return tuple(found)
+
+
 def _describe(database: Database, created: bool, today: date) -> DemoLibrary:
     with database.read() as session:
         institution_id = _demo_institution_id(session)
@@ -305,6 +384,7 @@ def _describe(database: Database, created: bool, today: date) -> DemoLibrary:
             item_count=count(Item),
             patrons=tuple(patrons),
             items=items,
+            holds=_demo_holds(session),
         )
 
 
@@ -315,6 +395,7 @@ def build_demo(
     items_per_record: int = 2,
     if_missing: bool = False,
     today: date | None = None,
+    holds: bool = False,
 ) -> DemoLibrary:
     """Build the demo library into the database at `url`, creating its schema.
 
@@ -325,6 +406,9 @@ def build_demo(
         if_missing: when the demo is already there, describe it and change
             nothing instead of refusing.
         today: the date expiry is reckoned from (default: today).
+        holds: place the demo holds (`DEMO_HOLDS`): one waiting on the hold
+            shelf, one in the queue. `ils demo` does; off by default so that
+            tests counting holds start from none.
 
     Raises:
         DemoExistsError: the demo library is already there and not `if_missing`.
@@ -369,6 +453,8 @@ def build_demo(
             ):
                 item.status = ItemStatus.NOT_FOR_LOAN
 
+        if holds:
+            _place_holds(database, today)
         return _describe(database, created=True, today=today)
     finally:
         database.dispose()
@@ -395,6 +481,14 @@ def _summary(demo: DemoLibrary) -> None:
     click.echo("Items to try (available when the demo was built):")
     for item in demo.items:
         click.echo(f"  {item.barcode:<16}{item.branch:<6}{item.title}")
+    if demo.holds:
+        click.echo("")
+        click.echo("Holds (waiting: on the hold shelf to collect; pending: queued):")
+        for hold in demo.holds:
+            click.echo(
+                f"  {hold.patron_barcode:<16}{hold.item_barcode:<16}"
+                f"{hold.pickup_branch:<6}{hold.state:<9}{hold.title}"
+            )
 
 
 @click.command("demo")
@@ -425,8 +519,19 @@ def _summary(demo: DemoLibrary) -> None:
     show_default=True,
     help="Items to make for each title that has none in the demo catalogue.",
 )
+@click.option(
+    "--holds/--no-holds",
+    default=True,
+    show_default=True,
+    help="Place two demo holds: one waiting for pickup, one in the queue.",
+)
 def demo_command(
-    *, url: str | None, if_missing: bool, patrons: int, items_per_record: int
+    *,
+    url: str | None,
+    if_missing: bool,
+    patrons: int,
+    items_per_record: int,
+    holds: bool,
 ) -> None:
     """Build a demo library to try the system with: branches, patrons, books.
 
@@ -447,6 +552,7 @@ def demo_command(
             patrons=patrons,
             items_per_record=items_per_record,
             if_missing=if_missing,
+            holds=holds,
         )
     except DatabaseConfigError as error:
         raise click.BadParameter(str(error), param_hint="--db") from error
