@@ -50,7 +50,14 @@ def checkin_frame(item: str, location: bytes = b"NORTH") -> bytes:
     """09: no block N, date, return date, then AP, AO, AB, AC."""
     now = sip_now()
     return (
-        b"09N" + now + now + b"AP" + location + b"|AOCITY|AB" + item.encode() + b"|AC|\r"
+        b"09N"
+        + now
+        + now
+        + b"AP"
+        + location
+        + b"|AOCITY|AB"
+        + item.encode()
+        + b"|AC|\r"
     )
 
 

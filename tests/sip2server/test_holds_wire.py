@@ -1,0 +1,110 @@
+"""Hold (15/16) place, change and cancel, and the holds of patron information
+(63/64: AS available, CD unavailable), on the wire, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+
+from tests.sip2server.conftest import BEN, ITEMS, PIN, SipTarget
+from tests.sip2server.test_mapping_checkin import (
+    FIXED_16,
+    FIXED_64,
+    all_fields,
+    checkin_frame,
+    hold_frame,
+    in_thread,
+    one,
+    talk,
+)
+from tests.sip2server.test_wire_behaviour import sip_now
+
+
+def info_frame(patron: str, summary: bytes, *, start: int = 1, end: int = 5) -> bytes:
+    """63: language 001, date, summary (10), then AO AA AC AD BP BQ."""
+    assert 10 == len(summary)
+    return (
+        b"63001"
+        + sip_now()
+        + summary
+        + b"AOCITY|AA"
+        + patron.encode()
+        + b"|AC|AD"
+        + PIN.encode()
+        + b"|BP%d|BQ%d|\r" % (start, end)
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_place_change_and_cancel_holds(sip_target: SipTarget) -> Any:
+    """15+ by item with BS and BW places a hold (16 ok 1, BR 1, BW and BS back);
+    by title (AJ) too; 15* moves it to WEST; 15- cancels it; a second 15- finds
+    nothing; an unknown title is refused."""
+    frames = [
+        hold_frame(
+            b"+", BEN, item=ITEMS[0], pickup=b"NORTH", expires=b"20991231    235959"
+        ),
+        hold_frame(b"+", BEN, title="tide tables, VOLUME 02"),
+        hold_frame(b"*", BEN, item=ITEMS[0], pickup=b"WEST"),
+        hold_frame(b"-", BEN, item=ITEMS[0]),
+        hold_frame(b"-", BEN, item=ITEMS[0]),
+        hold_frame(b"+", BEN, title="No Such Title"),
+        hold_frame(b"+", BEN, item=ITEMS[1]),
+    ]
+    placed, by_title, moved, cancelled, again, unknown, twice = yield in_thread(
+        talk, sip_target, frames
+    )
+
+    # 16: ok 1, available N, date; BW (an 18-character date), BR, BS, AO, AA.
+    assert placed.startswith(b"161N")
+    assert b"20991231    235959" == one(placed, FIXED_16, b"BW")
+    assert b"1" == one(placed, FIXED_16, b"BR")
+    assert b"NORTH" == one(placed, FIXED_16, b"BS")
+    assert b"Tide Tables, volume 01" == one(placed, FIXED_16, b"AJ")
+    assert by_title.startswith(b"161N")
+    assert b"Tide Tables, volume 02" == one(by_title, FIXED_16, b"AJ")
+    assert moved.startswith(b"161N")
+    assert b"WEST" == one(moved, FIXED_16, b"BS")
+    assert cancelled.startswith(b"161N")
+    assert [b"Reservation cancelled."] == all_fields(cancelled, FIXED_16)[b"AF"]
+    assert again.startswith(b"160N")
+    assert [b"That reservation was not found on this card."] == all_fields(
+        again, FIXED_16
+    )[b"AF"]
+    assert unknown.startswith(b"160N")
+    assert twice.startswith(b"160N")
+    assert [b"You have already reserved this title."] == all_fields(twice, FIXED_16)[
+        b"AF"
+    ]
+
+
+@pytest_twisted.inlineCallbacks
+def test_patron_information_lists_available_and_unavailable_holds(
+    sip_target: SipTarget,
+) -> Any:
+    """A trapped hold counts as available (AS, the item) and a queued one as
+    unavailable (CD, the title); every summary position set to Y is answered."""
+    frames = [
+        hold_frame(b"+", BEN, item=ITEMS[4]),
+        hold_frame(b"+", BEN, item=ITEMS[5]),
+        checkin_frame(ITEMS[5]),
+        info_frame(BEN, b"Y    Y    "),
+        info_frame(BEN, b"          "),
+    ]
+    replies = yield in_thread(talk, sip_target, frames)
+    info, bare = replies[3], replies[4]
+
+    # 64: status (14 blanks: nothing denied), language 001, date, then counts:
+    # holds 0001, overdue 0000, charged 0000, fines 0000, recalls 0000,
+    # unavailable holds 0001.
+    assert info.startswith(b"64" + b" " * 14 + b"001")
+    assert b"000100000000000000000001" == info[2 + 14 + 3 + 18 : FIXED_64]
+    fields = all_fields(info, FIXED_64)
+    assert [ITEMS[5].encode()] == fields[b"AS"]
+    assert [b"Tide Tables, volume 05"] == fields[b"CD"]
+    assert b"Y" == one(info, FIXED_64, b"BL")
+    assert b"Y" == one(info, FIXED_64, b"CQ")
+    # Counts are always sent; lists only when asked for.
+    assert b"000100000000000000000001" == bare[2 + 14 + 3 + 18 : FIXED_64]
+    assert b"AS" not in all_fields(bare, FIXED_64)
