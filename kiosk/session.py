@@ -86,7 +86,7 @@ class Devices(Protocol):
 
     def status(self) -> dict[str, str]: ...
 
-    def print_receipt(self, lines: list[str]) -> bool: ...
+    def print_receipt(self, card: str | None, rows: list[ItemOutcome]) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,13 +256,13 @@ class SelfCheck:
         self._session_call = None
         self._wipe()
         if patron is not None:
-            self._run(self.desk.end_session(patron))
+            self.run(self.desk.end_session(patron))
         self._arrive()
 
     def link_changed(self, state: LinkState) -> None:
         """The link to the server came up or went down."""
         if state is LinkState.ONLINE:
-            self._run(self._replay())
+            self.run(self._replay())
         if self.screen in {Screen.ATTRACT, Screen.OUT_OF_ORDER}:
             self._arrive()
         else:
@@ -274,7 +274,9 @@ class SelfCheck:
             log.info("replayed {count} offline transactions", count=sent)
             self._changed()
 
-    def _run(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
+    def run(self, work: Awaitable[Any]) -> defer.Deferred[Any]:
+        """Start async work (from a button or a device); failures are logged."""
+
         async def guarded() -> Any:
             return await work
 
@@ -438,6 +440,7 @@ class SelfCheck:
 
     def choose(self, action: Action) -> None:
         """A menu choice: borrow, return or renew (then scan items)."""
+        action = Action(action)
         if self.screen is Screen.MENU and action in self.services():
             self.mode = action
             self.notice = None
@@ -562,11 +565,12 @@ class SelfCheck:
 
     def receipt(self, kind: Receipt) -> None:
         """Print, email or no receipt; then the session ends."""
+        kind = Receipt(kind)
         if self.screen is not Screen.FINISH:
             return
-        lines = self.receipt_lines()
         if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
-            if not self.devices.print_receipt(lines):
+            card = None if self.patron is None else self.patron.barcode
+            if not self.devices.print_receipt(card, self.rows):
                 log.warn("the receipt could not be printed")
         elif kind is Receipt.EMAIL and self.email_offered:
             # TODO(#6): send email receipts; the kiosk has no mail transport yet.
@@ -625,7 +629,7 @@ class SelfCheck:
 
     def replay_now(self) -> None:
         """Staff asked to replay the offline journal now."""
-        self._run(self._replay())
+        self.run(self._replay())
         self.touch()
 
     def staff_status(self) -> dict[str, str]:

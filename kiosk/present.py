@@ -1,0 +1,155 @@
+"""The words a screen shows for the view model's state, in the patron's language.
+
+Layer: `kiosk` view model (plain Python: no Kivy, never `ils`). The .kv files
+only bind to strings and flags this module produces, so what a patron reads
+can be tested without a window. No code (SIP2 or refusal key) is ever shown:
+refusals go through the site's catalogue, everything else through gettext.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .i18n import Catalogues
+from .session import Notice, SelfCheck
+from .transactions import Action, Hold, ItemOutcome, Loan, Result, ReturnNote
+from .wording import Wording
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation without translating it here."""
+    return message
+
+
+_DONE = {
+    Action.BORROW: N_("Borrowed. Due back {date}."),
+    Action.RENEW: N_("Renewed. Due back {date}."),
+    Action.RETURN: N_("Returned. Thank you."),
+}
+_NOTES = {
+    ReturnNote.HOLD_SHELF: N_("Returned. Please put it on the holds trolley."),
+    ReturnNote.OTHER_BRANCH: N_("Returned. Please put it in the transfer bin."),
+}
+_QUEUED = {
+    Action.RETURN: N_("Returned. It will be recorded when the library system is back."),
+    Action.BORROW: N_(
+        "Borrowed. It will be recorded when the library system is back; "
+        "ask at the desk for the due date."
+    ),
+}
+_MODE_TITLES = {
+    Action.BORROW: N_("Borrow: scan each item"),
+    Action.RETURN: N_("Return: scan each item"),
+    Action.RENEW: N_("Renew: scan each item"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowText:
+    """One line of the item list: what, what happened, and whether it went well."""
+
+    barcode: str
+    title: str
+    detail: str
+    good: bool
+    renewable: bool
+
+
+class Presenter:
+    """Turns the view model's state into text for one language at a time."""
+
+    def __init__(self, catalogues: Catalogues, wording: Wording) -> None:
+        self.catalogues = catalogues
+        self.wording = wording
+
+    def t(self, language: str, message: str, **values: object) -> str:
+        """A message in `language`, with `{names}` filled in."""
+        text = self.catalogues.gettext(language, message)
+        return text.format(**values) if values else text
+
+    def row(self, language: str, outcome: ItemOutcome) -> RowText:
+        """The item list's line for one outcome."""
+        title = outcome.title or self.t(
+            language, "Item {barcode}", barcode=outcome.barcode
+        )
+        if outcome.result is Result.DONE:
+            if outcome.action is Action.RETURN and outcome.note in _NOTES:
+                detail = self.t(language, _NOTES[outcome.note])
+            elif outcome.due is not None or outcome.action is Action.RETURN:
+                day = self.catalogues.date(language, outcome.due) if outcome.due else ""
+                detail = self.t(language, _DONE[outcome.action], date=day)
+            else:
+                detail = self.t(language, "Done.")
+            return RowText(outcome.barcode, title, detail, True, False)
+        if outcome.result is Result.QUEUED:
+            detail = self.t(language, _QUEUED[outcome.action])
+            return RowText(outcome.barcode, title, detail, True, False)
+        if outcome.result is Result.OFFER_RENEW:
+            detail = self.t(language, "You already have this item. Renew it?")
+            return RowText(outcome.barcode, title, detail, True, True)
+        assert outcome.refusal is not None
+        detail = self.wording.text(outcome.refusal, language, outcome.screen_message)
+        return RowText(outcome.barcode, title, detail, False, False)
+
+    def notice(self, language: str, notice: Notice | None) -> str:
+        """The banner text for a refusal (empty when there is none)."""
+        if notice is None:
+            return ""
+        return self.wording.text(notice.refusal, language, notice.screen_message)
+
+    def items_title(self, language: str, mode: Action | None) -> str:
+        """The heading of the item loop."""
+        return "" if mode is None else self.t(language, _MODE_TITLES[mode])
+
+    def greeting(self, language: str, check: SelfCheck) -> str:
+        """The menu's greeting, with the patron's first name when known."""
+        name = check.patron.name if check.patron else ""
+        if name:
+            first = name.split(",")[-1].strip().split(" ")[0] or name
+            return self.t(language, "Hello, {name}", name=first)
+        return self.t(language, "Hello")
+
+    def countdown(self, language: str, seconds: int | None) -> str:
+        """The timeout warning (empty when not counting down)."""
+        if seconds is None:
+            return ""
+        return self.t(
+            language,
+            "Your session ends in {seconds} s. Touch the screen to continue.",
+            seconds=seconds,
+        )
+
+    def summary(self, language: str, rows: list[ItemOutcome]) -> str:
+        """The finish screen's count of what was done."""
+        done = sum(1 for row in rows if row.result in {Result.DONE, Result.QUEUED})
+        return self.t(
+            language,
+            "Done: {done}. Not done: {not_done}.",
+            done=done,
+            not_done=len(rows) - done,
+        )
+
+    def loan(self, language: str, loan: Loan) -> tuple[str, str]:
+        """An account loan as (title, due line)."""
+        if loan.due is None:
+            return loan.title, ""
+        day = self.catalogues.date(language, loan.due)
+        if loan.overdue:
+            return loan.title, self.t(language, "Overdue: was due {date}", date=day)
+        return loan.title, self.t(language, "Due back {date}", date=day)
+
+    def hold(self, language: str, hold: Hold) -> tuple[str, str]:
+        """An account hold as (title, state line)."""
+        if hold.ready:
+            return hold.title, self.t(language, "Ready for pickup")
+        if hold.queue_length:
+            return hold.title, self.t(
+                language, "Waiting: {count} in the queue", count=hold.queue_length
+            )
+        return hold.title, self.t(language, "Waiting")
+
+    def fees(self, language: str, total: str, currency: str) -> str:
+        """The account's fee line."""
+        return self.t(
+            language, "Fees owed: {amount} {currency}", amount=total, currency=currency
+        ).strip()

@@ -1,0 +1,68 @@
+"""Putting the kiosk together: link, journal, desk, devices, view model, app.
+
+Layer: `kiosk`, the top (imports Kivy through `kiosk.app`; never `ils`).
+`assemble` builds every part from a configuration; `run` starts the link and
+runs the app on the asyncio loop shared with Twisted's asyncio reactor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .app import KioskApp
+from .audio import AudioCues
+from .config import KioskConfig
+from .devices import KioskDevices
+from .i18n import Catalogues
+from .journal import Journal
+from .present import Presenter
+from .session import SelfCheck
+from .sipclient import SipLink
+from .transactions import SipDesk
+from .wording import Wording
+
+
+@dataclass
+class Kiosk:
+    """Every part of a running kiosk."""
+
+    app: KioskApp
+    check: SelfCheck
+    link: SipLink
+    journal: Journal | None
+    devices: KioskDevices
+
+    def close(self) -> None:
+        """Stop the link and close the journal."""
+        self.link.stop()
+        if self.journal is not None:
+            self.journal.close()
+
+
+def assemble(config: KioskConfig, reactor: Any, *, clock: Any = None) -> Kiosk:
+    """Build the kiosk's parts; `clock` (default: the reactor) runs its timers."""
+    wording = Wording.load(config.messages.catalogue or None)
+    journal = Journal(config.offline.journal) if config.offline.enabled else None
+    link = SipLink(
+        config.server, config.account, location=config.kiosk.branch, reactor=reactor
+    )
+    desk = SipDesk(config, link, wording, journal)
+    devices = KioskDevices(config.devices, library_name=config.kiosk.name)
+    check = SelfCheck(
+        config, desk, link, clock if clock is not None else reactor, devices=devices
+    )
+    link.on_state(check.link_changed)
+    presenter = Presenter(Catalogues(config.kiosk.languages), wording)
+    app = KioskApp(check, presenter, AudioCues(config.audio))
+    return Kiosk(app=app, check=check, link=link, journal=journal, devices=devices)
+
+
+async def run(config: KioskConfig, reactor: Any) -> None:
+    """Run the kiosk until its window closes."""
+    kiosk = assemble(config, reactor)
+    kiosk.link.start()
+    try:
+        await kiosk.app.async_run(async_lib="asyncio")
+    finally:
+        kiosk.close()

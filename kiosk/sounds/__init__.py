@@ -1,0 +1,1 @@
+"""The kiosk's cue sounds (WAV) and the script that makes them."""
