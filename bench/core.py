@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from bench.make_library import (
     BRANCHES,
+    EPOCH,
     LibrarySize,
     item_barcode,
     make_library,
@@ -55,7 +56,7 @@ from bench.make_library import (
 )
 from ils.circulation import Circulation
 from ils.db import Database, display_url, normalise_url
-from ils.models import Item, Patron
+from ils.models import Item, Loan, Patron
 from ils.results import CirculationRefused
 
 TARGET_RATIO = 1.2
@@ -127,8 +128,28 @@ def _sizes(database: Database) -> tuple[int, int, int]:
     return items, patrons, open_loans
 
 
+def _tidy(database: Database) -> None:
+    """Put back what an interrupted run left: its loans open, items in transit."""
+    with database.transaction() as session:
+        session.execute(
+            sa.update(Loan)
+            .where(Loan.returned_at.is_(None), Loan.checked_out_at > EPOCH)
+            .values(returned_at=Loan.checked_out_at)
+        )
+        session.execute(
+            sa.update(Item)
+            .where(Item.transit_to_branch_id.is_not(None))
+            .values(
+                transit_to_branch_id=None,
+                transit_since=None,
+                current_branch_id=Item.home_branch_id,
+            )
+        )
+
+
 def _open(name: str, url: str, statements: bool) -> Library:
     database = Database(url, pool_size=2)
+    _tidy(database)
     items, patrons, open_loans = _sizes(database)
     if not items or not patrons:
         raise SystemExit(f"{display_url(url)} holds no library; run make_library.py")
@@ -177,17 +198,22 @@ def _round(library: Library, ops: int, chooser: random.Random) -> None:
     serials: set[int] = set()
     while len(serials) < ops:
         serials.add(library.shelf_item(chooser))
+    # Each item is lent and returned at its home branch, so that it goes back
+    # on the shelf there and not into transit.
     work = [
-        (item_barcode(serial), patron_barcode(chooser.randint(1, library.patrons)))
+        (
+            item_barcode(serial),
+            patron_barcode(chooser.randint(1, library.patrons)),
+            BRANCHES[serial % 2],
+        )
         for serial in serials
     ]
-    branch = BRANCHES[0]
 
     started = time.perf_counter()
-    for item, patron in work:
+    for item, patron, branch in work:
         library.circulation.checkout(patron, item, branch_code=branch, terminal="bench")
     middle = time.perf_counter()
-    for item, _ in work:
+    for item, _, branch in work:
         library.circulation.checkin(item, branch_code=branch, terminal="bench")
     ended = time.perf_counter()
 
