@@ -21,7 +21,14 @@ from ils.db import Database
 from ils.fees import FeeService
 from ils.terminal_requests import TerminalRequests
 from sip2server.answers import fees, holds, items, loans, patrons
-from sip2server.answers.common import Desk, Services, due_date, money, policy_of
+from sip2server.answers.common import (
+    Desk,
+    Services,
+    due_date,
+    money,
+    patron_status,
+    policy_of,
+)
 from sip2server.answers.output import apply_policy
 from sip2server.config import AccountConfig
 from sip2server.policy import DEFAULT_POLICY
@@ -297,7 +304,7 @@ def _refusal(  # noqa: PLR0917 - one negative response per request type
         return items.unknown_item(desk, item, text)
     if command == PatronEnableRequest.command:
         return PatronEnableResponse(
-            patron_status=patrons.patron_status(None),
+            patron_status=patron_status(None),
             language=language,
             transaction_date=desk.now,
             institution_id=institution,

@@ -38,6 +38,10 @@ _Code = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 # Field codes a policy may never hide or add: the frame's own machinery.
 _UNTOUCHABLE = frozenset({"AY", "AZ"})
 
+# Screen messages and print lines are the terminal's way to say why: an allow
+# list never removes them (hide_fields still can).
+_ALWAYS_ALLOWED = frozenset({"AF", "AG"})
+
 # Why a request was refused, as a policy's `screen_messages` names it: the
 # core's refusal reasons (`ils.results.Refusal` values, listed in the docs) and
 # these of the server's own policies.
@@ -119,7 +123,7 @@ class TerminalPolicy(_Strict):
     # -- what is sent ---------------------------------------------------------
     # Field codes never sent (a required one is sent empty, as the spec needs
     # it present). With allow_fields set, optional fields not listed are not
-    # sent either.
+    # sent either (screen messages AF and print lines AG are always allowed).
     hide_fields: tuple[_FieldCode, ...] = ()
     allow_fields: tuple[_FieldCode, ...] | None = None
     # Screen message (AF) per refusal reason, replacing the core's sentence.
@@ -256,6 +260,7 @@ class TerminalPolicy(_Strict):
             not required
             and self.allow_fields is not None
             and code not in self.allow_fields
+            and code not in _ALWAYS_ALLOWED
         )
 
 

@@ -27,6 +27,7 @@ from sip2server.protocol import (
     PatronStatus,
     write_due_date,
 )
+from sip2server.templates import Template
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +194,12 @@ def item_values(item: ItemView) -> dict[str, str]:
 
 
 def template_fields(
-    templates: tuple[tuple[str, object], ...], root: str, values: dict[str, str]
+    templates: tuple[tuple[str, Template], ...], root: str, values: dict[str, str]
 ) -> tuple[tuple[str, str], ...]:
     """Extra fields rendered from a policy's templates; empty results left out."""
     rendered = []
     for code, template in templates:
-        text = template.render({root: values})  # type: ignore[attr-defined]
+        text = template.render({root: values})
         if text:
             rendered.append((code, text))
     return tuple(rendered)

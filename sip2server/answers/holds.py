@@ -13,6 +13,8 @@ the title given.
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
+
 import sqlalchemy as sa
 
 from ils.models import BibRecord
@@ -124,10 +126,9 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
     )
 
 
-def _end_of(day: object) -> object:
-    from datetime import datetime, time  # noqa: PLC0415
-
-    return datetime.combine(day, time(23, 59, 59))  # type: ignore[arg-type]
+def _end_of(day: date) -> datetime:
+    # BW is a date and time; a hold lasts to the end of its last day.
+    return datetime.combine(day, time(23, 59, 59))
 
 
 def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
