@@ -56,7 +56,7 @@ from bench.make_library import (
 )
 from ils.circulation import Circulation
 from ils.db import Database, display_url, normalise_url
-from ils.models import Item, Loan, Patron
+from ils.models import Hold, Item, Loan, Patron
 from ils.results import CirculationRefused
 
 TARGET_RATIO = 1.2
@@ -101,9 +101,13 @@ class Library:
     circulation: Circulation
     items: int
     patrons: int
+    finished_holds: int
     stride: int
     checkouts: list[float] = field(default_factory=list)
     checkins: list[float] = field(default_factory=list)
+    # Counted rounds only: checkout-and-checkin pairs and their wall time.
+    pairs: int = 0
+    seconds: float = 0.0
     times: StatementTimes = field(default_factory=StatementTimes)
 
     def shelf_item(self, chooser: random.Random) -> int:
@@ -114,8 +118,8 @@ class Library:
                 return serial
 
 
-def _sizes(database: Database) -> tuple[int, int, int]:
-    """Items, patrons and open loans of a library made by make_library."""
+def _sizes(database: Database) -> tuple[int, int, int, int]:
+    """Items, patrons, open loans and holds of a library made by make_library."""
     with database.read() as session:
         items = session.scalar(sa.select(sa.func.max(Item.id))) or 0
         patrons = session.scalar(sa.select(sa.func.max(Patron.id))) or 0
@@ -125,7 +129,8 @@ def _sizes(database: Database) -> tuple[int, int, int]:
             )
             or 0
         )
-    return items, patrons, open_loans
+        holds = session.scalar(sa.select(sa.func.count()).select_from(Hold)) or 0
+    return items, patrons, open_loans, holds
 
 
 def _tidy(database: Database) -> None:
@@ -147,10 +152,13 @@ def _tidy(database: Database) -> None:
         )
 
 
-def _open(name: str, url: str, statements: bool) -> Library:
+def _open(name: str, url: str, statements: bool, sql: list[str]) -> Library:
     database = Database(url, pool_size=2)
     _tidy(database)
-    items, patrons, open_loans = _sizes(database)
+    for statement in sql:
+        with database.transaction() as session:
+            session.execute(sa.text(statement))
+    items, patrons, open_loans, holds = _sizes(database)
     if not items or not patrons:
         raise SystemExit(f"{display_url(url)} holds no library; run make_library.py")
     library = Library(
@@ -160,6 +168,7 @@ def _open(name: str, url: str, statements: bool) -> Library:
         circulation=Circulation(database),
         items=items,
         patrons=patrons,
+        finished_holds=holds,
         # make_library lends every stride-th item; the benchmark must not
         # count on those being on the shelf. Loans it made itself are returned.
         stride=max(1, items // open_loans) if open_loans else 0,
@@ -219,9 +228,20 @@ def _round(library: Library, ops: int, chooser: random.Random) -> None:
 
     library.checkouts.append(ops / (middle - started))
     library.checkins.append(ops / (ended - middle))
+    library.pairs += ops
+    library.seconds += ended - started
 
 
 def _report_statements(big: Library, small: Library) -> None:
+    for library in (big, small):
+        calls = sum(library.times.calls.values()) / max(library.pairs, 1)
+        in_sql = sum(library.times.seconds.values()) / max(library.pairs, 1)
+        whole = library.seconds / max(library.pairs, 1)
+        print(
+            f"{library.name}: {calls:.0f} SQL statements per checkout and checkin,"
+            f" {in_sql * 1e3:.1f} ms in them of {whole * 1e3:.1f} ms in all"
+            " (the rest: commits, the driver, Python)"
+        )
     print("SQL statements, mean time big / small (most grown first):")
     keys = [key for key in big.times.calls if key in small.times.calls]
     grown = sorted(
@@ -251,6 +271,14 @@ def main() -> int:
     parser.add_argument(
         "--statements", action="store_true", help="time every SQL statement"
     )
+    parser.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        metavar="STATEMENT",
+        help="run this on both libraries first, e.g. a CREATE INDEX to try a fix"
+        " (repeatable)",
+    )
     arguments = parser.parse_args()
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -258,7 +286,7 @@ def main() -> int:
         f"python {platform.python_version()} on {platform.machine()},"
         f" {platform.system()}; SQLAlchemy {sa.__version__}"
     )
-    big = _open("big", arguments.db, arguments.statements)
+    big = _open("big", arguments.db, arguments.statements, arguments.sql)
     with _small_database(arguments.db, arguments.small_db) as (small_url, to_make):
         if to_make:
             # The same proportions as the big library: patrons per item, loans.
@@ -269,15 +297,18 @@ def main() -> int:
                     patrons=max(1, SMALL_ITEMS * big.patrons // big.items),
                     open_loans=SMALL_ITEMS // big.stride if big.stride else 0,
                     returned_loans=SMALL_ITEMS // 5,
+                    finished_holds=SMALL_ITEMS * big.finished_holds // big.items,
                 ),
                 say=lambda _line: None,
             )
-        small = _open("small", small_url, arguments.statements)
+        small = _open("small", small_url, arguments.statements, arguments.sql)
         print(
-            f"big: {big.items:,} items, {big.patrons:,} patrons"
-            f" ({display_url(big.url)}); small: {small.items:,} items,"
-            f" {small.patrons:,} patrons; {arguments.rounds} alternating rounds of"
-            f" {arguments.ops} checkouts then {arguments.ops} checkins each"
+            f"big: {big.items:,} items, {big.patrons:,} patrons,"
+            f" {big.finished_holds:,} finished holds ({display_url(big.url)});"
+            f" small: {small.items:,} items, {small.patrons:,} patrons,"
+            f" {small.finished_holds:,} finished holds; {arguments.rounds}"
+            f" alternating rounds of {arguments.ops} checkouts then"
+            f" {arguments.ops} checkins each"
         )
 
         chooser = random.Random(arguments.seed)
@@ -287,6 +318,9 @@ def main() -> int:
                 _round(library, min(50, arguments.ops), chooser)
                 library.checkouts.clear()
                 library.checkins.clear()
+                library.pairs, library.seconds = 0, 0.0
+                library.times.seconds.clear()
+                library.times.calls.clear()
             for _ in range(arguments.rounds):
                 for library in (big, small):
                     _round(library, arguments.ops, chooser)

@@ -3,10 +3,11 @@
 The data is made for the circulation benchmark (`bench/core.py`): one
 institution BENCH with two branches, two patron categories, two item types and
 a generous loan rule, then `--items` items on `--items / --copies` titles,
-`--patrons` patrons, `--open-loans` items on loan now and `--returned-loans`
-loans already returned. Everything is written with SQLAlchemy Core inserts,
-many rows per statement and 20,000 per round trip, in one transaction per
-table; no PIN is hashed (the patrons have none), so nothing slow runs per row.
+`--patrons` patrons, `--open-loans` items on loan now, `--returned-loans`
+loans already returned and `--finished-holds` holds already fulfilled.
+Everything is written with SQLAlchemy Core inserts, many rows per statement
+and 20,000 per round trip, in one transaction per table; no PIN is hashed (the
+patrons have none), so nothing slow runs per row.
 
 Barcodes follow the project's 14-digit layout with library code 9999: items are
 3 9999 <serial> <check>, patrons 2 9999 <serial> <check>, serials from 1. Item
@@ -40,6 +41,7 @@ from ils.importing.barcodes import BarcodeKind, make_barcode
 from ils.models import (
     BibRecord,
     Branch,
+    Hold,
     Institution,
     Item,
     ItemType,
@@ -85,6 +87,7 @@ class LibrarySize:
     copies: int = 2
     open_loans: int = 0
     returned_loans: int = 0
+    finished_holds: int = 0
 
     @property
     def titles(self) -> int:
@@ -277,12 +280,38 @@ def _loans(size: LibrarySize, ids: dict[str, int]) -> Iterator[dict[str, Any]]:
         }
 
 
+def _holds(size: LibrarySize, ids: dict[str, int]) -> Iterator[dict[str, Any]]:
+    """Holds already fulfilled: the history every library keeps piling up.
+
+    None is open, so no benchmark checkout meets a hold for someone else.
+    """
+    branch = ids[f"branch:{BRANCHES[0]}"]
+    for number in range(size.finished_holds):
+        item = number * 7907 % size.items + 1
+        placed = EPOCH - timedelta(days=30 + number % 700, minutes=number % 1440)
+        yield {
+            "id": number + 1,
+            "patron_id": number * 104_723 % size.patrons + 1,
+            "record_id": (item - 1) // size.copies + 1,
+            "item_id": None,
+            "pickup_branch_id": branch,
+            "status": "fulfilled",
+            "placed_at": placed,
+            "expires_on": None,
+            "trapped_item_id": item,
+            "trapped_at": placed + timedelta(days=5),
+            "pickup_deadline": placed + timedelta(days=12),
+            "finished_at": placed + timedelta(days=7),
+            "placed_by": "bench",
+        }
+
+
 def _fix_sequences(engine: sa.Engine) -> None:
     # Ids were given explicitly; PostgreSQL's sequences must be moved past them.
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as connection:
-        for table in ("bib_record", "item", "patron", "loan"):
+        for table in ("bib_record", "item", "patron", "loan", "hold"):
             connection.exec_driver_sql(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" GREATEST((SELECT max(id) FROM {table}), 1))"
@@ -314,6 +343,7 @@ def make_library(
         _insert(engine, Item.__table__, _items(size, ids), say)  # type: ignore[arg-type]
         _insert(engine, Patron.__table__, _patrons(size, ids), say)  # type: ignore[arg-type]
         _insert(engine, Loan.__table__, _loans(size, ids), say)  # type: ignore[arg-type]
+        _insert(engine, Hold.__table__, _holds(size, ids), say)  # type: ignore[arg-type]
         _fix_sequences(engine)
         if engine.dialect.name == "sqlite":
             with engine.begin() as connection:
@@ -335,6 +365,12 @@ def main() -> int:
     parser.add_argument(
         "--returned-loans", type=int, help="returned loans (default: items / 5)"
     )
+    parser.add_argument(
+        "--finished-holds",
+        type=int,
+        default=0,
+        help="holds already fulfilled, with the item that was trapped (default 0)",
+    )
     arguments = parser.parse_args()
     size = LibrarySize(
         items=arguments.items,
@@ -350,6 +386,7 @@ def main() -> int:
             if arguments.returned_loans is None
             else arguments.returned_loans
         ),
+        finished_holds=arguments.finished_holds,
     )
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     make_library(arguments.db, size)
