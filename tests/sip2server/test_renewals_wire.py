@@ -113,3 +113,57 @@ def test_renew_all_renews_and_a_wrong_pin_renews_nothing(sip_target: SipTarget) 
     )[b"AF"]
     assert right.startswith(b"66100020000")
     assert [ITEMS[2].encode(), ITEMS[3].encode()] == all_fields(right, FIXED_66)[b"BM"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_pypi_sip2_client_renews_reserves_and_pays(
+    sip_target: SipTarget, tmp_path: Any
+) -> Any:
+    """The PyPI `sip2` client renews a loan (30 ok 1), places a hold (16 ok 1),
+    pays a fee by its id (38 Y) and gets a negative 66 for its undated 65."""
+    from ils.fees import FeeService  # noqa: PLC0415
+    from ils.models import FeeKind  # noqa: PLC0415
+    from tests.sip2server.conftest import LOGIN, PASSWORD  # noqa: PLC0415
+    from tests.sip2server.test_third_party_clients import _sip2_client  # noqa: PLC0415
+
+    lend_ten_days_ago(sip_target, ADA, ITEMS[4])
+    fee = FeeService(sip_target.library.database).charge(
+        ADA, kind=FeeKind.DAMAGE, amount_minor=150, description="wet", by="desk"
+    )
+
+    def session() -> dict[str, Any]:
+        client = _sip2_client(sip_target, tmp_path, checksums=True)
+        seen: dict[str, Any] = {}
+        try:
+            client.sip_login_response(
+                client.get_response(client.sip_login_request(LOGIN, PASSWORD))
+            )
+            client.patron, client.patronpwd = ADA, PIN
+            seen["renew"] = client.sip_renew_response(
+                client.get_response(client.sip_renew_request(itemIdentifier=ITEMS[4]))
+            )
+            seen["hold"] = client.sip_hold_response(
+                client.get_response(
+                    client.sip_hold_request("+", itemIdentifier=ITEMS[5])
+                )
+            )
+            seen["paid"] = client.sip_fee_paid_response(
+                client.get_response(
+                    client.sip_fee_paid_request(
+                        3, 0, "1.50", feeIdentifier=str(fee.id), currencyType="GBP"
+                    )
+                )
+            )
+            seen["all"] = client.get_response(client.sip_renew_all_request())
+        finally:
+            client.disconnect()
+        return seen
+
+    seen = yield in_thread(session)
+
+    assert "1" == seen["renew"]["fixed"]["Ok"]
+    assert [ITEMS[4]] == seen["renew"]["variable"]["AB"]
+    assert "1" == seen["hold"]["fixed"]["Ok"]
+    assert "Y" == seen["paid"]["fixed"]["PaymentAccepted"]
+    assert ["Paid 1.50 GBP; 0.00 GBP still owed."] == seen["paid"]["variable"]["AF"]
+    assert seen["all"].startswith("660")
