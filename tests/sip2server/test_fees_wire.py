@@ -68,8 +68,9 @@ def status_frame(patron: str, pin: str) -> bytes:
 @pytest_twisted.inlineCallbacks
 def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -> Any:
     """64 lists both fees (AV "id amount description", BV 3.50, FA..FG when
-    position 6 is Y); 37 pays one by CG, refuses another currency, pays the
-    rest oldest first, and then finds nothing owed."""
+    position 6 is Y), and one page of them for BP/BQ; 37 pays one by CG,
+    refuses another currency, pays the rest oldest first, and then finds
+    nothing owed."""
     fees = FeeService(sip_target.library.database)
     torn = fees.charge(
         ADA, kind=FeeKind.DAMAGE, amount_minor=250, description="torn cover", by="desk"
@@ -79,12 +80,14 @@ def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -
     )
     frames = [
         info_frame(ADA, b"   Y  Y   "),
+        info_frame(ADA, b"   Y      ", start=2, end=2),
         pay_frame(ADA, b"1.00", fee_id=card.id, payment_type=b"02"),
         pay_frame(ADA, b"2.50", currency=b"USD"),
         pay_frame(ADA, b"2.50"),
         pay_frame(ADA, b"0.50"),
     ]
-    info, by_id, dollars, oldest, nothing = yield in_thread(talk, sip_target, frames)
+    replies = yield in_thread(talk, sip_target, frames)
+    info, second, by_id, dollars, oldest, nothing = replies
 
     # Counts: holds 0000, overdue 0000, charged 0000, fine items 0002, ...
     assert b"000000000000000200000000" == info[2 + 14 + 3 + 18 : FIXED_64]
@@ -97,6 +100,10 @@ def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -
     ] == fields[b"AV"]
     assert [b"2.50", b"1.00"] == fields[b"FA"]
     assert [b"%d" % torn.id, b"%d" % card.id] == fields[b"FE"]
+    # BP2 BQ2: the second fee only; the count is still of the whole list.
+    assert b"0002" == second[2 + 14 + 3 + 18 + 12 : 2 + 14 + 3 + 18 + 16]
+    assert [b"%d 1.00 new card" % card.id] == all_fields(second, FIXED_64)[b"AV"]
+    assert b"FA" not in all_fields(second, FIXED_64)
 
     # 38: payment accepted Y, date, AO, AA, BK echoed.
     assert by_id.startswith(b"38Y")
