@@ -216,9 +216,11 @@ class KioskApp(App):
     def build(self) -> Widget:
         """Load the .kv files, build the screens, and follow the view model."""
         # 1. Layout rules: the shared widgets first, then one file per screen.
-        Builder.load_file(str(SCREENS_DIR / "widgets.kv"))
-        for screen in Screen:
-            Builder.load_file(str(SCREENS_DIR / f"{screen.value}.kv"))
+        for name in ("widgets", *(screen.value for screen in Screen)):
+            path = str(SCREENS_DIR / f"{name}.kv")
+            # Unloaded first, so a second app in one process has one set of rules.
+            Builder.unload_file(path)
+            Builder.load_file(path)
 
         # 2. The root, and one Kivy screen per view-model screen.
         root = KioskRoot()
@@ -266,6 +268,8 @@ class KioskApp(App):
 
     def refresh(self, *_: Any) -> None:
         """Copy the view model's state into the properties the kv files bind to."""
+        if self.root is None or App.get_running_app() is not self:
+            return
         check, present = self.check, self.presenter
         language = check.language
         self.lang = language
@@ -300,6 +304,9 @@ class KioskApp(App):
         if manager.current != check.screen.value:
             manager.current = check.screen.value
             self.wedge.clear()
+            # Lists are filled again on entry, so nothing of a session lingers.
+            for name in ("items", "account"):
+                manager.get_screen(name).ids.rows.clear_widgets()
             self._set_focus(-1)
         if check.screen is Screen.ITEMS:
             self._fill_items(manager.get_screen("items"))

@@ -41,6 +41,7 @@ class Refusal(enum.StrEnum):
     ITEM_UNKNOWN = "item_unknown"
     NOT_AN_ITEM = "not_an_item"
     RENEWAL_LIMIT = "renewal_limit"
+    RENEWAL_TOO_SOON = "renewal_too_soon"
     RENEWAL_UNAVAILABLE = "renewal_unavailable"
     SERVER_UNREACHABLE = "server_unreachable"
     OFFLINE_LIMIT = "offline_limit"

@@ -125,3 +125,173 @@ async def test_borrow_three_items_with_one_refused(
     printed = (Path(gui.check.config.devices.printer[5:])).read_bytes()
     assert b"**********0018" in printed
     assert PATRON.encode() not in printed
+
+
+async def sign_in(kiosk: Kiosk, card: str = PATRON, pin: str = PIN) -> None:
+    """Scan a card through the keyboard wedge on the attract screen, type the PIN."""
+    type_keys(card)
+    await settle(kiosk)
+    type_keys(pin)
+    await settle(kiosk)
+
+
+def shown_rows(kiosk: Kiosk, screen: str) -> list[tuple[str, str, bool]]:
+    """(title, detail, good) of each row on a screen's list, top first."""
+    rows = kiosk.app.root.ids.screens.get_screen(screen).ids.rows.children
+    return [(row.title, row.detail, row.good) for row in reversed(rows)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_return_without_a_card_in_french(gui: Kiosk) -> None:
+    """A borrowed book is returned from the attract screen, no card, in French."""
+    app, check = gui.app, gui.check
+    await sign_in(gui)
+    app.press("borrow")
+    await settle(gui)
+    type_keys(ITEMS[2])
+    await settle(gui)
+    app.press("finish")
+    await settle(gui)
+    app.press("no_receipt")
+    await settle(gui)
+
+    app.press("lang:fr")
+    await settle(gui)
+    app.press("returns")
+    await settle(gui)
+    type_keys(ITEMS[2])
+    await settle(gui)
+
+    assert Screen.ITEMS is check.screen
+    assert "Rendre : scannez chaque document" == app.items_title
+    assert [
+        ("Frankenstein, or, The modern Prometheus", "Rendu. Merci.", True)
+    ] == shown_rows(gui, "items")
+
+
+@pytest_twisted.ensureDeferred
+async def test_renew_from_the_account_screen(gui: Kiosk) -> None:
+    """The account lists the loan with a renew button; pressing it sends 29, which
+    the server refuses as too soon, and the patron reads why in plain words."""
+    app, check = gui.app, gui.check
+    await sign_in(gui)
+    app.press("borrow")
+    await settle(gui)
+    type_keys(ITEMS[0])
+    await settle(gui)
+    app.press("menu")
+    await settle(gui)
+    app.press("account")
+    await settle(gui)
+
+    assert Screen.ACCOUNT is check.screen
+    ((title, due, _),) = shown_rows(gui, "account")
+    assert "Pride and prejudice" == title
+    assert due.startswith("Due back ")
+    assert "Fees owed: 0.00 USD" == app.fees
+
+    app.press(f"renew:{ITEMS[0]}")
+    await settle(gui)
+
+    first = shown_rows(gui, "account")[0]
+    assert (
+        "It is too soon to renew this item: renewing now would not give you more time."
+        == first[1]
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_times_out_in_the_middle(gui: Kiosk) -> None:
+    """Left mid-loan, the kiosk shows a countdown over the screen, then forgets
+    the patron and goes back to the attract screen."""
+    app, check = gui.app, gui.check
+    clock: Clock = check._clock
+    await sign_in(gui)
+    app.press("borrow")
+    await settle(gui)
+    type_keys(ITEMS[0])
+    await settle(gui)
+
+    clock.advance(check.config.timeouts.idle - check.config.timeouts.warning)
+    await frames()
+    assert "Your session ends in 15 s. Touch the screen to continue." == app.countdown
+    assert "warning" == app.audio.played[-1]
+    clock.advance(check.config.timeouts.warning)
+    await settle(gui)
+
+    assert Screen.ATTRACT is check.screen
+    assert "" == app.countdown
+    assert [] == shown_rows(gui, "items")
+    assert check.patron is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_stopped_mid_session_then_offline_returns_replayed(
+    gui: Kiosk, live_server: LiveServer
+) -> None:
+    """The server stops while a patron borrows: the kiosk says so, takes returns
+    offline into its journal, and replays them when the server is back."""
+    app, check = gui.app, gui.check
+    await sign_in(gui)
+    app.press("borrow")
+    await settle(gui)
+    type_keys(ITEMS[0])
+    await settle(gui)
+
+    await live_server.stop()
+    await reached(gui.link, LinkState.OUT_OF_ORDER)
+    type_keys(ITEMS[1])
+    await settle(gui)
+    assert (
+        "The library system cannot be reached just now. "
+        "Please try again shortly or ask at the desk."
+    ) == shown_rows(gui, "items")[0][1]
+    app.press("finish")
+    await settle(gui)
+    app.press("no_receipt")
+    await settle(gui)
+    assert app.offline
+
+    app.press("returns")
+    await settle(gui)
+    type_keys(ITEMS[0])
+    await settle(gui)
+    assert (
+        "Item 31234000000016",
+        "Returned. It will be recorded when the library system is back.",
+        True,
+    ) == shown_rows(gui, "items")[0]
+    assert 1 == len(gui.journal.pending())  # type: ignore[union-attr]
+
+    await live_server.restart()
+    await reached(gui.link, LinkState.ONLINE)
+    while gui.journal.pending() or check.desk._replaying:  # type: ignore[union-attr]
+        await frames(1)
+
+    (result,) = gui.journal.results()  # type: ignore[union-attr]
+    assert ITEMS[0] == result.item
+    assert "done" == result.state
+
+
+@pytest_twisted.ensureDeferred
+async def test_everything_is_reachable_from_a_hardware_keypad(gui: Kiosk) -> None:
+    """Arrow keys move the focus over the buttons and Enter presses the focused one;
+    large text and high contrast change the look."""
+    from kivy.core.window import Window  # noqa: PLC0415
+
+    app, check = gui.app, gui.check
+    names = [button.name for button in app.buttons()]
+    assert "start" in names
+    for _ in range(names.index("start") + 1):
+        Window.dispatch("on_key_down", 274, 0, None, [])
+    await frames()
+    assert "start" == app.focused_button().name  # type: ignore[union-attr]
+    Window.dispatch("on_key_down", 13, 40, None, [])
+    await settle(gui)
+    assert Screen.IDENTIFY is check.screen
+
+    app.press("high_contrast")
+    app.press("large_text")
+    await settle(gui)
+    assert [0, 0, 0, 1] == list(app.bg)
+    assert 1.35 == app.scale

@@ -116,8 +116,8 @@ async def test_borrowing_three_items_with_one_refused(
 async def test_an_item_already_on_loan_to_the_patron_offers_renewal(
     kiosk: Kiosk,
 ) -> None:
-    """Scanning one's own loan offers renewal; renewing sends 29, which the server
-    does not answer yet (96), and the patron is told so in plain words."""
+    """Scanning one's own loan offers renewal; renewing it at once sends 29, which
+    the server refuses as too soon, and the patron is told so in plain words."""
     check = kiosk.check
     await sign_in(check)
     check.choose(Action.BORROW)
@@ -129,7 +129,7 @@ async def test_an_item_already_on_loan_to_the_patron_offers_renewal(
 
     assert 1 == len(check.rows)
     assert Result.REFUSED is check.rows[0].result
-    assert Refusal.RENEWAL_UNAVAILABLE is check.rows[0].refusal
+    assert Refusal.RENEWAL_TOO_SOON is check.rows[0].refusal
     assert Cue.WARNING is kiosk.cues[-2]
 
 
@@ -226,7 +226,7 @@ async def test_the_account_lists_loans_and_renews_from_there(kiosk: Kiosk) -> No
     assert () == check.account.holds_ready
 
     await check.renew(ITEMS[0])
-    assert Refusal.RENEWAL_UNAVAILABLE is check.rows[0].refusal
+    assert Refusal.RENEWAL_TOO_SOON is check.rows[0].refusal
 
 
 @pytest_twisted.ensureDeferred
@@ -358,3 +358,41 @@ async def _turn() -> None:
     from twisted.internet.task import deferLater  # noqa: PLC0415
 
     await deferLater(reactor, 0, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_renewal_at_a_server_without_29_is_refused_plainly(
+    tmp_path: Path,
+) -> None:
+    """A server answering 29 with 96 (one that does not renew) gives the patron
+    "renewing is not available here", not an error."""
+    from twisted.internet import protocol, reactor  # noqa: PLC0415
+
+    from kiosk.transactions import Patron  # noqa: PLC0415
+    from tests.kiosk.test_sipclient import _ResendAsker  # noqa: PLC0415
+
+    port = reactor.listenTCP(
+        0, protocol.Factory.forProtocol(_ResendAsker), interface="127.0.0.1"
+    )
+    config = kiosk_config(port.getHost().port, tmp_path)
+    link = SipLink(config.server, config.account, location="MAIN", reactor=reactor)
+    desk = SipDesk(config, link, Wording.load(), None)
+    patron = Patron(
+        barcode=PATRON,
+        pin=PIN,
+        name="",
+        borrow_refusal=None,
+        screen_message="",
+        email=None,
+        loans=frozenset({ITEMS[0]}),
+    )
+    try:
+        link.start()
+        await reached(link, LinkState.ONLINE)
+        outcome = await desk.renew(patron, ITEMS[0])
+    finally:
+        link.stop()
+        await port.stopListening()
+
+    assert Result.REFUSED is outcome.result
+    assert Refusal.RENEWAL_UNAVAILABLE is outcome.refusal

@@ -8,7 +8,7 @@ on a `Clock`, so nothing waits on the wall clock.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import pytest_twisted
@@ -23,6 +23,7 @@ from sip2server.protocol import (
     ItemInformationResponse,
     LoginResponse,
     RenewRequest,
+    RequestScResend,
     SupportedMessages,
     encode,
 )
@@ -114,29 +115,37 @@ async def test_status_is_asked_again_at_the_configured_interval(
 
 
 @pytest_twisted.ensureDeferred
-async def test_renewal_answered_96_twice_is_reported_as_unsupported(
-    live_server: LiveServer, tmp_path: Path
+async def test_a_request_answered_96_twice_is_reported_as_unsupported(
+    tmp_path: Path,
 ) -> None:
-    """The server answers 29 with 96 today; the link resends once, then gives up."""
+    """A server that answers 29 with 96 gets it once more; then the link gives up
+    on that request and stays online."""
+    _ResendAsker.heard = []
+    factory = protocol.Factory.forProtocol(_ResendAsker)
+    port = _reactor().listenTCP(0, factory, interface="127.0.0.1")
     clock = Clock()
-    link = make_link(live_server.port, tmp_path, clock)
-    link.start()
-    clock.advance(0)
-    await reached(link, LinkState.ONLINE)
-
-    with pytest.raises(UnsupportedRequestError):
-        await link.request(
-            RenewRequest(
-                third_party_allowed=False,
-                no_block=False,
-                transaction_date=None,
-                institution_id="DEMO",
-                patron_identifier=PATRON,
-                item_identifier=ITEMS[0],
+    link = make_link(port.getHost().port, tmp_path, clock)
+    try:
+        link.start()
+        clock.advance(0)
+        await reached(link, LinkState.ONLINE)
+        with pytest.raises(UnsupportedRequestError):
+            await link.request(
+                RenewRequest(
+                    third_party_allowed=False,
+                    no_block=False,
+                    transaction_date=None,
+                    institution_id="DEMO",
+                    patron_identifier=PATRON,
+                    item_identifier=ITEMS[0],
+                )
             )
-        )
-    assert LinkState.ONLINE is link.state
-    link.stop()
+        assert LinkState.ONLINE is link.state
+    finally:
+        link.stop()
+        await defer.maybeDeferred(port.stopListening)
+
+    assert [b"93", b"99", b"29", b"29"] == [frame[:2] for frame in _ResendAsker.heard]
 
 
 @pytest_twisted.ensureDeferred
@@ -183,12 +192,20 @@ async def test_reconnects_with_doubling_delays_after_the_server_stops(
 class _SilentAfterLogin(protocol.Protocol):
     """A SIP2 server that logs the kiosk in, reports its status, then says nothing."""
 
+    heard: ClassVar[list[bytes]] = []
+
     def connectionMade(self) -> None:
         self.framer = Framer()
 
+    def other(self) -> None:
+        """What it does with any other request: nothing."""
+
     def dataReceived(self, data: bytes) -> None:
         for frame in self.framer.feed(data):
-            if frame.payload.startswith(b"93"):
+            self.heard.append(frame.payload)
+            if not frame.payload.startswith((b"93", b"99")):
+                self.other()
+            elif frame.payload.startswith(b"93"):
                 self.transport.write(encode(LoginResponse(ok=True)))
             elif frame.payload.startswith(b"99"):
                 self.transport.write(
@@ -208,6 +225,15 @@ class _SilentAfterLogin(protocol.Protocol):
                         )
                     )
                 )
+
+
+class _ResendAsker(_SilentAfterLogin):
+    """A SIP2 server that answers every other request with 96 (resend)."""
+
+    heard: ClassVar[list[bytes]] = []
+
+    def other(self) -> None:
+        self.transport.write(encode(RequestScResend()))
 
 
 @pytest_twisted.ensureDeferred
