@@ -14,10 +14,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ils.circulation import Circulation
+from ils.currency import format_amount
 from ils.db import Database
 from ils.fees import FeeService
 from ils.patron_status import PatronConditions
-from ils.results import ItemView, PatronView
+from ils.results import CirculationRefused, ItemView, PatronView
 from ils.terminal_requests import TerminalRequests
 from sip2server.config import AccountConfig
 from sip2server.policy import DEFAULT_POLICY, TerminalPolicy
@@ -78,8 +79,15 @@ def due_date(moment: datetime, zone: ZoneInfo, style: DueDateStyle) -> str:
     return write_due_date(moment.astimezone(zone).replace(tzinfo=None), style)
 
 
-def money(minor_units: int) -> str:
-    """An amount in minor units as SIP2 writes it: 1250 -> "12.50"."""
+def money(minor_units: int, currency: str | None = None) -> str:
+    """An amount in minor units as SIP2 writes it, with the currency's decimal
+    places (two when it is not given or not known): 1250 GBP -> "12.50",
+    1250 JPY -> "1250"."""
+    if currency is not None:
+        try:
+            return format_amount(minor_units, currency)
+        except CirculationRefused:
+            pass
     sign = "-" if minor_units < 0 else ""
     whole, cents = divmod(abs(minor_units), 100)
     return f"{sign}{whole}.{cents:02d}"
@@ -167,7 +175,7 @@ def patron_values(patron: PatronView) -> dict[str, str]:
         "expires_on": (
             "" if patron.expires_on is None else patron.expires_on.strftime("%Y%m%d")
         ),
-        "fines": money(patron.fines_minor),
+        "fines": money(patron.fines_minor, patron.currency),
         "currency": patron.currency,
         "loans": str(len(patron.loans)),
         "overdue": str(patron.overdue_count),

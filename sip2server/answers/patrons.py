@@ -94,7 +94,9 @@ def patron_status_answer(
         valid_patron=patron is not None,
         valid_patron_password=None if patron is None else patron.pin_valid,
         currency_type=None if patron is None else _currency(desk, patron),
-        fee_amount=None if patron is None else money(patron.fines_minor),
+        fee_amount=(
+            None if patron is None else money(patron.fines_minor, patron.currency)
+        ),
         screen_message=patron_messages(patron),
         extra_fields=_extra(desk, patron),
     )
@@ -211,7 +213,7 @@ def patron_information(
         valid_patron=True,
         valid_patron_password=patron.pin_valid,
         currency_type=_currency(desk, patron),
-        fee_amount=money(standing.fines_minor),
+        fee_amount=money(standing.fines_minor, standing.currency),
         hold_items=(
             tuple(_hold_entry(h) for h in standing.holds_available)
             if summary.hold_items
@@ -229,7 +231,7 @@ def patron_information(
         ),
         fine_items=(
             tuple(
-                f"{fee.id} {money(fee.balance_minor)} {fee.description}"
+                f"{fee.id} {money(fee.balance_minor, fee.currency)} {fee.description}"
                 for fee in standing.fees
             )
             if summary.fine_items
@@ -255,13 +257,13 @@ def patron_information(
         fee_details=(
             tuple(
                 FeeDetail(
-                    fee_remaining=money(fee.balance_minor),
+                    fee_remaining=money(fee.balance_minor, fee.currency),
                     item_barcode=fee.item_barcode,
                     creation_date=fee.created_at.astimezone(desk.zone).date(),
                     title=fee.title,
                     fee_identifier=str(fee.id),
                     fee_type=fee.kind.value,
-                    fee_paid=money(fee.amount_minor - fee.balance_minor),
+                    fee_paid=money(fee.amount_minor - fee.balance_minor, fee.currency),
                 )
                 for fee in standing.fees
             )
