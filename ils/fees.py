@@ -35,6 +35,7 @@ How fines are reckoned is in docs/fees.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -514,6 +515,8 @@ class PaymentReceipt:
     credit_added_minor: int
     owed_minor: int
     credit_minor: int
+    # The payment had been recorded already: this answers a repeat of it.
+    repeated: bool = False
 
 
 def fee_views(
@@ -667,6 +670,10 @@ class FeeService:
 
         What is paid beyond the fee (or beyond everything owed) is kept as the
         patron's credit when the institution allows it, and refused otherwise.
+        A payment whose terminal and transaction id were already recorded for
+        this patron is a terminal sending it again (its answer was lost): it
+        is answered with the first payment's receipt, marked `repeated`, and
+        nothing is paid twice.
         Amounts given as text are turned into minor units with
         `ils.currency.parse_amount` first.
 
@@ -688,6 +695,10 @@ class FeeService:
             institution = institution_of(session, patron)
             if currency.upper() != institution.currency.upper():
                 raise CirculationRefused(Refusal.WRONG_CURRENCY)
+            if transaction_id is not None:
+                earlier = _earlier_payment(session, patron, terminal, transaction_id)
+                if earlier is not None:
+                    return _repeat_receipt(session, patron, earlier)
             fees = _open_fees(session, patron, fee_id)
             owed = sum(fee.balance_minor for fee in fees)
             if amount_minor > owed and not institution.overpayment_as_credit:
@@ -801,6 +812,35 @@ def _open_fees(session: Session, patron: Patron, fee_id: int | None) -> list[Fee
     if not fees:
         raise CirculationRefused(Refusal.NOTHING_OWED)
     return fees
+
+
+def _earlier_payment(
+    session: Session, patron: Patron, terminal: str, transaction_id: str
+) -> Payment | None:
+    return session.scalars(
+        sa.select(Payment).where(
+            Payment.patron_id == patron.id,
+            Payment.terminal == terminal,
+            Payment.transaction_id == transaction_id,
+            Payment.method.not_in(list(NON_MONEY_METHODS)),
+        )
+    ).first()
+
+
+def _repeat_receipt(
+    session: Session, patron: Patron, payment: Payment
+) -> PaymentReceipt:
+    """The receipt of a payment recorded earlier; balances are as they are now."""
+    rows = session.execute(
+        sa.select(PaymentAllocation.amount_minor, Fee)
+        .join(Fee, Fee.id == PaymentAllocation.fee_id)
+        .where(PaymentAllocation.payment_id == payment.id)
+        .order_by(PaymentAllocation.id)
+    ).all()
+    shares = [(fee, amount) for amount, fee in rows]
+    credit_added = payment.amount_minor - sum(amount for _fee, amount in shares)
+    receipt = _receipt(session, patron, payment, shares, credit_added)
+    return dataclasses.replace(receipt, repeated=True)
 
 
 def _receipt(

@@ -339,3 +339,28 @@ def test_minor_units_are_written_with_the_currencys_places() -> None:
         format_amount(1234, "KWD"),
         format_amount(7, "EUR"),
     ]
+
+
+def test_a_payment_sent_again_by_its_terminal_is_not_taken_twice(
+    library: Library, fees: FeeService
+) -> None:
+    """A kiosk that lost the answer sends the same 2.00 payment (same transaction
+    id) again: it gets the first receipt back, marked as a repeat, and the 5.00
+    fee still owes 3.00; the same id from another terminal is a new payment."""
+    _charge(fees, "P1", 500, FeeKind.OVERDUE)
+
+    first = fees.pay("P1", 200, "GBP", PaymentMethod.CARD, "sip:kiosk1", "BK-5")
+    again = fees.pay("P1", 200, "GBP", PaymentMethod.CARD, "sip:kiosk1", "BK-5")
+
+    assert (first.payment_id, False, True) == (
+        again.payment_id,
+        first.repeated,
+        again.repeated,
+    )
+    assert [200] == [a.amount_minor for a in again.allocations]
+    assert [300] == [view.balance_minor for view in fees.fees_of("P1")]
+
+    other = fees.pay("P1", 200, "GBP", PaymentMethod.CARD, "sip:kiosk2", "BK-5")
+    assert not other.repeated
+    assert [100] == [view.balance_minor for view in fees.fees_of("P1")]
+    assert_books_balance(library)
