@@ -31,6 +31,7 @@ def pay_frame(
     currency: bytes = b"GBP",
     fee_id: int | None = None,
     payment_type: bytes = b"00",
+    transaction: bytes = b"till-7",
 ) -> bytes:
     """37: date, fee type 01, payment type, currency, then BV AO AA AC AD CG BK."""
     frame = (
@@ -49,7 +50,7 @@ def pay_frame(
     )
     if fee_id is not None:
         frame += b"CG%d|" % fee_id
-    return frame + b"BKtill-7|\r"
+    return frame + b"BK" + transaction + b"|\r"
 
 
 def status_frame(patron: str, pin: str) -> bytes:
@@ -69,8 +70,8 @@ def status_frame(patron: str, pin: str) -> bytes:
 def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -> Any:
     """64 lists both fees (AV "id amount description", BV 3.50, FA..FG when
     position 6 is Y), and one page of them for BP/BQ; 37 pays one by CG,
-    refuses another currency, pays the rest oldest first, and then finds
-    nothing owed."""
+    refuses another currency, pays the rest oldest first (a repeated BK gets
+    the same receipt, not a second payment), and then finds nothing owed."""
     fees = FeeService(sip_target.library.database)
     torn = fees.charge(
         ADA, kind=FeeKind.DAMAGE, amount_minor=250, description="torn cover", by="desk"
@@ -82,12 +83,13 @@ def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -
         info_frame(ADA, b"   Y  Y   "),
         info_frame(ADA, b"   Y      ", start=2, end=2),
         pay_frame(ADA, b"1.00", fee_id=card.id, payment_type=b"02"),
-        pay_frame(ADA, b"2.50", currency=b"USD"),
-        pay_frame(ADA, b"2.50"),
-        pay_frame(ADA, b"0.50"),
+        pay_frame(ADA, b"2.50", currency=b"USD", transaction=b"till-8"),
+        pay_frame(ADA, b"2.50", transaction=b"till-9"),
+        pay_frame(ADA, b"2.50", transaction=b"till-9"),
+        pay_frame(ADA, b"0.50", transaction=b"till-10"),
     ]
     replies = yield in_thread(talk, sip_target, frames)
-    info, second, by_id, dollars, oldest, nothing = replies
+    info, second, by_id, dollars, oldest, repeated, nothing = replies
 
     # Counts: holds 0000, overdue 0000, charged 0000, fine items 0002, ...
     assert b"000000000000000200000000" == info[2 + 14 + 3 + 18 : FIXED_64]
@@ -119,6 +121,9 @@ def test_fees_are_listed_and_paid_by_id_or_oldest_first(sip_target: SipTarget) -
     assert [b"Paid 2.50 GBP; 0.00 GBP still owed."] == all_fields(oldest, FIXED_38)[
         b"AF"
     ]
+    # The same terminal and BK again is the same payment: its receipt, once.
+    # (compared without the transaction date, which may have ticked on).
+    assert (oldest[:3], oldest[FIXED_38:]) == (repeated[:3], repeated[FIXED_38:])
     assert nothing.startswith(b"38N")
     assert [b"Nothing is owed on this card."] == all_fields(nothing, FIXED_38)[b"AF"]
 
