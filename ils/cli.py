@@ -63,7 +63,32 @@ class LazyCommands(click.Group):
         if command is not None:
             return command
         target = self._targets().get(cmd_name)
-        return None if target is None else _load(target)
+        if target is None:
+            return None
+        try:
+            return _load(target)
+        except ImportError as error:
+            # A part that is registered but not installed (or broken) must not
+            # take `ils --help` and every other command down with it.
+            return _unavailable(cmd_name, target, error)
+
+
+def _unavailable(name: str, target: str, error: ImportError) -> click.Command:
+    reason = f"cannot load {target}: {error}"
+
+    def explain() -> None:
+        raise click.ClickException(
+            f"the `{name}` command is not available: {reason}."
+            " Reinstall the package (make venv) or see the README."
+        )
+
+    return click.Command(
+        name,
+        callback=explain,
+        help=f"(not available: {reason})",
+        short_help="(not available here)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
