@@ -35,11 +35,8 @@ How fines are reckoned is in docs/fees.md.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -47,21 +44,37 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ils import queries
-from ils.calendar import BranchCalendar
 from ils.currency import MAX_MINOR
 from ils.db import Database
+from ils.fines import overdue_fine_minor
+from ils.ledger import (
+    FOUND_NOTE,
+    NON_MONEY_METHODS,
+    AllocationView,
+    FeeView,
+    PaymentReceipt,
+    allocate,
+    build_receipt,
+    check_amount,
+    earlier_payment,
+    fee_views,
+    log_payment,
+    payable_fees,
+    repeat_receipt,
+    spend_credit,
+    split_amount,
+    written_off_minor,
+)
 from ils.models import (
-    BibRecord,
     Branch,
     CirculationLog,
     Fee,
     FeeKind,
-    FineUnit,
     Institution,
     Item,
+    ItemStatus,
     Loan,
     LoanEvent,
-    LoanRule,
     Patron,
     Payment,
     PaymentAllocation,
@@ -70,105 +83,29 @@ from ils.models import (
 )
 from ils.results import CirculationRefused, Refusal
 
-# The note on the payments that cancel a lost fee when the item is found.
-FOUND_NOTE = "lost item found"
-
-# Methods that bring no new money: spending credit, and forgiving.
-NON_MONEY_METHODS = frozenset({PaymentMethod.CREDIT, PaymentMethod.WRITE_OFF})
+# Re-exported: callers find the fee functions and views here.
+__all__ = [
+    "FOUND_NOTE",
+    "NON_MONEY_METHODS",
+    "AllocationView",
+    "FeeService",
+    "FeeView",
+    "PaymentReceipt",
+    "borrowing_block",
+    "charge_fee",
+    "charge_lost_item",
+    "fee_views",
+    "institution_of",
+    "lost_item_found",
+    "open_fees_minor",
+    "overdue_fine_minor",
+]
 
 # Attempts of one use case that meets deadlocks or serialisation failures.
 _ATTEMPTS = 5
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 _T = TypeVar("_T")
-
-
-# Overdue fines.
-
-
-def overdue_fine_minor(
-    *,
-    due_at: datetime,
-    returned_at: datetime,
-    rule: LoanRule,
-    calendar: BranchCalendar,
-) -> int:
-    """The fine for a loan returned at returned_at, by the rule (grace, unit, cap,
-    closed days).
-
-    Days are counted in the branch's time zone: each day after the due day up
-    to and including the day of return is a day late (a loan due and returned
-    late on the same day, as an hour loan can be, is one day late). Hours are
-    started hours of real time after the due time, so a night when the clocks
-    change counts the hours that passed, not those on the wall. When the rule
-    skips closed days, closed days (and every hour within them) are not
-    counted. A loan late by no more than the grace (in the rule's unit) is not
-    fined; one later than that is fined for every unit late, the grace
-    included. The fine never exceeds the rule's cap.
-    """
-    if due_at.tzinfo is None or returned_at.tzinfo is None:
-        raise ValueError("due_at and returned_at must be timezone-aware")
-    # In UTC: Python subtracts two times of one zone by their wall clocks.
-    due_at, returned_at = due_at.astimezone(UTC), returned_at.astimezone(UTC)
-    if rule.fine_minor <= 0 or returned_at <= due_at:
-        return 0
-    skip = rule.fines_skip_closed_days
-    if rule.fine_unit is FineUnit.HOUR:
-        late = _late_hours(due_at, returned_at, calendar, skip_closed=skip)
-    else:
-        late = _late_days(due_at, returned_at, calendar, skip_closed=skip)
-    if late <= (rule.fine_grace or 0):
-        return 0
-    fine = late * rule.fine_minor
-    if rule.fine_cap_minor is not None:
-        fine = min(fine, rule.fine_cap_minor)
-    return min(fine, MAX_MINOR)
-
-
-def _late_days(
-    due_at: datetime,
-    returned_at: datetime,
-    calendar: BranchCalendar,
-    *,
-    skip_closed: bool,
-) -> int:
-    due_day = due_at.astimezone(calendar.zone).date()
-    back_day = returned_at.astimezone(calendar.zone).date()
-    if back_day <= due_day:
-        days: list[date] = [due_day]
-    else:
-        days = [
-            due_day + timedelta(days=offset)
-            for offset in range(1, (back_day - due_day).days + 1)
-        ]
-    if skip_closed:
-        days = [day for day in days if calendar.is_open(day)]
-    return len(days)
-
-
-def _late_hours(
-    due_at: datetime,
-    returned_at: datetime,
-    calendar: BranchCalendar,
-    *,
-    skip_closed: bool,
-) -> int:
-    if not skip_closed:
-        late = returned_at - due_at
-    else:
-        # Walk the local days the lateness spans, keeping the real time of the
-        # open ones (a local day is 23 or 25 hours long when the clocks change).
-        late = timedelta(0)
-        day = due_at.astimezone(calendar.zone).date()
-        last = returned_at.astimezone(calendar.zone).date()
-        while day <= last:
-            start = calendar.local(day, time(0))
-            end = calendar.local(day + timedelta(days=1), time(0))
-            if calendar.is_open(day):
-                overlap = min(returned_at, end) - max(due_at, start)
-                late += max(overlap, timedelta(0))
-            day += timedelta(days=1)
-    return math.ceil(late / timedelta(hours=1))
 
 
 # Charging, inside the caller's transaction.
@@ -231,7 +168,7 @@ def charge_fee(
         )
     )
     if patron.credit_minor > 0:
-        _spend_credit(session, patron, [fee], moment=moment, by=by)
+        spend_credit(session, patron, [fee], moment=moment, by=by)
     session.flush()
     return fee
 
@@ -275,81 +212,6 @@ def charge_lost_item(
         ),
     ]
     return [fee for fee in charged if fee is not None]
-
-
-def _spend_credit(
-    session: Session, patron: Patron, fees: Sequence[Fee], *, moment: datetime, by: str
-) -> None:
-    """Pay `fees` in order from the patron's credit, as one CREDIT payment."""
-    available = patron.credit_minor
-    shares = _shares(fees, available)
-    spent = sum(share for _fee, share in shares)
-    if spent == 0:
-        return
-    payment = Payment(
-        patron_id=patron.id,
-        amount_minor=spent,
-        currency=fees[0].currency,
-        method=PaymentMethod.CREDIT,
-        terminal=by,
-        at=moment,
-        note="paid from credit",
-    )
-    session.add(payment)
-    _allocate(session, payment, shares)
-    patron.credit_minor = available - spent
-    _log_payment(
-        session, payment=payment, patron=patron, event=LoanEvent.PAYMENT, moment=moment
-    )
-
-
-def _shares(fees: Sequence[Fee], amount: int) -> list[tuple[Fee, int]]:
-    """How `amount` pays `fees` in order: each as far as it goes."""
-    shares: list[tuple[Fee, int]] = []
-    left = amount
-    for fee in fees:
-        if left <= 0:
-            break
-        share = min(left, fee.balance_minor)
-        if share > 0:
-            shares.append((fee, share))
-            left -= share
-    return shares
-
-
-def _allocate(
-    session: Session, payment: Payment, shares: Sequence[tuple[Fee, int]]
-) -> None:
-    session.add(payment)
-    session.flush()
-    for fee, share in shares:
-        session.add(
-            PaymentAllocation(payment_id=payment.id, fee_id=fee.id, amount_minor=share)
-        )
-        fee.balance_minor -= share
-
-
-def _log_payment(
-    session: Session,
-    *,
-    payment: Payment,
-    patron: Patron | None,
-    event: LoanEvent,
-    moment: datetime,
-    extra: str = "",
-) -> None:
-    session.add(
-        CirculationLog(
-            at=moment,
-            event=event,
-            patron_id=None if patron is None else patron.id,
-            terminal=payment.terminal,
-            detail=(
-                f"payment {payment.id} {payment.method.value}"
-                f" {payment.amount_minor} {payment.currency}{extra}"
-            ),
-        )
-    )
 
 
 # Automatic blocks.
@@ -416,7 +278,7 @@ def lost_item_found(session: Session, *, item: Item, moment: datetime, by: str) 
             queries.lock_patron(session, fee.patron_id)
             patron = session.get(Patron, fee.patron_id, populate_existing=True)
         session.refresh(fee)
-        written_off = _written_off(session, fee.id)
+        written_off = written_off_minor(session, fee.id)
         paid = fee.amount_minor - fee.balance_minor - written_off
         refund = paid if patron is not None else 0
         if refund > 0 and patron is not None:
@@ -429,7 +291,7 @@ def lost_item_found(session: Session, *, item: Item, moment: datetime, by: str) 
                 at=moment,
                 note=FOUND_NOTE,
             )
-            _allocate(session, back, [(fee, -refund)])
+            allocate(session, back, [(fee, -refund)])
             patron.credit_minor += refund
         cancel = fee.balance_minor
         if cancel > 0:
@@ -442,8 +304,8 @@ def lost_item_found(session: Session, *, item: Item, moment: datetime, by: str) 
                 at=moment,
                 note=FOUND_NOTE,
             )
-            _allocate(session, write_off, [(fee, cancel)])
-            _log_payment(
+            allocate(session, write_off, [(fee, cancel)])
+            log_payment(
                 session,
                 payment=write_off,
                 patron=patron,
@@ -454,98 +316,6 @@ def lost_item_found(session: Session, *, item: Item, moment: datetime, by: str) 
         settled += cancel
     session.flush()
     return settled
-
-
-def _written_off(session: Session, fee_id: int) -> int:
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(PaymentAllocation.amount_minor), 0))
-        .join(Payment, Payment.id == PaymentAllocation.payment_id)
-        .where(
-            PaymentAllocation.fee_id == fee_id,
-            Payment.method == PaymentMethod.WRITE_OFF,
-        )
-    )
-    return int(total or 0)
-
-
-# Views handed to callers.
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeeView:
-    """One fee on a patron's account."""
-
-    id: int
-    kind: FeeKind
-    amount_minor: int
-    balance_minor: int
-    currency: str
-    description: str
-    created_at: datetime
-    item_barcode: str | None
-    title: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AllocationView:
-    """What one payment did to one fee."""
-
-    fee_id: int
-    amount_minor: int
-    balance_after_minor: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentReceipt:
-    """A payment or write-off as recorded, with where the money went.
-
-    `credit_added_minor` is the part kept as credit; `owed_minor` and
-    `credit_minor` are the patron's totals afterwards.
-    """
-
-    payment_id: int
-    patron_barcode: str
-    amount_minor: int
-    currency: str
-    method: PaymentMethod
-    terminal: str
-    transaction_id: str | None
-    at: datetime
-    allocations: tuple[AllocationView, ...]
-    credit_added_minor: int
-    owed_minor: int
-    credit_minor: int
-    # The payment had been recorded already: this answers a repeat of it.
-    repeated: bool = False
-
-
-def fee_views(
-    session: Session, patron_id: int, *, include_settled: bool = False
-) -> tuple[FeeView, ...]:
-    """A patron's fees, oldest first; open ones only unless asked."""
-    query = (
-        sa.select(Fee, Item.barcode, BibRecord.title)
-        .outerjoin(Item, Item.id == Fee.item_id)
-        .outerjoin(BibRecord, BibRecord.id == Item.record_id)
-        .where(Fee.patron_id == patron_id)
-        .order_by(Fee.created_at, Fee.id)
-    )
-    if not include_settled:
-        query = query.where(Fee.balance_minor > 0)
-    return tuple(
-        FeeView(
-            id=fee.id,
-            kind=fee.kind,
-            amount_minor=fee.amount_minor,
-            balance_minor=fee.balance_minor,
-            currency=fee.currency,
-            description=fee.description,
-            created_at=fee.created_at,
-            item_barcode=barcode,
-            title=title,
-        )
-        for fee, barcode, title in session.execute(query)
-    )
 
 
 # The service: each use case in its own transaction.
@@ -627,7 +397,7 @@ class FeeService:
                 positive whole number of minor units; UNKNOWN_PATRON;
                 UNKNOWN_ITEM for an item barcode not found.
         """
-        _check_amount(amount_minor)
+        check_amount(amount_minor)
         moment = self._now()
 
         def work(session: Session) -> FeeView:
@@ -652,6 +422,48 @@ class FeeService:
                 view
                 for view in fee_views(session, patron.id, include_settled=True)
                 if view.id == fee.id
+            )
+
+        return self._unit(work)
+
+    def mark_lost(self, item_barcode: str, *, by: str) -> tuple[FeeView, ...]:
+        """Staff declare an item on loan lost: bill its borrower its price and the
+        institution's processing fee (`charge_lost_item`) and mark it LOST. The
+        loan stays open until the item comes back or staff return it; a checkin
+        of it later cancels the lost fee by the institution's setting.
+
+        Raises:
+            CirculationRefused: UNKNOWN_ITEM; ITEM_NOT_ON_LOAN (nobody to bill);
+                TRY_AGAIN when the loan kept changing hands.
+        """
+        moment = self._now()
+
+        def work(session: Session) -> tuple[FeeView, ...]:
+            # The borrower is locked before the item, as everywhere in the core.
+            borrower_id = session.scalar(
+                sa.select(Loan.patron_id)
+                .join(Item, Item.id == Loan.item_id)
+                .where(Item.barcode == item_barcode, Loan.returned_at.is_(None))
+            )
+            if borrower_id is not None:
+                queries.lock_patron(session, borrower_id)
+            item = queries.item_by_barcode(session, item_barcode, lock=True)
+            if item is None:
+                raise CirculationRefused(Refusal.UNKNOWN_ITEM)
+            loan = queries.open_loan(session, item, lock=True)
+            if loan is None or loan.patron is None:
+                raise CirculationRefused(Refusal.ITEM_NOT_ON_LOAN)
+            if loan.patron_id != borrower_id:
+                raise CirculationRefused(Refusal.TRY_AGAIN)
+            charged = charge_lost_item(
+                session, patron=loan.patron, item=item, moment=moment, by=by, loan=loan
+            )
+            item.status = ItemStatus.LOST
+            ids = {fee.id for fee in charged}
+            return tuple(
+                view
+                for view in fee_views(session, loan.patron.id, include_settled=True)
+                if view.id in ids
             )
 
         return self._unit(work)
@@ -687,7 +499,7 @@ class FeeService:
         """
         if method in NON_MONEY_METHODS:
             raise ValueError(f"{method.value} is not a way to pay; see write_off")
-        _check_amount(amount_minor)
+        check_amount(amount_minor)
         moment = self._now()
 
         def work(session: Session) -> PaymentReceipt:
@@ -696,10 +508,10 @@ class FeeService:
             if currency.upper() != institution.currency.upper():
                 raise CirculationRefused(Refusal.WRONG_CURRENCY)
             if transaction_id is not None:
-                earlier = _earlier_payment(session, patron, terminal, transaction_id)
+                earlier = earlier_payment(session, patron, terminal, transaction_id)
                 if earlier is not None:
-                    return _repeat_receipt(session, patron, earlier)
-            fees = _open_fees(session, patron, fee_id)
+                    return repeat_receipt(session, patron, earlier)
+            fees = payable_fees(session, patron, fee_id)
             owed = sum(fee.balance_minor for fee in fees)
             if amount_minor > owed and not institution.overpayment_as_credit:
                 raise CirculationRefused(Refusal.OVERPAYMENT_REFUSED)
@@ -713,12 +525,12 @@ class FeeService:
                 transaction_id=transaction_id,
                 at=moment,
             )
-            shares = _shares(fees, amount_minor)
-            _allocate(session, payment, shares)
+            shares = split_amount(fees, amount_minor)
+            allocate(session, payment, shares)
             credit_added = amount_minor - sum(share for _fee, share in shares)
             patron.credit_minor += credit_added
             extra = f", {credit_added} to credit" if credit_added else ""
-            _log_payment(
+            log_payment(
                 session,
                 payment=payment,
                 patron=patron,
@@ -726,7 +538,7 @@ class FeeService:
                 moment=moment,
                 extra=extra,
             )
-            return _receipt(session, patron, payment, shares, credit_added)
+            return build_receipt(session, patron, payment, shares, credit_added)
 
         return self._unit(work)
 
@@ -748,12 +560,12 @@ class FeeService:
                 owed), UNKNOWN_PATRON, FEE_NOT_FOUND, NOTHING_OWED, TRY_AGAIN.
         """
         if amount_minor is not None:
-            _check_amount(amount_minor)
+            check_amount(amount_minor)
         moment = self._now()
 
         def work(session: Session) -> PaymentReceipt:
             patron = self._patron(session, patron_barcode)
-            fees = _open_fees(session, patron, fee_id)
+            fees = payable_fees(session, patron, fee_id)
             owed = sum(fee.balance_minor for fee in fees)
             amount = owed if amount_minor is None else amount_minor
             if amount > owed:
@@ -769,104 +581,15 @@ class FeeService:
                 at=moment,
                 note=note,
             )
-            shares = _shares(fees, amount)
-            _allocate(session, payment, shares)
-            _log_payment(
+            shares = split_amount(fees, amount)
+            allocate(session, payment, shares)
+            log_payment(
                 session,
                 payment=payment,
                 patron=patron,
                 event=LoanEvent.WRITE_OFF,
                 moment=moment,
             )
-            return _receipt(session, patron, payment, shares, 0)
+            return build_receipt(session, patron, payment, shares, 0)
 
         return self._unit(work)
-
-
-def _check_amount(amount_minor: int) -> None:
-    # bool is an int to Python, and a float must never reach the books.
-    if type(amount_minor) is not int or amount_minor <= 0 or amount_minor > MAX_MINOR:
-        raise CirculationRefused(Refusal.INVALID_AMOUNT)
-
-
-def _open_fees(session: Session, patron: Patron, fee_id: int | None) -> list[Fee]:
-    """The fees a payment goes to, locked: the one asked for, or all open ones
-    oldest first.
-
-    Raises:
-        CirculationRefused: FEE_NOT_FOUND, NOTHING_OWED.
-    """
-    query = (
-        sa.select(Fee)
-        .where(Fee.patron_id == patron.id)
-        .order_by(Fee.created_at, Fee.id)
-        .with_for_update(key_share=True)
-    )
-    if fee_id is not None:
-        fee = session.scalars(query.where(Fee.id == fee_id)).first()
-        if fee is None:
-            raise CirculationRefused(Refusal.FEE_NOT_FOUND)
-        fees = [fee] if fee.balance_minor > 0 else []
-    else:
-        fees = list(session.scalars(query.where(Fee.balance_minor > 0)))
-    if not fees:
-        raise CirculationRefused(Refusal.NOTHING_OWED)
-    return fees
-
-
-def _earlier_payment(
-    session: Session, patron: Patron, terminal: str, transaction_id: str
-) -> Payment | None:
-    return session.scalars(
-        sa.select(Payment).where(
-            Payment.patron_id == patron.id,
-            Payment.terminal == terminal,
-            Payment.transaction_id == transaction_id,
-            Payment.method.not_in(list(NON_MONEY_METHODS)),
-        )
-    ).first()
-
-
-def _repeat_receipt(
-    session: Session, patron: Patron, payment: Payment
-) -> PaymentReceipt:
-    """The receipt of a payment recorded earlier; balances are as they are now."""
-    rows = session.execute(
-        sa.select(PaymentAllocation.amount_minor, Fee)
-        .join(Fee, Fee.id == PaymentAllocation.fee_id)
-        .where(PaymentAllocation.payment_id == payment.id)
-        .order_by(PaymentAllocation.id)
-    ).all()
-    shares = [(fee, amount) for amount, fee in rows]
-    credit_added = payment.amount_minor - sum(amount for _fee, amount in shares)
-    receipt = _receipt(session, patron, payment, shares, credit_added)
-    return dataclasses.replace(receipt, repeated=True)
-
-
-def _receipt(
-    session: Session,
-    patron: Patron,
-    payment: Payment,
-    shares: Sequence[tuple[Fee, int]],
-    credit_added: int,
-) -> PaymentReceipt:
-    session.flush()
-    return PaymentReceipt(
-        payment_id=payment.id,
-        patron_barcode=patron.barcode,
-        amount_minor=payment.amount_minor,
-        currency=payment.currency,
-        method=payment.method,
-        terminal=payment.terminal,
-        transaction_id=payment.transaction_id,
-        at=payment.at,
-        allocations=tuple(
-            AllocationView(
-                fee_id=fee.id, amount_minor=share, balance_after_minor=fee.balance_minor
-            )
-            for fee, share in shares
-        ),
-        credit_added_minor=credit_added,
-        owed_minor=open_fees_minor(session, patron.id),
-        credit_minor=patron.credit_minor,
-    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ils.circulation import Circulation
 from ils.fees import (
     FeeService,
     borrowing_block,
@@ -22,11 +23,12 @@ from ils.models import (
     Fee,
     FeeKind,
     Item,
+    ItemStatus,
     LoanEvent,
     Patron,
     PaymentMethod,
 )
-from ils.results import Refusal
+from ils.results import CirculationRefused, Refusal
 from tests.ils.factories import Library, SettableClock
 from tests.ils.fees_support import (
     add_loan,
@@ -248,3 +250,45 @@ def test_a_lost_item_found_keeps_its_fee_when_the_library_does_not_refund(
     assert 0 == _found(library, "I1")
     with library.database.read() as session:
         assert 1299 == session.scalar(sa.select(Fee.balance_minor))
+
+
+def test_staff_declare_a_loan_lost_and_its_return_cancels_the_bill(
+    library: Library, fees: FeeService
+) -> None:
+    """An item on loan declared lost bills its borrower 12.99 and 5.00 processing
+    and is marked lost; when it is checked in, the 12.99 is cancelled and the
+    5.00 stays."""
+    set_institution(library, lost_processing_fee_minor=500)
+    library.add_patron("P1")
+    library.add_item("I1", price_minor=1299)
+    add_loan(library, "P1", "I1", out=NOW - timedelta(days=40), due=NOW)
+
+    billed = fees.mark_lost("I1", by="staff")
+
+    assert [(FeeKind.LOST, 1299), (FeeKind.PROCESSING, 500)] == [
+        (fee.kind, fee.amount_minor) for fee in billed
+    ]
+    with library.database.read() as session:
+        assert ItemStatus.LOST is session.scalar(
+            sa.select(Item.status).where(Item.barcode == "I1")
+        )
+    Circulation(library.database, clock=SettableClock(NOW)).checkin(
+        "I1", branch_code="NORTH"
+    )
+    assert [(FeeKind.PROCESSING, 500)] == [
+        (fee.kind, fee.balance_minor) for fee in fees.fees_of("P1")
+    ]
+    assert_books_balance(library)
+
+
+def test_only_an_item_on_loan_can_be_declared_lost(
+    library: Library, fees: FeeService
+) -> None:
+    """An item on the shelf has nobody to bill; an unknown barcode is unknown."""
+    library.add_item("I1")
+    with pytest.raises(CirculationRefused) as raised:
+        fees.mark_lost("I1", by="staff")
+    assert Refusal.ITEM_NOT_ON_LOAN is raised.value.reason
+    with pytest.raises(CirculationRefused) as raised:
+        fees.mark_lost("NOPE", by="staff")
+    assert Refusal.UNKNOWN_ITEM is raised.value.reason
