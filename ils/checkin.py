@@ -142,6 +142,8 @@ def check_in(
     borrower_id = _lock_patrons_first(session, item_barcode)
     item = queries.item_by_barcode(session, item_barcode, lock=True)
     if item is None:
+        # TODO(#4): an unknown barcode is a refusal, not a CheckinResult with
+        # alert UNKNOWN, because the result carries an ItemView of a known item.
         raise CirculationRefused(Refusal.UNKNOWN_ITEM)
     known.item_id = item.id
     loan = queries.open_loan(session, item, lock=True)

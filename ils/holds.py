@@ -65,7 +65,10 @@ from ils.results import (
 )
 from ils.units import SYSTEM, Known, LoanChangedHands, card_refusal, log_row
 
-# Item statuses in which an item cannot fill a hold.
+# TODO(#4): no "holds to pull" list yet: staff find on-shelf copies wanted by a
+# pending hold only through `Circulation.hold_queue` or a checkout refusal.
+
+# Item statuses in which a copy does not count towards placing a hold.
 _UNHOLDABLE = frozenset(
     {ItemStatus.LOST, ItemStatus.MISSING, ItemStatus.WITHDRAWN, ItemStatus.NOT_FOR_LOAN}
 )
@@ -117,8 +120,9 @@ def next_hold(
     lock: bool,
     skip_patron_id: int | None = None,
 ) -> Hold | None:
-    """The first hold in the queue this item can fill by its rules, if any."""
-    if item.status in _UNHOLDABLE:
+    """The first hold in the queue this item can fill by its rules, if any. Only
+    an AVAILABLE item fills a hold: one that cannot be lent is not trapped."""
+    if item.status is not ItemStatus.AVAILABLE:
         return None
     for hold in queries.fillable_holds(session, item, today, lock=lock):
         patron = hold.patron
@@ -239,9 +243,12 @@ def fulfil_for_checkout(
     """The patron's hold that this checkout fills, marked FULFILLED: the hold the
     item is trapped for, or else their first pending hold it can fill."""
     trapped = queries.trapped_hold(session, item, lock=True)
+    if trapped is not None and trapped.patron_id != patron.id:
+        # Lent to someone else by a staff override: the other patron's hold goes
+        # back to its place in the queue rather than wait for an item on loan.
+        requeue(session, trapped, item, moment)
+        trapped = None
     if trapped is not None:
-        if trapped.patron_id != patron.id:
-            return None
         finish(session, trapped, HoldStatus.FULFILLED, moment, None, event=None)
         item.transit_to_branch_id = None
         item.transit_since = None
@@ -251,6 +258,27 @@ def fulfil_for_checkout(
             finish(session, hold, HoldStatus.FULFILLED, moment, None, event=None)
             return hold
     return None
+
+
+def requeue(session: Session, hold: Hold, item: Item, moment: datetime) -> None:
+    """Release a trapped hold's item and put the hold back in the queue (it keeps
+    its placement time, so its place)."""
+    hold.status = HoldStatus.PENDING
+    hold.trapped_item_id = None
+    hold.trapped_at = None
+    hold.pickup_deadline = None
+    session.add(
+        log_row(
+            at=moment,
+            event=LoanEvent.HOLD_CHANGED,
+            terminal=None,
+            item_id=item.id,
+            patron_id=hold.patron_id,
+            branch_id=hold.pickup_branch_id,
+            detail=f"hold {hold.id} back in the queue: its item was lent by override",
+        )
+    )
+    session.flush()
 
 
 def hold_for_other(session: Session, patron: Patron, item: Item, today: date) -> bool:

@@ -56,6 +56,8 @@ def renewal_refusal(
     ):
         return Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, loan.due_at
     new_due = rule_due_at(rule, moment, calendar)
+    # TODO(#4): a renewal by repeated checkout may keep the same due date (and
+    # use a renewal), as SIP2 terminals with renewal policy Y are tested to do.
     if new_due < loan.due_at or (require_later and new_due == loan.due_at):
         return Refusal.DUE_DATE_NOT_LATER, loan.due_at
     return None, new_due

@@ -171,3 +171,27 @@ def test_wrong_pins_lock_the_card_for_checkout(
     assert wrong == [Refusal.WRONG_PIN, Refusal.WRONG_PIN]
     assert locked is Refusal.PIN_LOCKED
     assert result.patron.pin_valid is True
+
+
+def test_staff_lending_a_waiting_item_to_another_patron_puts_the_hold_back(
+    library: Library, circulation: Circulation
+) -> None:
+    """When staff override the hold on an item from the hold shelf, the holder's
+    hold returns to the queue instead of waiting for an item now on loan."""
+    library.add_patron("P1")
+    library.add_patron("P2")
+    library.add_item("B1")
+    circulation.place_hold("P1", item_barcode="B1", pickup_branch_code="NORTH")
+    circulation.checkin("B1", branch_code="NORTH")
+
+    result = circulation.checkout(
+        "P2",
+        "B1",
+        branch_code="NORTH",
+        override=frozenset({Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON}),
+    )
+
+    assert result.item.borrower_barcode == "P2"
+    assert result.item.on_hold_shelf is False
+    assert hold_states(library) == [("P1", HoldStatus.PENDING, None)]
+    assert [v.queue_position for v in circulation.holds_of("P1").pending] == [1]
