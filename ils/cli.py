@@ -23,6 +23,7 @@ CORE_COMMANDS: dict[str, str] = {
     "rules": "ils.rules.commands:rules_group",
     "export": "ils.exporting:export_command",
     "privacy": "ils.privacy_commands:privacy_group",
+    "holds": "ils.holds_commands:holds_group",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"

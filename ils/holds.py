@@ -621,7 +621,11 @@ def expire(
     hold had not expired (or had ended) after all.
     """
     seen = session.get(Hold, hold_id)
-    if seen is None or not _expired(seen, now):
+    if (
+        seen is None
+        or seen.status not in queries.OPEN_HOLD_STATUSES
+        or not _expired(seen, now)
+    ):
         return None
     seen_status, seen_item_id = seen.status, seen.trapped_item_id
     item: Item | None = None

@@ -117,3 +117,8 @@ def explain_command(
             raise click.ClickException(str(error)) from None
     for line in lines:
         click.echo(line)
+
+
+# For the other core commands that take the same --db option and checks.
+db_option = _db_option
+open_database = _database
