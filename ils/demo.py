@@ -23,12 +23,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ils.circulation import Circulation
+from ils.currency import format_amount
 from ils.db import Database, DatabaseConfigError, display_url
+from ils.fees import FeeService, fee_views
 from ils.importing.barcodes import BarcodeKind, make_barcode
 from ils.importing.marc import import_marc
 from ils.models import (
     BibRecord,
     Branch,
+    Fee,
+    FeeKind,
     Hold,
     HoldStatus,
     Institution,
@@ -137,6 +141,26 @@ class DemoLibrary:
     patrons: tuple[DemoPatron, ...]
     items: tuple[DemoItem, ...]
     holds: tuple[DemoHold, ...] = ()
+    fees: tuple[DemoFee, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoFee:
+    """A demo fee still owed: whose, what for, and how much (minor units)."""
+
+    patron_barcode: str
+    kind: str
+    description: str
+    balance_minor: int
+    currency: str
+
+
+# Bob owes an overdue fine and a damage charge, so a terminal has fees to show
+# and take payment for: (patron serial, kind, minor units, description).
+DEMO_FEES = (
+    (2, FeeKind.OVERDUE, 150, "Overdue: returned 6 days late"),
+    (2, FeeKind.DAMAGE, 80, "Damage: torn dust jacket"),
+)
 
 
 def patron_barcode(serial: int) -> str:
@@ -292,6 +316,37 @@ def _place_holds(database: Database, today: date) -> None:
             circulation.checkin(barcode, branch_code=pickup, terminal="demo")
 
 
+def _charge_fees(database: Database) -> None:
+    """Charge the demo fees through the fee service, as staff at the desk would."""
+    fees = FeeService(database)
+    for serial, kind, amount, description in DEMO_FEES:
+        fees.charge(
+            patron_barcode(serial),
+            kind=kind,
+            amount_minor=amount,
+            description=description,
+            by="demo",
+        )
+
+
+def _demo_fees(session: Session) -> tuple[DemoFee, ...]:
+    found: list[DemoFee] = []
+    for patron in session.scalars(
+        select(Patron).where(Patron.id.in_(select(Fee.patron_id))).order_by(Patron.id)
+    ):
+        found.extend(
+            DemoFee(
+                patron_barcode=patron.barcode,
+                kind=fee.kind.value,
+                description=fee.description,
+                balance_minor=fee.balance_minor,
+                currency=fee.currency,
+            )
+            for fee in fee_views(session, patron.id)
+        )
+    return tuple(found)
+
+
 def _demo_holds(session: Session) -> tuple[DemoHold, ...]:
     holds = session.scalars(
         select(Hold)
@@ -385,6 +440,7 @@ def _describe(database: Database, created: bool, today: date) -> DemoLibrary:
             patrons=tuple(patrons),
             items=items,
             holds=_demo_holds(session),
+            fees=_demo_fees(session),
         )
 
 
@@ -396,6 +452,7 @@ def build_demo(
     if_missing: bool = False,
     today: date | None = None,
     holds: bool = False,
+    fees: bool = False,
 ) -> DemoLibrary:
     """Build the demo library into the database at `url`, creating its schema.
 
@@ -409,6 +466,8 @@ def build_demo(
         holds: place the demo holds (`DEMO_HOLDS`): one waiting on the hold
             shelf, one in the queue. `ils demo` does; off by default so that
             tests counting holds start from none.
+        fees: charge the demo fees (`DEMO_FEES`) to Bob. `ils demo` does; off
+            by default so that tests see patrons who owe nothing.
 
     Raises:
         DemoExistsError: the demo library is already there and not `if_missing`.
@@ -455,6 +514,8 @@ def build_demo(
 
         if holds:
             _place_holds(database, today)
+        if fees:
+            _charge_fees(database)
         return _describe(database, created=True, today=today)
     finally:
         database.dispose()
@@ -488,6 +549,15 @@ def _summary(demo: DemoLibrary) -> None:
             click.echo(
                 f"  {hold.patron_barcode:<16}{hold.item_barcode:<16}"
                 f"{hold.pickup_branch:<6}{hold.state:<9}{hold.title}"
+            )
+    if demo.fees:
+        click.echo("")
+        click.echo("Fees owed (pay them at a kiosk, or with SIP2's fee paid):")
+        for fee in demo.fees:
+            amount = format_amount(fee.balance_minor, fee.currency)
+            click.echo(
+                f"  {fee.patron_barcode:<16}{amount:>8} {fee.currency}"
+                f"  {fee.description}"
             )
 
 
@@ -525,6 +595,12 @@ def _summary(demo: DemoLibrary) -> None:
     show_default=True,
     help="Place two demo holds: one waiting for pickup, one in the queue.",
 )
+@click.option(
+    "--fees/--no-fees",
+    default=True,
+    show_default=True,
+    help="Charge Bob two demo fees, for terminals to show and take payment for.",
+)
 def demo_command(
     *,
     url: str | None,
@@ -532,6 +608,7 @@ def demo_command(
     patrons: int,
     items_per_record: int,
     holds: bool,
+    fees: bool,
 ) -> None:
     """Build a demo library to try the system with: branches, patrons, books.
 
@@ -553,6 +630,7 @@ def demo_command(
             items_per_record=items_per_record,
             if_missing=if_missing,
             holds=holds,
+            fees=fees,
         )
     except DatabaseConfigError as error:
         raise click.BadParameter(str(error), param_hint="--db") from error

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ils.circulation import Circulation
+from ils.demo import build_demo, patron_barcode
 from ils.fees import (
     FeeService,
     borrowing_block,
@@ -292,3 +293,12 @@ def test_only_an_item_on_loan_can_be_declared_lost(
     with pytest.raises(CirculationRefused) as raised:
         fees.mark_lost("NOPE", by="staff")
     assert Refusal.UNKNOWN_ITEM is raised.value.reason
+
+
+def test_the_demo_library_charges_bob_two_fees(sqlite_url: str) -> None:
+    """`ils demo` leaves Bob owing a 1.50 fine and a 0.80 damage charge."""
+    demo = build_demo(sqlite_url, patrons=5, fees=True)
+    bob = patron_barcode(2)
+    assert [(bob, "overdue", 150), (bob, "damage", 80)] == [
+        (fee.patron_barcode, fee.kind, fee.balance_minor) for fee in demo.fees
+    ]
