@@ -54,7 +54,8 @@ from ils.results import HoldView, LoanView, PatronView
 
 # Open loans of items marked lost at or above which a patron has "too many
 # items lost", and unpaid lost-item bills at or above which "too many items
-# billed". The institution has no setting for these (yet): one is too many.
+# billed".
+# TODO(#4): the institution has no setting for these yet, so one is too many.
 LOST_ITEMS_LIMIT = 1
 BILLED_ITEMS_LIMIT = 1
 
@@ -224,6 +225,7 @@ def standing(
             overdue_limit is not None and len(overdue) >= max(overdue_limit, 1)
         ),
         too_many_renewals=_renewed_beyond_rule(session, patron),
+        # TODO(#4): no claims-returned records exist in the core to count.
         too_many_claims_of_items_returned=False,
         too_many_items_lost=_lost_on_loan(session, patron) >= LOST_ITEMS_LIMIT,
         excessive_outstanding_fines=(

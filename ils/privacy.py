@@ -408,6 +408,8 @@ def erase_patron(
             raise CirculationRefused(Refusal.LOANS_OPEN)
         if queries.open_fees_minor(session, patron.id) > 0:
             raise CirculationRefused(Refusal.FEES_OPEN)
+        # TODO(#4): there is no use case yet to pay credit back to a patron, so
+        # staff must spend it on a charge or write it off by hand first.
         if patron.credit_minor > 0:
             raise CirculationRefused(
                 Refusal.FEES_OPEN,
