@@ -542,6 +542,69 @@ class FeeService:
 
         return self._unit(work)
 
+    def refund_credit(
+        self,
+        patron_barcode: str,
+        *,
+        method: PaymentMethod,
+        terminal: str,
+        transaction_id: str | None = None,
+        amount_minor: int | None = None,
+    ) -> PaymentReceipt:
+        """Pay a patron's credit (or `amount_minor` of it) back to them.
+
+        Recorded as a payment of minus the amount in the method the money went
+        out by, allocated to nothing: the money received and the credit held
+        both fall by it, so the books still balance.
+
+        Raises:
+            CirculationRefused: UNKNOWN_PATRON; NOTHING_OWED when the patron
+                holds no credit; INVALID_AMOUNT for an amount that is not
+                positive or is more than the credit.
+            ValueError: a method that moves no money (CREDIT, WRITE_OFF).
+        """
+        if method in NON_MONEY_METHODS:
+            raise ValueError(f"{method.value} cannot pay money back")
+        if amount_minor is not None:
+            check_amount(amount_minor)
+        moment = self._now()
+
+        def work(session: Session) -> PaymentReceipt:
+            patron = self._patron(session, patron_barcode)
+            if patron.credit_minor <= 0:
+                raise CirculationRefused(
+                    Refusal.NOTHING_OWED, "This card holds no credit to pay back."
+                )
+            amount = patron.credit_minor if amount_minor is None else amount_minor
+            if amount > patron.credit_minor:
+                raise CirculationRefused(
+                    Refusal.INVALID_AMOUNT, "That is more than the card's credit."
+                )
+            payment = Payment(
+                patron_id=patron.id,
+                amount_minor=-amount,
+                currency=institution_of(session, patron).currency,
+                method=method,
+                terminal=terminal,
+                transaction_id=transaction_id,
+                at=moment,
+                note="credit paid back",
+            )
+            session.add(payment)
+            patron.credit_minor -= amount
+            session.flush()
+            log_payment(
+                session,
+                payment=payment,
+                patron=patron,
+                event=LoanEvent.PAYMENT,
+                moment=moment,
+                extra=", credit paid back",
+            )
+            return build_receipt(session, patron, payment, [], -amount)
+
+        return self._unit(work)
+
     def write_off(
         self,
         patron_barcode: str,

@@ -253,6 +253,7 @@ def earlier_payment(
             Payment.patron_id == patron.id,
             Payment.terminal == terminal,
             Payment.transaction_id == transaction_id,
+            Payment.amount_minor > 0,
             Payment.method.not_in(list(NON_MONEY_METHODS)),
         )
     ).first()

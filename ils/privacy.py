@@ -408,12 +408,11 @@ def erase_patron(
             raise CirculationRefused(Refusal.LOANS_OPEN)
         if queries.open_fees_minor(session, patron.id) > 0:
             raise CirculationRefused(Refusal.FEES_OPEN)
-        # TODO(#4): there is no use case yet to pay credit back to a patron, so
-        # staff must spend it on a charge or write it off by hand first.
+        # Credit is the patron's money: pay it back first (refund_credit).
         if patron.credit_minor > 0:
             raise CirculationRefused(
                 Refusal.FEES_OPEN,
-                "This card still holds credit; refund or use it before erasing.",
+                "This card still holds credit; pay it back before erasing.",
             )
 
         export = patron_data(session, patron, moment)

@@ -364,3 +364,25 @@ def test_a_payment_sent_again_by_its_terminal_is_not_taken_twice(
     assert not other.repeated
     assert [100] == [view.balance_minor for view in fees.fees_of("P1")]
     assert_books_balance(library)
+
+
+def test_credit_is_paid_back_in_cash(library: Library, fees: FeeService) -> None:
+    """A patron with 0.50 credit is paid 0.30, then the rest; a third refund finds
+    nothing, and asking for more than the credit is refused."""
+    set_institution(library, overpayment_as_credit=True)
+    _charge(fees, "P1", 100, FeeKind.MANUAL)
+    fees.pay("P1", 150, "GBP", PaymentMethod.CASH, "desk", None)
+
+    def refund(amount: int | None = None) -> PaymentReceipt:
+        return fees.refund_credit(
+            "P1", method=PaymentMethod.CASH, terminal="desk", amount_minor=amount
+        )
+
+    assert Refusal.INVALID_AMOUNT is refusal_of(lambda: refund(51))
+    part = refund(30)
+    assert (-30, 20, ()) == (part.amount_minor, part.credit_minor, part.allocations)
+    rest = refund()
+    assert (-20, 0) == (rest.amount_minor, rest.credit_minor)
+    assert Refusal.NOTHING_OWED is refusal_of(refund)
+    assert 0 == _credit(library, "P1")
+    assert_books_balance(library)

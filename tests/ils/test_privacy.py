@@ -238,7 +238,8 @@ def test_erase_is_refused_while_a_loan_is_open(library: Library) -> None:
 
 
 def test_erase_is_refused_while_money_is_open(library: Library) -> None:
-    """An unpaid fee, or credit the library holds, refuses the erase."""
+    """An unpaid fee, or credit the library holds, refuses the erase; once the
+    credit is paid back, the erase goes through."""
     fees = FeeService(library.database, clock=SettableClock(NOW))
     set_institution(library, overpayment_as_credit=True)
     fees.charge("P1", kind=FeeKind.MANUAL, amount_minor=100, description="", by="s")
@@ -249,6 +250,9 @@ def test_erase_is_refused_while_money_is_open(library: Library) -> None:
     assert Refusal.FEES_OPEN is _refusal(
         lambda: erase_patron(library.database, "P1", NOW, by="staff")
     )
+    fees.refund_credit("P1", method=PaymentMethod.CASH, terminal="desk")
+    erase_patron(library.database, "P1", NOW, by="staff")
+    assert _id(library, "P1") is None
 
 
 def test_erase_unlinks_history_and_deletes_the_patron(library: Library) -> None:
