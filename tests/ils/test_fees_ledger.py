@@ -1,7 +1,7 @@
 """The books always balance: random sequences of charges, payments, write-offs,
-lost items and items found again, on SQLite and PostgreSQL (Hypothesis state
-machine), checked after every step against a simple model and the ledger's
-invariants."""
+credit paid back, lost items and items found again, on SQLite and PostgreSQL
+(Hypothesis state machine), checked after every step against a simple model and
+the ledger's invariants."""
 
 from __future__ import annotations
 
@@ -116,6 +116,20 @@ def test_money_never_appears_or_vanishes(library: Library) -> None:
             amount = max(1, self.owed * share // 100)
             self.fees.write_off(self.barcode, by="staff", note="", amount_minor=amount)
             self.owed -= amount
+
+        @rule(share=st.integers(1, 100))
+        def refund(self, share: int) -> None:
+            self._tick()
+            if self.credit == 0:
+                return
+            amount = max(1, self.credit * share // 100)
+            self.fees.refund_credit(
+                self.barcode,
+                method=PaymentMethod.CASH,
+                terminal="t",
+                amount_minor=amount,
+            )
+            self.credit -= amount
 
         @rule(price=st.integers(0, 3_000))
         def lose_an_item(self, price: int) -> None:
