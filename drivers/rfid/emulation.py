@@ -163,12 +163,16 @@ class FeigEmulation:
     """A Feig reader in ISO host mode, answering from a `TagField`.
 
     A request with a bad CRC is dropped unanswered, as is any byte that cannot
-    start a frame, so the host times out and sends again.
+    start a frame, so the host times out and sends again. An inventory of more
+    tags than one frame holds answers status 0x94 (more data) with the first
+    `feig.RECORDS_PER_FRAME` records; the host asks for the rest with the MORE
+    mode bit.
     """
 
     def __init__(self, tags: TagField) -> None:
         self._tags = tags
         self._buffer = bytearray()
+        self._held_back: list[bytes] = []
 
     def receive(self, data: bytes) -> list[bytes]:
         """Take bytes from the host; return the reply frames now due."""
@@ -203,16 +207,7 @@ class FeigEmulation:
     ) -> tuple[int, bytes]:
         status = feig.FeigStatus
         if iso_command == feig.ISO_INVENTORY:
-            uids = self._tags.uids()
-            records = b""
-            for uid in uids:
-                tag = self._tags.snapshot(uid)
-                if tag is not None:
-                    records += bytes([feig.TR_TYPE_ISO15693, tag.dsfid])
-                    records += bytes.fromhex(tag.uid)
-            if not records:
-                return status.NO_TRANSPONDER, b""
-            return status.OK, bytes([len(records) // 10]) + records
+            return self._inventory(mode)
         if mode != feig.MODE_ADDRESSED or len(rest) < 8:
             return status.PARAMETER_RANGE_ERROR, b""
         uid, args = rest[:8].hex().upper(), rest[8:]
@@ -248,6 +243,22 @@ class FeigEmulation:
             info = bytes([tag.dsfid]) + bytes.fromhex(tag.uid) + bytes([tag.afi])
             return status.OK, info + memory + b"\x01"
         return status.UNKNOWN_COMMAND, b""
+
+    def _inventory(self, mode: int) -> tuple[int, bytes]:
+        status = feig.FeigStatus
+        if not mode & feig.MODE_MORE:
+            self._held_back = []
+            for uid in self._tags.uids():
+                tag = self._tags.snapshot(uid)
+                if tag is not None:
+                    record = bytes([feig.TR_TYPE_ISO15693, tag.dsfid])
+                    self._held_back.append(record + bytes.fromhex(tag.uid))
+        if not self._held_back:
+            return status.NO_TRANSPONDER, b""
+        size = feig.RECORDS_PER_FRAME
+        records, self._held_back = self._held_back[:size], self._held_back[size:]
+        answer = status.MORE_DATA if self._held_back else status.OK
+        return answer, bytes([len(records)]) + b"".join(records)
 
     def _nxp(self, nxp_command: int, uid: str) -> tuple[int, bytes]:
         status = feig.FeigStatus
@@ -303,7 +314,8 @@ class ThreeMEmulation:
     def _answer(self, payload: bytes) -> bytes:
         command = payload[0]
         if payload == three_m.INVENTORY_REQUEST:
-            uids = self._tags.uids()
+            # One count byte: a field of more tags reports the first 255.
+            uids = self._tags.uids()[: three_m.MAX_INVENTORY]
             joined = b"".join(bytes.fromhex(uid) for uid in uids)
             return three_m.INVENTORY_REPLY_HEAD + bytes([len(uids)]) + joined
         raw_uid = payload[1:9]

@@ -19,17 +19,23 @@ CMD 0xB1. UIDs go most significant byte first.
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.rfid.crc import crc16_feig
 from drivers.rfid.link import (
+    DEFAULT_DEADLINE,
     ByteStream,
+    Deadline,
     LinkFault,
     discard_pending,
+    drain,
     read_exactly,
     send,
 )
 from drivers.rfid.reader import (
+    IncompleteInventory,
     NotSupportedByTag,
     ReaderError,
     ReaderTimeout,
@@ -49,6 +55,12 @@ NXP_SET_EAS = 0xA2
 NXP_RESET_EAS = 0xA3
 NXP_EAS_ALARM = 0xA5
 MODE_ADDRESSED = 0x01
+MODE_MORE = 0x80
+"""Inventory mode bit: send the records a 0x94 (more data) reply held back."""
+MAX_FOLLOW_UPS = 40
+"""More-data follow-ups per inventory: 24 records a frame, so about 1000 tags."""
+RECORDS_PER_FRAME = 24
+"""Inventory records (10 bytes each) that fit one standard reply frame."""
 TR_TYPE_ISO15693 = 0x03
 _MIN_REPLY = 6
 _MAX_FRAME = 255
@@ -128,17 +140,18 @@ def decode_reply(frame: bytes) -> FeigReply:
     return FeigReply(frame[1], frame[2], frame[3], frame[4:-2])
 
 
-def read_reply(stream: ByteStream) -> FeigReply:
+def read_reply(stream: ByteStream, deadline: Deadline | None = None) -> FeigReply:
     """Read one reply frame from the stream.
 
     Raises:
-        LinkFault: nothing, a truncated frame, an impossible length or a bad CRC.
+        LinkFault: nothing, a truncated frame, an impossible length, a bad CRC,
+            or the `deadline` passed.
         ReaderError: the stream failed.
     """
-    head = read_exactly(stream, 1, "reply")
+    head = read_exactly(stream, 1, "reply", deadline)
     if head[0] < _MIN_REPLY:
         raise LinkFault(f"impossible reply length byte 0x{head[0]:02X}")
-    rest = read_exactly(stream, head[0] - 1, "reply frame")
+    rest = read_exactly(stream, head[0] - 1, "reply frame", deadline)
     return decode_reply(head + rest)
 
 
@@ -164,7 +177,13 @@ class FeigReader:
 
     Blocking; not thread-safe (one caller at a time). Each request is sent
     again, up to `retries` more times, after no reply, a truncated reply, a bad
-    CRC or a disturbed air link; other errors are raised at once.
+    CRC or a disturbed air link; other errors are raised at once. One request,
+    retries and all, takes at most `deadline` seconds.
+
+    Late replies: after a request that needed a retry or timed out, the next
+    request first throws away whatever the reader still sends (one stream
+    timeout of quiet), and a reply that carries a UID (system information)
+    must carry the UID asked about, or it is skipped as stale.
     """
 
     def __init__(
@@ -174,35 +193,62 @@ class FeigReader:
         address: int = BROADCAST,
         retries: int = 2,
         block_size: int = 4,
+        deadline: float = DEFAULT_DEADLINE,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
         self._address = address
         self._retries = retries
         self._block_size = block_size
+        self._deadline = deadline
+        self._now = now
+        self._resync = False
 
-    def transact(self, command: int, data: bytes) -> FeigReply:
+    def transact(
+        self,
+        command: int,
+        data: bytes,
+        *,
+        accept: Callable[[FeigReply], bool] | None = None,
+    ) -> FeigReply:
         """Send one request and return its reply, retrying within the limit.
 
+        `accept` tells this request's reply from a stale one of the same
+        command (for one, by the UID it carries); stale replies are skipped.
+
         Raises:
-            ReaderTimeout: the reader never answered.
+            ReaderTimeout: the reader never answered, or not within `deadline`.
             ReaderError: unusable replies on every attempt, or a failed stream.
         """
         frame = encode_request(command, data, address=self._address)
+        deadline = Deadline(self._deadline, self._now)
+        if self._resync:
+            drain(self._stream, deadline)
+            self._resync = False
         faults: list[LinkFault] = []
         reply: FeigReply | None = None
         for _ in range(self._retries + 1):
+            if deadline.passed:
+                break
             # Anything already waiting is a late reply to an abandoned request.
             discard_pending(self._stream)
             send(self._stream, frame)
             try:
-                reply = self._matching_reply(command)
+                reply = self._matching_reply(command, deadline, accept)
             except LinkFault as fault:
                 faults.append(fault)
                 continue
             if reply.status not in _RETRYABLE:
-                return reply
+                break
+        # A request sent more than once may still be answered more than once.
+        self._resync = bool(faults) or reply is None or reply.status in _RETRYABLE
         if reply is not None:
             return reply
+        if any(fault.overdue for fault in faults) or deadline.passed:
+            raise ReaderTimeout(
+                f"the Feig reader did not finish answering command 0x{command:02X} "
+                f"within {self._deadline:g} s" + (f" ({faults[-1]})" if faults else "")
+            )
         if all(fault.silent for fault in faults):
             raise ReaderTimeout(
                 f"the Feig reader did not answer command 0x{command:02X}"
@@ -212,18 +258,30 @@ class FeigReader:
             f"{len(faults)} attempts: {faults[-1]}"
         )
 
-    def _matching_reply(self, command: int) -> FeigReply:
+    def _matching_reply(
+        self,
+        command: int,
+        deadline: Deadline,
+        accept: Callable[[FeigReply], bool] | None,
+    ) -> FeigReply:
         # A late reply to an earlier, abandoned request is skipped.
         for _ in range(4):
-            reply = read_reply(self._stream)
-            if reply.command == command:
+            reply = read_reply(self._stream, deadline)
+            if reply.command == command and (accept is None or accept(reply)):
                 return reply
         raise LinkFault(f"no reply to command 0x{command:02X} among the stale ones")
 
-    def _iso(self, uid: str | None, iso_command: int, tail: bytes = b"") -> FeigReply:
+    def _iso(
+        self,
+        uid: str | None,
+        iso_command: int,
+        tail: bytes = b"",
+        *,
+        accept: Callable[[FeigReply], bool] | None = None,
+    ) -> FeigReply:
         mode = bytes([iso_command, MODE_ADDRESSED if uid else 0x00])
         address = _uid_bytes(uid) if uid else b""
-        reply = self.transact(CMD_ISO, mode + address + tail)
+        reply = self.transact(CMD_ISO, mode + address + tail, accept=accept)
         self._raise_for(reply, uid)
         return reply
 
@@ -249,14 +307,40 @@ class FeigReader:
     def inventory(self) -> list[str]:
         """Return the UIDs of the tags now in the field.
 
+        A reply with status 0x94 (more data) holds only the records that fit
+        one frame; the rest are asked for with the MORE mode bit, up to
+        MAX_FOLLOW_UPS times.
+
         Raises:
+            IncompleteInventory: a follow-up failed; it carries the UIDs read.
             ReaderError: the reader failed or did not answer.
         """
-        reply = self.transact(CMD_ISO, bytes([ISO_INVENTORY, 0x00]))
-        if reply.status == FeigStatus.NO_TRANSPONDER:
-            return []
-        # TODO(#7): status 0x94 (more data) needs a follow-up read; not handled.
-        self._raise_for(reply, None)
+        uids: list[str] = []
+        mode = 0x00
+        for _ in range(MAX_FOLLOW_UPS + 1):
+            try:
+                reply = self.transact(CMD_ISO, bytes([ISO_INVENTORY, mode]))
+                if reply.status == FeigStatus.NO_TRANSPONDER:
+                    return uids
+                if reply.status != FeigStatus.MORE_DATA:
+                    self._raise_for(reply, None)
+                uids += self._inventory_records(reply)
+            except ReaderError as error:
+                if not uids:
+                    raise
+                raise IncompleteInventory(
+                    f"inventory cut short after {len(uids)} tags: {error}", uids
+                ) from error
+            if reply.status != FeigStatus.MORE_DATA:
+                return uids
+            mode = MODE_MORE
+        raise IncompleteInventory(
+            f"more than {len(uids)} tags in the field; the rest were not asked for",
+            uids,
+        )
+
+    @staticmethod
+    def _inventory_records(reply: FeigReply) -> list[str]:
         if not reply.data:
             raise ReaderError("inventory reply without a record count")
         count, records = reply.data[0], reply.data[1:]
@@ -318,7 +402,13 @@ class FeigReader:
             TagLeftField: the tag did not answer.
             ReaderError: any other failure.
         """
-        reply = self._iso(uid, ISO_SYSTEM_INFO)
+        raw_uid = _uid_bytes(uid)
+
+        def about_this_tag(reply: FeigReply) -> bool:
+            # DSFID(1) UID(8) ...: a reply about another tag is a stale one.
+            return reply.status != FeigStatus.OK or reply.data[1:9] == raw_uid
+
+        reply = self._iso(uid, ISO_SYSTEM_INFO, accept=about_this_tag)
         # DSFID(1) UID(8) AFI(1) MEM-SIZE(2) IC-REF(1)
         if len(reply.data) < 10:
             raise ReaderError(f"short system information reply: {reply.data.hex(' ')}")

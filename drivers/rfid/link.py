@@ -6,14 +6,21 @@ Never imports `ils` or `kiosk`.
 A stream is anything with pyserial's `read(n)` (returning at most `n` bytes,
 fewer when its timeout passes) and `write(data)`: a `serial.Serial`, the object
 `serial.serial_for_url("socket://...")` returns, or a pty opened by pyserial.
-The stream's own timeout bounds every read, so a silent reader never hangs us.
+The stream's own timeout bounds every read, so a silent reader never hangs us;
+a `Deadline` bounds a whole transaction, so a reader dribbling one byte just
+inside that timeout cannot hold a caller for minutes either.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from drivers.rfid.reader import ReaderError
+
+DEFAULT_DEADLINE = 5.0
+"""Seconds one request may take, retries and all, before it counts as a timeout."""
 
 
 class ByteStream(Protocol):
@@ -35,20 +42,54 @@ class LinkFault(Exception):  # noqa: N818 - internal, never raised to callers
     `silent` is true when the reader sent nothing at all.
     """
 
-    def __init__(self, message: str, *, silent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, silent: bool = False, overdue: bool = False
+    ) -> None:
         super().__init__(message)
         self.silent = silent
+        self.overdue = overdue
 
 
-def read_exactly(stream: ByteStream, size: int, what: str) -> bytes:
+class Deadline:
+    """The moment a transaction must be over by, on a monotonic clock."""
+
+    def __init__(
+        self, seconds: float, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._now = now
+        self._end = now() + seconds
+
+    @property
+    def passed(self) -> bool:
+        """Whether the time is up."""
+        return self._now() >= self._end
+
+    def check(self, what: str) -> None:
+        """Raise an overdue LinkFault if the time is up.
+
+        Raises:
+            LinkFault: (overdue) the deadline has passed.
+        """
+        if self.passed:
+            raise LinkFault(
+                f"{what} still incomplete after {self.seconds:g} s", overdue=True
+            )
+
+
+def read_exactly(
+    stream: ByteStream, size: int, what: str, deadline: Deadline | None = None
+) -> bytes:
     """Read `size` bytes or raise LinkFault naming `what` was cut short.
 
     Raises:
-        LinkFault: the stream's timeout passed first.
+        LinkFault: the stream's timeout passed first, or the `deadline`.
         ReaderError: the stream itself failed (unplugged, connection closed).
     """
     data = b""
     while len(data) < size:
+        if deadline is not None:
+            deadline.check(what)
         try:
             chunk = stream.read(size - len(data))
         except ReaderError:
@@ -86,3 +127,26 @@ def discard_pending(stream: ByteStream) -> None:
         reset()
     except OSError as error:
         raise ReaderError(f"the reader's stream failed: {error}") from error
+
+
+def drain(stream: ByteStream, deadline: Deadline) -> int:
+    """Read and throw away bytes until the reader is quiet for one stream
+    timeout (or `deadline` passes): late replies to requests we gave up on.
+
+    Returns:
+        How many bytes were thrown away.
+
+    Raises:
+        ReaderError: the stream failed.
+    """
+    thrown = 0
+    while not deadline.passed:
+        try:
+            chunk = stream.read(4096)
+        except OSError as error:
+            raise ReaderError(f"the reader's stream failed: {error}") from error
+        if not chunk:
+            break
+        thrown += len(chunk)
+    discard_pending(stream)
+    return thrown

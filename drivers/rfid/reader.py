@@ -65,3 +65,11 @@ class RfidReader(Protocol):
 
 class NotSupportedByReader(ReaderError):  # noqa: N818 - names what happened
     """The reader's protocol has no command for what was asked (EAS on a 3M 810)."""
+
+
+class IncompleteInventory(ReaderError):  # noqa: N818 - names what happened
+    """An inventory that failed part-way; `uids` holds the tags it did find."""
+
+    def __init__(self, message: str, uids: list[str]) -> None:
+        super().__init__(message)
+        self.uids = uids

@@ -316,8 +316,17 @@ class _IoLoop(threading.Thread):
             for key, _ in self._selector.select():
                 if key.data is None:
                     self._wake_read.recv(64)
-                else:
+                    continue
+                try:
                     key.data()
+                except Exception as error:
+                    # A bug answering one request must not stop the simulated
+                    # reader: say so, and go on serving.
+                    print(
+                        f"rfid simulator: error answering a request: {error!r}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         for key in list(self._selector.get_map().values()):
             if isinstance(key.fileobj, socket.socket) and key.data is not None:
                 key.fileobj.close()

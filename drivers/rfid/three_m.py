@@ -17,11 +17,17 @@ UIDs go most significant byte first (E0...). 19200 baud, 8N1.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from drivers.rfid.crc import crc16_3m
 from drivers.rfid.link import (
+    DEFAULT_DEADLINE,
     ByteStream,
+    Deadline,
     LinkFault,
     discard_pending,
+    drain,
     read_exactly,
     send,
 )
@@ -42,8 +48,11 @@ OK = 0x00
 FAILED = 0x06
 INVENTORY_REQUEST = bytes([CMD_INVENTORY, 0x00, 0x05])
 INVENTORY_REPLY_HEAD = bytes([CMD_INVENTORY, 0x00, 0x00, 0x05])
+MAX_INVENTORY = 255
+"""Tags one inventory reply can list: its count is one byte."""
 _MAX_SKIP = 64
-_MAX_LENGTH = 1024
+# The longest frame: an inventory reply of MAX_INVENTORY UIDs, plus LEN's 2.
+_MAX_LENGTH = len(INVENTORY_REPLY_HEAD) + 1 + 8 * MAX_INVENTORY + 2
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -68,26 +77,27 @@ def decode_frame(frame: bytes) -> bytes:
     return frame[3:-2]
 
 
-def read_frame(stream: ByteStream) -> bytes:
+def read_frame(stream: ByteStream, deadline: Deadline | None = None) -> bytes:
     """Read one frame from the stream, skipping noise before its start byte.
 
     Raises:
-        LinkFault: nothing, only noise, a truncated frame or a bad CRC.
+        LinkFault: nothing, only noise, a truncated frame, a bad CRC, or the
+            `deadline` passed.
         ReaderError: the stream failed.
     """
     skipped = 0
     while True:
-        first = read_exactly(stream, 1, "reply")
+        first = read_exactly(stream, 1, "reply", deadline)
         if first[0] == START:
             break
         skipped += 1
         if skipped > _MAX_SKIP:
             raise LinkFault(f"no frame start among {skipped} bytes")
-    head = read_exactly(stream, 2, "frame length")
+    head = read_exactly(stream, 2, "frame length", deadline)
     length = int.from_bytes(head, "big")
     if not 3 <= length <= _MAX_LENGTH:
         raise LinkFault(f"impossible frame length {length}")
-    rest = read_exactly(stream, length, "frame")
+    rest = read_exactly(stream, length, "frame", deadline)
     return decode_frame(first + head + rest)
 
 
@@ -109,35 +119,68 @@ class ThreeM810Reader:
     TagLeftField) and otherwise tries again, up to `retries` times (weak
     coupling makes AFI writes fail often). Block writes always start at block
     0 in this protocol, so a write from a later block reads the blocks before
-    it first; every write is read back to check it.
+    it first; every write is read back to check it. One request, retries and
+    all, takes at most `deadline` seconds.
+
+    Late replies: every tag command's reply carries the tag's UID, and a reply
+    about another tag is skipped as stale; after a request that needed a retry
+    or timed out, the next first throws away whatever the reader still sends.
     """
 
     def __init__(
-        self, stream: ByteStream, *, retries: int = 5, block_size: int = 4
+        self,
+        stream: ByteStream,
+        *,
+        retries: int = 5,
+        block_size: int = 4,
+        deadline: float = DEFAULT_DEADLINE,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
         self._retries = retries
         self._block_size = block_size
+        self._deadline = deadline
+        self._now = now
+        self._resync = False
 
     def transact(self, payload: bytes) -> bytes:
         """Send one request payload and return the reply payload.
 
+        A tag command's reply (`<cmd> <status> <uid>...`) must name the UID of
+        the request; others are skipped as stale.
+
         Raises:
-            ReaderTimeout: the reader never answered.
+            ReaderTimeout: the reader never answered, or not within `deadline`.
             ReaderError: unusable replies on every attempt, or a failed stream.
         """
         frame = encode_frame(payload)
+        uid = None if payload == INVENTORY_REQUEST else payload[1:9]
+        deadline = Deadline(self._deadline, self._now)
+        if self._resync:
+            drain(self._stream, deadline)
+            self._resync = False
         faults: list[LinkFault] = []
         for _ in range(self._retries + 1):
+            if deadline.passed:
+                break
             # Anything already waiting is a late reply to an abandoned request.
             discard_pending(self._stream)
             send(self._stream, frame)
             try:
-                reply = self._matching_reply(payload[0])
+                reply = self._matching_reply(payload[0], uid, deadline)
             except LinkFault as fault:
                 faults.append(fault)
+                self._resync = True
                 continue
+            # A request sent more than once may still be answered more than once.
+            self._resync = bool(faults)
             return reply
+        self._resync = True
+        if any(fault.overdue for fault in faults) or deadline.passed:
+            raise ReaderTimeout(
+                f"the 3M reader did not finish answering command 0x{payload[0]:02X} "
+                f"within {self._deadline:g} s" + (f" ({faults[-1]})" if faults else "")
+            )
         if all(fault.silent for fault in faults):
             raise ReaderTimeout(
                 f"the 3M reader did not answer command 0x{payload[0]:02X}"
@@ -147,10 +190,12 @@ class ThreeM810Reader:
             f"{len(faults)} attempts: {faults[-1]}"
         )
 
-    def _matching_reply(self, command: int) -> bytes:
+    def _matching_reply(
+        self, command: int, uid: bytes | None, deadline: Deadline
+    ) -> bytes:
         for _ in range(4):
-            reply = read_frame(self._stream)
-            if reply and reply[0] == command:
+            reply = read_frame(self._stream, deadline)
+            if reply and reply[0] == command and (uid is None or reply[2:10] == uid):
                 return reply
         raise LinkFault(f"no reply to command 0x{command:02X} among the stale ones")
 
