@@ -45,3 +45,22 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+# The self-check kiosk (docs/kiosk.md). Start the server first (`make run` in
+# another terminal); KIOSK_CONFIG names the kiosk's configuration.
+KIOSK_CONFIG ?= config/kiosk.toml
+
+.PHONY: kiosk kiosk-locale screenshots
+
+kiosk: $(STAMP)
+	@mkdir -p var
+	$(BIN)/python -m kiosk.pocompile --check || $(BIN)/python -m kiosk.pocompile
+	exec $(BIN)/ils kiosk --config $(KIOSK_CONFIG)
+
+# Compile the kiosk's gettext catalogues (kiosk/locale/*/LC_MESSAGES/*.po -> .mo).
+kiosk-locale: $(STAMP)
+	$(BIN)/python -m kiosk.pocompile
+
+# PNGs of every kiosk screen in English, French and high contrast, offscreen.
+screenshots: $(STAMP)
+	env -u DISPLAY $(BIN)/python -m kiosk.screenshots --out docs/screenshots
