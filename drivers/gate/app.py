@@ -132,6 +132,7 @@ def start_gate(
         run_lookup=run_lookup,
         decode_tag=decode_tag,
         people=None if people is None else (lambda: people.count),
+        from_reader=reactor.callFromThread,
     )
     if people is not None:
         people.start()

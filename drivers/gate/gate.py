@@ -30,12 +30,13 @@ from drivers.gate.config import GateConfig
 from drivers.gate.lookup import STATUS_WORDS, ItemFacts
 from drivers.gate.security import (
     GateReading,
+    ReadingCutShort,
     TagDecoder,
     Verdict,
     decide,
     read_tag,
 )
-from drivers.rfid.reader import RfidReader
+from drivers.rfid.reader import IncompleteInventory, RfidReader
 
 _T = TypeVar("_T")
 Runner = Callable[[Callable[[], _T]], "defer.Deferred[_T]"]
@@ -100,7 +101,8 @@ class GateCounts:
         )
 
 
-PollResult = tuple[list[str], list[GateReading]]
+PollResult = list[str]
+"""The UIDs one inventory found; each new tag's reading was handed over as read."""
 
 
 @dataclass
@@ -136,7 +138,14 @@ class Gate:
         run_lookup: Runner[Any] | None = None,
         decode_tag: TagDecoder | None = None,
         people: Callable[[], int] | None = None,
+        from_reader: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """Assemble a gate; nothing runs until `start`.
+
+        `from_reader` hands a call from the reader's thread to the event loop
+        (`reactor.callFromThread`), so each tag alarms as soon as it is read;
+        without it the call is made at once (a reader run in place, in tests).
+        """
         self.config = config
         self.name = config.gate.name
         self.counts = GateCounts()
@@ -148,6 +157,8 @@ class Gate:
         self._run_lookup = run_lookup
         self._decode_tag = decode_tag
         self._people = people
+        self._from_reader = from_reader or _call_now
+        self._asked: dict[str, float] = {}
         self._listeners: list[Callable[[GateEvent], None]] = []
         self._reader: RfidReader | None = None
         self._present: dict[str, float] = {}
@@ -217,23 +228,49 @@ class Gate:
 
     def _poll_blocking(self, known: frozenset[str]) -> PollResult:
         # Runs on the reader's thread: the only place the reader is touched.
+        # Each reading goes to the loop as soon as it is made, so a secured tag
+        # alarms at once, even if the reader fails on a later tag of the poll.
         if self._reader is None:
             self._reader = self._open_reader()
         reader = self._reader
-        uids = reader.inventory()
-        readings = [
-            read_tag(
-                reader,
-                uid,
-                self.config.security,
-                decode_tag=self._decode_tag,
-                first_block=self.config.reader.first_block,
-                block_count=self.config.reader.block_count,
-            )
-            for uid in uids
-            if uid not in known
-        ]
-        return uids, readings
+        incomplete: IncompleteInventory | None = None
+        try:
+            uids = reader.inventory()
+        except IncompleteInventory as error:
+            uids, incomplete = error.uids, error
+        for uid in uids:
+            if uid in known:
+                continue
+            try:
+                reading = read_tag(
+                    reader,
+                    uid,
+                    self.config.security,
+                    decode_tag=self._decode_tag,
+                    first_block=self.config.reader.first_block,
+                    block_count=self.config.reader.block_count,
+                )
+            except ReadingCutShort as error:
+                self._from_reader(partial(self._read_one, error.reading))
+                raise
+            self._from_reader(partial(self._read_one, reading))
+        if incomplete is not None:
+            raise incomplete
+        return uids
+
+    def _read_one(self, reading: GateReading) -> None:
+        # On the loop: one new tag, read by the reader's thread a moment ago.
+        now = self._clock.seconds()
+        self._answering(now)
+        self._present[reading.tag.uid] = now
+        self._passed(reading, now)
+
+    def _answering(self, now: float) -> None:
+        if self._lost is not None:
+            self._lost = None
+            self._backoff.reset()
+            _log.info("gate {gate}: reader answers again", gate=self.name)
+            self._emit(DeviceBack(device=self.name, at=self._at(now)))
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
@@ -244,25 +281,21 @@ class Gate:
         with contextlib.suppress(OSError, serial.SerialException):
             close()
 
-    def _polled(self, result: PollResult) -> float:
+    def _polled(self, uids: PollResult) -> float:
         self._polling = None
-        uids, readings = result
         now = self._clock.seconds()
-        if self._lost is not None:
-            self._lost = None
-            self._backoff.reset()
-            _log.info("gate {gate}: reader answers again", gate=self.name)
-            self._emit(DeviceBack(device=self.name, at=self._at(now)))
+        self._answering(now)
 
         for uid in uids:
             self._present[uid] = now
-        for reading in readings:
-            self._passed(reading, now)
         # A tag out of the field for longer than pass_gap passes anew next time.
         gap = self.config.gate.pass_gap
         for uid, seen in list(self._present.items()):
             if now - seen > gap:
                 del self._present[uid]
+        for item_id, asked in list(self._asked.items()):
+            if now - asked > gap:
+                del self._asked[item_id]
         return self.config.gate.poll_interval
 
     def _poll_failed(self, failure: Failure) -> float:
@@ -336,7 +369,10 @@ class Gate:
         )
         self._emit(TagPassed(gate=self.name, tag=reading.tag, verdict=verdict, at=at))
 
-        if item_id is not None and self._lookup is not None:
+        # The parts of a set share one item id: ask about it once per pass.
+        wanted = self._lookup is not None and item_id not in self._asked
+        if item_id is not None and wanted:
+            self._asked[item_id] = now
             self._explain(item_id)
 
     def _explain(self, item_id: str) -> None:
@@ -442,3 +478,7 @@ class Gate:
 
 def _run_here(call: Callable[[], _T]) -> defer.Deferred[_T]:
     return defer.maybeDeferred(call)
+
+
+def _call_now(call: Callable[[], None]) -> None:
+    call()

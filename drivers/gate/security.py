@@ -53,6 +53,18 @@ class GateReading:
     patron_card: bool = False
 
 
+class ReadingCutShort(ReaderTimeout):
+    """The reader stopped answering after a tag's security state was read.
+
+    `reading` holds what was read (without the item id), so the gate can still
+    alarm for a secured tag before it goes looking for the reader.
+    """
+
+    def __init__(self, message: str, reading: GateReading) -> None:
+        super().__init__(message)
+        self.reading = reading
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
     """Whether a tag alarms, and why in words staff understand."""
@@ -104,6 +116,8 @@ def read_tag(
     data is read still alarms if it was secured.
 
     Raises:
+        ReadingCutShort: the reader stopped answering while the data was read;
+            it carries the security state already read.
         ReaderTimeout: the reader stopped answering (the caller reconnects).
     """
     secured: bool | None
@@ -126,8 +140,11 @@ def read_tag(
     if decode_tag is not None:
         try:
             content = decode_tag(reader.read_blocks(uid, first_block, block_count))
-        except ReaderTimeout:
-            raise
+        except ReaderTimeout as error:
+            tag = TagSeen(uid=uid, secured=secured)
+            raise ReadingCutShort(
+                str(error), GateReading(tag=tag, evidence=evidence)
+            ) from error
         except (ReaderError, ValueError):
             # No id is fine: the alarm rests on the security state alone.
             content = TagContent(item_id=None)

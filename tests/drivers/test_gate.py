@@ -23,7 +23,12 @@ from drivers.gate.gate import Gate, GateEvent, ItemExplained, TagPassed, mask_it
 from drivers.gate.lookup import ItemFacts, SipLookupError
 from drivers.gate.readers import decode_tag
 from drivers.gate.security import TagContent
-from drivers.rfid.reader import NotSupportedByTag, ReaderTimeout, TagLeftField
+from drivers.rfid.reader import (
+    IncompleteInventory,
+    NotSupportedByTag,
+    ReaderTimeout,
+    TagLeftField,
+)
 from sip2server.protocol import CirculationStatus
 
 SHELF_UID = "E004010000000001"
@@ -40,6 +45,8 @@ class FakeTag:
     item_id: str | None = None
     leaves_mid_read: bool = False
     patron_card: bool = False
+    silences_reader_on: str | None = None
+    """"afi" or "blocks": the reader stops answering when this is read."""
 
 
 class FakeReader:
@@ -49,17 +56,29 @@ class FakeReader:
         self.field: dict[str, FakeTag] = {}
         self.unplugged = False
         self.closed = False
+        self.inventory_cut_after: int | None = None
+        self.on_read: Callable[[str], None] = lambda uid: None
 
     def _check(self) -> None:
         if self.unplugged:
             raise ReaderTimeout("no answer from the reader within 1 s")
 
+    def _silence_if(self, uid: str, what: str) -> None:
+        if self.field[uid].silences_reader_on == what:
+            self.unplugged = True
+            self._check()
+
     def inventory(self) -> list[str]:
         self._check()
-        return list(self.field)
+        uids = list(self.field)
+        if self.inventory_cut_after is not None:
+            cut = self.inventory_cut_after
+            raise IncompleteInventory(f"inventory cut short after {cut}", uids[:cut])
+        return uids
 
     def read_blocks(self, uid: str, first: int, count: int) -> bytes:
         self._check()
+        self._silence_if(uid, "blocks")
         tag = self.field[uid]
         kind = b"P" if tag.patron_card else b"I"
         return (kind + (tag.item_id or "").encode()).ljust(count * 4, b"\0")
@@ -69,6 +88,8 @@ class FakeReader:
 
     def read_afi(self, uid: str) -> int:
         self._check()
+        self.on_read(uid)
+        self._silence_if(uid, "afi")
         tag = self.field[uid]
         if tag.leaves_mid_read:
             raise TagLeftField(f"tag {uid} stopped answering")
@@ -491,3 +512,87 @@ def test_mask_item_id_keeps_the_last_four_characters() -> None:
     """Masking hides all but the last four characters, and short ids whole."""
     assert "**********3453" == mask_item_id("39999000123453")
     assert "***" == mask_item_id("123")
+
+
+def test_secured_tag_read_before_the_reader_falls_silent_still_alarms() -> None:
+    """The reader stops answering on the second tag of a poll: the first, already
+    read as secured, alarms; then the reader is reported lost."""
+    r = rig()
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.reader.field[LOAN_UID] = FakeTag(afi=0xC2, silences_reader_on="afi")
+
+    r.clock.pump([0.25] * 4)
+
+    assert 1 == r.alarm.sounded
+    assert [TagPassed, DeviceLost] == [type(e) for e in r.events]
+    assert SHELF_UID == r.passes()[0].tag.uid
+
+
+def test_secured_tag_whose_data_read_times_out_still_alarms() -> None:
+    """The reader falls silent while a secured tag's data is read: it alarms on
+    the AFI already read, without an item id, and the reader is reported lost."""
+    r = rig()
+    r.reader.field[SHELF_UID] = FakeTag(
+        afi=0x07, item_id="39999000123453", silences_reader_on="blocks"
+    )
+
+    r.clock.pump([0.25] * 4)
+
+    assert 1 == r.alarm.sounded
+    [passed] = r.passes()
+    assert passed.tag.item_id is None
+    assert "secured (AFI 0x07)" == passed.verdict.reason
+    assert isinstance(r.events[1], DeviceLost)
+
+
+def test_each_tag_alarms_as_soon_as_it_is_read() -> None:
+    """In a field of three secured tags, the first has alarmed before the reader
+    is asked about the second."""
+    r = rig()
+    sounded_when_read: list[int] = []
+    r.reader.on_read = lambda uid: sounded_when_read.append(r.alarm.sounded)
+    for uid in (SHELF_UID, LOAN_UID, ODD_UID):
+        r.reader.field[uid] = FakeTag(afi=0x07)
+
+    r.clock.advance(0)
+
+    assert [0, 1, 2] == sounded_when_read
+    assert 3 == r.alarm.sounded
+
+
+def test_inventory_cut_short_still_alarms_for_the_tags_it_found() -> None:
+    """An inventory that fails part-way (IncompleteInventory) still reads and
+    alarms for the tags it listed, then reports the reader lost."""
+    r = rig()
+    for uid in (SHELF_UID, LOAN_UID, ODD_UID):
+        r.reader.field[uid] = FakeTag(afi=0x07)
+    r.reader.inventory_cut_after = 2
+
+    r.clock.advance(0)
+
+    assert 2 == r.alarm.sounded
+    assert [SHELF_UID, LOAN_UID] == [p.tag.uid for p in r.passes()]
+    assert isinstance(r.events[-1], DeviceLost)
+
+
+def test_a_two_part_set_is_looked_up_once() -> None:
+    """Both parts of a set alarm, but the SIP2 server is asked about the item once."""
+    asked: list[str] = []
+
+    def lookup(item_id: str) -> ItemFacts:
+        asked.append(item_id)
+        return ItemFacts(
+            item_id=item_id,
+            title="Tide Tables",
+            status=CirculationStatus.AVAILABLE,
+            known=True,
+        )
+
+    r = rig(lookup=lookup)
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.reader.field[ODD_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+
+    r.clock.pump([0.25] * 4)
+
+    assert 2 == r.alarm.sounded
+    assert ["39999000123453"] == asked

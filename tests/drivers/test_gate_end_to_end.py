@@ -291,6 +291,26 @@ async def test_silent_reader_is_lost_and_comes_back(
     assert passed.verdict.alarm
 
 
+@pytest_twisted.ensureDeferred
+async def test_thirty_secured_tags_in_a_feig_field_all_alarm(
+    gate_field: ReaderSimulator,
+) -> None:
+    """More tags than one Feig inventory frame holds (24): every one alarms."""
+    uids = [f"E0040100000001{n:02X}" for n in range(30)]
+    for uid in uids:
+        gate_field.tags.put(SimulatedTag(uid=uid, afi=0x07))
+    running, _, watch = await run_gate(gate_config(gate_field.url, None))
+    try:
+        for _ in uids:
+            await watch.next(is_pass)
+    finally:
+        await running.stop()
+
+    assert sorted(uids) == sorted(e.tag.uid for e in watch.events if is_pass(e))
+    assert 30 == running.gate.counts.alarms
+    assert not [e for e in watch.events if isinstance(e, DeviceLost)]
+
+
 @pytest.fixture
 def simulator_process(tmp_path: Path) -> Iterator[str]:
     """`python -m drivers.rfid.simulator` with one secured tag; yields its URL."""
