@@ -2,8 +2,8 @@
 
 Layer: `drivers`. Imports the standard library, pyserial and Twisted; never
 `ils`. Both outputs run on the event loop without blocking it: a modem-control
-line is one ioctl, and the command is spawned as a child process (an argv list,
-no shell) whose end is awaited through the reactor.
+line is one ioctl, and the command is started as a child process (an argv list,
+no shell, no pipes, a session of its own) whose exit is checked on the clock.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
 import serial
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from drivers.gate.config import AlarmKind, AlarmSection, SerialLine
@@ -125,43 +127,40 @@ class SerialRelay:
         self._port.close()
 
 
-class _Ended(protocol.ProcessProtocol):
-    def __init__(self, done: defer.Deferred[int | None]) -> None:
-        self._done = done
-
-    def processEnded(self, reason: Any) -> None:
-        value = reason.value
-        if isinstance(value, error.ProcessDone):
-            self._done.callback(0)
-        elif isinstance(value, error.ProcessTerminated):
-            code = value.exitCode
-            self._done.callback(code if code is not None else None)
-        else:
-            self._done.callback(None)
-
-
 class CommandAlarm:
     """A configured command run once per alarm, without a shell.
 
     While one run is still going, further alarms do not start another: the
-    sounder is already on. A run that outlasts the timeout is killed.
+    sounder is already on. The program gets no pipes (its standard streams are
+    /dev/null) and a process group of its own, and its run ends when it exits,
+    so a sound player it leaves in the background cannot hold up later alarms.
+    A run that outlasts the timeout is killed with its whole group.
     """
+
+    POLL_SECONDS = 0.05
+    """How often a run is checked for having ended."""
 
     def __init__(self, argv: list[str], reactor: Any, timeout: float) -> None:
         self._argv = argv
         self._reactor = reactor
         self._timeout = timeout
         self._running: defer.Deferred[None] | None = None
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self._killed = False
 
     def sound(self) -> Any:
         """Start the command unless it is still running from a moment ago."""
         if self._running is not None:
             return self._running
-        ended: defer.Deferred[int | None] = defer.Deferred()
         try:
-            self._process = self._reactor.spawnProcess(
-                _Ended(ended), self._argv[0], self._argv, env=dict(os.environ)
+            self._process = subprocess.Popen(  # noqa: S603 - argv from the config, no shell
+                self._argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as problem:
             _log.error(
@@ -170,36 +169,45 @@ class CommandAlarm:
                 problem=str(problem),
             )
             return defer.succeed(None)
-        killer = self._reactor.callLater(self._timeout, self._kill)
+        self._started = self._reactor.seconds()
+        self._killed = False
         running: defer.Deferred[None] = defer.Deferred()
         self._running = running
-
-        def finished(code: int | None) -> None:
-            if killer.active():
-                killer.cancel()
-            self._running = None
-            self._process = None
-            if code != 0:
-                _log.warn(
-                    "alarm command {command} ended with status {code}",
-                    command=self._argv[0],
-                    code=code,
-                )
-            running.callback(None)
-
-        ended.addCallback(finished)
+        self._reactor.callLater(self.POLL_SECONDS, self._check)
         return running
 
-    def _kill(self) -> None:
-        if self._process is None:
+    def _check(self) -> None:
+        process = self._process
+        if process is None:
             return
+        code = process.poll()
+        if code is None:
+            if not self._killed and (
+                self._reactor.seconds() - self._started >= self._timeout
+            ):
+                self._kill(process)
+            self._reactor.callLater(self.POLL_SECONDS, self._check)
+            return
+        running, self._running, self._process = self._running, None, None
+        if code != 0 and not self._killed:
+            _log.warn(
+                "alarm command {command} ended with status {code}",
+                command=self._argv[0],
+                code=code,
+            )
+        if running is not None:
+            running.callback(None)
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
         _log.warn(
             "alarm command {command} still running after {timeout} s; killing it",
             command=self._argv[0],
             timeout=self._timeout,
         )
-        with contextlib.suppress(error.ProcessExitedAlready):
-            self._process.signalProcess("KILL")
+        self._killed = True
+        # Its own session: the group id is its pid, and holds what it started.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> Any:
         """Let a run still going finish (within its timeout); fire when it has."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import subprocess
 import sys
 import tty
@@ -175,6 +176,66 @@ async def test_command_alarm_kills_a_run_that_outlasts_its_timeout(
     await first
 
     assert first is again  # one run at a time: the second alarm joined the first
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest_twisted.ensureDeferred
+async def test_command_that_leaves_a_child_in_the_background_ends_on_exit(
+    tmp_path: Path,
+) -> None:
+    """A siren script that starts its player in the background and exits ends
+    its run at once, so the next alarm runs it again (it used to wait for the
+    player, holding the pipes, and silence every later alarm)."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    record = tmp_path / "players"
+    script = tmp_path / "siren"
+    script.write_text(f'#!/bin/sh\nsleep 30 &\necho $! >> "{record}"\nexit 0\n')
+    script.chmod(0o755)
+    section = AlarmSection.model_validate(
+        {"output": "command", "command": [str(script)], "command_timeout": 20}
+    )
+    alarm = command_alarm(section, reactor)
+
+    try:
+        await alarm.sound().addTimeout(10, reactor)
+        await alarm.sound().addTimeout(10, reactor)
+    finally:
+        players = [int(pid) for pid in record.read_text().split()]
+        for pid in players:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+    assert 2 == len(players)
+
+
+@pytest_twisted.ensureDeferred
+async def test_command_killed_on_timeout_takes_its_background_children_along(
+    tmp_path: Path,
+) -> None:
+    """A run that outlasts command_timeout is killed with its process group, so a
+    player it started in the background stops too."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    record = tmp_path / "player"
+    script = tmp_path / "stuck"
+    script.write_text(f'#!/bin/sh\nsleep 60 &\necho $! > "{record}"\nexec sleep 60\n')
+    script.chmod(0o755)
+    section = AlarmSection.model_validate(
+        {"output": "command", "command": [str(script)], "command_timeout": 0.5}
+    )
+    alarm = command_alarm(section, reactor)
+
+    await alarm.sound().addTimeout(10, reactor)
+
+    assert not _alive(int(record.read_text()))
 
 
 def test_command_that_is_not_a_program_is_named() -> None:
