@@ -85,6 +85,8 @@ class KioskButton(Button):
     #: What tests and the focus ring call it ("borrow", "key:5", "renew:3123...").
     name = StringProperty("")
     focused = BooleanProperty(False)
+    #: A secondary action: drawn plain instead of in the accent colour.
+    quiet = BooleanProperty(False)
 
 
 class ItemRow(BoxLayout):
@@ -335,7 +337,7 @@ class KioskApp(App):
         rows.clear_widgets()
         account = self.check.account
         present, language = self.presenter, self.lang
-        for outcome in self.check.rows:
+        for outcome in self.check.account_rows:
             text = present.row(language, outcome)
             rows.add_widget(
                 ItemRow(title=text.title, detail=text.detail, good=text.good)

@@ -161,6 +161,8 @@ class SelfCheck:
         self.patron: Patron | None = None
         self.mode: Action | None = None
         self.rows: list[ItemOutcome] = []
+        #: Renewals made on the account screen (also in `rows`, for the receipt).
+        self.account_rows: list[ItemOutcome] = []
         self.account: Account | None = None
         self.notice: Notice | None = None
         self.entry = ""
@@ -521,6 +523,9 @@ class SelfCheck:
         self.busy = False
         if self.screen is Screen.ACCOUNT:
             self.notice = None
+            # Shown on the account screen, and kept for the receipt.
+            self.account_rows = [r for r in self.account_rows if r.barcode != barcode]
+            self.account_rows.insert(0, outcome)
             self.rows = [r for r in self.rows if r.barcode != barcode]
             self.rows.insert(0, outcome)
             self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
@@ -535,7 +540,7 @@ class SelfCheck:
         if self.screen is not Screen.MENU or not self.account_offered:
             return
         session = self._session
-        self.rows = []
+        self.account_rows = []
         self._go(Screen.ACCOUNT)
         await self._load_account(session)
 

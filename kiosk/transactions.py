@@ -356,8 +356,16 @@ class SipDesk:
     async def borrow(self, patron: Patron, item: str) -> ItemOutcome:
         """Check an item out (11), or offer renewal when it is already theirs."""
         if item in patron.loans:
+            title = ""
+            if self.online:
+                with contextlib.suppress(SipLinkError):
+                    found = await self._item(item)
+                    title = found.title_identifier if found else ""
             return ItemOutcome(
-                action=Action.BORROW, barcode=item, result=Result.OFFER_RENEW
+                action=Action.BORROW,
+                barcode=item,
+                result=Result.OFFER_RENEW,
+                title=title,
             )
         if patron.offline or not self.online:
             return self._borrow_offline(patron, item)

@@ -226,7 +226,7 @@ async def test_the_account_lists_loans_and_renews_from_there(kiosk: Kiosk) -> No
     assert () == check.account.holds_ready
 
     await check.renew(ITEMS[0])
-    assert Refusal.RENEWAL_TOO_SOON is check.rows[0].refusal
+    assert Refusal.RENEWAL_TOO_SOON is check.account_rows[0].refusal
 
 
 @pytest_twisted.ensureDeferred
