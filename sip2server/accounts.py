@@ -1,6 +1,7 @@
-"""SIP logins: who may connect as a terminal, and with which settings.
+"""SIP logins: who may connect as a terminal, from where, and how many at once.
 
-Layer: `sip2server`. Uses `ils.secrets` for password hashes; never logs passwords.
+Layer: `sip2server`. Uses `ils.secrets` for password hashes; never logs
+passwords; imports nothing of Twisted.
 """
 
 from __future__ import annotations
@@ -8,10 +9,16 @@ from __future__ import annotations
 import functools
 import hmac
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 
 from ils.secrets import hash_secret, verify_secret
 from sip2server.config import AccountConfig
+
+# Addresses with recent failed logins kept before old entries are swept.
+_MAX_TRACKED_ADDRESSES = 10_000
 
 
 class AccountBook:
@@ -51,3 +58,126 @@ class AccountBook:
 def _decoy_hash() -> str:
     # A hash of a random string nobody knows, checked against for unknown logins.
     return hash_secret(secrets.token_hex(16))
+
+
+class Admission:
+    """Who may be connected and logged in right now, across all listeners.
+
+    Shared by every connection of a server: the cap on open connections, each
+    account's connection limit, and the failed-login count per address. Logins
+    run in worker threads and connections open and close on the reactor's, so
+    every change happens under one lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_failed_logins: int,
+        failed_login_window: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_connections = max_connections
+        self.max_failed_logins = max_failed_logins
+        self.failed_login_window = failed_login_window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+        self._seats: dict[str, set[int]] = {}
+        self._holder: dict[int, str] = {}
+        self._failures: dict[str, deque[float]] = {}
+
+    def configure(
+        self, *, max_connections: int, max_failed_logins: int, window: float
+    ) -> None:
+        """Take new limits (on reload); connections already open stay open."""
+        with self._lock:
+            self.max_connections = max_connections
+            self.max_failed_logins = max_failed_logins
+            self.failed_login_window = window
+
+    # -- connections -----------------------------------------------------------
+
+    def connect(self, token: int) -> bool:
+        """Count new connection `token`; False when the server is full."""
+        with self._lock:
+            if len(self._live) >= self.max_connections:
+                return False
+            self._live.add(token)
+            return True
+
+    def disconnect(self, token: int) -> None:
+        """A connection closed: free it and any account seat it held."""
+        with self._lock:
+            self._live.discard(token)
+            self._release(token)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections counted as open now."""
+        return len(self._live)
+
+    # -- account seats ---------------------------------------------------------
+
+    def take_seat(self, token: int, account: AccountConfig) -> bool:
+        """Count connection `token` as logged in to `account`, within its limit.
+
+        Whatever account the connection held before is released first (a
+        terminal may log in again on the same connection). False when the
+        account is at its limit or the connection has closed meanwhile.
+        """
+        with self._lock:
+            self._release(token)
+            if token not in self._live:
+                return False
+            holders = self._seats.setdefault(account.login, set())
+            if account.max_connections and len(holders) >= account.max_connections:
+                return False
+            holders.add(token)
+            self._holder[token] = account.login
+            return True
+
+    def release_seat(self, token: int) -> None:
+        """The connection no longer uses its account (a failed login, say)."""
+        with self._lock:
+            self._release(token)
+
+    def seats(self) -> dict[str, int]:
+        """Logged-in connections per account login."""
+        with self._lock:
+            return {login: len(holders) for login, holders in self._seats.items()}
+
+    def _release(self, token: int) -> None:
+        login = self._holder.pop(token, None)
+        if login is not None:
+            self._seats[login].discard(token)
+
+    # -- failed logins per address --------------------------------------------
+
+    def address_blocked(self, host: str) -> bool:
+        """Whether too many logins from `host` failed within the window."""
+        with self._lock:
+            return self._recent_failures(host) >= self.max_failed_logins
+
+    def login_failed(self, host: str) -> int:
+        """Count a failed login from `host`; returns the count in the window."""
+        with self._lock:
+            if len(self._failures) > _MAX_TRACKED_ADDRESSES:
+                # A scan from many addresses must not grow the table without end.
+                for known in list(self._failures):
+                    self._recent_failures(known)
+            self._recent_failures(host)
+            failures = self._failures.setdefault(host, deque())
+            failures.append(self._clock())
+            return len(failures)
+
+    def _recent_failures(self, host: str) -> int:
+        failures = self._failures.get(host)
+        if failures is None:
+            return 0
+        oldest = self._clock() - self.failed_login_window
+        while failures and failures[0] <= oldest:
+            failures.popleft()
+        if not failures:
+            del self._failures[host]
+        return len(failures)

@@ -1,8 +1,9 @@
 """Assembling a running SIP2 server from a configuration.
 
 Layer: `sip2server`. Builds the database, the circulation services, the thread
-pool and the listeners; `ils serve` and the end-to-end tests both start the
-server through `start_server`, so the tests run what operators run.
+pool, the listeners and the operations endpoint (metrics, health); `ils serve`
+and the end-to-end tests both start the server through `start_server`, so the
+tests run what operators run.
 """
 
 from __future__ import annotations
@@ -15,51 +16,139 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from ils.circulation import Circulation
 from ils.db import Database, display_url
 from ils.models import Branch, Institution, LoanRule
 from ils.schema import current_revision, head_revision
-from sip2server.accounts import AccountBook
-from sip2server.config import ServerConfig
+from ils.terminal_requests import TerminalRequests
+from sip2server.accounts import Admission
+from sip2server.config import ListenerConfig, ServerConfig
+from sip2server.health import DatabaseHealth
+from sip2server.listeners import (
+    Listener,
+    StartupError,
+    book_for,
+    endpoint_from,
+    keepalive_of,
+    tls_options,
+)
 from sip2server.mapping import SipCirculation
+from sip2server.metrics import ServerMetrics, operations_site
 from sip2server.server import SipServerFactory
 from sip2server.session import TerminalSession
+from sip2server.txlog import TransactionLog
 
+__all__ = ["RunningServer", "StartupError", "check_database", "start_server"]
 
-class StartupError(RuntimeError):
-    """The server cannot start with this configuration and database."""
+# Seconds between background checks of a database marked unreachable.
+PROBE_INTERVAL = 5.0
+
+log = Logger(namespace="sip2server")
 
 
 @dataclass
 class RunningServer:
-    """A started server: its listening ports and what they share."""
+    """A started server: its listeners and what they share.
+
+    `circulation` and each listener's accounts are replaced by a reload; a
+    session reads them when it is made and at each login.
+    """
 
     config: ServerConfig
     database: Database
     threadpool: ThreadPool
-    ports: list[IListeningPort] = field(default_factory=list)
+    circulation: SipCirculation
+    admission: Admission
+    health: DatabaseHealth
+    metrics: ServerMetrics
+    transactions: TransactionLog | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    operations_port: IListeningPort | None = None
+    # --listen on the command line: plain listeners instead of the configured.
+    listen_override: Sequence[str] | None = None
+    _probe: LoopingCall | None = None
+
+    @property
+    def ports(self) -> list[IListeningPort]:
+        """The SIP2 listening ports, in configuration order."""
+        return [listener.port for listener in self.listeners if listener.port]
 
     def addresses(self) -> list[tuple[str, int]]:
-        """Host and port of each listener, in configuration order."""
-        result = []
-        for port in self.ports:
-            address = port.getHost()
-            result.append((str(address.host), int(address.port)))
-        return result
+        """Host and port of each SIP2 listener, in configuration order."""
+        return [_host_port(port) for port in self.ports]
+
+    def operations_address(self) -> tuple[str, int] | None:
+        """Host and port of the metrics and health endpoint, if it listens."""
+        if self.operations_port is None:
+            return None
+        return _host_port(self.operations_port)
+
+    def connections(self) -> dict[str, int]:
+        """Open connections per listener key."""
+        return {
+            listener.key: len(listener.factory.connections)
+            for listener in self.listeners
+        }
+
+    def configured_listeners(self) -> list[tuple[str, ListenerConfig]]:
+        """The listeners this server runs, from the file or from --listen."""
+        return configured_listeners(self.config, self.listen_override)
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """Stop listening, finish the work in hand, and release the database."""
+        if self._probe is not None and self._probe.running:
+            self._probe.stop()
+        ports = list(self.ports)
+        if self.operations_port is not None:
+            ports.append(self.operations_port)
         yield defer.gatherResults(
-            [defer.maybeDeferred(port.stopListening) for port in self.ports]
+            [defer.maybeDeferred(port.stopListening) for port in ports]
         )
-        self.ports.clear()
+        for listener in self.listeners:
+            listener.port = None
+        self.operations_port = None
         self.threadpool.stop()
         self.database.dispose()
+        if self.transactions is not None:
+            self.transactions.close()
+
+    def check_database_later(self, reactor: Any) -> None:
+        """Probe a database marked unreachable every few seconds until it answers."""
+
+        def probe() -> Any:
+            if self.health.online:
+                return None
+            return deferToThreadPool(
+                reactor, self.threadpool, self.health.probe, self.database
+            ).addErrback(lambda _: None)
+
+        self._probe = LoopingCall(probe)
+        self._probe.clock = reactor
+        self._probe.start(PROBE_INTERVAL, now=False)
+
+
+def _host_port(port: IListeningPort) -> tuple[str, int]:
+    address = port.getHost()
+    return str(getattr(address, "host", address)), int(getattr(address, "port", 0))
+
+
+def configured_listeners(
+    config: ServerConfig, listen_override: Sequence[str] | None
+) -> list[tuple[str, ListenerConfig]]:
+    """The listeners a configuration asks for, or plain ones from --listen."""
+    if listen_override:
+        return [
+            (f"--listen[{index}]", ListenerConfig(endpoint=endpoint))
+            for index, endpoint in enumerate(listen_override)
+        ]
+    return config.all_listeners()
 
 
 @dataclass(frozen=True)
@@ -129,18 +218,12 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
 
 
 def listener(reactor: Any, description: str, key: str) -> Any:
-    """The endpoint a listen string describes.
+    """The endpoint a listen string describes (see `endpoint_from`).
 
     Raises:
         StartupError: naming the configuration key and what is wrong.
     """
-    try:
-        return serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as error:
-        raise StartupError(
-            f"{key}: {description!r} is not a listening endpoint ({error}); "
-            "write it like tcp:6001:interface=127.0.0.1"
-        ) from None
+    return endpoint_from(reactor, description, key)
 
 
 def loan_rule_count(database: Database) -> int:
@@ -159,7 +242,8 @@ def start_server(
     """Start listening as configured; fires with a `RunningServer`.
 
     Raises:
-        StartupError: the database is not ready for this configuration.
+        StartupError: the database is not ready for this configuration, or a
+            listener cannot be set up.
     """
     database = Database(
         config.database.url,
@@ -168,6 +252,26 @@ def start_server(
     )
     try:
         places = check_database(database, config)
+        circulation = circulation_for(database, places)
+        listeners = configured_listeners(config, listen)
+        # TLS files are read before anything listens, so that a wrong path
+        # stops the start with its key instead of half a server.
+        tls = {
+            key: tls_options(settings.tls, f"{key}.tls")
+            for key, settings in listeners
+            if settings.tls is not None
+        }
+        transactions = (
+            TransactionLog(config.server.transaction_log)
+            if config.server.transaction_log is not None
+            else None
+        )
+    except OSError as error:
+        database.dispose()
+        raise StartupError(
+            f"server.transaction_log: cannot open {config.server.transaction_log}: "
+            f"{error.strerror}"
+        ) from None
     except Exception:
         database.dispose()
         raise
@@ -176,28 +280,105 @@ def start_server(
         minthreads=1, maxthreads=config.server.threads, name="sip2-db"
     )
     threadpool.start()
-    running = RunningServer(config=config, database=database, threadpool=threadpool)
-
-    accounts = AccountBook(config.accounts)
-    circulation = SipCirculation(
-        Circulation(database),
-        branch_zones=places.branch_zones,
-        library_names=places.library_names,
-    )
-    factory = SipServerFactory(
-        reactor=reactor,
+    server = config.server
+    running = RunningServer(
+        config=config,
+        database=database,
         threadpool=threadpool,
-        new_session=lambda: TerminalSession(accounts, circulation),
-        max_frame_bytes=config.server.max_frame_bytes,
-        mask_patron_data=config.server.mask_patron_data,
-        idle_timeout=config.server.idle_timeout,
+        circulation=circulation,
+        admission=Admission(
+            max_connections=server.max_connections,
+            max_failed_logins=server.max_failed_logins_per_address,
+            failed_login_window=server.failed_login_window,
+        ),
+        health=DatabaseHealth(),
+        metrics=ServerMetrics(),
+        transactions=transactions,
+        listen_override=listen,
+    )
+    running.metrics.watch(
+        connections=running.connections,
+        seats=running.admission.seats,
+        health=running.health,
     )
     try:
-        for index, description in enumerate(listen or config.server.listen):
-            endpoint = listener(reactor, description, f"server.listen[{index}]")
-            port = yield endpoint.listen(factory)
-            running.ports.append(port)
+        for key, settings in listeners:
+            endpoint = endpoint_from(reactor, settings.endpoint, f"{key}")
+            listener = _make_listener(running, reactor, key, settings, tls.get(key))
+            running.listeners.append(listener)
+            listener.port = yield endpoint.listen(listener.protocol_factory())
+        if config.metrics.listen:
+            endpoint = endpoint_from(reactor, config.metrics.listen, "metrics.listen")
+            running.operations_port = yield endpoint.listen(
+                operations_site(
+                    running.metrics.registry,
+                    reactor=reactor,
+                    threadpool=threadpool,
+                    database=database,
+                    health=running.health,
+                )
+            )
     except Exception:
         yield running.stop()
         raise
+    running.check_database_later(reactor)
     return running
+
+
+def circulation_for(database: Database, places: LibraryPlaces) -> SipCirculation:
+    """The SIP2 mapping over the core, for the library's places."""
+    return SipCirculation(
+        Circulation(database),
+        terminal_requests=TerminalRequests(database),
+        branch_zones=places.branch_zones,
+        library_names=places.library_names,
+    )
+
+
+def _make_listener(
+    running: RunningServer,
+    reactor: Any,
+    key: str,
+    settings: ListenerConfig,
+    tls: Any,
+) -> Listener:
+    server = running.config.server
+    listener: Listener
+
+    def new_session(connection_id: int) -> TerminalSession:
+        # Read at each connection and login, so a reload reaches them.
+        return TerminalSession(
+            lambda: listener.accounts,
+            running.circulation,
+            admission=running.admission,
+            health=running.health,
+            connection_id=connection_id,
+            status_before_login=listener.config.status_before_login,
+        )
+
+    factory = SipServerFactory(
+        reactor=reactor,
+        threadpool=running.threadpool,
+        new_session=new_session,
+        max_frame_bytes=server.max_frame_bytes,
+        mask_patron_data=server.mask_patron_data,
+        idle_timeout=(
+            server.idle_timeout
+            if settings.idle_timeout is None
+            else settings.idle_timeout
+        ),
+        keepalive=keepalive_of(settings),
+        proxied=settings.endpoint.startswith("haproxy:"),
+        name=key,
+        admission=running.admission,
+        metrics=running.metrics,
+        transactions=running.transactions,
+    )
+    listener = Listener(
+        key=key,
+        config=settings,
+        accounts=book_for(settings, running.config.accounts),
+        factory=factory,
+        tls=tls,
+    )
+    return listener

@@ -7,6 +7,7 @@ Layer: `sip2server`. Registered with the `ils` command through the
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,20 @@ import click
 from sip2server.config import ConfigError, ServerConfig, load_config
 
 
-def _load(config_path: Path, database_url: str | None) -> ServerConfig:
+def _read(config_path: Path, database_url: str | None) -> ServerConfig:
     # --db on the command line wins over [database] url in the file.
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        raise click.ClickException(f"configuration not usable:\n{error}") from None
+    config = load_config(config_path)
     if not database_url:
         return config
     database = config.database.model_copy(update={"url": database_url})
     return config.model_copy(update={"database": database})
+
+
+def _load(config_path: Path, database_url: str | None) -> ServerConfig:
+    try:
+        return _read(config_path, database_url)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration not usable:\n{error}") from None
 
 
 def _install_asyncio_reactor() -> Any:
@@ -40,21 +45,7 @@ def _install_asyncio_reactor() -> Any:
     return reactor
 
 
-def _start_logging(level: str) -> None:
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
-def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> None:
+def _print_banner(config: ServerConfig, running: Any) -> None:
     from ils.db import display_url
 
     click.echo(f"Database: {display_url(config.database.url)}")
@@ -70,9 +61,25 @@ def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> Non
             f"  login {account.login!r}, institution {account.institution!r}, "
             f"location {account.location!r}, {secret}"
         )
-    for host, port in addresses:
+    for listener, (host, port) in zip(
+        running.listeners, running.addresses(), strict=True
+    ):
         shown = f"[{host}]" if ":" in host else host
-        click.echo(f"SIP2 server listening on {shown}:{port} (Ctrl-C stops it)")
+        extras = []
+        if listener.tls is not None:
+            extras.append("TLS")
+        if listener.proxied:
+            extras.append("PROXY protocol")
+        if listener.config.accounts is not None:
+            extras.append(f"accounts {', '.join(listener.config.accounts)}")
+        more = f" ({'; '.join(extras)})" if extras else ""
+        click.echo(f"SIP2 server listening on {shown}:{port}{more} (Ctrl-C stops it)")
+    operations = running.operations_address()
+    if operations is not None:
+        host, port = operations
+        click.echo(f"Metrics on http://{host}:{port}/metrics, health on /healthz")
+    if running.transactions is not None:
+        click.echo(f"Transaction log: {running.transactions.path}")
     # Under systemd or a pipe stdout is block-buffered; the start line must show now.
     sys.stdout.flush()
 
@@ -93,20 +100,47 @@ def _print_banner(config: ServerConfig, addresses: list[tuple[str, int]]) -> Non
     help="A Twisted endpoint such as tcp:6001:interface=127.0.0.1; overrides "
     "[server] listen. May be given more than once.",
 )
-def serve(config_path: Path, database_url: str | None, listen: tuple[str, ...]) -> None:
-    """Run the SIP2 server in the foreground until Ctrl-C or SIGTERM."""
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line (for log shippers).",
+)
+def serve(
+    config_path: Path,
+    database_url: str | None,
+    listen: tuple[str, ...],
+    log_format: str,
+) -> None:
+    """Run the SIP2 server in the foreground until Ctrl-C or SIGTERM.
+
+    SIGHUP reloads the accounts and their policies from the same file (and
+    reopens the transaction log); connected terminals stay connected.
+    """
     config = _load(config_path, database_url)
 
     reactor = _install_asyncio_reactor()
-    _start_logging(config.server.log_level)
+    from sip2server.logs import start_logging
+
+    start_logging(sys.stderr, level=config.server.log_level, form=log_format)
     from sip2server.app import StartupError, start_server
+    from sip2server.reload import reload_server
 
     outcome: dict[str, Any] = {}
 
+    def reload(running: Any) -> None:
+        reload_server(running, reactor, lambda: _read(config_path, database_url))
+
     def started(running: Any) -> None:
         outcome["server"] = running
-        _print_banner(config, running.addresses())
+        _print_banner(config, running)
         reactor.addSystemEventTrigger("before", "shutdown", running.stop)
+        # The handler only schedules: the reload runs on the reactor's turn.
+        signal.signal(
+            signal.SIGHUP,
+            lambda *_: reactor.callFromThread(reload, running),
+        )
 
     def failed(failure: Any) -> None:
         outcome["error"] = failure.value
@@ -158,10 +192,13 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
 
     from ils.db import Database, DatabaseConfigError
     from sip2server.app import StartupError, check_database, listener, loan_rule_count
+    from sip2server.listeners import tls_options
 
-    for index, description in enumerate(config.server.listen):
+    for key, settings in config.all_listeners():
         try:
-            listener(reactor, description, f"server.listen[{index}]")
+            listener(reactor, settings.endpoint, key)
+            if settings.tls is not None:
+                tls_options(settings.tls, f"{key}.tls")
         except StartupError as error:
             raise click.ClickException(f"{config_path}: {error}") from None
     try:

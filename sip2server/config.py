@@ -11,6 +11,7 @@ example in `config/sip2server.toml` documents every option.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -65,6 +66,29 @@ _Code = Annotated[
     str, StringConstraints(min_length=1, max_length=32, strip_whitespace=True)
 ]
 
+# The request types an account may be allowed, by their names in BX of 98.
+# Login (93), status (99) and resend (97) are the session's own machinery and
+# are always allowed.
+MESSAGE_NAMES = (
+    "patron_status_request",
+    "checkout",
+    "checkin",
+    "block_patron",
+    "patron_information",
+    "end_patron_session",
+    "fee_paid",
+    "item_information",
+    "item_status_update",
+    "patron_enable",
+    "hold",
+    "renew",
+    "renew_all",
+)
+
+# Keys of an account that an [institution.CODE] table may not set: they say
+# who the account is, not how it behaves.
+_OWN_KEYS = frozenset({"login", "password", "password_hash", "institution"})
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,6 +118,60 @@ class AccountConfig(_Strict):
     field_order: FieldOrder = FieldOrder.SPEC
     due_date_format: DueDateStyle = DueDateStyle.SIP
     patron_pin_required: bool = False
+    # Networks (IPv4 or IPv6, CIDR) this account may log in from; empty allows
+    # any address. Behind a load balancer with the PROXY protocol, the address
+    # is the terminal's own, from the PROXY header.
+    allowed_networks: tuple[str, ...] = ()
+    # Connections logged in as this account at once, across all listeners;
+    # 0 means no limit. A login beyond it is refused (940) and logged.
+    max_connections: Annotated[int, Field(ge=0)] = 0
+    # The request types this account may send, by their BX names (see
+    # MESSAGE_NAMES); None allows all. Others get a negative reply (or 96).
+    messages: tuple[str, ...] | None = None
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not an IP network; write 192.0.2.0/24, "
+                    "2001:db8::/32 or a single address"
+                ) from None
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _message_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if name not in MESSAGE_NAMES:
+                raise ValueError(
+                    f"{name!r} is not a message name; use any of "
+                    + ", ".join(MESSAGE_NAMES)
+                )
+        return value
+
+    def allows_address(self, host: str) -> bool:
+        """Whether a terminal at `host` may log in as this account."""
+        if not self.allowed_networks:
+            return True
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            # An IPv4 terminal on a dual-stack socket shows as ::ffff:a.b.c.d.
+            address = address.ipv4_mapped
+        return any(
+            address in ipaddress.ip_network(network, strict=False)
+            for network in self.allowed_networks
+        )
+
+    def allows_message(self, name: str) -> bool:
+        """Whether this account may send the request type with this BX name."""
+        return self.messages is None or name in self.messages
 
     @field_validator("encoding")
     @classmethod
@@ -113,10 +191,55 @@ class AccountConfig(_Strict):
         return self
 
 
+class TlsSettings(_Strict):
+    """TLS on a listener: the server's certificate and, optionally, the terminals'."""
+
+    # PEM files. The certificate file may hold the chain after the server's own.
+    certificate: Path
+    private_key: Path
+    # PEM file of the authorities that sign terminals' certificates. When given,
+    # a terminal without a certificate signed by one of them cannot connect.
+    client_ca: Path | None = None
+
+
+class ListenerConfig(_Strict):
+    """One listening endpoint, with the accounts that may log in through it."""
+
+    # A Twisted endpoint string: tcp:6001:interface=0.0.0.0, tcp6:6001:...,
+    # haproxy:tcp:6002 (PROXY protocol v1 or v2 in front), systemd:domain=INET:
+    # index=0 (socket activation), or ssl:6443:privateKey=...:certKey=...
+    endpoint: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+    # Logins that may use this listener; None allows every account.
+    accounts: tuple[str, ...] | None = None
+    # TLS inside this endpoint (after the PROXY header, if any).
+    tls: TlsSettings | None = None
+    # Seconds of silence before a connection is closed; None: [server] value.
+    idle_timeout: Annotated[float, Field(ge=0)] | None = None
+    # TCP keepalive probes, so that a terminal that vanished (power cut, NAT
+    # table flushed) is noticed: seconds idle before the first probe, seconds
+    # between probes, unanswered probes before the connection is dropped.
+    keepalive: bool = True
+    keepalive_idle: Annotated[int, Field(ge=1, le=32767)] = 120
+    keepalive_interval: Annotated[int, Field(ge=1, le=32767)] = 30
+    keepalive_count: Annotated[int, Field(ge=1, le=127)] = 4
+    # Whether a status request (99) is answered before the terminal logs in.
+    status_before_login: bool = True
+
+
+class MetricsSection(_Strict):
+    """The HTTP endpoint for Prometheus (/metrics) and health checks (/healthz)."""
+
+    # A Twisted endpoint string; None turns the endpoint off. Keep it on
+    # loopback or a management network: it needs no password.
+    listen: str | None = None
+
+
 class ServerSection(_Strict):
     """Listeners and process-wide settings."""
 
-    listen: list[str] = Field(default_factory=lambda: [DEFAULT_LISTEN], min_length=1)
+    # Plain listeners open to every account. [[listeners]] tables add more with
+    # their own settings; with neither, the server listens on DEFAULT_LISTEN.
+    listen: list[str] | None = None
     # Threads that run database work, so a slow query never stalls other terminals.
     threads: Annotated[int, Field(ge=1, le=200)] = 10
     # Patron names and barcodes are masked in logs unless this is set to false.
@@ -129,6 +252,16 @@ class ServerSection(_Strict):
     # Seconds without a byte from a terminal before its connection is closed;
     # 0 keeps idle connections open. Kiosks send 99 every few minutes.
     idle_timeout: Annotated[float, Field(ge=0)] = 0
+    # Connections open at once, all listeners together; more are closed at once.
+    max_connections: Annotated[int, Field(ge=1)] = 5000
+    # Failed logins from one address within failed_login_window seconds after
+    # which further logins from that address are refused until the window ends.
+    max_failed_logins_per_address: Annotated[int, Field(ge=1)] = 20
+    failed_login_window: Annotated[float, Field(gt=0)] = 300
+    # One line per circulation transaction (checkout, checkin, renewal, fee,
+    # hold, ...) with masked patron and item ids; None writes none. The file
+    # is reopened on SIGHUP, for log rotation.
+    transaction_log: Path | None = None
 
 
 class DatabaseSection(_Strict):
@@ -144,8 +277,50 @@ class ServerConfig(_Strict):
     """A whole server configuration file."""
 
     server: ServerSection = Field(default_factory=ServerSection)
+    listeners: list[ListenerConfig] = Field(default_factory=list)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
     database: DatabaseSection
+    # [institution.CODE]: account settings shared by every account of that
+    # institution; an account's own value wins. Merged before validation.
+    institution: dict[str, dict[str, Any]] = Field(default_factory=dict)
     accounts: list[AccountConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _institution_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("institution") or {}
+        accounts = data.get("accounts")
+        if not isinstance(defaults, dict) or not isinstance(accounts, list):
+            return data
+        merged = []
+        for account in accounts:
+            shared = (
+                defaults.get(account.get("institution"))
+                if isinstance(account, dict)
+                else None
+            )
+            merged.append(
+                _merge_under(shared, account) if isinstance(shared, dict) else account
+            )
+        return {**data, "accounts": merged}
+
+    @field_validator("institution")
+    @classmethod
+    def _known_default_keys(
+        cls, value: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        allowed = set(AccountConfig.model_fields) - _OWN_KEYS
+        for code, table in value.items():
+            for key in table:
+                if key not in allowed:
+                    raise ValueError(
+                        f"{code}.{key}: not an account setting an institution "
+                        "can give (login, passwords and institution are each "
+                        "account's own)"
+                    )
+        return value
 
     @model_validator(mode="after")
     def _unique_logins(self) -> Self:
@@ -153,7 +328,41 @@ class ServerConfig(_Strict):
         duplicates = sorted({login for login in logins if logins.count(login) > 1})
         if duplicates:
             raise ValueError(f"login {duplicates[0]!r} is defined more than once")
+        for index, listener in enumerate(self.listeners):
+            unknown = sorted(set(listener.accounts or ()) - set(logins))
+            if unknown:
+                raise ValueError(
+                    f"listeners[{index}].accounts: {unknown[0]!r} is not the login "
+                    "of any [[accounts]] table"
+                )
         return self
+
+    def all_listeners(self) -> list[tuple[str, ListenerConfig]]:
+        """Every listener with the configuration key it comes from, in order."""
+        plain = self.server.listen
+        if plain is None and not self.listeners:
+            plain = [DEFAULT_LISTEN]
+        found = [
+            (f"server.listen[{index}]", ListenerConfig(endpoint=endpoint))
+            for index, endpoint in enumerate(plain or ())
+        ]
+        found += [
+            (f"listeners[{index}]", listener)
+            for index, listener in enumerate(self.listeners)
+        ]
+        return found
+
+
+def _merge_under(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """An account's keys over its institution's; tables (policy) merge key by key."""
+    merged = dict(defaults)
+    for key, value in own.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = _merge_under(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _key(location: tuple[int | str, ...]) -> str:

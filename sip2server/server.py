@@ -12,19 +12,22 @@ the thread pool's size.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import ipaddress
 import itertools
 import re
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer, interfaces
+from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -49,7 +52,12 @@ from sip2server.protocol import (
     redact_frame,
 )
 from sip2server.protocol import Reply as ProtocolReply
-from sip2server.session import Reply, TerminalSession
+from sip2server.session import Reply, TerminalSession, request_name
+
+if TYPE_CHECKING:
+    from sip2server.accounts import Admission
+    from sip2server.metrics import ServerMetrics
+    from sip2server.txlog import TransactionLog
 
 log = Logger(namespace="sip2server")
 
@@ -71,6 +79,9 @@ DETAILED_WARNINGS = 5
 
 # Failed logins on one connection before it is closed.
 MAX_FAILED_LOGINS = 5
+
+# Refused connections (server full) logged in detail before only every 100th is.
+_DETAILED_REFUSALS = 10
 
 # Quoted text longer than this in an error's reason is cut before it is logged:
 # it is the peer's own input, which may hold a password cut loose by a stray |.
@@ -117,6 +128,42 @@ class _Request:
 
     frame: Frame
     decoded: Decoded
+    started: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """TCP keepalive on a listener's connections (seconds, seconds, probes)."""
+
+    idle: int
+    interval: int
+    count: int
+
+
+def _socket_of(transport: Any) -> socket.socket | None:
+    # Under TLS or PROXY wrappers the TCP transport is a few levels down.
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    handle = getattr(transport, "getHandle", lambda: None)()
+    return handle if isinstance(handle, socket.socket) else None
+
+
+def set_keepalive(transport: Any, keepalive: Keepalive) -> bool:
+    """Turn TCP keepalive on for a connection; False if it has no TCP socket."""
+    sock = _socket_of(transport)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # Linux and most BSDs name the three knobs so; elsewhere the system's
+    # defaults (two hours) apply.
+    for option, value in (
+        ("TCP_KEEPIDLE", keepalive.idle),
+        ("TCP_KEEPINTVL", keepalive.interval),
+        ("TCP_KEEPCNT", keepalive.count),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return True
 
 
 @implementer(IPushProducer)
@@ -132,8 +179,11 @@ class SipConnection(TimeoutMixin, Protocol):
         self.factory = factory
         self.connection_id = next(_connection_ids)
         self.framer = Framer(max_length=factory.max_frame_bytes)
-        self.session = factory.new_session()
+        self.session = factory.new_session(self.connection_id)
         self.peer = "?"
+        self.host = ""
+        self._admitted = False
+        self._introduced = False
         self._queue: deque[Frame] = deque()
         self._unframed = bytearray()
         self._busy = False
@@ -152,17 +202,61 @@ class SipConnection(TimeoutMixin, Protocol):
         self._close_after_reply = False
 
     def connectionMade(self) -> None:
+        self._learn_peer()
+        admission = self.factory.admission
+        if admission is not None and not admission.connect(self.connection_id):
+            self.factory.refused += 1
+            if (
+                self.factory.refused <= _DETAILED_REFUSALS
+                or self.factory.refused % 100 == 0
+            ):
+                log.warn(
+                    "server full ({limit} connections); refusing conn={conn} "
+                    "peer={peer} ({count} refused so far)",
+                    limit=admission.max_connections,
+                    conn=self.connection_id,
+                    peer=self.peer,
+                    count=self.factory.refused,
+                )
+            self._closed = True
+            self.transport.abortConnection()
+            return
+        self._admitted = True
+        self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
+        if self.factory.keepalive is not None:
+            set_keepalive(self.transport, self.factory.keepalive)
+        if not self.factory.proxied:
+            # Behind a proxy the terminal's address comes with its first bytes.
+            self._introduce()
+
+    def _learn_peer(self) -> None:
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        host = str(getattr(peer, "host", peer))
+        with contextlib.suppress(ValueError):
+            # One spelling per address (a PROXY v2 header gives IPv6 in full).
+            host = str(ipaddress.ip_address(host))
+        self.host = host
+        port = getattr(peer, "port", "")
+        self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.session.address = host
+
+    def _introduce(self) -> None:
+        self._introduced = True
         log.info(
-            "terminal connected conn={conn} peer={peer}",
+            "terminal connected conn={conn} peer={peer} listener={listener}",
             conn=self.connection_id,
             peer=self.peer,
+            listener=self.factory.name,
         )
 
     def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
+        if not self._admitted:
+            return
+        self.factory.connections.discard(self)
+        if self.factory.admission is not None:
+            self.factory.admission.disconnect(self.connection_id)
         self._closed = True
         self._queue.clear()
         self._unframed.clear()
@@ -177,6 +271,10 @@ class SipConnection(TimeoutMixin, Protocol):
         )
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._introduced:
+            # The PROXY header has been read: the peer is now the terminal.
+            self._learn_peer()
+            self._introduce()
         self.resetTimeout()
         self._unframed += data
         self._drain()
@@ -261,6 +359,8 @@ class SipConnection(TimeoutMixin, Protocol):
     def _protocol_error(self, frame: Frame, reason: str) -> bytes:
         """Count and log one unusable frame; 96, or nothing once the peer is cut off."""
         self._protocol_errors += 1
+        if self.factory.metrics is not None:
+            self.factory.metrics.protocol_error()
         if self._may_warn():
             log.warn(
                 "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
@@ -335,9 +435,18 @@ class SipConnection(TimeoutMixin, Protocol):
         if isinstance(decoded.message, ScStatusRequest):
             # Needs no database: answered here, so a busy thread pool never
             # delays the keep-alive that tells a kiosk the server is there.
-            return self._reply_bytes(
-                self.session.handle(decoded.message), frame, decoded
-            )
+            status = self.session.handle(decoded.message)
+            if status.message is None:
+                log.info(
+                    "status request before login refused conn={conn} peer={peer}; "
+                    "answered 96",
+                    conn=self.connection_id,
+                    peer=self.peer,
+                )
+                self._count("sc_acs_status", "refused", 0.0)
+                return self._resend_request(frame)
+            self._count("sc_acs_status", "ok", 0.0)
+            return self._reply_bytes(status, frame, decoded)
 
         key = self._request_key(decoded, frame)
         if key is not None and key == self._last_request_key and self._last_reply:
@@ -348,7 +457,9 @@ class SipConnection(TimeoutMixin, Protocol):
                 conn=self.connection_id,
             )
             return self._last_reply
-        return _Request(frame=frame, decoded=decoded)
+        return _Request(
+            frame=frame, decoded=decoded, started=self.factory.reactor.seconds()
+        )
 
     @staticmethod
     def _request_key(decoded: Decoded, frame: Frame) -> tuple[int, str, bytes] | None:
@@ -370,6 +481,20 @@ class SipConnection(TimeoutMixin, Protocol):
         deferred.addBoth(self._release)
 
     def _send_reply(self, reply: Reply, request: _Request) -> None:
+        result = _result_of(reply)
+        elapsed = self.factory.reactor.seconds() - request.started
+        self._count(request_name(request.decoded.message), result, elapsed)
+        if reply.outage and self.factory.metrics is not None:
+            self.factory.metrics.database_error()
+        if self.factory.transactions is not None:
+            self.factory.transactions.record(
+                conn=self.connection_id,
+                login=self.session.login,
+                peer=self.host,
+                request=request.decoded.message,
+                reply=reply.message,
+                result=result,
+            )
         if self._closed:
             return
         if reply.message is None:
@@ -380,13 +505,25 @@ class SipConnection(TimeoutMixin, Protocol):
             )
             self._write(self._resend_request(request.frame))
             return
+        if reply.note and not isinstance(request.decoded.message, LoginRequest):
+            log.info(
+                "{command} refused conn={conn} login={login}: {note}",
+                command=request_name(request.decoded.message),
+                conn=self.connection_id,
+                login=self.session.login,
+                note=reply.note,
+            )
         self._write(self._reply_bytes(reply, request.frame, request.decoded))
         if self._close_after_reply:
             self._close()
 
+    def _count(self, command: str, result: str, seconds: float) -> None:
+        if self.factory.metrics is not None:
+            self.factory.metrics.answered(command, result, seconds)
+
     def _reply_bytes(self, reply: Reply, frame: Frame, decoded: Decoded) -> bytes:
         """Encode a reply and remember it for 97 and retransmissions."""
-        self._log_session_event(decoded.message, reply.message)
+        self._log_session_event(decoded.message, reply)
         log.debug(
             "sending conn={conn} {message}",
             conn=self.connection_id,
@@ -397,13 +534,17 @@ class SipConnection(TimeoutMixin, Protocol):
         self._last_request_key = self._request_key(decoded, frame)
         return data
 
-    def _log_session_event(self, request: Any, reply: Any) -> None:
+    def _log_session_event(self, request: Any, answer: Reply) -> None:
         # Logins are what an operator looks for first when a terminal "does not
         # work"; the login name is not secret, the password never appears.
+        reply = answer.message
         if isinstance(request, LoginRequest):
             self._failed_logins = 0 if reply.ok else self._failed_logins + 1
+            if self.factory.metrics is not None:
+                self.factory.metrics.login(reply.ok)
             if self._failed_logins >= MAX_FAILED_LOGINS:
-                # TODO(#5): limit failed logins per address and per login too.
+                # Per address, Admission refuses logins after its own limit;
+                # per login there is none, so a guesser cannot lock a kiosk out.
                 log.warn(
                     "{count} failed logins; closing conn={conn} peer={peer}",
                     count=self._failed_logins,
@@ -411,12 +552,14 @@ class SipConnection(TimeoutMixin, Protocol):
                     peer=self.peer,
                 )
                 self._close_after_reply = True
-            log.info(
-                "login {outcome} conn={conn} peer={peer} login={login}",
+            emit = log.info if reply.ok else log.warn
+            emit(
+                "login {outcome} conn={conn} peer={peer} login={login}{why}",
                 outcome="accepted" if reply.ok else "refused",
                 conn=self.connection_id,
                 peer=self.peer,
                 login=request.login_user_id,
+                why=f": {answer.note}" if answer.note else "",
             )
         elif (
             self.session.account is None
@@ -439,6 +582,8 @@ class SipConnection(TimeoutMixin, Protocol):
             conn=self.connection_id,
             command=type(request.decoded.message).__name__,
         )
+        elapsed = self.factory.reactor.seconds() - request.started
+        self._count(request_name(request.decoded.message), "error", elapsed)
         if self._closed:
             return
         try:
@@ -533,8 +678,22 @@ class SipConnection(TimeoutMixin, Protocol):
         )
 
 
+def _result_of(reply: Reply) -> str:
+    """The outcome of one request as metrics and the transaction log name it."""
+    if reply.outage:
+        return "unavailable"
+    if reply.message is None:
+        return "unsupported"
+    return "refused" if getattr(reply.message, "ok", True) is False else "ok"
+
+
 class SipServerFactory(Factory):
-    """Makes a `SipConnection` per terminal, sharing the thread pool and services."""
+    """Makes a `SipConnection` per terminal of one listener, sharing the services.
+
+    `new_session` is given the connection's id. `admission` counts connections
+    and account seats across all listeners; `metrics` and `transactions`
+    record what was answered. All three are optional, for tests of one part.
+    """
 
     protocol = SipConnection  # type: ignore[assignment]
     noisy = False
@@ -542,12 +701,18 @@ class SipServerFactory(Factory):
     def __init__(
         self,
         *,
-        reactor: interfaces.IReactorThreads,
+        reactor: Any,
         threadpool: ThreadPool,
-        new_session: Callable[[], TerminalSession],
+        new_session: Callable[[int], TerminalSession],
         max_frame_bytes: int = 8192,
         mask_patron_data: bool = True,
         idle_timeout: float = 0,
+        keepalive: Keepalive | None = None,
+        proxied: bool = False,
+        name: str = "",
+        admission: Admission | None = None,
+        metrics: ServerMetrics | None = None,
+        transactions: TransactionLog | None = None,
     ) -> None:
         self.reactor = reactor
         self.threadpool = threadpool
@@ -555,6 +720,14 @@ class SipServerFactory(Factory):
         self.max_frame_bytes = max_frame_bytes
         self.mask_patron_data = mask_patron_data
         self.idle_timeout = idle_timeout
+        self.keepalive = keepalive
+        self.proxied = proxied
+        self.name = name
+        self.admission = admission
+        self.metrics = metrics
+        self.transactions = transactions
+        self.connections: set[SipConnection] = set()
+        self.refused = 0
 
     def buildProtocol(self, addr: Any) -> SipConnection:
         return SipConnection(self)

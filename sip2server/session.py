@@ -2,24 +2,33 @@
 
 Layer: `sip2server`. Runs in a worker thread, one request at a time per
 connection, so its state needs no locks. It knows the session rules of SIP2
-(login first, 99 allowed before login) and leaves what each message means to
-`SipCirculation`.
+(login first, 99 allowed before login) and the account's own rules (where it
+may log in from, how many at once, which messages it may send), and leaves
+what each message means to `SipCirculation`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError
 from twisted.logger import Logger
 
-from sip2server.accounts import AccountBook
-from sip2server.config import AccountConfig
+from sip2server.accounts import AccountBook, Admission
+from sip2server.config import MESSAGE_NAMES, AccountConfig
+from sip2server.health import DatabaseHealth
 from sip2server.mapping import SipCirculation
-from sip2server.protocol import LoginRequest, LoginResponse, ScStatusRequest
+from sip2server.protocol import (
+    AcsStatusResponse,
+    LoginRequest,
+    LoginResponse,
+    ScStatusRequest,
+)
 
 DEFAULT_ENCODING = "utf-8"
 
@@ -29,11 +38,35 @@ UNAVAILABLE = "The library system is not available just now; please try again."
 # What a terminal shows for a request with a value that cannot be read.
 UNREADABLE = "This request could not be read; please try again or ask staff."
 
+# What a terminal shows for a request its account may not send.
+NOT_ALLOWED = "This terminal may not do this; please ask staff."
+
 # At most one warning per this many seconds while the database is unreachable.
 _OUTAGE_WARNING_INTERVAL = 30.0
 
 # AO, AA and AB of a frame that did not decode, to echo in a negative reply.
 _ECHOED = re.compile(r"(AO|AA|AB)([^|]*)")
+
+# Each request's name in BX of 98, by its command code: the names accounts'
+# `messages` lists, metrics and the transaction log use.
+REQUEST_NAMES = {
+    "23": "patron_status_request",
+    "11": "checkout",
+    "09": "checkin",
+    "01": "block_patron",
+    "99": "sc_acs_status",
+    "97": "request_sc_acs_resend",
+    "93": "login",
+    "63": "patron_information",
+    "35": "end_patron_session",
+    "37": "fee_paid",
+    "17": "item_information",
+    "19": "item_status_update",
+    "25": "patron_enable",
+    "15": "hold",
+    "29": "renew",
+    "65": "renew_all",
+}
 
 log = Logger(namespace="sip2server")
 
@@ -45,14 +78,15 @@ class _OutageLog:
         self._last = float("-inf")
         self._quiet = 0
 
-    def record(self, error: DBAPIError) -> None:
+    def record(self, error: DBAPIError, conn: int) -> None:
         now = time.monotonic()
         if now - self._last < _OUTAGE_WARNING_INTERVAL:
             self._quiet += 1
             return
         log.warn(
-            "database unavailable, terminals told to try again: {problem} "
-            "({quiet} more since the last warning)",
+            "database unavailable, terminals told to try again conn={conn}: "
+            "{problem} ({quiet} more since the last warning)",
+            conn=conn,
             problem=str(error.orig).strip().splitlines()[0],
             quiet=self._quiet,
         )
@@ -66,19 +100,46 @@ _outages = _OutageLog()
 class Reply:
     """What the session answers to one request.
 
-    `message` is None when this server does not support the request; the
-    terminal is then sent 96, as the walking skeleton promises.
+    `message` is None when this server does not support the request (or the
+    session refuses it outright); the terminal is then sent 96. `note` says
+    why a login was refused, for the log; `outage` marks a refusal because the
+    database could not be reached.
     """
 
     message: Any | None
+    note: str | None = None
+    outage: bool = False
+
+
+def request_name(message: Any) -> str:
+    """A request's BX name (`checkout`), or its class name if it has none."""
+    return REQUEST_NAMES.get(getattr(message, "command", ""), type(message).__name__)
 
 
 class TerminalSession:
     """The state of one connected terminal."""
 
-    def __init__(self, accounts: AccountBook, circulation: SipCirculation) -> None:
-        self._accounts = accounts
+    def __init__(
+        self,
+        accounts: AccountBook | Callable[[], AccountBook],
+        circulation: SipCirculation,
+        *,
+        admission: Admission | None = None,
+        health: DatabaseHealth | None = None,
+        connection_id: int = 0,
+        status_before_login: bool = True,
+    ) -> None:
+        # A callable is asked at each login, so a reload reaches new logins on
+        # connections that were already open.
+        self._accounts = accounts if callable(accounts) else (lambda: accounts)
         self._circulation = circulation
+        self._admission = admission
+        self._health = health or DatabaseHealth()
+        self.connection_id = connection_id
+        self.status_before_login = status_before_login
+        # The terminal's own address (from the PROXY header when there is one),
+        # set by the connection before it hands over a login.
+        self.address = ""
         self.account: AccountConfig | None = None
 
     @property
@@ -94,10 +155,12 @@ class TerminalSession:
     def handle(self, message: Any) -> Reply:
         """Answer one decoded request (in a worker thread)."""
         if isinstance(message, LoginRequest):
-            return Reply(self._login(message))
+            return self._login(message)
 
         if isinstance(message, ScStatusRequest):
-            return Reply(self._circulation.status(self.account))
+            if self.account is None and not self.status_before_login:
+                return Reply(None, note="status request before login")
+            return Reply(self._status())
 
         if self.account is None:
             # SIP2 leaves this open; we answer in the message's own terms so the
@@ -107,17 +170,50 @@ class TerminalSession:
                     message, "This terminal has not logged in (send 93 first)."
                 )
             )
+        if not self.account.allows_message(request_name(message)):
+            return Reply(
+                self._circulation.refuse(message, NOT_ALLOWED, self.account),
+                note="message not allowed for this account",
+            )
         try:
-            return Reply(self._circulation.answer(message, self.account))
+            answer = self._circulation.answer(message, self.account)
         except DataError:
             # The database refused a value (a NUL in a barcode, say): the
             # request is unreadable, the database is fine.
             return Reply(self._circulation.refuse(message, UNREADABLE, self.account))
         except DBAPIError as error:
-            # TODO(#5): report the outage in 98 (offline) as well, and retry the
-            # database in the background instead of on the next request.
-            _outages.record(error)
-            return Reply(self._circulation.refuse(message, UNAVAILABLE, self.account))
+            self._health.failed()
+            _outages.record(error, self.connection_id)
+            return Reply(
+                self._circulation.refuse(message, UNAVAILABLE, self.account),
+                outage=True,
+            )
+        self._health.answered()
+        return Reply(answer)
+
+    def _status(self) -> AcsStatusResponse:
+        status = self._circulation.status(self.account)
+        if self.account is not None and self.account.messages is not None:
+            # BX tells the terminal only what this account may really send.
+            allowed = self.account.messages
+            status = dataclasses.replace(
+                status,
+                supported_messages=dataclasses.replace(
+                    status.supported_messages,
+                    **{name: False for name in MESSAGE_NAMES if name not in allowed},
+                ),
+            )
+        if not self._health.online:
+            # The spec's offline state: a terminal may switch to its own
+            # offline mode instead of sending requests that will be refused.
+            status = dataclasses.replace(
+                status,
+                online_status=False,
+                checkin_ok=False,
+                checkout_ok=False,
+                acs_renewal_policy=False,
+            )
+        return status
 
     def negative_reply(self, command: str, payload: bytes) -> Any | None:
         """A negative reply to a frame that arrived whole but could not be read.
@@ -139,10 +235,42 @@ class TerminalSession:
             account=self.account,
         )
 
-    def _login(self, request: LoginRequest) -> LoginResponse:
-        account = self._accounts.authenticate(
+    def _login(self, request: LoginRequest) -> Reply:
+        # A failed login also ends any earlier login on this connection.
+        previous, self.account = self.account, None
+        if previous is not None and self._admission is not None:
+            self._admission.release_seat(self.connection_id)
+
+        admission = self._admission
+        if admission is not None and admission.address_blocked(self.address):
+            # Checked before the password, so guessing from this address costs
+            # the guesser time and the server no hashing.
+            return Reply(
+                LoginResponse(ok=False),
+                note="too many failed logins from this address; try later",
+            )
+        account = self._accounts().authenticate(
             request.login_user_id or "", request.login_password or ""
         )
-        # A failed login also ends any earlier login on this connection.
+        if account is None:
+            self._count_failure()
+            return Reply(LoginResponse(ok=False), note="wrong login or password")
+        if not account.allows_address(self.address):
+            self._count_failure()
+            return Reply(
+                LoginResponse(ok=False),
+                note="address not in the account's allowed_networks",
+            )
+        if admission is not None and not admission.take_seat(
+            self.connection_id, account
+        ):
+            return Reply(
+                LoginResponse(ok=False),
+                note=f"account at its limit of {account.max_connections} connections",
+            )
         self.account = account
-        return LoginResponse(ok=account is not None)
+        return Reply(LoginResponse(ok=True))
+
+    def _count_failure(self) -> None:
+        if self._admission is not None and self.address:
+            self._admission.login_failed(self.address)

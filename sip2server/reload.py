@@ -1,0 +1,138 @@
+"""Reloading the configuration of a running server (SIGHUP).
+
+Layer: `sip2server`. Re-reads the file, checks it (and its accounts' places in
+the database) in full before touching anything, then swaps in the accounts,
+their policies and each listener's account set. Connected terminals keep the
+session they have; their next login, and every new connection, uses the new
+configuration. A file that does not pass is refused with the file, key and
+problem, and the running configuration stays.
+
+What needs a restart (the listeners' endpoints and TLS files, the database,
+the thread count, the metrics port) is reported, not applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from sip2server.app import (
+    LibraryPlaces,
+    RunningServer,
+    check_database,
+    circulation_for,
+    configured_listeners,
+)
+from sip2server.config import ConfigError, ServerConfig
+from sip2server.listeners import StartupError
+
+log = Logger(namespace="sip2server")
+
+
+@defer.inlineCallbacks
+def reload_server(
+    running: RunningServer, reactor: Any, load: Callable[[], ServerConfig]
+) -> Any:
+    """Load, check and apply a new configuration; fires with True if applied."""
+    if running.transactions is not None:
+        # Whatever the new file says, logrotate's SIGHUP means "reopen".
+        running.transactions.reopen()
+    try:
+        config = load()
+    except ConfigError as error:
+        log.error(
+            "configuration not reloaded, the running one stays:\n{problems}",
+            problems=str(error),
+        )
+        return False
+    try:
+        places = yield deferToThreadPool(
+            reactor, running.threadpool, check_database, running.database, config
+        )
+    except StartupError as error:
+        log.error(
+            "configuration not reloaded, the running one stays:\n{problems}",
+            problems=str(error),
+        )
+        return False
+    except Exception as error:
+        log.error(
+            "configuration not reloaded, the database could not be asked whether "
+            "its accounts' institutions and branches exist: {problem}",
+            problem=str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )
+        return False
+    for note in apply_config(running, config, places):
+        log.info("reload: {note}", note=note)
+    log.info("configuration reloaded: {count} account(s)", count=len(config.accounts))
+    return True
+
+
+def apply_config(
+    running: RunningServer, config: ServerConfig, places: LibraryPlaces
+) -> list[str]:
+    """Swap a checked configuration into a running server; returns what changed."""
+    notes = _account_changes(running.config, config)
+    old = running.config
+    running.config = config
+    running.circulation = circulation_for(running.database, places)
+    server = config.server
+    running.admission.configure(
+        max_connections=server.max_connections,
+        max_failed_logins=server.max_failed_logins_per_address,
+        window=server.failed_login_window,
+    )
+    for listener in running.listeners:
+        listener.factory.mask_patron_data = server.mask_patron_data
+        listener.factory.max_frame_bytes = server.max_frame_bytes
+
+    wanted = dict(configured_listeners(config, running.listen_override))
+    for listener in running.listeners:
+        settings = wanted.get(listener.key)
+        if settings is None or settings.endpoint != listener.config.endpoint:
+            notes.append(
+                f"{listener.key}: its endpoint changed or was removed; that takes "
+                "a restart (its accounts are left as they were)"
+            )
+            continue
+        if settings.tls != listener.config.tls:
+            notes.append(f"{listener.key}: TLS settings change at the next restart")
+        listener.apply(
+            settings.model_copy(update={"tls": listener.config.tls}),
+            config.accounts,
+            server.idle_timeout,
+        )
+    running_keys = {listener.key for listener in running.listeners}
+    for key in wanted:
+        if key not in running_keys:
+            notes.append(f"{key}: a new listener starts at the next restart")
+    if config.database != old.database:
+        notes.append("database settings change at the next restart")
+    if config.metrics != old.metrics:
+        notes.append("metrics.listen changes at the next restart")
+    if server.threads != old.server.threads:
+        notes.append("server.threads changes at the next restart")
+    if server.transaction_log != old.server.transaction_log:
+        notes.append("server.transaction_log changes at the next restart")
+    return notes
+
+
+def _account_changes(old: ServerConfig, new: ServerConfig) -> list[str]:
+    before = {account.login: account for account in old.accounts}
+    after = {account.login: account for account in new.accounts}
+    notes = [f"account {login!r} added" for login in sorted(set(after) - set(before))]
+    notes += [
+        f"account {login!r} removed (its connected terminals stay until they "
+        "disconnect or log in again)"
+        for login in sorted(set(before) - set(after))
+    ]
+    notes += [
+        f"account {login!r} changed"
+        for login in sorted(set(before) & set(after))
+        if before[login] != after[login]
+    ]
+    return notes
