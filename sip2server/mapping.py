@@ -118,7 +118,8 @@ class SipCirculation:
         branch_zones: each branch code's time zone (SIP2 dates are local).
         library_names: each institution code's name, for AM of 98.
         terminal_requests: the core's block, enable and item-note use cases;
-            without them 01, 19 and 25 get 96.
+            built from `database` if absent; without either, 01, 19 and 25
+            get 96.
         fees: the core's fee service, for 37; built from `database` if absent.
         database: the library database, for patron standings and title look-ups.
         clock: the current time, aware; tests pass a fixed one.
@@ -141,6 +142,8 @@ class SipCirculation:
             database = getattr(circulation, "_database", None)
         if fees is None and database is not None:
             fees = FeeService(database)
+        if terminal_requests is None and database is not None:
+            terminal_requests = TerminalRequests(database)
         self._services = Services(
             circulation=circulation,
             terminal_requests=terminal_requests,
