@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from sip2server.policy import TerminalPolicy
 from sip2server.protocol import (
     DelimiterPolicy,
     DueDateStyle,
@@ -128,6 +129,12 @@ class AccountConfig(_Strict):
     # The request types this account may send, by their BX names (see
     # MESSAGE_NAMES); None allows all. Others get a negative reply (or 96).
     messages: tuple[str, ...] | None = None
+    # What this account's terminals are told and allowed beyond the SIP2
+    # defaults: checkin routing and sort bins, gates' security markers, checkout
+    # refusals, hidden and template fields (sip2server.policy; every key is in
+    # config/sip2server.toml). An [institution.CODE] policy is merged under it,
+    # key by key.
+    policy: TerminalPolicy = TerminalPolicy()
 
     @field_validator("allowed_networks")
     @classmethod
