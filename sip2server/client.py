@@ -9,6 +9,7 @@ same sans-I/O `Framer` the server uses.
 from __future__ import annotations
 
 import socket
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,7 +21,12 @@ class SipClientError(ConnectionError):
 
 
 class SipClient:
-    """One connection to a SIP2 server, used request by request."""
+    """One connection to a SIP2 server, used request by request.
+
+    `timeout` bounds each wait for bytes; `deadline`, if given, bounds a whole
+    request, so a server that keeps sending without ever ending its reply
+    cannot hold the caller (without it, only `timeout` applies, as before).
+    """
 
     def __init__(
         self,
@@ -31,10 +37,12 @@ class SipClient:
         error_detection: bool = True,
         encoding: str = "utf-8",
         terminator: bytes = b"\r",
+        deadline: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.deadline = deadline
         self.error_detection = error_detection
         self.encoding = encoding
         self.terminator = terminator
@@ -92,14 +100,25 @@ class SipClient:
         """Send raw bytes (a whole frame) and return the next reply's payload."""
         if self._socket is None:
             raise SipClientError("not connected")
+        end = None if self.deadline is None else time.monotonic() + self.deadline
         try:
             self._socket.sendall(frame)
             while not self._frames:
+                if end is not None:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    self._socket.settimeout(min(self.timeout, left))
                 data = self._socket.recv(65536)
                 if not data:
                     raise SipClientError("the server closed the connection")
                 self._frames.extend(self._framer.feed(data))
         except TimeoutError as error:
+            if end is not None and time.monotonic() >= end:
+                raise SipClientError(
+                    f"no complete reply within {self.deadline:g} s from "
+                    f"{self.host}:{self.port}"
+                ) from error
             raise SipClientError(
                 f"no reply within {self.timeout:g} s from {self.host}:{self.port}"
             ) from error

@@ -203,7 +203,11 @@ class Gate:
                 call.cancel()
         if self._polling is not None:
             yield self._polling
-        yield defer.DeferredList(list(self._lookups))
+        if self._lookups:
+            # A lookup ends within its deadline; never wait on one past that.
+            yield self._within(
+                defer.DeferredList(list(self._lookups)), self._patience()
+            )
         yield self._run_on_reader(self._close_reader)
         yield defer.maybeDeferred(self._alarm.close)
         self._update_people()
@@ -212,6 +216,34 @@ class Gate:
             gate=self.name,
             counts=self.counts.line(),
         )
+
+    def _patience(self) -> float:
+        sip = self.config.sip
+        return 1.0 if sip is None else 2 * sip.timeout + 1.0
+
+    def _within(self, waiting: defer.Deferred[Any], seconds: float) -> Any:
+        # Fires when `waiting` does or after `seconds`, whichever is first;
+        # `waiting` is left alone (a thread cannot be cancelled).
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def finish(result: object) -> None:
+            if not done.called:
+                done.callback(None)
+
+        def give_up() -> None:
+            if not done.called:
+                _log.warn(
+                    "gate {gate}: stopping without waiting longer for an item "
+                    "lookup ({seconds} s)",
+                    gate=self.name,
+                    seconds=seconds,
+                )
+                done.callback(None)
+
+        timer = self._clock.callLater(seconds, give_up)
+        waiting.addBoth(finish)
+        done.addBoth(lambda result: timer.cancel() if timer.active() else None)
+        return done
 
     # -- polling --------------------------------------------------------------------
 

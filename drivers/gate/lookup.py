@@ -92,6 +92,9 @@ class SipItemLookup:
             timeout=section.timeout,
             error_detection=section.error_detection,
             encoding=section.encoding,
+            # The whole reply within the timeout, not each of its bytes: a
+            # server that never ends its reply must not hold the gate.
+            deadline=section.timeout,
         )
         client.connect()
         try:

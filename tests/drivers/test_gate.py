@@ -596,3 +596,23 @@ def test_a_two_part_set_is_looked_up_once() -> None:
 
     assert 2 == r.alarm.sounded
     assert ["39999000123453"] == asked
+
+
+def test_stop_does_not_wait_forever_on_a_lookup() -> None:
+    """A lookup that never answers holds stop() for at most a second (no [sip]
+    section), then the gate stops anyway."""
+    never: defer.Deferred[Any] = defer.Deferred()
+    r = rig(
+        lookup=lambda item: ItemFacts(
+            item_id=item, title="", status=CirculationStatus.OTHER, known=False
+        ),
+        run_lookup=lambda call: never,
+    )
+    r.reader.field[SHELF_UID] = FakeTag(afi=0x07, item_id="39999000123453")
+    r.clock.advance(0)
+
+    stopped = r.gate.stop()
+    assert not stopped.called
+    r.clock.advance(1.0)
+
+    assert stopped.called

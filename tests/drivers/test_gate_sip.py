@@ -9,7 +9,8 @@ so it runs in a thread, as the gate runs it.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from twisted.internet import threads
 from drivers.gate.config import SipSection
 from drivers.gate.lookup import ItemFacts, SipItemLookup, SipLookupError
 from sip2server.app import RunningServer, start_server
-from sip2server.client import SipClient
+from sip2server.client import SipClient, SipClientError
 from sip2server.protocol import (
     CheckoutRequest,
     CheckoutResponse,
@@ -216,3 +217,71 @@ async def test_connection_is_kept_and_renewed_after_the_server_restarts(
         lookup.close()
         await again.stop()
     assert "Tide Tables, volume 01" == facts.title
+
+
+class EndlessServer:
+    """A loopback peer that answers any request with bytes that never end in a
+    frame terminator (a broken or hostile SIP2 server)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(4096)
+            while not self._stop.is_set():
+                try:
+                    connection.sendall(b"x" * 4096)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def endless_server() -> Iterator[EndlessServer]:
+    """An EndlessServer, closed after the test."""
+    server = EndlessServer()
+    yield server
+    server.close()
+
+
+def test_client_deadline_bounds_a_reply_that_never_ends(
+    endless_server: EndlessServer,
+) -> None:
+    """With a deadline, a reply that keeps coming without a terminator ends in
+    SipClientError (each read alone would never time out)."""
+    client = SipClient("127.0.0.1", endless_server.port, timeout=5.0, deadline=0.5)
+    client.connect()
+    try:
+        with pytest.raises(SipClientError, match=r"no complete reply within 0\.5 s"):
+            client.request(LoginRequest(login_user_id=LOGIN, login_password=PASSWORD))
+    finally:
+        client.close()
+
+
+def test_lookup_gives_up_on_a_reply_that_never_ends(
+    endless_server: EndlessServer,
+) -> None:
+    """The gate's lookup fails with SipLookupError within its timeout when the
+    server streams bytes without ever ending its reply."""
+    section = SipSection.model_validate(
+        {
+            "port": endless_server.port,
+            "login": LOGIN,
+            "password": PASSWORD,
+            "institution": INSTITUTION,
+            "timeout": 0.5,
+        }
+    )
+
+    with pytest.raises(SipLookupError, match=r"no complete reply within 0\.5 s"):
+        SipItemLookup(section).lookup(ITEMS[0])
