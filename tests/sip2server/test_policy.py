@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from sip2server.answers.output import apply_policy
+from sip2server.config import ConfigError, ServerConfig, parse_config
 from sip2server.policy import TerminalPolicy
 from sip2server.protocol import (
     CheckinResponse,
@@ -130,3 +131,46 @@ def test_allow_fields_keeps_only_listed_optional_fields() -> None:
         shown.title_identifier,
     )
     assert (None, None, ()) == (shown.owner, shown.call_number, shown.extra_fields)
+
+
+def _config(
+    policy: dict[str, object], defaults: dict[str, object] | None = None
+) -> ServerConfig:
+    return parse_config(
+        {
+            "database": {"url": "sqlite:///unused.sqlite3"},
+            "institution": {"CITY": {"policy": defaults or {}}},
+            "accounts": [
+                {
+                    "login": "sorter",
+                    "password": "x",
+                    "institution": "CITY",
+                    "location": "NORTH",
+                    "policy": policy,
+                }
+            ],
+        },
+        "sip2server.toml",
+    )
+
+
+def test_config_error_names_the_account_policy_key() -> None:
+    """A bad sort-bin condition in an account's policy is reported with the file,
+    the account's key path and the rule's own key."""
+    with pytest.raises(ConfigError) as raised:
+        _config({"sort_bin": [{"bin": "1", "when": ["shelf = 3"]}]})
+    assert str(raised.value).startswith(
+        "sip2server.toml: accounts[0].policy.sort_bin: sort_bin[0].when[0]: "
+        "unknown field 'shelf'"
+    )
+
+
+def test_institution_policy_is_merged_under_the_accounts_key_by_key() -> None:
+    """The institution's security marker and hidden fields apply unless the
+    account gives its own; the account's keys win."""
+    config = _config(
+        {"hide_fields": ["BE"]},
+        defaults={"security_marker": "03", "hide_fields": ["CK"]},
+    )
+    policy = config.accounts[0].policy
+    assert ("03", ("BE",)) == (policy.security_marker, policy.hide_fields)
