@@ -70,6 +70,8 @@ class SerialRelay:
         self._clock = clock
         self._release_call: Any = None
         self._waiting: list[defer.Deferred[None]] = []
+        #: Set when the line could not be raised or lowered (port unplugged).
+        self.failed = False
 
     @property
     def port(self) -> Any:
@@ -90,6 +92,7 @@ class SerialRelay:
             try:
                 self._set(True)
             except (OSError, serial.SerialException) as problem:
+                self.failed = True
                 _log.error(
                     "alarm relay: cannot raise {line} on {port}: {problem}",
                     line=self._line.value.upper(),
@@ -109,6 +112,7 @@ class SerialRelay:
         try:
             self._set(False)
         except (OSError, serial.SerialException) as problem:
+            self.failed = True
             _log.error(
                 "alarm relay: cannot lower {line} on {port}: {problem}",
                 line=self._line.value.upper(),
@@ -216,6 +220,81 @@ class CommandAlarm:
         return self._running
 
 
+class ReopeningRelay:
+    """A serial relay that does not give up on its port.
+
+    A port that cannot be opened (not plugged in yet, unplugged, busy) is tried
+    again after `first` seconds, doubling the wait up to `longest`, as the gate
+    does with its reader; meanwhile alarms are only logged (the gate's ALARM
+    line still appears). A relay whose line stops working is closed and
+    reopened the same way.
+    """
+
+    def __init__(
+        self,
+        section: AlarmSection,
+        clock: Any,
+        *,
+        first: float = 1.0,
+        longest: float = 30.0,
+    ) -> None:
+        self._section = section
+        self._clock = clock
+        self._first = first
+        self._longest = longest
+        self._wait = first
+        self._relay: SerialRelay | None = None
+        self._retry: Any = None
+        self._open()
+
+    @property
+    def relay(self) -> SerialRelay | None:
+        """The open relay, or None while its port cannot be used."""
+        return self._relay
+
+    def _open(self) -> None:
+        self._retry = None
+        try:
+            self._relay = open_serial_relay(self._section, self._clock)
+        except AlarmOutputError as problem:
+            _log.error(
+                "{problem}; alarms are only logged until it works; trying again "
+                "in {wait} s",
+                problem=str(problem),
+                wait=self._wait,
+            )
+            self._retry_later()
+            return
+        self._wait = self._first
+        _log.info("alarm relay on {port} ready", port=self._section.port)
+
+    def _retry_later(self) -> None:
+        self._retry = self._clock.callLater(self._wait, self._open)
+        self._wait = min(self._wait * 2, self._longest)
+
+    def sound(self) -> Any:
+        """Raise the relay's line, or only log while the port cannot be used."""
+        relay = self._relay
+        if relay is None:
+            return defer.succeed(None)
+        sounding = relay.sound()
+        if relay.failed:
+            self._relay = None
+            with contextlib.suppress(OSError, serial.SerialException):
+                relay.close()
+            self._retry_later()
+        return sounding
+
+    def close(self) -> None:
+        """Stop trying, lower the line if it is held, and close the port."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+
 def open_serial_relay(section: AlarmSection, clock: Any) -> SerialRelay:
     """Open the relay's port with both control lines low, and check the line works.
 
@@ -263,11 +342,14 @@ def command_alarm(section: AlarmSection, reactor: Any) -> CommandAlarm:
 def build_alarm(section: AlarmSection, reactor: Any) -> AlarmOutput:
     """The alarm output the configuration asks for.
 
+    A relay port that cannot be opened now is retried (see ReopeningRelay); a
+    command whose program is missing is refused, since it cannot fix itself.
+
     Raises:
-        AlarmOutputError: the output cannot be used.
+        AlarmOutputError: the alarm command's program is not executable.
     """
     if section.output is AlarmKind.SERIAL:
-        return open_serial_relay(section, reactor)
+        return ReopeningRelay(section, reactor)
     if section.output is AlarmKind.COMMAND:
         return command_alarm(section, reactor)
     return SilentAlarm()

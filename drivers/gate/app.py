@@ -104,6 +104,8 @@ def start_gate(
         raise GateStartupError(str(problem)) from None
 
     people = None
+    # TODO(#7): a people counter port that cannot be opened refuses the start,
+    # while the reader and the relay are retried; counting is not safety.
     if config.people_counter is not None:
         try:
             people = open_people_counter(config.people_counter, reactor)

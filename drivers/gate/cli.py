@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from drivers.gate.config import GateConfigError, load_gate_config
+from drivers.gate.config import GateConfig, GateConfigError, load_gate_config
 
 
 def _install_asyncio_reactor() -> Any:
@@ -47,6 +47,17 @@ def _start_logging(level: str) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
+def _check_devices(config_path: Path, config: GateConfig) -> None:
+    from drivers.gate.checks import check_devices
+
+    problems = check_devices(config)
+    if not problems:
+        click.echo(f"{config_path}: syntax and keys ok; every device can be opened")
+        return
+    lines = "\n".join(f"{config_path}: {problem.line()}" for problem in problems)
+    raise click.ClickException(f"devices not usable now:\n{lines}")
+
+
 @click.command()
 @click.option(
     "--config",
@@ -59,9 +70,17 @@ def _start_logging(level: str) -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="Check the configuration file and exit, without starting the gate.",
+    help="Check the configuration file's syntax and keys only, and exit.",
 )
-def gate(config_path: Path, check: bool) -> None:
+@click.option(
+    "--check-devices",
+    is_flag=True,
+    help=(
+        "Check the file, then open the reader port, the alarm relay port or "
+        "command, and the people counter port as starting would, and exit."
+    ),
+)
+def gate(config_path: Path, check: bool, check_devices: bool) -> None:
     """Run an RFID security gate until Ctrl-C or SIGTERM.
 
     The gate polls its reader, sounds the alarm for items whose tag is still
@@ -73,8 +92,14 @@ def gate(config_path: Path, check: bool) -> None:
         config = load_gate_config(config_path)
     except GateConfigError as error:
         raise click.ClickException(f"configuration not usable:\n{error}") from None
-    if check:
-        click.echo(f"{config_path}: syntax and keys ok")
+    if check and not check_devices:
+        click.echo(
+            f"{config_path}: syntax and keys ok; devices not checked "
+            "(--check-devices opens them)"
+        )
+        return
+    if check_devices:
+        _check_devices(config_path, config)
         return
 
     reactor = _install_asyncio_reactor()

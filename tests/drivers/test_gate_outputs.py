@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import tty
@@ -22,7 +23,13 @@ import pytest_twisted
 import serial
 from twisted.internet.task import Clock
 
-from drivers.gate.alarm import AlarmOutputError, command_alarm, open_serial_relay
+from drivers.gate.alarm import (
+    AlarmOutputError,
+    ReopeningRelay,
+    command_alarm,
+    open_serial_relay,
+)
+from drivers.gate.checks import check_devices
 from drivers.gate.config import (
     AlarmSection,
     GateConfigError,
@@ -366,3 +373,100 @@ def test_ils_gate_refuses_a_bad_file_with_its_key(tmp_path: Path) -> None:
 
     assert 1 == result.returncode
     assert f"{bad}: reader.driver: Input should be 'feig' or '3m810'" in result.stderr
+
+
+def test_relay_port_missing_at_start_is_retried_until_it_works() -> None:
+    """A relay port nobody answers yet: alarms are only logged, the port is tried
+    again after 1 s, then 2 s, and once it answers the next alarm raises the line
+    (pyserial's socket:// port, which accepts line changes without wires)."""
+    clock = Clock()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        host, port = listener.getsockname()
+        relay = ReopeningRelay(
+            relay_section(port=f"socket://{host}:{port}", hold_ms=500), clock
+        )
+        assert relay.relay is None
+        assert relay.sound().called  # logged only, at once
+
+        clock.advance(1.0)  # first retry: still refused
+        assert relay.relay is None
+        listener.listen()
+        clock.advance(1.9)  # the second retry comes 2 s after the first
+        assert relay.relay is None
+        clock.advance(0.1)
+        opened = relay.relay
+        assert opened is not None
+
+        relay.sound()
+        assert opened.held
+        relay.close()
+
+
+def test_check_devices_names_a_missing_relay_port_as_retried() -> None:
+    """--check-devices reports a relay port that cannot be opened, and says the
+    gate would start anyway and keep trying it."""
+    config = parse_gate_config(
+        {
+            "reader": {"driver": "feig", "port": "loop://"},
+            "alarm": {"output": "serial", "port": "/dev/nx-gate-relay"},
+        },
+        "site.toml",
+    )
+
+    [problem] = check_devices(config)
+
+    assert "alarm.port" == problem.key
+    assert problem.problem.startswith("cannot open /dev/nx-gate-relay")
+    assert problem.retried
+    assert problem.line().endswith(
+        "(the gate starts anyway, logs alarms and keeps trying it)"
+    )
+
+
+def test_check_devices_finds_nothing_wrong_with_usable_devices() -> None:
+    """A reader and a relay on loop:// can both be opened: no problems."""
+    config = parse_gate_config(
+        {
+            "reader": {"driver": "feig", "port": "loop://"},
+            "alarm": {"output": "serial", "port": "loop://"},
+        },
+        "site.toml",
+    )
+
+    assert [] == check_devices(config)
+
+
+def test_ils_gate_check_devices_reports_what_start_would_meet(tmp_path: Path) -> None:
+    """`ils gate --check-devices` exits 1 naming a missing reader port (retried)
+    and an alarm program that is not executable (refused), one line each."""
+    siren = tmp_path / "siren"
+    siren.write_text("#!/bin/sh\n")  # not executable
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        '[reader]\ndriver = "feig"\nport = "/dev/nx-gate-reader"\n'
+        f'[alarm]\noutput = "command"\ncommand = ["{siren}"]\n'
+    )
+
+    result = _ils_gate("--config", str(config), "--check-devices")
+
+    assert 1 == result.returncode
+    lines = result.stderr.splitlines()
+    assert "Error: devices not usable now:" == lines[0]
+    assert lines[1].startswith(
+        f"{config}: reader.port: cannot open reader port /dev/nx-gate-reader"
+    )
+    assert lines[1].endswith(
+        "(the gate starts anyway, logs alarms and keeps trying it)"
+    )
+    assert (
+        f"{config}: alarm.command[0]: {str(siren)!r} is not an executable program "
+        "(the gate refuses to start)"
+    ) == lines[2]
+
+
+def test_ils_gate_check_says_it_checks_only_the_file() -> None:
+    """`--check` says plainly that devices were not checked, and how to check them."""
+    result = _ils_gate("--config", str(SHIPPED), "--check")
+
+    assert "devices not checked (--check-devices opens them)" in result.stdout
