@@ -17,7 +17,13 @@ from drivers.barcode.hid import HidScannerSettings
 from drivers.barcode.pipeline import BarcodePipeline, ScannerConfigError
 from drivers.barcode.serial_scanner import SerialScanner
 
-__all__ = ["ScannerSettings", "load_scanners", "parse_scanners"]
+__all__ = [
+    "ScannerSettings",
+    "load_scanners",
+    "parse_scanners",
+    "read_scanners_file",
+    "site_pipeline",
+]
 
 ScannerSettings = SerialScanner | HidScannerSettings
 """One configured scanner, serial or keyboard-wedge."""
@@ -76,19 +82,58 @@ def parse_scanners(
     return scanners
 
 
+def read_scanners_file(path: str | Path) -> dict[str, object]:
+    """The parsed TOML document of a scanners file.
+
+    Raises:
+        ScannerConfigError: the file is missing, a directory, unreadable, not
+            UTF-8 or not valid TOML; the message names the file.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            return tomllib.loads(file.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise ScannerConfigError("(file)", "no such file", source=source) from None
+    except IsADirectoryError:
+        raise ScannerConfigError(
+            "(file)", "is a directory, not a file", source=source
+        ) from None
+    except OSError as problem:
+        raise ScannerConfigError(
+            "(file)", f"cannot be read: {problem.strerror or problem}", source=source
+        ) from None
+    except UnicodeDecodeError as problem:
+        raise ScannerConfigError(
+            "(file)",
+            f"not UTF-8 text (byte {problem.start}: {problem.reason})",
+            source=source,
+        ) from None
+    except tomllib.TOMLDecodeError as problem:
+        raise ScannerConfigError(
+            "(file)", f"not valid TOML: {problem}", source=source
+        ) from None
+
+
+def site_pipeline(
+    document: Mapping[str, object], *, source: str | None = None
+) -> BarcodePipeline:
+    """The site-wide `[pipeline]` of a parsed scanners file.
+
+    Raises:
+        ScannerConfigError: the table is not one, or a setting is wrong.
+    """
+    site = document.get("pipeline", {})
+    if not isinstance(site, Mapping):
+        raise ScannerConfigError("pipeline", "must be a table", source=source)
+    return BarcodePipeline.from_config(site, key="pipeline", source=source)
+
+
 def load_scanners(path: str | Path) -> list[ScannerSettings]:
     """Read and check a scanners file.
 
     Raises:
-        ScannerConfigError: the file is not valid TOML, or a setting is wrong.
-        OSError: the file cannot be read.
+        ScannerConfigError: the file cannot be read, is not UTF-8 TOML, or a
+            setting is wrong.
     """
-    source = str(path)
-    with open(path, "rb") as file:
-        try:
-            document = tomllib.load(file)
-        except tomllib.TOMLDecodeError as problem:
-            raise ScannerConfigError(
-                "(file)", f"not valid TOML: {problem}", source=source
-            ) from None
-    return parse_scanners(document, source=source)
+    return parse_scanners(read_scanners_file(path), source=str(path))
