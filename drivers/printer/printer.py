@@ -30,7 +30,7 @@ import contextlib
 import enum
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from escpos import exceptions as escpos_errors
 from escpos import printer as escpos_printer
@@ -138,6 +138,7 @@ class ReceiptPrinter:
         self.profile = profile
         self.check_status = check_status
         self.mask_visible = mask_visible
+        self._problem: str | None = None
 
     @classmethod
     def from_config(
@@ -182,7 +183,7 @@ class ReceiptPrinter:
                 config.optional_text("profile"),
             )
         elif kind == "file":
-            connection = escpos_printer.File(
+            connection = _AppendingFile(
                 devfile=config.text("path"), profile=config.optional_text("profile")
             )
         else:
@@ -213,6 +214,7 @@ class ReceiptPrinter:
         Returns UNKNOWN when status checks are off or the reply is not a
         status byte, OFFLINE when the printer cannot be reached or says so.
         """
+        self._problem = None
         if not self.check_status:
             return PrinterStatus.UNKNOWN
         try:
@@ -226,8 +228,9 @@ class ReceiptPrinter:
                     return PrinterStatus.PAPER_OUT
                 return PrinterStatus.OFFLINE
             paper = _status_byte(self._query(_STATUS_PAPER))
-        except (OSError, escpos_errors.Error, RuntimeError):
+        except (OSError, escpos_errors.Error, RuntimeError) as error:
             self._reset()
+            self._problem = _one_line(error)
             return PrinterStatus.OFFLINE
         if paper is None:
             return PrinterStatus.READY
@@ -271,7 +274,10 @@ class ReceiptPrinter:
         if status is PrinterStatus.PAPER_OUT:
             raise PaperOutError("the receipt printer is out of paper")
         if status is PrinterStatus.OFFLINE:
-            raise PrinterOfflineError("the receipt printer is offline or unreachable")
+            why = f": {self._problem}" if self._problem else " (it says so itself)"
+            raise PrinterOfflineError(
+                f"the receipt printer is offline or unreachable{why}"
+            )
         try:
             # Private in python-escpos, but the one call every connection
             # implements for sending bytes as they are.
@@ -282,7 +288,7 @@ class ReceiptPrinter:
         except (OSError, escpos_errors.Error, RuntimeError) as error:
             self._reset()
             raise PrinterOfflineError(
-                f"the receipt printer could not be written to: {error}"
+                f"the receipt printer could not be written to: {_one_line(error)}"
             ) from error
         return status
 
@@ -304,6 +310,37 @@ class ReceiptPrinter:
             # After a failed open python-escpos keeps None ("not connected") and
             # never tries again; False makes its next use open the device anew.
             self.connection._device = False
+
+
+def _one_line(error: BaseException) -> str:
+    # python-escpos puts the device and the system's reason on two lines.
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+class _AppendingFile(escpos_printer.File):  # type: ignore[misc]
+    """python-escpos's file connection, appending instead of truncating, so a
+    spool file keeps every receipt and a new printer object loses none."""
+
+    def open(self, raise_not_found: bool = True) -> None:
+        """Open the file for appending.
+
+        Raises:
+            escpos.exceptions.DeviceNotFoundError: it cannot be opened.
+        """
+        if self._device:
+            self.close()
+        device: IO[bytes] | None = None
+        problem = ""
+        try:
+            device = open(self.devfile, "ab")  # noqa: SIM115 - kept open
+        except OSError as error:
+            problem = str(error.strerror or error)
+        self.device = device
+        if device is None and raise_not_found:
+            raise escpos_errors.DeviceNotFoundError(
+                f"cannot open {self.devfile}: {problem}"
+            )
 
 
 class _LazyUsb:

@@ -277,3 +277,35 @@ def test_usb_ids_may_be_written_in_hex_and_a_missing_usb_stack_is_offline() -> N
     assert 0x04B8 == printer.connection.vendor
     with pytest.raises(PrinterOfflineError):
         printer.print_checkout_receipt(DATA)
+
+
+def test_file_printer_appends_receipts_of_every_printer_object(
+    tmp_path: Path,
+) -> None:
+    """Two printer objects on one spool file (a kiosk restart between receipts)
+    leave both receipts in it: the file is appended to, never truncated."""
+    path = tmp_path / "spool.bin"
+    path.write_bytes(b"earlier\n")
+    for _ in range(2):
+        printer = ReceiptPrinter.from_config({"connection": "file", "path": str(path)})
+        printer.print_checkout_receipt(DATA)
+        printer.close()
+
+    assert b"earlier\n" + render_checkout(DATA) * 2 == path.read_bytes()
+
+
+def test_serial_printer_on_a_missing_device_names_it_and_the_reason() -> None:
+    """A serial printer whose device is not there is PrinterOfflineError saying
+    which device and why, on one line."""
+    printer = ReceiptPrinter.from_config(
+        {"connection": "serial", "device": "/dev/nx-receipt-printer"}
+    )
+
+    with pytest.raises(PrinterOfflineError) as caught:
+        printer.print_checkout_receipt(DATA)
+
+    message = str(caught.value)
+    assert message.startswith("the receipt printer is offline or unreachable: ")
+    assert "/dev/nx-receipt-printer" in message
+    assert "No such file or directory" in message
+    assert "\n" not in message
