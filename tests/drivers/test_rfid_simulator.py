@@ -23,17 +23,33 @@ DEMO_TAGS = REPO / "drivers" / "rfid" / "demo-tags.toml"
 
 
 def test_demo_tags_file_loads() -> None:
-    """The shipped demo file gives the two parts of a set and one loaned item."""
+    """The shipped demo file gives the two parts of a set, a loaned item and a
+    shelved one waiting out of the field."""
     loaded = load_tags(DEMO_TAGS)
 
     assert [
         ("E004010000000001", True, 0x07),
         ("E004010000000002", True, 0x07),
         ("E004010000000003", False, 0xC2),
+        ("E004010000000004", False, 0x07),
     ] == [(tag.uid, present, tag.afi) for tag, present in loaded]
     third, _ = loaded[2]
     block, order = decode_basic_block(bytes(third.memory))
-    assert ("39999000012346", BlockOrder.REVERSED) == (block.item_id, order)
+    assert ("31234000000024", BlockOrder.REVERSED) == (block.item_id, order)
+
+
+def test_demo_tags_carry_the_demo_librarys_item_barcodes() -> None:
+    """Every demo tag's item id is one of the first items `ils demo` creates,
+    so lookups against the demo server find them."""
+    from ils.demo import item_barcode  # noqa: PLC0415 - the demo library's rule
+
+    ids = {
+        decode_basic_block(bytes(tag.memory))[0].item_id
+        for tag, _ in load_tags(DEMO_TAGS)
+    }
+
+    assert {"31234000000016", "31234000000024", "31234000000032"} == ids
+    assert ids <= {item_barcode(serial) for serial in range(1, 4)}
 
 
 @pytest.mark.parametrize(
