@@ -68,9 +68,13 @@ class KeyboardWedgeDecoder:
     auto-repeat (value 2) is ignored, since a scanner never holds a key. A
     terminator key (Enter or keypad Enter by default) ends a barcode. When
     `gap` is set, a key arriving more than `gap` seconds after the previous one
-    (by the events' own timestamps) first discards the unfinished barcode, so a
-    half-read code never prefixes the next scan. Ctrl with a letter types the
-    control character (Ctrl+B is STX), as scanners do to send framing.
+    (by the events' own timestamps) first discards the unfinished barcode and
+    forgets held Shift and Ctrl, so a half-read code never prefixes the next
+    scan and a lost key release cannot shift every later one. `SYN_DROPPED`
+    (the kernel lost events) does the same at once. Ctrl with a letter types
+    the control character (Ctrl+B is STX), as scanners do to send framing. A
+    code longer than `max_length` is dropped whole at its terminator, as the
+    serial framer drops one.
     """
 
     def __init__(
@@ -94,12 +98,25 @@ class KeyboardWedgeDecoder:
         self._ctrl: set[int] = set()
         self._caps = False
         self._last: float | None = None
+        self._too_long = False
+
+    def _forget_keys(self) -> None:
+        self._chars.clear()
+        self._too_long = False
+        self._shift.clear()
+        self._ctrl.clear()
 
     def feed(self, event: evdev.InputEvent) -> str | None:
         """Take one event; return a barcode when it was the terminator."""
+        if event.type == ecodes.EV_SYN and event.code == ecodes.SYN_DROPPED:
+            # Events were lost, key releases among them: start from nothing held.
+            self._forget_keys()
+            return None
         if event.type != ecodes.EV_KEY or event.value == KEY_REPEAT:
             return None
         code, down = event.code, event.value == KEY_DOWN
+        if down:
+            self._note_press(event.timestamp())
         if code in _SHIFT or code in _CTRL:
             held = self._shift if code in _SHIFT else self._ctrl
             if down:
@@ -113,23 +130,32 @@ class KeyboardWedgeDecoder:
             self._caps = not self._caps
             return None
 
-        now = event.timestamp()
+        if code in self.terminators:
+            barcode = "".join(self._chars)
+            too_long, self._too_long = self._too_long, False
+            self._chars.clear()
+            return None if too_long else barcode or None
+        self._type(code)
+        return None
+
+    def _note_press(self, now: float) -> None:
+        # A pause longer than the gap: whatever was half-typed or held is stale.
         if (
             self.gap is not None
             and self._last is not None
             and now - self._last > self.gap
         ):
-            self._chars.clear()
+            self._forget_keys()
         self._last = now
 
-        if code in self.terminators:
-            barcode = "".join(self._chars)
-            self._chars.clear()
-            return barcode or None
+    def _type(self, code: int) -> None:
         char = self._character(code)
-        if char is not None and len(self._chars) < self.max_length:
+        if char is None:
+            return
+        if len(self._chars) < self.max_length:
             self._chars.append(char)
-        return None
+        else:
+            self._too_long = True
 
     def feed_all(self, events: Iterable[evdev.InputEvent]) -> list[str]:
         """Take many events; return every barcode they complete, in order."""

@@ -165,6 +165,10 @@ class SerialScanParser:
         """Take the next bytes; return an event for each code they complete."""
         events: list[DeviceEvent] = []
         for code in self._framer.feed(data):
+            if not code.strip(b" \t\r\n"):
+                # A lone line end (a trigger pulled on nothing, a doubled CR):
+                # no scan at all, not a refused one.
+                continue
             # Scanners send ASCII; latin-1 keeps any odd byte visible, never fails.
             raw = code.decode("latin-1")
             events.append(self.pipeline.event(raw, device=self.device, at=self.clock()))

@@ -69,6 +69,11 @@ class Recording:
                 self.tap(code)
         return self
 
+    def dropped(self) -> Recording:
+        """The kernel's SYN_DROPPED: events were lost after this point."""
+        self._event(ecodes.EV_SYN, ecodes.SYN_DROPPED, 0)
+        return self
+
     def wait(self, seconds: float) -> Recording:
         self.time += seconds
         return self
@@ -466,3 +471,50 @@ async def missing_by_path(path: str) -> None:
     (lost,) = waiter.events
     assert isinstance(lost, DeviceLost)
     assert lost.reason.startswith("cannot open")
+
+
+def test_syn_dropped_forgets_a_held_modifier_whose_release_was_lost() -> None:
+    """The kernel drops events (SYN_DROPPED) while Ctrl and Shift are held and
+    their releases are lost: the next scan still types plain digits."""
+    events = (
+        Recording()
+        .key(ecodes.KEY_LEFTCTRL, DOWN)
+        .key(SHIFT, DOWN)
+        .dropped()
+        .typed("31234000000016")
+        .tap(ecodes.KEY_ENTER)
+        .events
+    )
+
+    assert ["31234000000016"] == KeyboardWedgeDecoder().feed_all(events)
+
+
+def test_a_long_gap_also_forgets_held_modifiers() -> None:
+    """Shift pressed and never released, then a pause longer than `gap`: the
+    next scan is not shifted, while Shift pressed within it still works."""
+    events = (
+        Recording()
+        .key(SHIFT, DOWN)
+        .wait(2.0)
+        .typed("12")
+        .shifted(ecodes.KEY_A)
+        .tap(ecodes.KEY_ENTER)
+        .events
+    )
+
+    assert ["12A"] == KeyboardWedgeDecoder(gap=0.5).feed_all(events)
+
+
+def test_a_code_longer_than_max_length_is_dropped_whole() -> None:
+    """Like the serial framer, the decoder drops an over-long code instead of
+    cutting it short, and the next code comes out whole."""
+    events = (
+        Recording()
+        .typed("123456")
+        .tap(ecodes.KEY_ENTER)
+        .typed("1234")
+        .tap(ecodes.KEY_ENTER)
+        .events
+    )
+
+    assert ["1234"] == KeyboardWedgeDecoder(max_length=5).feed_all(events)

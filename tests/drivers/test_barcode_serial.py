@@ -304,3 +304,20 @@ async def test_twisted_reader_survives_the_pty_going_away_and_coming_back(
     assert ["BarcodeScanned", "DeviceLost", "DeviceBack", "BarcodeScanned"] == [
         type(e).__name__ for e in events
     ]
+
+
+def test_a_lone_line_end_is_no_scan_at_all() -> None:
+    """A CR (or CR LF) with nothing before it is ignored: neither a scan nor a
+    rejected one."""
+    settings = scanner(suffix="\\r")
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    events: list[DeviceEvent] = []
+    reader = settings.reader(events.append, open_stream=lambda: port)
+    reader.step()
+
+    port.write(b"\r\r\n \r31234000000016\r")
+    reader.step()
+    port.close()
+
+    assert ["31234000000016"] == barcodes(events)
+    assert 1 == len(events)
