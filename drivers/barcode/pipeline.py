@@ -14,6 +14,11 @@ The steps, in order (each can be switched off or configured per site):
 6. optionally, every barcode of exactly 14 digits must pass the Luhn (mod 10)
    check that 14-digit Codabar library barcodes carry.
 
+A scan longer than `MAX_SCAN_LENGTH` characters after trimming is refused
+before any site pattern sees it, and a pattern with nested unbounded
+repetition such as `(\\d+)+` is refused when the file is read: both keep a
+regular expression from taking minutes over one odd scan.
+
 Configuration is data, such as a TOML table:
 
     [pipeline]
@@ -31,9 +36,11 @@ Configuration is data, such as a TOML table:
 from __future__ import annotations
 
 import re
+import re._parser as regex_parser  # type: ignore[import-not-found]  # no stubs
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from drivers.barcode.symbology import split_aim, strip_codabar
 from drivers.events import BarcodeRejected, BarcodeScanned
@@ -46,6 +53,9 @@ __all__ = [
     "Transform",
     "luhn_valid",
 ]
+
+MAX_SCAN_LENGTH = 64
+"""Longest scan, after trimming, that transforms and patterns are run on."""
 
 _CONTROL_AND_SPACE = "".join(chr(c) for c in range(33)) + "\x7f"
 _PIPELINE_KEYS = (
@@ -212,11 +222,13 @@ class BarcodePipeline:
             if not isinstance(value, str):
                 raise error(name, f"must be a regular expression string, not {value!r}")
             try:
-                return re.compile(value)
+                compiled = re.compile(value)
             except re.error as problem:
                 raise error(
                     name, f"not a valid regular expression: {problem}"
                 ) from None
+            _refuse_nested_repetition(compiled, lambda problem: error(name, problem))
+            return compiled
 
         raw_transforms = table.get("transforms", [])
         if not isinstance(raw_transforms, list):
@@ -248,6 +260,13 @@ class BarcodePipeline:
             code = strip_codabar(code, symbology)
         if self.trim:
             code = code.strip(_CONTROL_AND_SPACE)
+        if len(code) > MAX_SCAN_LENGTH:
+            return RefusedScan(
+                raw=raw,
+                reason=f"longer than {MAX_SCAN_LENGTH} characters; no library "
+                "barcode is",
+                symbology=symbology,
+            )
 
         for transform in self.transforms:
             code = transform.apply(code)
@@ -350,9 +369,46 @@ def _replace_from_config(
         raise error(
             f"{key}.replace", f"not a valid regular expression: {problem}"
         ) from None
+    _refuse_nested_repetition(
+        compiled, lambda problem: error(f"{key}.replace", problem)
+    )
     try:
         # Compiles the replacement template, so a bad group reference shows now.
         compiled.sub(replacement, "")
     except (re.error, IndexError) as problem:
         raise error(f"{key}.with", f"bad replacement: {problem}") from None
     return Transform.replace(compiled, replacement)
+
+
+_REPEATS = (regex_parser.MAX_REPEAT, regex_parser.MIN_REPEAT)
+
+
+def _nested_unbounded(items: Any, inside_repeat: bool) -> bool:
+    # Walks the parsed pattern: an unbounded repeat inside another repeat (the
+    # `(\d+)+` shape) can backtrack exponentially on a scan that fails to match.
+    for op, argument in items:
+        parts: list[tuple[Any, bool]] = []
+        if op in _REPEATS:
+            _low, high, body = argument
+            if inside_repeat and high == regex_parser.MAXREPEAT:
+                return True
+            parts = [(body, inside_repeat or high > 1)]
+        elif op == regex_parser.SUBPATTERN:
+            parts = [(argument[-1], inside_repeat)]
+        elif op == regex_parser.BRANCH:
+            parts = [(branch, inside_repeat) for branch in argument[1]]
+        elif op in (regex_parser.ASSERT, regex_parser.ASSERT_NOT):
+            parts = [(argument[1], inside_repeat)]
+        if any(_nested_unbounded(part, inside) for part, inside in parts):
+            return True
+    return False
+
+
+def _refuse_nested_repetition(
+    pattern: re.Pattern[str], error: Callable[[str], ScannerConfigError]
+) -> None:
+    if _nested_unbounded(regex_parser.parse(pattern.pattern), False):
+        raise error(
+            f"{pattern.pattern!r} repeats a repetition (like (\\d+)+), which can "
+            "take minutes on one bad scan; write it without the outer repeat"
+        )

@@ -233,3 +233,30 @@ def test_a_file_that_is_not_toml_is_reported_with_its_name(tmp_path: Path) -> No
 
     with pytest.raises(ScannerConfigError, match=r"scanners\.toml: .*not valid TOML"):
         load_scanners(path)
+
+
+def test_pattern_repeating_a_repetition_is_refused_at_load() -> None:
+    """`^(\\d+)+$` (which backtracks for minutes on 30 digits and a letter) is
+    refused with its key; a repeated fixed-width group is fine."""
+    with pytest.raises(ScannerConfigError) as caught:
+        BarcodePipeline.from_config({"item_pattern": r"^(\d+)+$"}, source="s.toml")
+
+    assert str(caught.value).startswith(
+        "s.toml: pipeline.item_pattern: '^(\\\\d+)+$' repeats a repetition"
+    )
+    pipeline = BarcodePipeline.from_config({"item_pattern": r"^(\d{4}-)+\d+$"})
+    assert "item" == pipeline.classify("1234-5678-9")
+
+
+def test_scans_longer_than_64_characters_are_refused_before_matching() -> None:
+    """A 65-character scan is refused without running the site's patterns; 64
+    characters still go through."""
+    pipeline = BarcodePipeline.from_config({"item_pattern": "^9"})
+
+    refused = pipeline.process("9" * 65)
+    accepted = pipeline.process("9" * 64)
+
+    assert isinstance(refused, RefusedScan)
+    assert "longer than 64 characters; no library barcode is" == refused.reason
+    assert isinstance(accepted, AcceptedScan)
+    assert "item" == accepted.kind
