@@ -201,7 +201,8 @@ class ReceiptPrinter:
         check_status = config.flag("check_status", reports_status)
         return cls(
             connection,
-            width=config.whole("width", 42),
+            # Narrower than 20 leaves no room for a date or a masked card.
+            width=config.whole("width", 42, minimum=20),
             labels=labels,
             profile=config.optional_text("profile"),
             check_status=check_status and reports_status,

@@ -57,6 +57,10 @@ MODE_HEADING = ESC + b"!\x18"  # emphasised and double height
 
 _TITLE_LINES = 3
 
+# C0 controls, DEL and C1 controls: in a title or a name they would reach the
+# printer as commands (ESC, GS, a cut); only the layout sends commands.
+_CONTROLS = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)])
+
 
 def mask_card_number(card: str, *, visible: int = 4, mask: str = "*") -> str:
     """The card number with all but its last `visible` characters masked.
@@ -169,7 +173,7 @@ class _Layout:
         self.out._raw(command)
 
     def line(self, text: str = "") -> None:
-        self.out.textln(text[: self.width])
+        self.out.textln(text.translate(_CONTROLS)[: self.width])
 
     def wrapped(self, text: str, indent: str = "", limit: int | None = None) -> None:
         lines = textwrap.wrap(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from drivers.printer import (
     ReceiptPrinter,
     render_checkout,
 )
+from tests.conftest import REPO_ROOT
 
 DLE_EOT = b"\x10\x04"
 # Status bytes as a printer sends them (bits 1 and 4 always set = 0x12):
@@ -309,3 +311,23 @@ def test_serial_printer_on_a_missing_device_names_it_and_the_reason() -> None:
     assert "/dev/nx-receipt-printer" in message
     assert "No such file or directory" in message
     assert "\n" not in message
+
+
+def test_shipped_example_printer_file_is_valid() -> None:
+    """config/printer.toml's [printer] table builds a network printer of 42
+    characters that checks its status."""
+    table = tomllib.loads((REPO_ROOT / "config" / "printer.toml").read_text())
+
+    printer = ReceiptPrinter.from_config(table["printer"], source="printer.toml")
+
+    assert ("192.0.2.40", 9100) == (printer.connection.host, printer.connection.port)
+    assert 42 == printer.width
+    assert printer.check_status
+
+
+@pytest.mark.parametrize("width", [1, 2, 19])
+def test_a_width_too_narrow_for_a_receipt_is_refused(width: int) -> None:
+    """A width under 20 characters is refused with its key when the printer is
+    configured, not with a ValueError at the first receipt."""
+    with pytest.raises(PrinterConfigError, match=r"printer\.width: must be .* >= 20"):
+        ReceiptPrinter.from_config({"connection": "dummy", "width": width})

@@ -233,3 +233,22 @@ def test_a_very_long_title_is_cut_to_three_lines() -> None:
 
     assert lines("word word word", "word word word", "word word...") in output
     assert 8 == output.count(b"word")
+
+
+def test_control_bytes_in_titles_never_reach_the_printer() -> None:
+    """ESC, GS (a cut), BEL and C1 controls inside a title or the library's
+    name are dropped; the layout's own commands are all that remain."""
+    data = ReceiptData(
+        library_name="City\x1b@ Library",
+        card_number=CARD,
+        printed_at=datetime(2026, 12, 4, 10, 30, tzinfo=UTC),
+        items=[ReceiptItem(title="Dune\x1dV\x00\x07\x9b")],
+    )
+    clean = ReceiptData(
+        library_name="City@ Library",
+        card_number=CARD,
+        printed_at=datetime(2026, 12, 4, 10, 30, tzinfo=UTC),
+        items=[ReceiptItem(title="DuneV")],
+    )
+
+    assert render_checkout(clean) == render_checkout(data)
