@@ -11,6 +11,7 @@ asyncio loop that Twisted's asyncio reactor also uses
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ HIGH_CONTRAST_COLOURS = {
     "focus": (0, 0.9, 1, 1),
 }
 LARGE_TEXT_SCALE = 1.35
+# Seconds a request may take before "One moment..." is shown.
+BUSY_DELAY = 0.3
 
 
 class KioskButton(Button):
@@ -97,6 +100,58 @@ class ItemRow(BoxLayout):
     detail = StringProperty("")
     good = BooleanProperty(True)
     renewable = BooleanProperty(False)
+    #: What the row shows, as one value (see `_show_rows`).
+    values: RowValues | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowValues:
+    """What one `ItemRow` shows."""
+
+    barcode: str
+    title: str
+    detail: str
+    good: bool
+    renewable: bool
+
+
+def _show_rows(container: Widget, values: list[RowValues]) -> None:
+    """Make `container` show these rows, top first, touching as few as it can.
+
+    Rows whose values are gone are removed, new ones inserted where they go, and
+    the rest keep their widgets and rendered text: a new scan costs one new row,
+    not a rebuilt list (rebuilding on every refresh made each scan slower).
+    """
+    if [row.values for row in reversed(container.children)] == values:
+        return
+    wanted: dict[RowValues, int] = {}
+    for value in values:
+        wanted[value] = wanted.get(value, 0) + 1
+    for row in list(container.children):
+        if wanted.get(row.values, 0) > 0:
+            wanted[row.values] -= 1
+        else:
+            container.remove_widget(row)
+
+    for position, value in enumerate(values):
+        shown = list(reversed(container.children))  # top first
+        if position < len(shown) and shown[position].values == value:
+            continue
+        later = [row for row in shown[position + 1 :] if row.values == value]
+        if later:
+            row = later[0]
+            container.remove_widget(row)
+        else:
+            row = ItemRow(
+                barcode=value.barcode,
+                title=value.title,
+                detail=value.detail,
+                good=value.good,
+                renewable=value.renewable,
+            )
+            row.values = value
+        # Kivy counts children from the bottom.
+        container.add_widget(row, index=len(container.children) - position)
 
 
 class KioskRoot(FloatLayout):
@@ -209,6 +264,7 @@ class KioskApp(App):
         self.title = check.config.kiosk.name
         self.library_name = check.config.kiosk.name
         self._refresh_soon = KivyClock.create_trigger(self.refresh, 0)
+        self._show_busy = KivyClock.create_trigger(self._busy_now, BUSY_DELAY)
         self._focus_index = -1
         #: Async work started from the screen and not yet finished.
         self.working: set[Any] = set()
@@ -244,6 +300,9 @@ class KioskApp(App):
     def on_stop(self) -> None:
         """Stop following the keyboard."""
         Window.unbind(on_key_down=self._key_down)
+
+    def _busy_now(self, *_: Any) -> None:
+        self.busy = self.check.busy
 
     # -- what kv calls ---------------------------------------------------------------
 
@@ -291,7 +350,13 @@ class KioskApp(App):
         self.identified = check.patron is not None
         self.pin_locked = check.pin_locked
         self.out_of_service = check.out_of_service
-        self.busy = check.busy
+        # "One moment" appears only if a request takes a while: drawing it at
+        # once would cost a frame before every reply.
+        if check.busy and not self.busy:
+            self._show_busy()
+        elif not check.busy:
+            self._show_busy.cancel()
+            self.busy = False
 
         self.notice = present.notice(language, check.notice)
         self.countdown = present.countdown(language, check.countdown)
@@ -308,7 +373,7 @@ class KioskApp(App):
             self.wedge.clear()
             # Lists are filled again on entry, so nothing of a session lingers.
             for name in ("items", "account"):
-                manager.get_screen(name).ids.rows.clear_widgets()
+                _show_rows(manager.get_screen(name).ids.rows, [])
             self._set_focus(-1)
         if check.screen is Screen.ITEMS:
             self._fill_items(manager.get_screen("items"))
@@ -318,48 +383,39 @@ class KioskApp(App):
             self._fill_staff()
 
     def _fill_items(self, screen: KivyScreen) -> None:
-        rows = screen.ids.rows
-        rows.clear_widgets()
-        for outcome in self.check.rows:
-            text = self.presenter.row(self.lang, outcome)
-            rows.add_widget(
-                ItemRow(
-                    barcode=text.barcode,
-                    title=text.title,
-                    detail=text.detail,
-                    good=text.good,
-                    renewable=text.renewable,
+        texts = [self.presenter.row(self.lang, outcome) for outcome in self.check.rows]
+        _show_rows(
+            screen.ids.rows,
+            [
+                RowValues(
+                    text.barcode, text.title, text.detail, text.good, text.renewable
                 )
-            )
+                for text in texts
+            ],
+        )
 
     def _fill_account(self, screen: KivyScreen) -> None:
-        rows = screen.ids.rows
-        rows.clear_widgets()
         account = self.check.account
         present, language = self.presenter, self.lang
+        values = []
         for outcome in self.check.account_rows:
             text = present.row(language, outcome)
-            rows.add_widget(
-                ItemRow(title=text.title, detail=text.detail, good=text.good)
-            )
+            values.append(RowValues("", text.title, text.detail, text.good, False))
         if account is None:
             self.fees = ""
-            return
-        self.fees = present.fees(language, account.fee_total, account.currency)
-        for loan in account.loans:
-            title, due = present.loan(language, loan)
-            rows.add_widget(
-                ItemRow(
-                    barcode=loan.barcode,
-                    title=title,
-                    detail=due,
-                    good=not loan.overdue,
-                    renewable=self.offer_renew,
+        else:
+            self.fees = present.fees(language, account.fee_total, account.currency)
+            for loan in account.loans:
+                title, due = present.loan(language, loan)
+                values.append(
+                    RowValues(
+                        loan.barcode, title, due, not loan.overdue, self.offer_renew
+                    )
                 )
-            )
-        for hold in account.holds_ready + account.holds_pending:
-            title, state = present.hold(language, hold)
-            rows.add_widget(ItemRow(title=title, detail=state, good=True))
+            for hold in account.holds_ready + account.holds_pending:
+                title, state = present.hold(language, hold)
+                values.append(RowValues("", title, state, True, False))
+        _show_rows(screen.ids.rows, values)
 
     def _fill_staff(self) -> None:
         status = self.check.staff_status()
