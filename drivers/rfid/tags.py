@@ -103,22 +103,33 @@ class BasicBlock:
             )
         if not isinstance(self.usage, TypeOfUsage):
             raise TagDataError(f"type of usage must be a TypeOfUsage: {self.usage!r}")
+        for name in ("parts", "part"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TagDataError(f"{name} must be a whole number, not {value!r}")
         if not 1 <= self.parts <= 255:
             raise TagDataError(f"parts in set must be 1-255, not {self.parts}")
         if not 1 <= self.part <= self.parts:
             raise TagDataError(f"part number must be 1-{self.parts}, not {self.part}")
         _check_text("primary item id", self.item_id, 1, _ID_SIZE)
+        if not self.item_id.strip():
+            raise TagDataError(f"primary item id must not be blank: {self.item_id!r}")
         if len(self.item_id) > _ID_SIZE:
             raise TagFormatNotSupported(
                 "item ids over 16 characters need an ISO 28560-3 extension block"
             )
         if self.country and not (
-            len(self.country) == 2 and self.country.isascii() and self.country.isupper()
+            len(self.country) == 2
+            and self.country.isascii()
+            and self.country.isalpha()
+            and self.country.isupper()
         ):
             raise TagDataError(
                 f"country must be two capital letters (ISO 3166-1): {self.country!r}"
             )
         _check_text("owner library", self.library, 0, _LIBRARY_SIZE)
+        if self.library and not self.library.strip():
+            raise TagDataError(f"owner library must not be blank: {self.library!r}")
 
     @property
     def owner_library(self) -> str | None:
@@ -147,7 +158,7 @@ def split_isil(isil: str) -> tuple[str, str]:
             ISO 28560-3 rule for those could not be checked (see docs/drivers.md).
     """
     prefix, hyphen, library = isil.partition("-")
-    if not hyphen or not prefix or not library:
+    if not hyphen or not prefix or not library.strip():
         raise TagDataError(f"an ISIL is PREFIX-LIBRARY, like DK-999999: {isil!r}")
     if not (len(prefix) == 2 and prefix.isascii() and prefix.isalpha()):
         # TODO(#7): ISO 28560-3's rule for non-country ISIL prefixes is unverified.

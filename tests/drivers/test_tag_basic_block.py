@@ -177,6 +177,11 @@ def test_undefined_type_of_usage_is_refused() -> None:
         ({"item_id": "1", "parts": 2, "part": 3}, "part number must be 1-2"),
         ({"item_id": "1", "country": "dk"}, "two capital letters"),
         ({"item_id": "1", "library": "123456789012"}, "owner library must be 0-11"),
+        ({"item_id": "1", "parts": 1.5}, "parts must be a whole number"),
+        ({"item_id": "1", "parts": 2, "part": True}, "part must be a whole number"),
+        ({"item_id": "   "}, "primary item id must not be blank"),
+        ({"item_id": "1", "country": "D!"}, "two capital letters"),
+        ({"item_id": "1", "country": "DK", "library": " "}, "must not be blank"),
     ],
 )
 def test_values_the_block_cannot_hold_are_refused(
@@ -207,6 +212,8 @@ def test_isil_with_a_non_country_prefix_is_not_yet_supported() -> None:
         split_isil("ZDB-1")
     with pytest.raises(TagDataError, match="PREFIX-LIBRARY"):
         split_isil("DK999999")
+    with pytest.raises(TagDataError, match="PREFIX-LIBRARY"):
+        split_isil("DK- ")
 
 
 def test_reverse_blocks_pads_and_reverses_each_block() -> None:
@@ -224,12 +231,16 @@ def basic_blocks(draw: st.DrawFn) -> BasicBlock:
     parts = draw(st.integers(1, 255))
     has_country = draw(st.booleans())
     return BasicBlock(
-        item_id=draw(st.text(_PRINTABLE, min_size=1, max_size=16)),
+        item_id=draw(st.text(_PRINTABLE, min_size=1, max_size=16).filter(str.strip)),
         parts=parts,
         part=draw(st.integers(1, parts)),
         usage=draw(st.sampled_from(TypeOfUsage)),
         country=draw(st.sampled_from(["DK", "NO", "DE", "GB"])) if has_country else "",
-        library=draw(st.text(_PRINTABLE, max_size=11)),
+        library=draw(
+            st.text(_PRINTABLE, max_size=11).filter(
+                lambda text: not text or text.strip()
+            )
+        ),
     )
 
 
