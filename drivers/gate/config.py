@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -49,7 +50,7 @@ class UnknownTag(enum.Enum):
 
 
 class ReaderDriver(enum.Enum):
-    """The reader protocols the drivers speak."""
+    """The reader protocols the drivers speak ("3m" is read as "3m810")."""
 
     FEIG = "feig"
     M810 = "3m810"
@@ -112,6 +113,12 @@ class ReaderSection(_Strict):
     reconnect_max: _Seconds = 30.0
     first_block: Annotated[int, Field(ge=0, le=255)] = 0
     block_count: Annotated[int, Field(ge=1, le=64)] = 8
+
+    @field_validator("driver", mode="before")
+    @classmethod
+    def _driver_alias(cls, value: object) -> object:
+        # The simulator's --protocol calls the 3M reader "3m"; accept it here too.
+        return "3m810" if value == "3m" else value
 
     @model_validator(mode="after")
     def _ordered_backoff(self) -> Self:
@@ -244,6 +251,12 @@ def load_gate_config(path: Path | str) -> GateConfig:
         raise GateConfigError(path, [("(file)", "no such file")]) from None
     except IsADirectoryError:
         raise GateConfigError(path, [("(file)", "is a directory")]) from None
+    except OSError as error:
+        problem = f"cannot be read: {error.strerror or error}"
+        raise GateConfigError(path, [("(file)", problem)]) from None
+    except UnicodeDecodeError as error:
+        problem = f"not UTF-8 text (byte {error.start}: {error.reason})"
+        raise GateConfigError(path, [("(file)", problem)]) from None
     except tomllib.TOMLDecodeError as error:
         raise GateConfigError(path, [("(syntax)", str(error))]) from None
     return parse_gate_config(data, path)

@@ -59,7 +59,12 @@ __all__ = [
 PROTOCOLS: dict[str, Callable[[TagField], Emulation]] = {
     "feig": FeigEmulation,
     "3m": ThreeMEmulation,
+    # The gate's configuration calls the 3M protocol "3m810"; both are accepted.
+    "3m810": ThreeMEmulation,
 }
+
+MAX_BLOCKS = 256
+"""ISO 15693 addresses blocks with one byte: at most 256 of them."""
 
 
 class ReaderSimulator:
@@ -408,6 +413,13 @@ def _tag_from(entry: dict[str, object]) -> SimulatedTag:
         raise ValueError("key 'eas' must be true, false or \"none\"")
     eas = None if eas_value == "none" else bool(eas_value)
     blocks = int(str(entry.get("blocks", 28)))
+    # The basic block needs 9 blocks (34 bytes), or 8 for the 32-byte form.
+    fewest = 0 if "item_id" not in entry else 8 if entry.get("size") == 32 else 9
+    if not max(fewest, 1) <= blocks <= MAX_BLOCKS:
+        holds = " to hold the basic block" if fewest else ""
+        raise ValueError(
+            f"key 'blocks' must be {max(fewest, 1)}-{MAX_BLOCKS}{holds}, not {blocks}"
+        )
     if "item_id" not in entry:
         return SimulatedTag(
             uid=uid, memory=bytearray(blocks * BLOCK_SIZE), afi=afi, eas=eas
@@ -456,8 +468,14 @@ def _console(simulator: ReaderSimulator, known: dict[str, SimulatedTag]) -> None
             present = set(simulator.tags.uids())
             for uid in known:
                 print(f"{uid} {'in field' if uid in present else 'out'}", flush=True)
-        elif command in ("put", "take") and len(args) == 1 and args[0].upper() in known:
+        elif command in ("put", "take") and len(args) == 1:
             uid = args[0].upper()
+            if uid not in known:
+                print(
+                    f"{command} {uid}: no such tag in the tags file (see `list`)",
+                    flush=True,
+                )
+                continue
             if command == "put":
                 simulator.tags.put(known[uid])
             else:
@@ -475,7 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m drivers.rfid.simulator",
         description="A simulated RFID reader with tags in its field.",
     )
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="feig")
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="feig",
+        help='the reader protocol: "feig", or "3m" (also "3m810", as in gate.toml)',
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--listen",

@@ -34,6 +34,7 @@ from drivers.gate.config import (
     AlarmSection,
     GateConfigError,
     InputLine,
+    ReaderDriver,
     load_gate_config,
     parse_gate_config,
 )
@@ -346,6 +347,21 @@ def test_missing_and_broken_files_are_named(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"{broken}: (syntax): ")
 
 
+def test_a_non_utf8_gate_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A file saved in Latin-1 is a GateConfigError naming the file and the
+    byte, not a UnicodeDecodeError traceback."""
+    latin1 = tmp_path / "gate.toml"
+    latin1.write_bytes(b'[gate]\nname = "caf\xe9"\n')
+
+    with pytest.raises(GateConfigError) as caught:
+        load_gate_config(latin1)
+
+    assert (
+        f"{latin1}: (file): not UTF-8 text (byte 18: invalid continuation byte)"
+        == str(caught.value)
+    )
+
+
 def _ils_gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ils.cli", "gate", *args],
@@ -470,3 +486,12 @@ def test_ils_gate_check_says_it_checks_only_the_file() -> None:
     result = _ils_gate("--config", str(SHIPPED), "--check")
 
     assert "devices not checked (--check-devices opens them)" in result.stdout
+
+
+def test_reader_driver_3m_is_read_as_3m810() -> None:
+    """`driver = "3m"`, the simulator's name for the protocol, means the 3M 810."""
+    config = parse_gate_config(
+        {"reader": {"driver": "3m", "port": "loop://"}}, "site.toml"
+    )
+
+    assert ReaderDriver.M810 is config.reader.driver

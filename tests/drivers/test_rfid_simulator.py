@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import serial
 
+from drivers.rfid.emulation import SimulatedTag, TagField
 from drivers.rfid.feig import FeigReader
-from drivers.rfid.simulator import TagsFileError, load_tags
+from drivers.rfid.simulator import ReaderSimulator, TagsFileError, load_tags
 from drivers.rfid.tags import BlockOrder, decode_basic_block
+from drivers.rfid.three_m import ThreeM810Reader
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TAGS = REPO / "drivers" / "rfid" / "demo-tags.toml"
@@ -64,6 +66,14 @@ def test_demo_tags_carry_the_demo_librarys_item_barcodes() -> None:
             "PREFIX-LIBRARY",
         ),
         ("tags = [", "tags.toml"),
+        (
+            '[[tags]]\nuid = "E004010000000001"\nitem_id = "1"\nblocks = 0\n',
+            "key 'blocks' must be 9-256 to hold the basic block, not 0",
+        ),
+        (
+            '[[tags]]\nuid = "E004010000000001"\nblocks = 100000000\n',
+            "key 'blocks' must be 1-256, not 100000000",
+        ),
     ],
 )
 def test_bad_tags_files_name_file_entry_and_key(
@@ -101,10 +111,16 @@ def test_command_line_simulator_serves_and_moves_tags() -> None:
 
         assert ["E004010000000001", "E004010000000002"] == reader.inventory()
 
-        process.stdin.write("take E004010000000001\nput E004010000000003\n")
+        process.stdin.write(
+            "take E004010000000001\nput E004010000000003\nput E0040100000000FF\n"
+        )
         process.stdin.flush()
         assert "take E004010000000001: ok\n" == process.stdout.readline()
         assert "put E004010000000003: ok\n" == process.stdout.readline()
+        assert (
+            "put E0040100000000FF: no such tag in the tags file (see `list`)\n"
+            == process.stdout.readline()
+        )
         assert ["E004010000000002", "E004010000000003"] == reader.inventory()
         port.close()
 
@@ -136,3 +152,13 @@ def test_command_line_refuses_a_bad_tags_file(tmp_path: Path) -> None:
 
     assert 2 == result.returncode
     assert f"error: {path}: tags #1: key 'uid'" in result.stderr
+
+
+def test_3m810_is_accepted_as_the_3m_protocol_name() -> None:
+    """The gate's spelling "3m810" names the same simulated 3M reader as "3m"."""
+    field = TagField([SimulatedTag(uid="E004010000000001")])
+
+    with ReaderSimulator(field, "3m810") as simulator:
+        assert ["E004010000000001"] == ThreeM810Reader(
+            simulator.open_stream()
+        ).inventory()
