@@ -83,6 +83,7 @@ class SipItemLookup:
         self._now = now
         self._client: SipClient | None = None
         self._quiet_until = 0.0
+        self._last_problem = ""
 
     def _connect(self) -> SipClient:
         section = self._section
@@ -126,8 +127,7 @@ class SipItemLookup:
             if self._client is None:
                 self._client = self._connect()
         except (SipClientError, ProtocolError, SipLookupError) as problem:
-            self.close()
-            self._quiet_until = self._now() + self._section.retry_after
+            self._failed(problem)
             if isinstance(problem, SipLookupError):
                 raise
             raise SipLookupError(str(problem)) from problem
@@ -140,15 +140,23 @@ class SipItemLookup:
                 something unusable; or it failed less than `retry_after` ago.
         """
         if self._client is None and self._now() < self._quiet_until:
-            raise SipLookupError("the SIP2 server failed a moment ago; not asked")
+            raise SipLookupError(
+                f"the SIP2 server failed a moment ago ({self._last_problem}); "
+                "not asked"
+            )
         try:
             return self._ask(item_id)
         except (SipClientError, ProtocolError, SipLookupError) as problem:
-            self.close()
-            self._quiet_until = self._now() + self._section.retry_after
+            self._failed(problem)
             if isinstance(problem, SipLookupError):
                 raise
             raise SipLookupError(str(problem)) from problem
+
+    def _failed(self, problem: Exception) -> None:
+        # Kept for the alarms that follow, so each still says why.
+        self.close()
+        self._quiet_until = self._now() + self._section.retry_after
+        self._last_problem = str(problem)
 
     def _ask(self, item_id: str) -> ItemFacts:
         if self._client is None:
