@@ -12,7 +12,7 @@ Never imports `ils` or `kiosk`.
 Command line (prints the URL or device to open, then takes `put UID`,
 `take UID`, `list` and `quit` on standard input)::
 
-    python -m drivers.rfid.simulator --protocol feig --listen 127.0.0.1:0 \\
+    .venv/bin/python -m drivers.rfid.simulator --protocol feig --listen 127.0.0.1:0 \\
         --tags drivers/rfid/demo-tags.toml
 """
 
