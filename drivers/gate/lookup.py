@@ -141,8 +141,7 @@ class SipItemLookup:
         """
         if self._client is None and self._now() < self._quiet_until:
             raise SipLookupError(
-                f"the SIP2 server failed a moment ago ({self._last_problem}); "
-                "not asked"
+                f"the SIP2 server failed a moment ago ({self._last_problem}); not asked"
             )
         try:
             return self._ask(item_id)
