@@ -270,7 +270,7 @@ class Gate:
             uids = reader.inventory()
         except IncompleteInventory as error:
             uids, incomplete = error.uids, error
-        for uid in uids:
+        for uid in dict.fromkeys(uids):
             if uid in known:
                 continue
             try:

@@ -324,7 +324,10 @@ class FeigReader:
                     return uids
                 if reply.status != FeigStatus.MORE_DATA:
                     self._raise_for(reply, None)
-                uids += self._inventory_records(reply)
+                # A reader that repeats itself must not make a tag count twice.
+                uids += [
+                    uid for uid in self._inventory_records(reply) if uid not in uids
+                ]
             except ReaderError as error:
                 if not uids:
                     raise

@@ -295,3 +295,17 @@ def test_dribbling_reader_times_out_within_the_deadline(
         reader.inventory()
 
     assert clock.now <= 5.25
+
+
+def test_feig_reader_repeating_its_records_lists_each_tag_once() -> None:
+    """A reader that answers 0x94 with the same records every time lists each
+    tag once, and stops after MAX_FOLLOW_UPS with IncompleteInventory."""
+    records = b"".join(bytes([3, 0]) + bytes.fromhex(uid_number(n)) for n in range(3))
+    again = feig.encode_reply(0xB0, 0x94, bytes([3]) + records)
+    stream = ScriptedReader([[again]] * (feig.MAX_FOLLOW_UPS + 1))
+
+    with pytest.raises(IncompleteInventory) as raised:
+        FeigReader(stream).inventory()
+
+    assert [uid_number(n) for n in range(3)] == raised.value.uids
+    assert feig.MAX_FOLLOW_UPS + 1 == len(stream.requests)
