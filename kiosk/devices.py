@@ -2,7 +2,9 @@
 
 Layer: `kiosk`. Uses `drivers` (never `ils`); the view model sees only
 `KioskDevices.status()` and `print_receipt(...)`, and scans arrive through the
-`on_scan` callback, so drivers never reach into the app.
+`on_scan` callback, so drivers never reach into the app. Scanners
+(`drivers.barcode`, listed in the file `devices.scanner` names) and the
+receipt printer (`drivers.printer`) are wired; the RFID pad is not yet.
 
 A keyboard-wedge scanner types its barcode and presses Enter; with
 `devices.keyboard_wedge` on, such keystrokes on any screen are a scan
@@ -11,7 +13,10 @@ A keyboard-wedge scanner types its barcode and presses Enter; with
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -82,11 +87,76 @@ class KioskDevices:
             from drivers.printer import ReceiptPrinter  # noqa: PLC0415
 
             self.printer = ReceiptPrinter.from_config(table, source="devices.printer")
+        #: Each scanner's state for staff: "ready", or why it is lost.
+        self.scanners: dict[str, str] = {}
+        self._readers: list[Any] = []
+        self._tasks: list[asyncio.Future[None]] = []
+
+    def start_scanners(
+        self,
+        reactor: Any,
+        on_scan: Callable[[str], object],
+        on_rejected: Callable[[], object],
+        *,
+        connect: Callable[[Any], object] | None = None,
+    ) -> None:
+        """Read the scanners of the `devices.scanner` file (config/scanners.toml
+        form) through `drivers.barcode`; each accepted barcode goes to `on_scan`.
+
+        `connect(protocol)` replaces opening a serial scanner's port (tests).
+
+        Raises:
+            ScannerConfigError: the scanners file has a mistake (file, key, problem).
+        """
+        if not self.settings.scanner:
+            return
+        from drivers.barcode import (  # noqa: PLC0415
+            HidScanner,
+            HidScannerSettings,
+            load_scanners,
+        )
+        from drivers.events import (  # noqa: PLC0415
+            BarcodeRejected,
+            BarcodeScanned,
+            DeviceBack,
+            DeviceLost,
+        )
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, BarcodeScanned):
+                self.scanners[event.device] = "ready"
+                on_scan(event.barcode)
+            elif isinstance(event, BarcodeRejected):
+                on_rejected()
+            elif isinstance(event, DeviceLost):
+                self.scanners[event.device] = f"lost ({event.reason})"
+            elif isinstance(event, DeviceBack):
+                self.scanners[event.device] = "ready"
+
+        for scanner in load_scanners(self.settings.scanner):
+            self.scanners[scanner.name] = "starting"
+            if isinstance(scanner, HidScannerSettings):
+                hid = HidScanner(scanner, on_event)
+                self._readers.append(hid)
+                self._tasks.append(asyncio.ensure_future(hid.run()))
+            else:
+                reader = scanner.twisted_reader(
+                    on_event, reactor=reactor, connect=connect
+                )
+                self._readers.append(reader)
+                reader.start()
+
+    def stop(self) -> None:
+        """Stop reading the scanners."""
+        for reader in self._readers:
+            reader.stop()
+        self._readers.clear()
 
     def status(self) -> dict[str, str]:
         """One line per device, for the staff screen."""
+        scanners = ", ".join(f"{name} {state}" for name, state in self.scanners.items())
         lines = {
-            "scanner": self.settings.scanner
+            "scanner": scanners
             or ("keyboard wedge" if self.settings.keyboard_wedge else "none"),
             # TODO(#6): drive the RFID pad through drivers.rfid (several items
             # at once, sets complete, security only after the server agrees).

@@ -33,8 +33,18 @@ class Kiosk:
     journal: Journal | None
     devices: KioskDevices
 
+    def start_devices(self, reactor: Any, **options: Any) -> None:
+        """Start reading the configured scanners; scans go to the view model."""
+        self.devices.start_scanners(
+            reactor,
+            lambda code: self.check.run(self.check.scan(code)),
+            self.check.scan_rejected,
+            **options,
+        )
+
     def close(self) -> None:
-        """Stop the link and close the journal."""
+        """Stop the devices and the link, and close the journal."""
+        self.devices.stop()
         self.link.stop()
         if self.journal is not None:
             self.journal.close()
@@ -62,6 +72,7 @@ async def run(config: KioskConfig, reactor: Any) -> None:
     """Run the kiosk until its window closes."""
     kiosk = assemble(config, reactor)
     kiosk.link.start()
+    kiosk.start_devices(reactor)
     try:
         await kiosk.app.async_run(async_lib="asyncio")
     finally:

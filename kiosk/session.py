@@ -371,6 +371,11 @@ class SelfCheck:
         elif screen is Screen.ITEMS:
             await self.item(code)
 
+    def scan_rejected(self) -> None:
+        """A scanner read something unusable (a bad check digit): scan again."""
+        self.touch()
+        self._refuse(Refusal.SCAN_UNREADABLE)
+
     async def _scan_at_attract(self, code: str) -> None:
         if code in self.config.kiosk.staff_cards:
             self.open_staff()

@@ -40,6 +40,7 @@ class Refusal(enum.StrEnum):
     ITEM_NOT_FOR_LOAN = "item_not_for_loan"
     ITEM_UNKNOWN = "item_unknown"
     NOT_AN_ITEM = "not_an_item"
+    SCAN_UNREADABLE = "scan_unreadable"
     RENEWAL_LIMIT = "renewal_limit"
     RENEWAL_TOO_SOON = "renewal_too_soon"
     RENEWAL_UNAVAILABLE = "renewal_unavailable"
