@@ -176,6 +176,8 @@ def _patrons(session: Session, with_pin_hashes: bool) -> Iterator[list[str]]:
             patron.phone or "",
         ]
         if with_pin_hashes:
+            # TODO(#4): `ils import patrons` reads PINs, not hashes, so this
+            # column does not travel back until that import accepts pin_hash.
             row.append(patron.pin_hash or "")
         yield row
 
@@ -422,6 +424,8 @@ def export_library(
     Returns:
         The rows written per file.
     """
+    # TODO(#4): branches (names, time zones), patron blocks and lost cards have
+    # no export file and no import yet.
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     # One read unit: every file shows the same moment of the library.

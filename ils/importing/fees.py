@@ -181,6 +181,8 @@ class _FeeImport:
         checks = RowChecks()
         amount = outstanding = 0
         try:
+            # TODO(#4): a negative amount (a credit in Koha) is refused; patron
+            # credit is not imported.
             amount = parse_amount(row["amount"], branch.currency)
             if amount == 0:
                 checks.add("amount", "bad amount: a fee of 0 is no fee")
