@@ -314,7 +314,12 @@ class KioskApp(App):
         """Run the view model's async work from a button or a key."""
         running = self.check.run(work)
         self.working.add(running)
-        running.addBoth(lambda result: self.working.discard(running) or result)
+
+        def finished(result: Any) -> Any:
+            self.working.discard(running)
+            return result
+
+        running.addBoth(finished)
         return running
 
     def submit(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,12 +70,13 @@ def kiosk(config_path: Path, windowed: bool, hash_staff_code: bool) -> None:
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor
 
-    asyncioreactor.install(loop)
+    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
+    observer: Any = textFileLogObserver(sys.stderr)
+    globalLogBeginner.beginLoggingTo([observer])
+    reactor.startRunning(installSignalHandlers=False)
 
     from kiosk.runtime import run
 

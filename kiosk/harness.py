@@ -77,11 +77,15 @@ def run_on_shared_loop(main: Callable[[Any], Awaitable[None]]) -> None:
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor  # noqa: PLC0415
 
-    asyncioreactor.install(loop)
+    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
     from twisted.internet import reactor  # noqa: PLC0415
 
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
-    done = defer.ensureDeferred(main(reactor))
+    reactor.startRunning(installSignalHandlers=False)
+
+    async def whole() -> None:
+        await main(reactor)
+
+    done: defer.Deferred[None] = defer.ensureDeferred(whole())
     loop.run_until_complete(done.asFuture(loop))
 
 

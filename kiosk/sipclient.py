@@ -67,6 +67,9 @@ class UnsupportedRequestError(SipLinkError):
 class _Wire(protocol.Protocol):
     """Bytes to frames to decoded messages, for one connection."""
 
+    # Twisted types this through zope.interface, which mypy cannot follow.
+    transport: Any
+
     def __init__(self, link: SipLink) -> None:
         self._link = link
         self._framer = Framer()
@@ -243,7 +246,7 @@ class SipLink:
             self._server.port,
             timeout=max(1, int(self._server.timeout)),
         )
-        attempt = connectProtocol(endpoint, _Wire(self))
+        attempt = connectProtocol(endpoint, _Wire(self))  # type: ignore[no-untyped-call]
         attempt.addCallbacks(self._connected, self._connect_failed)
 
     def _connect_failed(self, failure: Any) -> None:
