@@ -187,6 +187,7 @@ class KioskDevices:
             )
             for row in reversed(rows)
         ]
+        # TODO(#6): pass the session's language as ReceiptLabels (English now).
         data = ReceiptData(
             library_name=self.library_name,
             card_number=card or "",

@@ -236,6 +236,7 @@ class SipDesk:
         if not (self.journal is not None and offline.enabled and offline.checkouts):
             return Identified(patron=None, refusal=Refusal.SERVER_UNREACHABLE)
         # Nothing can be checked: the card is taken at its word, within limits.
+        # TODO(#6): check offline cards against a downloaded block list.
         return Identified(
             patron=Patron(
                 barcode=barcode,
