@@ -2,7 +2,7 @@
 
 Layer: `sip2server`. Imports the standard library, pydantic, the sibling
 modules `sortbins` and `templates`, and the core's refusal reasons
-(`ils.results`); never Twisted or the codec. The mapping layer
+(`ils.results`, `ils.models.ItemStatus`); never Twisted or the codec. The mapping layer
 (`sip2server.mapping`) reads a `TerminalPolicy` from the account that sent a
 request; this module only describes and validates it.
 
@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ils.models import ItemStatus
 from ils.results import Refusal
 from sip2server.sortbins import SortBinError, SortBinRules, parse_sort_bins
 from sip2server.templates import Template, TemplateError
@@ -107,6 +108,11 @@ class TerminalPolicy(_Strict):
     security_markers: dict[str, Literal["00", "01", "02", "03"]] = Field(
         default_factory=dict
     )
+    # ... and per item status (available, lost, missing, withdrawn, damaged,
+    # in_processing, not_for_loan), which wins over the item type's.
+    status_security_markers: dict[str, Literal["00", "01", "02", "03"]] = Field(
+        default_factory=dict
+    )
 
     # -- checkout (11/12) -----------------------------------------------------
     # Item types this terminal may not lend at all.
@@ -176,6 +182,17 @@ class TerminalPolicy(_Strict):
                 )
         return value
 
+    @field_validator("status_security_markers")
+    @classmethod
+    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        known = [status.value for status in ItemStatus]
+        for status in value:
+            if status not in known:
+                raise ValueError(
+                    f"{status!r} is not an item status; use one of: " + ", ".join(known)
+                )
+        return value
+
     @field_validator("screen_messages")
     @classmethod
     def _known_reasons(cls, value: dict[str, str]) -> dict[str, str]:
@@ -238,8 +255,10 @@ class TerminalPolicy(_Strict):
         """The template of DA, or None when DA is not sent."""
         return self._name_template
 
-    def security_marker_for(self, item_type: str) -> str:
-        """The security marker code for an item type."""
+    def security_marker_for(self, item_type: str, status: str = "") -> str:
+        """The security marker code for an item of this type and status."""
+        if status in self.status_security_markers:
+            return self.status_security_markers[status]
         return self.security_markers.get(item_type, self.security_marker)
 
     def screen_text(self, reason: str, default: str) -> str:

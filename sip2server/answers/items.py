@@ -292,7 +292,9 @@ def item_information(
         extra = (("CT", item.in_transit_to), *extra)
     return ItemInformationResponse(
         circulation_status=circulation_status(item),
-        security_marker=SecurityMarker(policy.security_marker_for(item.item_type_code)),
+        security_marker=SecurityMarker(
+            policy.security_marker_for(item.item_type_code, item.status.value)
+        ),
         fee_type=FeeType.OTHER,
         transaction_date=desk.now,
         hold_queue_length=item.hold_queue_length,

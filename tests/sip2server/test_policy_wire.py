@@ -97,6 +97,7 @@ ACCOUNTS: list[dict[str, Any]] = [
         "login": "gate",
         "policy": {
             "security_markers": {"REF": "01"},
+            "status_security_markers": {"lost": "00"},
             "holds_block_checkin": True,
             "allow_fields": ["CF", "AH", "CV"],
         },
@@ -225,6 +226,29 @@ def test_sorter_gets_bins_and_routing_fields(
     )
     assert result.output.endswith("Sort bin (CL): HOLDS-AWAY\n")
 
+    # A fact set by hand: the same item as if it held nothing and went nowhere.
+    tried = CliRunner().invoke(
+        sort_bin,
+        [
+            "--config",
+            str(config),
+            "--db",
+            policy_target.library.database.url,
+            "--fact",
+            "hold=no",
+            "--fact",
+            "transit = no",
+            ITEMS[0],
+        ],
+    )
+    assert tried.output.endswith("Sort bin (CL): REST\n")
+    unknown = CliRunner().invoke(
+        sort_bin,
+        ["--config", str(config), "--db", policy_target.library.database.url, "NOPE"],
+    )
+    assert 1 == unknown.exit_code
+    assert "no item has the barcode 'NOPE'" in unknown.output
+
 
 @pytest_twisted.inlineCallbacks
 def test_kiosk_policies_refuse_checkouts_and_shape_fields(
@@ -280,20 +304,24 @@ def test_gate_markers_allowed_fields_and_holds_blocking_checkin(
     policy_target: SipTarget,
 ) -> Any:
     """The institution's security marker 03 applies, REF items get 01 from the
-    account; only required fields, AF and the allowed CF/AH/CV are sent; a checkin of an item
-    wanted for a hold is refused (CV 99) and a plain one is not."""
+    account, lost ones 00 by their status; only required fields, AF and the
+    allowed CF/AH/CV are sent; a checkin of an item wanted for a hold is
+    refused (CV 99) and a plain one is not."""
     frames = [
         item_frame(REFERENCE_ITEM),
         item_frame(ITEMS[4]),
+        item_frame(ITEMS[11]),
         hold_frame(b"+", BEN, item=ITEMS[5]),
         checkin_frame(ITEMS[5]),
         checkin_frame(ITEMS[6]),
     ]
     replies = yield in_thread(as_account, policy_target, "gate", frames)
-    reference, book, _held, blocked, plain = replies
+    reference, book, lost, _held, blocked, plain = replies
 
     assert reference.startswith(b"180301")
     assert book.startswith(b"180303")
+    # LOSER's loan of ITEMS[11] is marked lost: status 12, marker 00 by status.
+    assert lost.startswith(b"181200")
     # 18: CF (allowed), AB and AJ (required); nothing else.
     assert [b"CF", b"AB", b"AJ"] == list(all_fields(book, FIXED_18))
 
