@@ -28,9 +28,9 @@ from drivers.rfid.link import (
     DEFAULT_DEADLINE,
     ByteStream,
     Deadline,
+    LateReplies,
     LinkFault,
     discard_pending,
-    drain,
     read_exactly,
     send,
 )
@@ -181,9 +181,9 @@ class FeigReader:
     retries and all, takes at most `deadline` seconds.
 
     Late replies: after a request that needed a retry or timed out, the next
-    request first throws away whatever the reader still sends (one stream
-    timeout of quiet), and a reply that carries a UID (system information)
-    must carry the UID asked about, or it is skipped as stale.
+    request first throws away whatever the reader still sends (see
+    `LateReplies`), and a reply that carries a UID (system information) must
+    carry the UID asked about, or it is skipped as stale.
     """
 
     def __init__(
@@ -202,7 +202,7 @@ class FeigReader:
         self._block_size = block_size
         self._deadline = deadline
         self._now = now
-        self._resync = False
+        self._late = LateReplies(now)
 
     def transact(
         self,
@@ -222,9 +222,7 @@ class FeigReader:
         """
         frame = encode_request(command, data, address=self._address)
         deadline = Deadline(self._deadline, self._now)
-        if self._resync:
-            drain(self._stream, deadline)
-            self._resync = False
+        self._late.settle(self._stream, deadline)
         faults: list[LinkFault] = []
         reply: FeigReply | None = None
         for _ in range(self._retries + 1):
@@ -233,6 +231,7 @@ class FeigReader:
             # Anything already waiting is a late reply to an abandoned request.
             discard_pending(self._stream)
             send(self._stream, frame)
+            self._late.sending()
             try:
                 reply = self._matching_reply(command, deadline, accept)
             except LinkFault as fault:
@@ -240,10 +239,10 @@ class FeigReader:
                 continue
             if reply.status not in _RETRYABLE:
                 break
-        # A request sent more than once may still be answered more than once.
-        self._resync = bool(faults) or reply is None or reply.status in _RETRYABLE
         if reply is not None:
+            self._late.answered()
             return reply
+        self._late.unanswered()
         if any(fault.overdue for fault in faults) or deadline.passed:
             raise ReaderTimeout(
                 f"the Feig reader did not finish answering command 0x{command:02X} "

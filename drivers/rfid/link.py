@@ -65,6 +65,10 @@ class Deadline:
         """Whether the time is up."""
         return self._now() >= self._end
 
+    def now(self) -> float:
+        """The clock's time now."""
+        return self._now()
+
     def check(self, what: str) -> None:
         """Raise an overdue LinkFault if the time is up.
 
@@ -129,9 +133,10 @@ def discard_pending(stream: ByteStream) -> None:
         raise ReaderError(f"the reader's stream failed: {error}") from error
 
 
-def drain(stream: ByteStream, deadline: Deadline) -> int:
-    """Read and throw away bytes until the reader is quiet for one stream
-    timeout (or `deadline` passes): late replies to requests we gave up on.
+def drain(stream: ByteStream, deadline: Deadline, until: float = 0.0) -> int:
+    """Read and throw away bytes until the reader is quiet for one whole stream
+    timeout that began at `until` or later (or until `deadline` passes): late
+    replies to requests we gave up on.
 
     Returns:
         How many bytes were thrown away.
@@ -141,12 +146,64 @@ def drain(stream: ByteStream, deadline: Deadline) -> int:
     """
     thrown = 0
     while not deadline.passed:
+        started = deadline.now()
         try:
             chunk = stream.read(4096)
         except OSError as error:
             raise ReaderError(f"the reader's stream failed: {error}") from error
-        if not chunk:
+        # Quiet for a whole read that began no earlier than `until`.
+        if not chunk and started >= until:
             break
         thrown += len(chunk)
     discard_pending(stream)
     return thrown
+
+
+class LateReplies:
+    """What a driver keeps between requests about replies still on their way.
+
+    A request sent more than once (after a timeout or a bad reply) may be
+    answered more than once, and a reply that came late once comes as late
+    again: its duplicates arrive up to that lateness after the last sending.
+    Before the next request `settle` reads and throws away what arrives until
+    then, so no late reply is taken for the answer to another request.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._pending = False
+        self._until = 0.0
+        self._first: float | None = None
+        self._last = 0.0
+        self._sends = 0
+
+    def sending(self) -> None:
+        """Note that the request is being sent (again)."""
+        self._last = self._now()
+        if self._first is None:
+            self._first = self._last
+        self._sends += 1
+
+    def answered(self) -> None:
+        """The request got its answer; expect duplicates if it was sent again."""
+        if self._sends > 1 and self._first is not None:
+            lateness = self._now() - self._first
+            self._pending = True
+            self._until = max(self._until, self._last + lateness)
+        self._first, self._sends = None, 0
+
+    def unanswered(self) -> None:
+        """The request was given up: whatever it still brings is stale."""
+        self._pending = True
+        self._until = max(self._until, self._last)
+        self._first, self._sends = None, 0
+
+    def settle(self, stream: ByteStream, deadline: Deadline) -> None:
+        """Throw away late replies before a new request, if any are expected.
+
+        Raises:
+            ReaderError: the stream failed.
+        """
+        if self._pending:
+            drain(stream, deadline, self._until)
+            self._pending = False

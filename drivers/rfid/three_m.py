@@ -25,9 +25,9 @@ from drivers.rfid.link import (
     DEFAULT_DEADLINE,
     ByteStream,
     Deadline,
+    LateReplies,
     LinkFault,
     discard_pending,
-    drain,
     read_exactly,
     send,
 )
@@ -141,7 +141,7 @@ class ThreeM810Reader:
         self._block_size = block_size
         self._deadline = deadline
         self._now = now
-        self._resync = False
+        self._late = LateReplies(now)
 
     def transact(self, payload: bytes) -> bytes:
         """Send one request payload and return the reply payload.
@@ -156,9 +156,7 @@ class ThreeM810Reader:
         frame = encode_frame(payload)
         uid = None if payload == INVENTORY_REQUEST else payload[1:9]
         deadline = Deadline(self._deadline, self._now)
-        if self._resync:
-            drain(self._stream, deadline)
-            self._resync = False
+        self._late.settle(self._stream, deadline)
         faults: list[LinkFault] = []
         for _ in range(self._retries + 1):
             if deadline.passed:
@@ -166,16 +164,15 @@ class ThreeM810Reader:
             # Anything already waiting is a late reply to an abandoned request.
             discard_pending(self._stream)
             send(self._stream, frame)
+            self._late.sending()
             try:
                 reply = self._matching_reply(payload[0], uid, deadline)
             except LinkFault as fault:
                 faults.append(fault)
-                self._resync = True
                 continue
-            # A request sent more than once may still be answered more than once.
-            self._resync = bool(faults)
+            self._late.answered()
             return reply
-        self._resync = True
+        self._late.unanswered()
         if any(fault.overdue for fault in faults) or deadline.passed:
             raise ReaderTimeout(
                 f"the 3M reader did not finish answering command 0x{payload[0]:02X} "
