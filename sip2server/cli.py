@@ -196,7 +196,14 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
 
     for key, settings in config.all_listeners():
         try:
-            listener(reactor, settings.endpoint, key)
+            if settings.endpoint.startswith("systemd:"):
+                # Only a process started by the .socket unit has the socket.
+                click.echo(
+                    f"{key}: {settings.endpoint} is checked when systemd starts "
+                    "the server (systemd/ils-sip2server.socket)"
+                )
+            else:
+                listener(reactor, settings.endpoint, key)
             if settings.tls is not None:
                 tls_options(settings.tls, f"{key}.tls")
         except StartupError as error:

@@ -105,6 +105,9 @@ def tls_options(settings: TlsSettings, key: str) -> CertificateOptions:
             f"({error})"
         ) from None
     authorities = None
+    # TODO(#5): any certificate the CA signed admits any account on this
+    # listener; binding a certificate's subject to a SIP login is not done.
+    # New certificate files are read at the next start, not on SIGHUP.
     if settings.client_ca is not None:
         authorities = _certificates(
             _read(settings.client_ca, f"{key}.client_ca"),
@@ -142,6 +145,9 @@ class Listener:
     @property
     def proxied(self) -> bool:
         """Whether terminals arrive through a PROXY protocol header."""
+        # TODO(#5): Twisted's PROXY wrapper drops a connection whose first read
+        # is shorter than the header's fixed start (8 bytes v1, 16 v2); load
+        # balancers send the header in one segment, but a split one is lost.
         return self.config.endpoint.startswith("haproxy:")
 
     def protocol_factory(self) -> Any:

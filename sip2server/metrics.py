@@ -171,6 +171,8 @@ class HealthPage(Resource):
 
     def render_GET(self, request: Request) -> Any:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        # TODO(#5): the probe queues behind terminals' requests in the database
+        # thread pool, so a saturated pool answers late rather than 503 at once.
         deferred = deferToThreadPool(
             self._reactor, self._threadpool, self._health.probe, self._database
         )

@@ -235,8 +235,11 @@ class SipConnection(TimeoutMixin, Protocol):
         peer = self.transport.getPeer()
         host = str(getattr(peer, "host", peer))
         with contextlib.suppress(ValueError):
-            # One spelling per address (a PROXY v2 header gives IPv6 in full).
-            host = str(ipaddress.ip_address(host))
+            # One spelling per address: a PROXY v2 header gives IPv6 in full,
+            # and a dual-stack socket gives IPv4 terminals as ::ffff:a.b.c.d.
+            address = ipaddress.ip_address(host)
+            mapped = getattr(address, "ipv4_mapped", None)
+            host = str(mapped or address)
         self.host = host
         port = getattr(peer, "port", "")
         self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

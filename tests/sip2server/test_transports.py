@@ -723,3 +723,50 @@ def test_systemd_endpoint_without_sockets_is_refused_naming_the_key() -> None:
 
     with pytest.raises(StartupError, match=r"listeners\[1\]: .*LISTEN_FDS"):
         endpoint_from(reactor, "systemd:domain=INET:index=0", "listeners[1]")
+
+
+@pytest_twisted.ensureDeferred
+async def test_pypi_sip2_client_logs_in_over_tls(
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `sip2` client from PyPI, TLS on, verifies our certificate and logs in."""
+    from Sip2.sip2 import Sip2  # noqa: PLC0415
+
+    files = make_tls_files(tmp_path)
+    running = await launcher.start(
+        listeners=[
+            {
+                "endpoint": "tcp:0:interface=127.0.0.1",
+                "tls": {
+                    "certificate": str(files.server_certificate),
+                    "private_key": str(files.server_key),
+                },
+            }
+        ]
+    )
+    # The client trusts the system's store; the test CA stands in for it.
+    monkeypatch.setenv("SSL_CERT_FILE", str(files.ca))
+    host, port = running.addresses()[0]
+
+    def session() -> tuple[bool, dict[str, Any]]:
+        client = Sip2()
+        client.hostName, client.hostPort = host, port
+        client.tlsEnable = True
+        client.tlsAcceptSelfsigned = False
+        client.logfile_path = str(tmp_path)
+        client.socketTimeout = 10
+        client.institutionId, client.scLocation = INSTITUTION, LOCATION
+        client.connect()
+        try:
+            encrypted = isinstance(client._socket, ssl.SSLSocket)
+            login = client.sip_login_response(
+                client.get_response(client.sip_login_request(LOGIN, PASSWORD))
+            )
+        finally:
+            client.disconnect()
+        return encrypted, login
+
+    encrypted, login = await in_thread(session)
+
+    assert encrypted
+    assert "1" == login["fixed"]["Ok"]
