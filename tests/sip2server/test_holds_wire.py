@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest_twisted
 
-from tests.sip2server.conftest import BEN, ITEMS, PIN, SipTarget
+from ils.circulation import Circulation
+from tests.sip2server.conftest import ADA, BEN, ITEMS, PIN, SipTarget
 from tests.sip2server.test_mapping_checkin import (
     FIXED_16,
     FIXED_64,
@@ -108,3 +110,28 @@ def test_patron_information_lists_available_and_unavailable_holds(
     # Counts are always sent; lists only when asked for.
     assert b"000100000000000000000001" == bare[2 + 14 + 3 + 18 : FIXED_64]
     assert b"AS" not in all_fields(bare, FIXED_64)
+
+
+@pytest_twisted.inlineCallbacks
+def test_patron_information_lists_overdue_charged_and_recalled_items(
+    sip_target: SipTarget,
+) -> Any:
+    """An overdue loan another patron waits for is in AT, AU and BU; the 14-
+    character status has only "recall overdue" (position 12) set."""
+    circulation = Circulation(sip_target.library.database)
+    ago = datetime.now(UTC) - timedelta(days=30)
+    circulation.checkout(ADA, ITEMS[6], branch_code="NORTH", at=ago)
+    circulation.checkout(ADA, ITEMS[7], branch_code="NORTH")
+    frames = [
+        hold_frame(b"+", BEN, item=ITEMS[6]),
+        info_frame(ADA, b" YY Y     "),
+    ]
+    _held, info = yield in_thread(talk, sip_target, frames)
+
+    assert info.startswith(b"64" + b" " * 12 + b"Y " + b"001")
+    # holds 0000, overdue 0001, charged 0002, fines 0000, recalls 0001, 0000.
+    assert b"000000010002000000010000" == info[2 + 14 + 3 + 18 : FIXED_64]
+    fields = all_fields(info, FIXED_64)
+    assert [ITEMS[6].encode()] == fields[b"AT"]
+    assert [ITEMS[6].encode(), ITEMS[7].encode()] == fields[b"AU"]
+    assert [ITEMS[6].encode()] == fields[b"BU"]
