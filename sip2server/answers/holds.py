@@ -25,6 +25,7 @@ from sip2server.protocol import HoldMode, HoldRequest, HoldResponse, HoldType
 AMBIGUOUS_TITLE = (
     "Several titles have that name; please scan an item of the one you want."
 )
+UNKNOWN_PICKUP = "That pickup branch is not known; please choose another."
 NO_TITLE = "Please scan an item of the title you want to reserve."
 
 
@@ -96,6 +97,10 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
             )
             text = f"Reservation to be collected at {view.pickup_branch_code}."
     except CirculationRefused as refusal:
+        text = refusal.message
+        if refusal.reason is Refusal.UNKNOWN_BRANCH and request.pickup_location:
+            # The core's sentence speaks of the terminal's branch; here it was BS.
+            text = UNKNOWN_PICKUP
         return HoldResponse(
             ok=False,
             available=False,
@@ -105,9 +110,7 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
             item_identifier=request.item_identifier,
             title_identifier=request.title_identifier,
             pickup_location=request.pickup_location,
-            screen_message=(
-                desk.policy.screen_text(refusal.reason.value, refusal.message),
-            ),
+            screen_message=(desk.policy.screen_text(refusal.reason.value, text),),
         )
     return HoldResponse(
         ok=True,

@@ -42,7 +42,8 @@ def info_frame(patron: str, summary: bytes, *, start: int = 1, end: int = 5) -> 
 def test_place_change_and_cancel_holds(sip_target: SipTarget) -> Any:
     """15+ by item with BS and BW places a hold (16 ok 1, BR 1, BW and BS back);
     by title (AJ) too; 15* moves it to WEST; 15- cancels it; a second 15- finds
-    nothing; an unknown title is refused."""
+    nothing; an unknown title, a second hold and an unknown pickup branch are
+    refused."""
     frames = [
         hold_frame(
             b"+", BEN, item=ITEMS[0], pickup=b"NORTH", expires=b"20991231    235959"
@@ -53,10 +54,10 @@ def test_place_change_and_cancel_holds(sip_target: SipTarget) -> Any:
         hold_frame(b"-", BEN, item=ITEMS[0]),
         hold_frame(b"+", BEN, title="No Such Title"),
         hold_frame(b"+", BEN, item=ITEMS[1]),
+        hold_frame(b"+", BEN, item=ITEMS[2], pickup=b"MOON"),
     ]
-    placed, by_title, moved, cancelled, again, unknown, twice = yield in_thread(
-        talk, sip_target, frames
-    )
+    replies = yield in_thread(talk, sip_target, frames)
+    placed, by_title, moved, cancelled, again, unknown, twice, nowhere = replies
 
     # 16: ok 1, available N, date; BW (an 18-character date), BR, BS, AO, AA.
     assert placed.startswith(b"161N")
@@ -79,6 +80,10 @@ def test_place_change_and_cancel_holds(sip_target: SipTarget) -> Any:
     assert [b"You have already reserved this title."] == all_fields(twice, FIXED_16)[
         b"AF"
     ]
+    assert nowhere.startswith(b"160N")
+    assert [b"That pickup branch is not known; please choose another."] == (
+        all_fields(nowhere, FIXED_16)[b"AF"]
+    )
 
 
 @pytest_twisted.inlineCallbacks
