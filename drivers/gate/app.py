@@ -25,7 +25,7 @@ from drivers.gate.alarm import AlarmOutput, build_alarm
 from drivers.gate.config import GateConfig
 from drivers.gate.gate import Gate, Runner
 from drivers.gate.lookup import SipItemLookup, SipLookupError
-from drivers.gate.people import PeopleCounter, open_people_counter
+from drivers.gate.people import ReopeningPeopleCounter
 from drivers.gate.readers import decode_tag, reader_opener
 from drivers.rfid.reader import RfidReader
 
@@ -43,7 +43,7 @@ class RunningGate:
     gate: Gate
     pools: list[ThreadPool] = field(default_factory=list)
     lookup: SipItemLookup | None = None
-    people: PeopleCounter | None = None
+    people: ReopeningPeopleCounter | None = None
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
@@ -96,22 +96,19 @@ def start_gate(
     `open_reader` and `alarm` replace what the configuration names (tests).
 
     Raises:
-        GateStartupError: the alarm output or the people counter cannot be used.
+        GateStartupError: the alarm command's program is not executable (ports
+            that cannot be opened now, the reader's, the relay's and the people
+            counter's, are retried instead).
     """
     try:
         output = alarm if alarm is not None else build_alarm(config.alarm, reactor)
     except OSError as problem:
         raise GateStartupError(str(problem)) from None
 
+    # Like the reader and the relay, a people counter port is retried.
     people = None
-    # TODO(#7): a people counter port that cannot be opened refuses the start,
-    # while the reader and the relay are retried; counting is not safety.
     if config.people_counter is not None:
-        try:
-            people = open_people_counter(config.people_counter, reactor)
-        except OSError as problem:
-            output.close()
-            raise GateStartupError(str(problem)) from None
+        people = ReopeningPeopleCounter(config.people_counter, reactor)
 
     reader_pool = _pool("gate-reader")
     pools = [reader_pool]

@@ -78,7 +78,7 @@ def check_devices(config: GateConfig) -> list[DeviceProblem]:
             counter = open_people_counter(config.people_counter, Clock())
         except OSError as error:
             key, _, problem = str(error).partition(": ")
-            problems.append(DeviceProblem(key=key, problem=problem, retried=False))
+            problems.append(DeviceProblem(key=key, problem=problem, retried=True))
         else:
             counter.stop()
     return problems

@@ -90,3 +90,60 @@ def open_people_counter(section: PeopleCounterSection, clock: Any) -> PeopleCoun
             f"people_counter.port: cannot open {section.port}: {problem}"
         ) from None
     return PeopleCounter(port, section.line, section.poll_interval, clock)
+
+
+class ReopeningPeopleCounter:
+    """A people counter that does not give up on its port, as the gate does not
+    give up on its reader: a port that cannot be opened at start is tried again
+    after `first` seconds, doubling the wait up to `longest`. Until it opens,
+    nobody is counted (and the log says why)."""
+
+    def __init__(
+        self,
+        section: PeopleCounterSection,
+        clock: Any,
+        *,
+        first: float = 1.0,
+        longest: float = 30.0,
+    ) -> None:
+        self._section = section
+        self._clock = clock
+        self._wait = first
+        self._longest = longest
+        self._counter: PeopleCounter | None = None
+        self._retry: Any = None
+
+    @property
+    def count(self) -> int:
+        """People counted since the port opened."""
+        return 0 if self._counter is None else self._counter.count
+
+    @property
+    def counter(self) -> PeopleCounter | None:
+        """The open counter, or None while its port cannot be used."""
+        return self._counter
+
+    def start(self) -> None:
+        """Open the port and start counting, or keep trying."""
+        self._retry = None
+        try:
+            counter = open_people_counter(self._section, self._clock)
+        except OSError as problem:
+            _log.error(
+                "{problem}; nobody is counted until it opens; trying again in {wait} s",
+                problem=str(problem),
+                wait=self._wait,
+            )
+            self._retry = self._clock.callLater(self._wait, self.start)
+            self._wait = min(self._wait * 2, self._longest)
+            return
+        self._counter = counter
+        counter.start()
+
+    def stop(self) -> None:
+        """Stop trying, stop sampling and close the port."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._counter is not None:
+            self._counter.stop()

@@ -34,11 +34,12 @@ from drivers.gate.config import (
     AlarmSection,
     GateConfigError,
     InputLine,
+    PeopleCounterSection,
     ReaderDriver,
     load_gate_config,
     parse_gate_config,
 )
-from drivers.gate.people import PeopleCounter
+from drivers.gate.people import PeopleCounter, ReopeningPeopleCounter
 from tests.conftest import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "config" / "gate.toml"
@@ -492,3 +493,27 @@ def test_reader_driver_3m_is_read_as_3m810() -> None:
     )
 
     assert ReaderDriver.M810 is config.reader.driver
+
+
+def test_people_counter_port_missing_at_start_is_retried() -> None:
+    """A people counter port nobody answers yet counts nobody, is tried again
+    after 1 s and 2 s, and counts once it opens (socket:// as the port)."""
+    clock = Clock()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        host, port = listener.getsockname()
+        section = PeopleCounterSection.model_validate(
+            {"port": f"socket://{host}:{port}"}
+        )
+        counter = ReopeningPeopleCounter(section, clock)
+        counter.start()
+        assert counter.counter is None
+        assert 0 == counter.count
+
+        clock.advance(1.0)
+        assert counter.counter is None
+        listener.listen()
+        clock.advance(2.0)
+
+        assert counter.counter is not None
+        counter.stop()
