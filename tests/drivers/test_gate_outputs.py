@@ -26,6 +26,7 @@ from twisted.internet.task import Clock
 from drivers.gate.alarm import (
     AlarmOutputError,
     ReopeningRelay,
+    build_alarm,
     command_alarm,
     open_serial_relay,
 )
@@ -517,3 +518,13 @@ def test_people_counter_port_missing_at_start_is_retried() -> None:
 
         assert counter.counter is not None
         counter.stop()
+
+
+def test_a_missing_relay_port_does_not_stop_the_gate_from_starting() -> None:
+    """build_alarm, as start_gate calls it, gives a relay that is retried
+    instead of raising for a port that is not there."""
+    alarm = build_alarm(relay_section(port="/dev/nx-gate-relay"), Clock())
+
+    assert isinstance(alarm, ReopeningRelay)
+    assert alarm.relay is None
+    alarm.close()
