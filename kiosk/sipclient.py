@@ -230,7 +230,7 @@ class SipLink:
         if state is self.state:
             return
         self.state = state
-        log.info("server link {state}", state=state.value, problem=problem)
+        log.info("server link {state} {problem}", state=state.value, problem=problem)
         for listener in list(self._state_listeners):
             listener(state)
 
