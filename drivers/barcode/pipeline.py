@@ -383,6 +383,8 @@ def _replace_from_config(
 _REPEATS = (regex_parser.MAX_REPEAT, regex_parser.MIN_REPEAT)
 
 
+# TODO(#7): overlapping alternatives under a repeat, such as (a|ab)+, also
+# backtrack badly and are not detected; only the 64-character limit bounds them.
 def _nested_unbounded(items: Any, inside_repeat: bool) -> bool:
     # Walks the parsed pattern: an unbounded repeat inside another repeat (the
     # `(\d+)+` shape) can backtrack exponentially on a scan that fails to match.

@@ -361,6 +361,8 @@ class FeigReader:
             TagLeftField: the tag did not answer.
             ReaderError: any other failure.
         """
+        # TODO(#7): a read reply carries no UID; a stale one later than the
+        # LateReplies window, for the same blocks of another tag, would pass.
         reply = self._iso(uid, ISO_READ_MULTIPLE, bytes([first, count]))
         if len(reply.data) < 2:
             raise ReaderError("read reply without block count and size")
