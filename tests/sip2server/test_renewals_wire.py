@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pysip2
 import pytest_twisted
 
 from ils.circulation import Circulation
-from tests.sip2server.conftest import ADA, BEN, ITEMS, PIN, SipTarget
+from ils.fees import FeeService
+from ils.models import FeeKind
+from tests.sip2server.conftest import ADA, BEN, ITEMS, LOGIN, PASSWORD, PIN, SipTarget
 from tests.sip2server.test_mapping_checkin import (
     FIXED_30,
     FIXED_66,
@@ -16,6 +19,11 @@ from tests.sip2server.test_mapping_checkin import (
     in_thread,
     one,
     talk,
+)
+from tests.sip2server.test_third_party_clients import (
+    _now18,
+    _PysipConnection,
+    _sip2_client,
 )
 from tests.sip2server.test_wire_behaviour import sip_now
 
@@ -121,10 +129,6 @@ def test_pypi_sip2_client_renews_reserves_and_pays(
 ) -> Any:
     """The PyPI `sip2` client renews a loan (30 ok 1), places a hold (16 ok 1),
     pays a fee by its id (38 Y) and gets a negative 66 for its undated 65."""
-    from ils.fees import FeeService  # noqa: PLC0415
-    from ils.models import FeeKind  # noqa: PLC0415
-    from tests.sip2server.conftest import LOGIN, PASSWORD  # noqa: PLC0415
-    from tests.sip2server.test_third_party_clients import _sip2_client  # noqa: PLC0415
 
     lend_ten_days_ago(sip_target, ADA, ITEMS[4])
     fee = FeeService(sip_target.library.database).charge(
@@ -167,3 +171,89 @@ def test_pypi_sip2_client_renews_reserves_and_pays(
     assert "Y" == seen["paid"]["fixed"]["PaymentAccepted"]
     assert ["Paid 1.50 GBP; 0.00 GBP still owed."] == seen["paid"]["variable"]["AF"]
     assert seen["all"].startswith("660")
+
+
+@pytest_twisted.inlineCallbacks
+def test_pysip2_strict_codec_accepts_renewal_hold_and_fee_replies(
+    sip_target: SipTarget,
+) -> Any:
+    """30, 66, 16 and 38 decode under pysip2's strict rules (checksums, required
+    fields, every field closed by `|`), with the values the server meant."""
+
+    lend_ten_days_ago(sip_target, BEN, ITEMS[8], ITEMS[9])
+    fee = FeeService(sip_target.library.database).charge(
+        BEN, kind=FeeKind.DAMAGE, amount_minor=75, description="bent", by="desk"
+    )
+
+    def session() -> list[Any]:
+        connection = _PysipConnection(sip_target)
+        now = _now18()
+        who = {
+            "institution_id": "CITY",
+            "patron_identifier": BEN,
+            "patron_password": PIN,
+            "terminal_password": "",
+        }
+        try:
+            connection.exchange(
+                pysip2.LoginRequest(
+                    uid_algorithm="0",
+                    pwd_algorithm="0",
+                    login_user_id=LOGIN,
+                    login_password=PASSWORD,
+                    location_code="NORTH",
+                )
+            )
+            return [
+                connection.exchange(
+                    pysip2.RenewRequest(
+                        third_party_allowed="N",
+                        no_block="N",
+                        transaction_date=now,
+                        nb_due_date=now,
+                        item_identifier=ITEMS[8],
+                        **who,
+                    )
+                ),
+                connection.exchange(
+                    pysip2.RenewAllRequest(transaction_date=now, **who)
+                ),
+                connection.exchange(
+                    pysip2.HoldRequest(
+                        hold_mode="+",
+                        transaction_date=now,
+                        pickup_location="WEST",
+                        item_identifier=ITEMS[10],
+                        **who,
+                    )
+                ),
+                connection.exchange(
+                    pysip2.FeePaidRequest(
+                        transaction_date=now,
+                        fee_type="03",
+                        payment_type="00",
+                        currency_type="GBP",
+                        fee_amount="0.75",
+                        fee_identifier=str(fee.id),
+                        transaction_id="T-1",
+                        **who,
+                    )
+                ),
+            ]
+        finally:
+            connection.close()
+
+    renewed, everything, held, paid = yield in_thread(session)
+
+    # pysip2 keeps fixed fields as the characters sent.
+    assert ("1", "Y") == (renewed.message.ok, renewed.message.renewal_ok)
+    assert ITEMS[8] == renewed.message.item_identifier
+    # ITEMS[8] is now at its limit of one renewal; ITEMS[9] renews.
+    assert ("0001", "0001") == (
+        everything.message.renewed_count,
+        everything.message.unrenewed_count,
+    )
+    assert [ITEMS[9]] == list(everything.message.renewed_items)
+    assert [ITEMS[8]] == list(everything.message.unrenewed_items)
+    assert ("1", "WEST") == (held.message.ok, held.message.pickup_location)
+    assert ("Y", "T-1") == (paid.message.payment_accepted, paid.message.transaction_id)
