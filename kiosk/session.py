@@ -424,6 +424,9 @@ class SelfCheck:
                 if self.pin_tries >= self.config.patron.pin_max_tries:
                     self.pin_locked = True
                     refusal = Refusal.PIN_TRIES_EXHAUSTED
+            elif refusal is Refusal.PIN_TRIES_EXHAUSTED:
+                # The server locked the PIN: no more tries here either.
+                self.pin_locked = True
             elif self.screen is Screen.PIN:
                 # Unknown card: back to the card prompt, revealing nothing more.
                 self.card = ""

@@ -217,7 +217,11 @@ class SipDesk:
             screen_message=screen,
             wording=self._wording,
         )
-        if refusal in {Refusal.CARD_NOT_RECOGNISED, Refusal.PIN_WRONG}:
+        if refusal in {
+            Refusal.CARD_NOT_RECOGNISED,
+            Refusal.PIN_WRONG,
+            Refusal.PIN_TRIES_EXHAUSTED,
+        }:
             return Identified(patron=None, refusal=refusal, screen_message=screen)
         return Identified(
             patron=Patron(

@@ -34,6 +34,7 @@ class Refusal(enum.StrEnum):
     CARD_EXPIRED = "card_expired"
     CARD_LOST = "card_lost"
     FINES = "fines"
+    OVERDUE_ITEMS = "overdue_items"
     TOO_MANY_ITEMS = "too_many_items"
     ITEM_ON_HOLD_FOR_OTHER = "item_on_hold_for_other"
     ITEM_ON_LOAN_TO_OTHER = "item_on_loan_to_other"
@@ -145,13 +146,17 @@ def patron_refusal(
     if valid_patron is False:
         return Refusal.CARD_NOT_RECOGNISED
     if valid_pin is False:
-        return Refusal.PIN_WRONG
+        # The server may have locked the PIN after too many tries elsewhere.
+        locked = wording.recognise(screen_message) is Refusal.PIN_TRIES_EXHAUSTED
+        return Refusal.PIN_TRIES_EXHAUSTED if locked else Refusal.PIN_WRONG
     if status.card_reported_lost:
         return Refusal.CARD_LOST
     if status.excessive_outstanding_fines or status.excessive_outstanding_fees:
         return Refusal.FINES
     if status.too_many_items_charged:
         return Refusal.TOO_MANY_ITEMS
+    if status.too_many_items_overdue:
+        return Refusal.OVERDUE_ITEMS
     if status.charge_privileges_denied:
         # The flag says "no", the screen message says why (expired, blocked...).
         return wording.recognise(screen_message) or Refusal.CARD_BLOCKED

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ils.results import REFUSAL_MESSAGES
+from ils.results import Refusal as CoreRefusal
 from kiosk.config import (
     KioskConfigError,
     hash_staff_code,
@@ -116,3 +118,40 @@ def test_a_catalogue_with_an_unknown_refusal_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CatalogueError, match=r"site.toml: card_expird: not a refusal"):
         Wording.load(site)
+
+
+# Each circulation refusal of this project's server, and what the kiosk makes
+# of its screen message (the words are the core's, in ils/results.py).
+SERVER_REFUSALS = {
+    "UNKNOWN_PATRON": Refusal.CARD_NOT_RECOGNISED,
+    "UNKNOWN_ITEM": Refusal.ITEM_UNKNOWN,
+    "WRONG_PIN": Refusal.PIN_WRONG,
+    "PIN_LOCKED": Refusal.PIN_TRIES_EXHAUSTED,
+    "CARD_EXPIRED": Refusal.CARD_EXPIRED,
+    "CARD_LOST": Refusal.CARD_LOST,
+    "PATRON_BLOCKED": Refusal.CARD_BLOCKED,
+    "FEES_OVER_LIMIT": Refusal.FINES,
+    "OVERDUES_OVER_LIMIT": Refusal.OVERDUE_ITEMS,
+    "MAX_LOANS_REACHED": Refusal.TOO_MANY_ITEMS,
+    "ITEM_NOT_FOR_LOAN": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_IN_HOUSE_ONLY": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_LOST": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_MISSING": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_WITHDRAWN": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_IN_TRANSIT": Refusal.ITEM_NOT_FOR_LOAN,
+    "NO_LOAN_RULE": Refusal.ITEM_NOT_FOR_LOAN,
+    "ITEM_ON_LOAN_TO_OTHER_PATRON": Refusal.ITEM_ON_LOAN_TO_OTHER,
+    "ITEM_ON_HOLD_FOR_OTHER_PATRON": Refusal.ITEM_ON_HOLD_FOR_OTHER,
+    "RENEWAL_LIMIT_REACHED": Refusal.RENEWAL_LIMIT,
+    "DUE_DATE_NOT_LATER": Refusal.RENEWAL_TOO_SOON,
+    "TRY_AGAIN": Refusal.SERVER_UNREACHABLE,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVER_REFUSALS))
+def test_every_circulation_refusal_of_our_server_is_recognised(name: str) -> None:
+    """The shipped catalogue words each of the server's circulation refusals
+    itself, instead of falling back to the server's English."""
+    screen_message = REFUSAL_MESSAGES[CoreRefusal[name]]
+
+    assert SERVER_REFUSALS[name] is Wording.load().recognise(screen_message)
