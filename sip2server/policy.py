@@ -98,6 +98,11 @@ class TerminalPolicy(_Strict):
     # Refuse a checkin when the item is wanted for a hold (so staff handle it),
     # as Koha's holds_block_checkin; by default the hold traps the item.
     holds_block_checkin: bool = False
+    # How many days back a terminal may date a return (09's return date), for
+    # returns it recorded offline; the loan ends, and is fined, then. 0 (the
+    # default) dates every return when it reaches the server; a date further
+    # back, or in the future, is not believed and the return is dated now.
+    offline_return_days: Annotated[int, Field(ge=0, le=365)] = 0
     # Sort-bin rules for CL, in order, first match wins (see sip2server.sortbins).
     sort_bin: tuple[dict[str, Any], ...] = ()
 

@@ -11,6 +11,8 @@ the sort bin from the account's `sort_bin` rules (`sip2server.sortbins`).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from ils.models import ItemStatus
 from ils.results import (
     CheckinAlert,
@@ -140,6 +142,19 @@ def predicted_facts(item: ItemView, branch: str) -> dict[str, str]:
     }
 
 
+def _return_date(desk: Desk, given: datetime | None) -> datetime | None:
+    """The request's return date if the policy lets the terminal date returns
+    that far back, else None (the core dates it now)."""
+    days = desk.policy.offline_return_days
+    if not days or given is None:
+        return None
+    # A date without a zone is the branch's local time.
+    moment = given if given.tzinfo is not None else given.replace(tzinfo=desk.zone)
+    if desk.moment - timedelta(days=days) <= moment <= desk.moment:
+        return moment
+    return None
+
+
 def checkin(services: Services, desk: Desk, request: CheckinRequest) -> CheckinResponse:
     """Return an item at the account's branch and route it."""
     policy = desk.policy
@@ -160,10 +175,11 @@ def checkin(services: Services, desk: Desk, request: CheckinRequest) -> CheckinR
             )
 
     try:
-        # TODO(#4): honour the request's return date for offline returns once
-        # the core decides how far back a terminal may date a return.
         result = services.circulation.checkin(
-            barcode, branch_code=desk.account.location, terminal=desk.account.login
+            barcode,
+            branch_code=desk.account.location,
+            terminal=desk.account.login,
+            returned_at=_return_date(desk, request.return_date),
         )
     except CirculationRefused as refusal:
         return checkin_refused(

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from ils.circulation import Circulation
-from ils.models import Item, ItemStatus
+from ils.fees import FeeService
+from ils.models import FeeKind, Item, ItemStatus, LoanRule
 from sip2server.app import start_server
 from sip2server.config import parse_config
 from sip2server.sortbin_command import sort_bin
@@ -49,6 +50,7 @@ from tests.sip2server.test_wire_behaviour import RawTerminal, checkout_body
 CHILD = "21234000000059"
 LATE = "21234000000067"
 LOSER = "21234000000075"
+OFFLINE = "21234000000083"
 DVD = "39999000000050"
 
 SORT_BINS = [
@@ -69,6 +71,7 @@ ACCOUNTS: list[dict[str, Any]] = [
             "hold_patron_id": "full",
             "hold_patron_name": "{patron.full_name}",
             "checkin_not_on_loan_ok": False,
+            "offline_return_days": 30,
             # Overrides the institution's hide_fields: CK is sent here.
             "hide_fields": [],
         },
@@ -133,12 +136,18 @@ async def policy_target(database_url: str, tmp_path: Path) -> AsyncIterator[SipT
     library.add_patron(CHILD, surname="Moana", category="CHILD", pin=PIN)
     library.add_patron(LATE, surname="Ito", pin=PIN)
     library.add_patron(LOSER, surname="Novak", pin=PIN)
+    library.add_patron(OFFLINE, surname="Sato", pin=PIN)
     library.add_item(DVD, title="Deep Water", item_type="DVD")
     circulation = Circulation(library.database)
     ago = datetime.now(UTC) - timedelta(days=30)
     circulation.checkout(LATE, ITEMS[10], branch_code="NORTH", at=ago)
     circulation.checkout(LOSER, ITEMS[11], branch_code="NORTH")
+    # Loans due six days ago, for returns dated back to before their due date.
+    ago = datetime.now(UTC) - timedelta(days=20)
+    circulation.checkout(OFFLINE, ITEMS[9], branch_code="NORTH", at=ago)
+    circulation.checkout(BEN, ITEMS[8], branch_code="NORTH", at=ago)
     with library.database.transaction() as session:
+        session.execute(sa.update(LoanRule).values(fine_minor=10))
         session.execute(
             sa.update(Item)
             .where(Item.barcode == ITEMS[11])
@@ -153,6 +162,26 @@ async def policy_target(database_url: str, tmp_path: Path) -> AsyncIterator[SipT
     finally:
         await server.stop()
         library.database.dispose()
+
+
+def dated_checkin(item: str, days_ago: int) -> bytes:
+    """09 with a return date `days_ago` days back, in local time (four blanks)."""
+    now = datetime.now()
+    then = (now - timedelta(days=days_ago)).strftime("%Y%m%d    %H%M%S").encode()
+    return (
+        b"09N"
+        + now.strftime("%Y%m%d    %H%M%S").encode()
+        + then
+        + b"APNORTH|AOCITY|AB"
+        + item.encode()
+        + b"|AC|\r"
+    )
+
+
+def overdue_fines(target: SipTarget, patron: str) -> int:
+    """The overdue fines charged to a patron so far, in minor units."""
+    fees = FeeService(target.library.database).fees_of(patron, include_settled=True)
+    return sum(fee.amount_minor for fee in fees if fee.kind is FeeKind.OVERDUE)
 
 
 def as_account(target: SipTarget, login: str, frames: list[bytes]) -> list[bytes]:
@@ -170,18 +199,19 @@ def test_sorter_gets_bins_and_routing_fields(
     policy_target: SipTarget, tmp_path: Path
 ) -> Any:
     """The first matching rule gives CL; CV 00 on plain success, CT always, CY in
-    full and DA from its template; a not-on-loan return is refused (CV 99); and
-    `ils sort-bin` explains the bin the trapped item would get."""
+    full and DA from its template; a not-on-loan return is refused (CV 99); a
+    return dated before the due date is not fined; and `ils sort-bin` explains
+    the bin the trapped item would get."""
     frames = [
         hold_frame(b"+", BEN, item=ITEMS[0], pickup=b"WEST"),
         checkin_frame(ITEMS[0]),
         checkin_frame(ITEMS[1]),
         checkout_body(ADA, ITEMS[2]) + b"\r",
         checkin_frame(ITEMS[2]),
+        dated_checkin(ITEMS[9], 10),
     ]
-    _held, trapped, not_lent, _lent, plain = yield in_thread(
-        as_account, policy_target, "sorter", frames
-    )
+    replies = yield in_thread(as_account, policy_target, "sorter", frames)
+    _held, trapped, not_lent, _lent, plain, offline = replies
 
     assert trapped.startswith(b"101YUY")
     assert b"HOLDS-AWAY" == one(trapped, FIXED_10, b"CL")
@@ -202,6 +232,10 @@ def test_sorter_gets_bins_and_routing_fields(
     assert b"00" == one(plain, FIXED_10, b"CV")
     assert b"NORTH" == one(plain, FIXED_10, b"CT")
     assert b"REST" == one(plain, FIXED_10, b"CL")
+
+    # Returned offline ten days ago, before it was due: no fine.
+    assert offline.startswith(b"101Y")
+    assert 0 == overdue_fines(policy_target, OFFLINE)
 
     config = tmp_path / "sip2server.toml"
     config.write_text(
@@ -306,7 +340,8 @@ def test_gate_markers_allowed_fields_and_holds_blocking_checkin(
     """The institution's security marker 03 applies, REF items get 01 from the
     account, lost ones 00 by their status; only required fields, AF and the
     allowed CF/AH/CV are sent; a checkin of an item wanted for a hold is
-    refused (CV 99) and a plain one is not."""
+    refused (CV 99) and a plain one is not; a dated return is dated now (and
+    fined), since this account may not date returns."""
     frames = [
         item_frame(REFERENCE_ITEM),
         item_frame(ITEMS[4]),
@@ -314,9 +349,10 @@ def test_gate_markers_allowed_fields_and_holds_blocking_checkin(
         hold_frame(b"+", BEN, item=ITEMS[5]),
         checkin_frame(ITEMS[5]),
         checkin_frame(ITEMS[6]),
+        dated_checkin(ITEMS[8], 10),
     ]
     replies = yield in_thread(as_account, policy_target, "gate", frames)
-    reference, book, lost, _held, blocked, plain = replies
+    reference, book, lost, _held, blocked, plain, dated = replies
 
     assert reference.startswith(b"180301")
     assert book.startswith(b"180303")
@@ -331,3 +367,7 @@ def test_gate_markers_allowed_fields_and_holds_blocking_checkin(
         b"This item is wanted for a reservation; please give it to staff."
     ] == all_fields(blocked, FIXED_10)[b"AF"]
     assert plain.startswith(b"101YUN")
+
+    # This account may not date returns: the return is now, six days late.
+    assert dated.startswith(b"101Y")
+    assert 0 < overdue_fines(policy_target, BEN)
