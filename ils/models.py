@@ -541,6 +541,11 @@ class Hold(Base):
         ),
         Index("ix_hold_record_status", "record_id", "status", "placed_at"),
         Index("ix_hold_patron_status", "patron_id", "status"),
+        # Plain indexes beside the partial one: SQLite cannot use a partial index
+        # for a status list given as bound parameters, and scanned the whole
+        # hold history on every checkin (bench/core.py).
+        Index("ix_hold_trapped_item", "trapped_item_id"),
+        Index("ix_hold_item", "item_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -582,7 +587,10 @@ class Fee(Base):
     """
 
     __tablename__ = "fee"
-    __table_args__ = (Index("ix_fee_patron_open", "patron_id", "balance_minor"),)
+    __table_args__ = (
+        Index("ix_fee_patron_open", "patron_id", "balance_minor"),
+        Index("ix_fee_item", "item_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # None once a settled fee is anonymised (a patron's data erased).
