@@ -4,7 +4,9 @@ Layer: `kiosk`. Uses `drivers` (never `ils`); the view model sees only
 `KioskDevices.status()` and `print_receipt(...)`, and scans arrive through the
 `on_scan` callback, so drivers never reach into the app. Scanners
 (`drivers.barcode`, listed in the file `devices.scanner` names) and the
-receipt printer (`drivers.printer`) are wired; the RFID pad is not yet.
+receipt printer (`drivers.printer`) and the RFID pad (`drivers.rfid`: several
+tags at once, read in a thread; security written only after the server agreed)
+are wired.
 
 A keyboard-wedge scanner types its barcode and presses Enter; with
 `devices.keyboard_wedge` on, such keystrokes on any screen are a scan
@@ -14,7 +16,9 @@ A keyboard-wedge scanner types its barcode and presses Enter; with
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +95,7 @@ class KioskDevices:
         self.scanners: dict[str, str] = {}
         self._readers: list[Any] = []
         self._tasks: list[asyncio.Future[None]] = []
+        self.pad: RfidPad | None = None
 
     def start_scanners(
         self,
@@ -146,11 +151,35 @@ class KioskDevices:
                 self._readers.append(reader)
                 reader.start()
 
+    def start_rfid(
+        self,
+        reactor: Any,
+        on_placed: Callable[[list[PadTag]], object],
+        on_lifted: Callable[[list[str]], object],
+    ) -> None:
+        """Start the RFID pad of `devices.rfid`, if one is configured."""
+        if self.settings.rfid:
+            self.pad = RfidPad(
+                self.settings.rfid, reactor, on_placed=on_placed, on_lifted=on_lifted
+            )
+            self.pad.start()
+
+    def set_security(self, uids: list[str], secured: bool) -> Any:
+        """Write the tags' security through the pad; fires True when done."""
+        from twisted.internet import defer  # noqa: PLC0415
+
+        if self.pad is None:
+            return defer.succeed(True)
+        return self.pad.set_security(uids, secured)
+
     def stop(self) -> None:
-        """Stop reading the scanners."""
+        """Stop reading the scanners and the pad."""
         for reader in self._readers:
             reader.stop()
         self._readers.clear()
+        if self.pad is not None:
+            self.pad.stop()
+            self.pad = None
 
     def status(self) -> dict[str, str]:
         """One line per device, for the staff screen."""
@@ -158,9 +187,7 @@ class KioskDevices:
         lines = {
             "scanner": scanners
             or ("keyboard wedge" if self.settings.keyboard_wedge else "none"),
-            # TODO(#6): drive the RFID pad through drivers.rfid (several items
-            # at once, sets complete, security only after the server agrees).
-            "rfid": self.settings.rfid or "none",
+            "rfid": "none" if self.pad is None else f"{self.pad.kind} {self.pad.state}",
         }
         if self.printer is None:
             lines["printer"] = "none"
@@ -203,3 +230,139 @@ class KioskDevices:
             log.warn("receipt not printed: {error}", error=str(error))
             return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class PadTag:
+    """A library tag on the kiosk's RFID pad, as the view model needs it."""
+
+    uid: str
+    item_id: str | None
+    part: int = 1
+    parts: int = 1
+
+
+class RfidPad:
+    """The RFID pad through `drivers.rfid`: tags placed and lifted, security set.
+
+    `spec` is "feig:URL" or "3m810:URL", where URL is a serial device or a
+    pyserial URL (`socket://127.0.0.1:N` for the reader simulator). The reader
+    is polled in a thread; events come back on the reactor. Security writes run
+    in a thread too, under the same lock as polling (the reader is not
+    thread-safe), and are read back by the driver.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        reactor: Any,
+        *,
+        on_placed: Callable[[list[PadTag]], object],
+        on_lifted: Callable[[list[str]], object],
+        interval: float = 0.2,
+    ) -> None:
+        kind, _, url = spec.partition(":")
+        if kind not in {"feig", "3m810"} or not url:
+            raise ValueError(f"devices.rfid: {spec!r} is not feig:URL or 3m810:URL")
+        self.kind, self.url = kind, url
+        self.state = "starting"
+        self._reactor = reactor
+        self._on_placed = on_placed
+        self._on_lifted = on_lifted
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._port: Any = None
+        self._tags: Any = None
+        self._thread: threading.Thread | None = None
+
+    def _open(self) -> Any:
+        import serial  # noqa: PLC0415
+
+        from drivers.rfid.feig import FeigReader  # noqa: PLC0415
+        from drivers.rfid.three_m import ThreeM810Reader  # noqa: PLC0415
+
+        if self._port is not None:
+            self._port.close()
+        baudrate = 38400 if self.kind == "feig" else 19200
+        self._port = serial.serial_for_url(self.url, baudrate=baudrate, timeout=1.0)
+        if self.kind == "feig":
+            return FeigReader(self._port)
+        return ThreeM810Reader(self._port)
+
+    def start(self) -> None:
+        """Open the reader and poll it in a thread until `stop`."""
+        from drivers.rfid.tag_reader import FieldPoller, TagReader  # noqa: PLC0415
+
+        self._tags = TagReader(self._open())
+
+        def reopen() -> Any:
+            reader = self._open()
+            self._tags.reader = reader
+            return reader
+
+        poller = FieldPoller(self._tags, device="rfid-pad", reopen=reopen)
+
+        def poll() -> None:
+            while not self._stop.is_set():
+                with self._lock:
+                    events = poller.poll()
+                for event in events:
+                    self._reactor.callFromThread(self._deliver, event)
+                self._stop.wait(self._interval)
+
+        self._thread = threading.Thread(target=poll, name="rfid-pad", daemon=True)
+        self._thread.start()
+
+    def _deliver(self, event: Any) -> None:
+        from drivers.events import (  # noqa: PLC0415
+            DeviceBack,
+            DeviceLost,
+            TagsGone,
+            TagsPresent,
+        )
+
+        if isinstance(event, TagsPresent):
+            self.state = "ready"
+            self._on_placed(
+                [
+                    PadTag(tag.uid, tag.item_id, tag.part, tag.parts)
+                    for tag in event.tags
+                ]
+            )
+        elif isinstance(event, TagsGone):
+            self._on_lifted(list(event.uids))
+        elif isinstance(event, DeviceLost):
+            self.state = f"lost ({event.reason})"
+        elif isinstance(event, DeviceBack):
+            self.state = "ready"
+
+    def set_security(self, uids: list[str], secured: bool) -> Any:
+        """Secure (return) or unsecure (loan) these tags; fires True when all
+        were written and read back, False otherwise."""
+        from twisted.internet.threads import deferToThreadPool  # noqa: PLC0415
+
+        from drivers.rfid.reader import ReaderError  # noqa: PLC0415
+
+        def write() -> bool:
+            with self._lock:
+                try:
+                    for uid in uids:
+                        if secured:
+                            self._tags.secure(uid)
+                        else:
+                            self._tags.unsecure(uid)
+                except ReaderError as error:
+                    log.warn("tag security not set: {error}", error=str(error))
+                    return False
+            return True
+
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), write)
+
+    def stop(self) -> None:
+        """Stop polling and close the port."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._port is not None:
+            self._port.close()

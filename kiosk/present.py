@@ -72,6 +72,18 @@ class Presenter:
         title = outcome.title or self.t(
             language, "Item {barcode}", barcode=outcome.barcode
         )
+        text = self._row_text(language, outcome, title)
+        if outcome.security_failed:
+            warning = self.t(
+                language,
+                "The tag could not be updated: please show this item at the desk.",
+            )
+            return RowText(
+                text.barcode, title, f"{text.detail} {warning}", False, False
+            )
+        return text
+
+    def _row_text(self, language: str, outcome: ItemOutcome, title: str) -> RowText:
         if outcome.result is Result.DONE:
             if outcome.action is Action.RETURN and outcome.note in _NOTES:
                 detail = self.t(language, _NOTES[outcome.note])

@@ -41,6 +41,11 @@ class Kiosk:
             self.check.scan_rejected,
             **options,
         )
+        self.devices.start_rfid(
+            reactor,
+            lambda tags: self.check.run(self.check.tags_placed(tags)),
+            self.check.tags_lifted,
+        )
 
     def close(self) -> None:
         """Stop the devices and the link, and close the journal."""

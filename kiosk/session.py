@@ -24,6 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .config import KioskConfig, staff_code_matches
+from .devices import PadTag
 from .idle import IdleTimer
 from .sipclient import LinkState, SipLinkError
 from .transactions import (
@@ -88,6 +89,8 @@ class Devices(Protocol):
 
     def print_receipt(self, card: str | None, rows: list[ItemOutcome]) -> bool: ...
 
+    def set_security(self, uids: list[str], secured: bool) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Notice:
@@ -132,6 +135,8 @@ class SelfCheck:
             on_expire=self._timed_out,
         )
         self.out_of_service = False
+        #: The tags now on the RFID pad, by UID (the pad outlives sessions).
+        self.pad: dict[str, PadTag] = {}
         self.screen = Screen.ATTRACT
         self._wipe()
         self._arrive()
@@ -169,6 +174,8 @@ class SelfCheck:
         self.card = ""
         self.pin_tries = 0
         self.pin_locked = False
+        #: Items from the RFID pad already handled in this session.
+        self.pad_done: set[str] = set()
         self.countdown: int | None = None
         self.busy = False
         self.language = self.config.kiosk.default_language
@@ -463,8 +470,72 @@ class SelfCheck:
         else:
             self._go(Screen.MENU)
 
-    async def item(self, barcode: str) -> None:
-        """One item scanned in the item loop."""
+    # -- the RFID pad ------------------------------------------------------------
+
+    async def tags_placed(self, tags: list[PadTag]) -> None:
+        """Tags arrived on the RFID pad: a card to identify, or items."""
+        for tag in tags:
+            self.pad[tag.uid] = tag
+        self.touch()
+        readable = [tag for tag in tags if tag.item_id]
+        if not readable:
+            self._refuse(Refusal.SCAN_UNREADABLE)
+            return
+        first = readable[0].item_id or ""
+        if self.screen is Screen.IDENTIFY or (
+            self.screen is Screen.ATTRACT and not self._looks_like_item(first)
+        ):
+            # An RFID library card: the same as scanning its barcode.
+            await self.scan(first)
+            return
+        if self.screen is Screen.ATTRACT and Action.RETURN in self.services():
+            self.start_returns()
+        if self.screen is Screen.ITEMS:
+            await self._pad_items()
+
+    def tags_lifted(self, uids: list[str]) -> None:
+        """Tags left the pad."""
+        for uid in uids:
+            self.pad.pop(uid, None)
+
+    async def _pad_items(self) -> None:
+        sets: dict[str, list[PadTag]] = {}
+        for tag in self.pad.values():
+            if tag.item_id:
+                sets.setdefault(tag.item_id, []).append(tag)
+        for item_id, parts in sets.items():
+            if item_id in self.pad_done or self.mode is None:
+                continue
+            # A multi-part set goes through only with every part on the pad;
+            # nothing is sent to the server before (ISO 28560 part/parts).
+            if len({tag.part for tag in parts}) < max(tag.parts for tag in parts):
+                self._show(
+                    ItemOutcome(
+                        action=self.mode,
+                        barcode=item_id,
+                        result=Result.REFUSED,
+                        refusal=Refusal.SET_INCOMPLETE,
+                    )
+                )
+                continue
+            self.pad_done.add(item_id)
+            await self.item(item_id, uids=[tag.uid for tag in parts])
+
+    async def _secure(self, outcome: ItemOutcome, uids: list[str]) -> ItemOutcome:
+        """Write the tags' security now that the server has answered."""
+        if self.devices is None or outcome.result is Result.REFUSED:
+            return outcome
+        if outcome.action is Action.RETURN:
+            secured = True
+        elif outcome.result is Result.DONE and outcome.release_security:
+            secured = False
+        else:
+            return outcome
+        written = await self.devices.set_security(uids, secured)
+        return outcome if written else replace(outcome, security_failed=True)
+
+    async def item(self, barcode: str, uids: list[str] | None = None) -> None:
+        """One item scanned in the item loop (`uids`: its tags on the pad)."""
         if self.screen is not Screen.ITEMS or self.mode is None:
             return
         session = self._session
@@ -482,6 +553,8 @@ class SelfCheck:
             self.busy = True
             self._changed()
             outcome = await self._transact(self.mode, barcode)
+            if uids:
+                outcome = await self._secure(outcome, uids)
             if session != self._session:
                 return
             self.busy = False

@@ -31,6 +31,7 @@ from sip2server.protocol import (
     RenewRequest,
     RenewResponse,
     Summary,
+    Tristate,
 )
 
 from .config import KioskConfig
@@ -87,6 +88,12 @@ class ItemOutcome:
     #: The server's screen message, the fallback wording of a refusal.
     screen_message: str = ""
     note: ReturnNote = ReturnNote.NONE
+    #: The server agreed to the loan and did not say to keep the tag secured
+    #: (desensitize not N): the pad may unsecure it.
+    release_security: bool = True
+    #: The tag's security could not be written (or read back) after the loan
+    #: or return; the patron is sent to the desk with the item.
+    security_failed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -446,6 +453,7 @@ class SipDesk:
                 title=reply.title_identifier,
                 due=parse_due(reply.due_date),
                 screen_message=screen,
+                release_security=reply.desensitize is not Tristate.NO,
             )
         refusal = item_refusal(screen, self._wording)
         if action is Action.RENEW and refusal is Refusal.TOO_MANY_ITEMS:

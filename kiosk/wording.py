@@ -42,6 +42,7 @@ class Refusal(enum.StrEnum):
     ITEM_UNKNOWN = "item_unknown"
     NOT_AN_ITEM = "not_an_item"
     SCAN_UNREADABLE = "scan_unreadable"
+    SET_INCOMPLETE = "set_incomplete"
     RENEWAL_LIMIT = "renewal_limit"
     RENEWAL_TOO_SOON = "renewal_too_soon"
     RENEWAL_UNAVAILABLE = "renewal_unavailable"
