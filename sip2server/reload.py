@@ -116,6 +116,8 @@ def apply_config(
         notes.append("metrics.listen changes at the next restart")
     if server.threads != old.server.threads:
         notes.append("server.threads changes at the next restart")
+    if server.log_level != old.server.log_level:
+        notes.append("server.log_level changes at the next restart")
     if server.transaction_log != old.server.transaction_log:
         notes.append("server.transaction_log changes at the next restart")
     return notes

@@ -373,3 +373,41 @@ def test_socket_activated_server_reloads_on_sighup_keeping_its_terminals(
     assert logins
     assert all("conn" in line for line in logins)
     assert not any("kiosk-secret" in line for line in every)
+
+
+def test_check_config_names_a_tls_key_that_does_not_fit(tmp_path: Path) -> None:
+    """`ils check-config` reads a listener's TLS files and names the bad one."""
+    files = test_transports.make_tls_files(tmp_path)
+    config = tmp_path / "tls.toml"
+    config.write_text(
+        f"""
+[[listeners]]
+endpoint = "tcp:0:interface=127.0.0.1"
+[listeners.tls]
+certificate = "{files.server_certificate}"
+private_key = "{files.terminal_key}"
+
+[database]
+url = "sqlite:///{tmp_path / "none.sqlite3"}"
+
+[[accounts]]
+login = "kiosk1"
+password = "kiosk-secret"
+institution = "CITY"
+location = "NORTH"
+"""
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ils.cli", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert 1 == result.returncode
+    assert (
+        f"{config}: listeners[0].tls: the certificate and private key do not go "
+        "together" in result.stderr
+    )
