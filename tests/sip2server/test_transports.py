@@ -770,3 +770,22 @@ async def test_pypi_sip2_client_logs_in_over_tls(
 
     assert encrypted
     assert "1" == login["fixed"]["Ok"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6_listener_checks_an_ipv6_allowlist(launcher: Launcher) -> None:
+    """On a tcp6 listener at ::1 an account allowed ::1/128 logs in; fd00::/8 not."""
+    running = await launcher.start(
+        listeners=[{"endpoint": "tcp6:0:interface=\\:\\:1"}],
+        kiosk={"allowed_networks": ["::1/128"]},
+        gate={"allowed_networks": ["fd00::/8"]},
+    )
+    host, port = running.addresses()[0]
+
+    def login(frame: bytes) -> bytes:
+        with RawTerminal(SipTarget(host, port, None, running)) as terminal:  # type: ignore[arg-type]
+            return terminal.exchange(frame)
+
+    assert "::1" == host
+    assert b"941" == await in_thread(login, LOGIN_FRAME)
+    assert b"940" == await in_thread(login, GATE_LOGIN_FRAME)
