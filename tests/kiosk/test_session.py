@@ -396,3 +396,44 @@ async def test_renewal_at_a_server_without_29_is_refused_plainly(
 
     assert Result.REFUSED is outcome.result
     assert Refusal.RENEWAL_UNAVAILABLE is outcome.refusal
+
+
+@pytest_twisted.ensureDeferred
+async def test_offline_checkouts_by_policy_within_a_limit_then_replayed(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """With offline checkouts allowed (two per card), the third is refused; when
+    the server is back both are sent as 11 with their real time and lent."""
+    kiosk = await start_kiosk(
+        live_server,
+        tmp_path,
+        offline={"checkouts": True, "max_checkouts_per_patron": 2},
+    )
+    check = kiosk.check
+    try:
+        await live_server.stop()
+        await reached(kiosk.link, LinkState.OUT_OF_ORDER)
+        await check.scan(PATRON)
+        assert Screen.MENU is check.screen
+        assert {Action.BORROW, Action.RETURN} == check.services()
+        check.choose(Action.BORROW)
+        for barcode in ITEMS[:3]:
+            await check.scan(barcode)
+        assert [Result.REFUSED, Result.QUEUED, Result.QUEUED] == [
+            row.result for row in check.rows
+        ]
+        assert Refusal.OFFLINE_LIMIT is check.rows[0].refusal
+        check.end_session()
+
+        await live_server.restart()
+        await reached(kiosk.link, LinkState.ONLINE)
+        while kiosk.journal.pending() or check.desk._replaying:
+            await _turn()
+        results = list(reversed(kiosk.journal.results()))
+
+        assert [ITEMS[0], ITEMS[1]] == [entry.item for entry in results]
+        assert [EntryState.DONE, EntryState.DONE] == [e.state for e in results]
+        assert all(PATRON == entry.patron for entry in results)
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
