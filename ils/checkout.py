@@ -14,8 +14,9 @@ The checks, in order (the first that applies refuses):
    ITEM_LOST, ITEM_MISSING, ITEM_WITHDRAWN);
 4. its loan: another patron's is ITEM_ON_LOAN_TO_OTHER_PATRON, unless the caller
    asks for such an item to be checked in and lent again; the patron's own is a
-   renewal (see `ils.renewals`), or with `renew_if_on_loan` False a repeat of
-   the checkout already made, which changes nothing;
+   renewal (see `ils.renewals`; one that cannot make the due date later changes
+   nothing), or with `renew_if_on_loan` False a repeat of the checkout already
+   made, which changes nothing;
 5. holds and transit: ITEM_ON_HOLD_FOR_OTHER_PATRON when the item is trapped for
    another patron's hold (waiting on the hold shelf or in transit to them) or
    another patron is first in the queue of holds it could fill;
@@ -160,6 +161,9 @@ class _Desk:
         )
         if refusal is not None:
             raise self.refuse(refusal, item)
+        if new_due <= loan.due_at:
+            # Scanned again before the due date could move: confirm the loan.
+            return self.result(item, loan.due_at, renewal=False)
         apply_renewal(
             self.session,
             patron=self.patron,

@@ -12,10 +12,12 @@ for the item (ITEM_ON_HOLD_FOR_OTHER_PATRON: a pending hold on the title that
 this item could fill, first in the queue), and when the new due date, counted
 from now by the rule at the renewing branch, would not be later than the
 current one (DUE_DATE_NOT_LATER). A renewal made by checking out the item again
-(SIP2's checkout with renewal policy Y) only refuses a due date that would be
-earlier: terminals rely on a repeated checkout being a renewal. An overdue loan
-renewed is fined up to the renewal, as if returned then, since the new loan
-period starts from now.
+(SIP2's checkout with renewal policy Y) whose new due date would not be later
+is no renewal at all: the loan is confirmed as it stands, with its due date,
+and neither a renewal is counted nor a renewal logged (a patron scanning a book
+twice must not use up a renewal for nothing). An overdue loan renewed is fined
+up to the renewal, as if returned then, since the new loan period starts from
+now.
 """
 
 from __future__ import annotations
@@ -45,7 +47,15 @@ def renewal_refusal(
     overrides: Overrides,
     require_later: bool,
 ) -> tuple[Refusal | None, datetime]:
-    """Why this loan may not be renewed now (or None), and the new due time."""
+    """Why this loan may not be renewed now (or None), and the new due time.
+
+    Without `require_later` (a repeated checkout), a new due time that would not
+    be later gives (None, the loan's own due time) before any other check: the
+    caller confirms the loan and changes nothing.
+    """
+    new_due = rule_due_at(rule, moment, calendar)
+    if not require_later and new_due <= loan.due_at:
+        return None, loan.due_at
     if loan.renewals >= rule.renewals_allowed and not overrides.waive(
         Refusal.RENEWAL_LIMIT_REACHED, rule
     ):
@@ -55,10 +65,7 @@ def renewal_refusal(
         Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule
     ):
         return Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, loan.due_at
-    new_due = rule_due_at(rule, moment, calendar)
-    # TODO(#4): a renewal by repeated checkout may keep the same due date (and
-    # use a renewal), as SIP2 terminals with renewal policy Y are tested to do.
-    if new_due < loan.due_at or (require_later and new_due == loan.due_at):
+    if new_due <= loan.due_at:
         return Refusal.DUE_DATE_NOT_LATER, loan.due_at
     return None, new_due
 

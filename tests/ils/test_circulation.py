@@ -216,12 +216,16 @@ def test_checkout_of_own_loan_renews_it_from_now(
         assert session.scalar(sa.select(sa.func.count()).select_from(Loan)) == 1
 
 
-def test_renewal_limit_is_refused(library: Library, circulation: Circulation) -> None:
+def test_renewal_limit_is_refused(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
     """A second renewal under a rule that allows one is refused by name."""
     library.add_patron("P1")
     library.add_item("B1")
     circulation.checkout("P1", "B1", branch_code="NORTH")
+    clock.now += timedelta(days=2)
     circulation.checkout("P1", "B1", branch_code="NORTH")
+    clock.now += timedelta(days=2)
 
     reason = refusal_of(lambda: circulation.checkout("P1", "B1", branch_code="NORTH"))
 
@@ -619,13 +623,14 @@ def test_item_can_go_out_again_after_return(
 
 
 def test_every_event_and_refusal_is_logged(
-    library: Library, circulation: Circulation
+    library: Library, circulation: Circulation, clock: SettableClock
 ) -> None:
     """Checkout, renewal, refusal and checkin each leave a log row, refusals too."""
     library.add_patron("P1")
     library.add_patron("P2")
     library.add_item("B1")
     circulation.checkout("P1", "B1", branch_code="NORTH", terminal="kiosk-1")
+    clock.now += timedelta(days=2)
     circulation.checkout("P1", "B1", branch_code="NORTH", terminal="kiosk-1")
     with pytest.raises(CirculationRefused):
         circulation.checkout("P2", "B1", branch_code="NORTH", terminal="kiosk-2")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from ils.circulation import Circulation
-from ils.models import FeeKind, Patron, PatronBlock
+from ils.models import FeeKind, LoanEvent, Patron, PatronBlock
 from ils.results import Refusal
 from tests.ils.circulation_support import (
     NOW,
@@ -17,6 +17,7 @@ from tests.ils.circulation_support import (
     fees_of,
     library,
     library_templates,
+    log_details,
     refusal_of,
     set_institution,
     update_rule,
@@ -130,3 +131,33 @@ def test_late_renewal_is_fined_up_to_the_renewal(
 
     assert result.due_at == datetime(2026, 2, 14, 23, 59, 59, tzinfo=UTC)
     assert fees_of(library, "P1") == [(FeeKind.OVERDUE, 50, 50)]
+
+
+def test_scanning_a_loan_again_the_same_day_uses_no_renewal(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """Checking out one's own item three times in a minute confirms the loan each
+    time, keeps its due date, counts and logs no renewal, and a later scan that
+    moves the due date still renews."""
+    library.add_patron("P1")
+    library.add_item("B1")
+    first = circulation.checkout("P1", "B1", branch_code="NORTH")
+
+    clock.now = NOW + timedelta(seconds=20)
+    second = circulation.checkout("P1", "B1", branch_code="NORTH")
+    clock.now = NOW + timedelta(seconds=40)
+    third = circulation.checkout("P1", "B1", branch_code="NORTH")
+    renewals_after_repeats = third.patron.loans[0].renewals
+    renewal_log_after_repeats = log_details(library, LoanEvent.RENEWAL)
+    clock.now = NOW + timedelta(days=3)
+    later = circulation.checkout("P1", "B1", branch_code="NORTH")
+
+    # ADULT/BOOK is 14 days, end of day in London (UTC in January).
+    assert first.due_at == datetime(2026, 1, 29, 23, 59, 59, tzinfo=UTC)
+    assert (second.due_at, third.due_at) == (first.due_at, first.due_at)
+    assert (second.renewal, third.renewal) == (False, False)
+    assert 0 == renewals_after_repeats
+    assert [] == renewal_log_after_repeats
+    assert later.renewal is True
+    assert later.due_at == datetime(2026, 2, 1, 23, 59, 59, tzinfo=UTC)
+    assert 1 == later.patron.loans[0].renewals
