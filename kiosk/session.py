@@ -332,6 +332,7 @@ class SelfCheck:
         if self.screen is Screen.ATTRACT and Action.RETURN in self.services():
             self.mode = Action.RETURN
             self._go(Screen.ITEMS)
+            self._items_on_pad()
 
     def press_key(self, key: str) -> None:
         """A key of the on-screen (or hardware) keypad: a digit, "back" or "clear"."""
@@ -462,6 +463,7 @@ class SelfCheck:
             self.mode = action
             self.notice = None
             self._go(Screen.ITEMS)
+            self._items_on_pad()
 
     def back_to_menu(self) -> None:
         """From the item loop or the account to the menu (or finish, if anonymous)."""
@@ -492,6 +494,11 @@ class SelfCheck:
             self.start_returns()
         if self.screen is Screen.ITEMS:
             await self._pad_items()
+
+    def _items_on_pad(self) -> None:
+        # Items put on the pad before the patron chose what to do with them.
+        if any(tag.item_id for tag in self.pad.values()):
+            self.run(self._pad_items())
 
     def tags_lifted(self, uids: list[str]) -> None:
         """Tags left the pad."""

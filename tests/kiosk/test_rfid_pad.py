@@ -100,8 +100,8 @@ async def test_items_on_the_pad_are_lent_and_unsecured_sets_only_when_whole(
 async def test_a_refused_item_keeps_its_tag_secured_and_a_return_secures(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    """The reference book is refused and its tag left secured; a returned book's
-    tag is secured again."""
+    """A reference book put on the pad before choosing "borrow" is refused once
+    chosen, and its tag left secured; a returned book's tag is secured again."""
     pad = TagField()
     with ReaderSimulator(pad, "feig") as simulator:
         kiosk = await start(live_server, tmp_path, simulator.serve_tcp())
@@ -111,9 +111,12 @@ async def test_a_refused_item_keeps_its_tag_secured_and_a_return_secures(
             for digit in PIN:
                 check.press_key(digit)
             await check.submit()
-            check.choose(Action.BORROW)
+            # Put on the pad before choosing "borrow": handled once chosen.
             reference = live_server.library.reference_item
             pad.put(library_tag(BOOK_UID, reference))
+            await until(lambda: BOOK_UID in check.pad)
+            assert [] == check.rows
+            check.choose(Action.BORROW)
             await until(lambda: bool(check.rows) and not check.busy)
             assert Result.REFUSED is check.rows[0].result
             assert AFI_ON_SHELF == pad.snapshot(BOOK_UID).afi  # type: ignore[union-attr]
