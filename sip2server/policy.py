@@ -15,6 +15,7 @@ the spec's behaviour and this server's earlier one.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -137,7 +138,8 @@ class TerminalPolicy(_Strict):
     # sent either (screen messages AF and print lines AG are always allowed).
     hide_fields: tuple[_FieldCode, ...] = ()
     allow_fields: tuple[_FieldCode, ...] | None = None
-    # Screen message (AF) per refusal reason, replacing the core's sentence.
+    # Screen message (AF) per refusal reason, replacing the core's sentence; a
+    # template over {patron.NAME} and {item.NAME} where the request names them.
     screen_messages: dict[str, str] = Field(default_factory=dict)
     # Rewrites of every AF sent, applied in order after screen_messages.
     screen_rewrites: tuple[ScreenRewrite, ...] = ()
@@ -154,6 +156,7 @@ class TerminalPolicy(_Strict):
     _patron_templates: tuple[tuple[str, Template], ...] = PrivateAttr(default=())
     _item_templates: tuple[tuple[str, Template], ...] = PrivateAttr(default=())
     _name_template: Template | None = PrivateAttr(default=None)
+    _screens: dict[str, Template] = PrivateAttr(default_factory=dict)
     _rewrites: tuple[tuple[re.Pattern[str], str], ...] = PrivateAttr(default=())
 
     @field_validator("sort_bin")
@@ -221,6 +224,10 @@ class TerminalPolicy(_Strict):
                 (code, Template(text, f"item_fields.{code}", ("item",)))
                 for code, text in self.item_fields.items()
             )
+            screens = {
+                reason: Template(text, f"screen_messages.{reason}", ("patron", "item"))
+                for reason, text in self.screen_messages.items()
+            }
             name = (
                 Template(self.hold_patron_name, "hold_patron_name", ("patron",))
                 if self.hold_patron_name
@@ -229,6 +236,7 @@ class TerminalPolicy(_Strict):
         except TemplateError as error:
             raise ValueError(str(error)) from None
         self._rules = parse_sort_bins(self.sort_bin)
+        self._screens = screens
         self._patron_templates = patron
         self._item_templates = item
         self._name_template = name
@@ -266,9 +274,20 @@ class TerminalPolicy(_Strict):
             return self.status_security_markers[status]
         return self.security_markers.get(item_type, self.security_marker)
 
-    def screen_text(self, reason: str, default: str) -> str:
-        """The screen message for a refusal reason, as this policy words it."""
-        return self.screen_messages.get(reason, default)
+    def screen_text(
+        self,
+        reason: str,
+        default: str,
+        values: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> str:
+        """The screen message for a refusal reason, as this policy words it.
+
+        The policy's text is a template over the patron's and the item's names
+        (see `sip2server.templates`); `values` gives those known here, and a
+        name not known is left empty.
+        """
+        template = self._screens.get(reason)
+        return default if template is None else template.render(values or {})
 
     def rewrite(self, text: str) -> str:
         """A screen message after this policy's rewrites."""

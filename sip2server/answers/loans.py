@@ -19,6 +19,7 @@ from sip2server.answers.common import (
     Services,
     item_values,
     media_type,
+    patron_values,
     template_fields,
 )
 from sip2server.protocol import (
@@ -50,31 +51,36 @@ _PIN_REFUSALS = (Refusal.WRONG_PIN, Refusal.PIN_LOCKED, Refusal.PIN_REQUIRED)
 
 def policy_refusal(
     services: Services, desk: Desk, patron_barcode: str, item_barcode: str
-) -> str | None:
-    """The first of the account's checkout policies that refuses, by reason name.
+) -> tuple[str, dict[str, dict[str, str]]] | None:
+    """The first of the account's checkout policies that refuses, by reason name,
+    with the names of the patron and item read (for the screen message).
 
     Reads only what the policies set need: the item for item types, the patron
     for categories and overdues, the patron's standing for lost items.
     """
     policy = desk.policy
+    values: dict[str, dict[str, str]] = {}
     if policy.blocked_item_types or policy.inhouse_item_types:
         item = services.circulation.item(item_barcode)
         if item is not None:
+            values["item"] = item_values(item)
             if item.item_type_code in policy.blocked_item_types:
-                return "item_type_blocked"
+                return "item_type_blocked", values
             if item.item_type_code in policy.inhouse_item_types:
-                return "item_in_house_only"
+                return "item_in_house_only", values
     if policy.inhouse_patron_categories or policy.overdues_block_checkout:
         patron = services.circulation.patron(patron_barcode)
         if patron is not None:
+            values["patron"] = patron_values(patron)
             if patron.category_code in policy.inhouse_patron_categories:
-                return "patron_in_house_only"
+                return "patron_in_house_only", values
             if policy.overdues_block_checkout and patron.overdue_count > 0:
-                return "overdues_block_checkout"
+                return "overdues_block_checkout", values
     if policy.lost_items_block_checkout and services.database is not None:
         standing = read_standing(services.database, patron_barcode, desk.moment)
         if standing is not None and standing.conditions.too_many_items_lost:
-            return "lost_items_block_checkout"
+            values["patron"] = patron_values(standing.patron)
+            return "lost_items_block_checkout", values
     return None
 
 
@@ -84,17 +90,18 @@ def checkout(
     """Lend an item (or renew it, when the terminal's renewal policy says so)."""
     institution = desk.institution(request.institution_id)
     policy = desk.policy
-    reason = policy_refusal(
+    refused = policy_refusal(
         services, desk, request.patron_identifier, request.item_identifier
     )
-    if reason is not None:
+    if refused is not None:
+        reason, values = refused
         return checkout_refused(
             desk,
             institution=institution,
             patron=request.patron_identifier,
             item=request.item_identifier,
             title="",
-            text=policy.screen_text(reason, POLICY_MESSAGES[reason]),
+            text=policy.screen_text(reason, POLICY_MESSAGES[reason], values),
         )
     try:
         result = services.circulation.checkout(
@@ -115,7 +122,9 @@ def checkout(
             patron=request.patron_identifier,
             item=request.item_identifier,
             title="" if refusal.item is None else refusal.item.title,
-            text=policy.screen_text(refusal.reason.value, refusal.message),
+            text=policy.screen_text(
+                refusal.reason.value, refusal.message, refusal_values(refusal)
+            ),
             pin_refused=refusal.reason in _PIN_REFUSALS,
         )
 
@@ -140,6 +149,16 @@ def checkout(
             policy.item_templates, "item", item_values(result.item)
         ),
     )
+
+
+def refusal_values(refusal: CirculationRefused) -> dict[str, dict[str, str]]:
+    """The names of the patron and item a refusal knows, for its screen message."""
+    values: dict[str, dict[str, str]] = {}
+    if refusal.patron is not None:
+        values["patron"] = patron_values(refusal.patron)
+    if refusal.item is not None:
+        values["item"] = item_values(refusal.item)
+    return values
 
 
 def checkout_refused(
@@ -218,7 +237,9 @@ def renew(services: Services, desk: Desk, request: RenewRequest) -> RenewRespons
             patron=request.patron_identifier,
             item=barcode,
             title="" if refusal.item is None else refusal.item.title,
-            text=policy.screen_text(refusal.reason.value, refusal.message),
+            text=policy.screen_text(
+                refusal.reason.value, refusal.message, refusal_values(refusal)
+            ),
             pin_refused=refusal.reason in _PIN_REFUSALS,
         )
     due = result.due_at.astimezone(desk.zone)

@@ -62,6 +62,10 @@ def test_templates_refuse_anything_beyond_the_listed_names(
         ({"screen_messages": {"no_such_reason": "x"}}, "not a refusal reason"),
         ({"screen_rewrites": [{"pattern": "("}]}, "not a regular expression"),
         ({"patron_fields": {"PB": "{patron.password}"}}, "patron_fields.PB"),
+        (
+            {"screen_messages": {"wrong_pin": "{patron.pin}"}},
+            "screen_messages.wrong_pin",
+        ),
         ({"security_marker": "07"}, "security_marker"),
         ({"currency": "pounds"}, "currency"),
         ({"hold_patron_id": "half"}, "hold_patron_id"),

@@ -84,7 +84,9 @@ ACCOUNTS: list[dict[str, Any]] = [
             "inhouse_patron_categories": ["CHILD"],
             "overdues_block_checkout": True,
             "lost_items_block_checkout": True,
-            "screen_messages": {"item_type_blocked": "No DVDs here, sorry."},
+            "screen_messages": {
+                "item_type_blocked": "No {item.item_type_code}s here, sorry."
+            },
             "screen_rewrites": [
                 {"pattern": "please ask staff", "replace": "please see the desk"}
             ],
