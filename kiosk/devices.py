@@ -25,9 +25,23 @@ from typing import Any
 from twisted.logger import Logger
 
 from .config import DevicesSection
+from .i18n import DATE_FORMAT, Catalogues
 from .transactions import Action, ItemOutcome, Result
 
 log = Logger()
+
+# The receipt labels of `drivers.printer` the kiosk translates, with the
+# English msgid of each (in kiosk/locale).
+RECEIPT_LABELS = {
+    "checkout_title": "Checkout receipt",
+    "return_title": "Return receipt",
+    "date": "Date",
+    "card": "Card",
+    "due": "Due",
+    "returned": "Returned",
+    "not_done": "Not done",
+    "items_total": "Items",
+}
 
 
 class KeyboardWedge:
@@ -82,9 +96,17 @@ def printer_table(spec: str) -> dict[str, object] | None:
 class KioskDevices:
     """The adapter between the view model and `drivers`."""
 
-    def __init__(self, settings: DevicesSection, *, library_name: str) -> None:
+    def __init__(
+        self,
+        settings: DevicesSection,
+        *,
+        library_name: str,
+        catalogues: Catalogues | None = None,
+    ) -> None:
         self.settings = settings
         self.library_name = library_name
+        #: Translations of the receipt's labels (English when None).
+        self.catalogues = catalogues
         self.printer = None
         table = printer_table(settings.printer)
         if table is not None:
@@ -195,7 +217,9 @@ class KioskDevices:
             lines["printer"] = self.printer.status().value.replace("_", " ")
         return lines
 
-    def print_receipt(self, card: str | None, rows: list[ItemOutcome]) -> bool:
+    def print_receipt(
+        self, card: str | None, rows: list[ItemOutcome], language: str = "en"
+    ) -> bool:
         """Print the session's receipt (card masked by the driver); False on failure."""
         if self.printer is None:
             return False
@@ -203,6 +227,7 @@ class KioskDevices:
             PrinterError,
             ReceiptData,
             ReceiptItem,
+            ReceiptLabels,
         )
 
         items = [
@@ -214,7 +239,14 @@ class KioskDevices:
             )
             for row in reversed(rows)
         ]
-        # TODO(#6): pass the session's language as ReceiptLabels (English now).
+        if self.catalogues is not None:
+            self.printer.labels = ReceiptLabels.from_mapping(
+                {
+                    name: self.catalogues.gettext(language, words)
+                    for name, words in RECEIPT_LABELS.items()
+                }
+                | {"date_format": self.catalogues.gettext(language, DATE_FORMAT)}
+            )
         data = ReceiptData(
             library_name=self.library_name,
             card_number=card or "",

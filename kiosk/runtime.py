@@ -63,12 +63,15 @@ def assemble(config: KioskConfig, reactor: Any, *, clock: Any = None) -> Kiosk:
         config.server, config.account, location=config.kiosk.branch, reactor=reactor
     )
     desk = SipDesk(config, link, wording, journal)
-    devices = KioskDevices(config.devices, library_name=config.kiosk.name)
+    catalogues = Catalogues(config.kiosk.languages)
+    devices = KioskDevices(
+        config.devices, library_name=config.kiosk.name, catalogues=catalogues
+    )
     check = SelfCheck(
         config, desk, link, clock if clock is not None else reactor, devices=devices
     )
     link.on_state(check.link_changed)
-    presenter = Presenter(Catalogues(config.kiosk.languages), wording)
+    presenter = Presenter(catalogues, wording)
     app = KioskApp(check, presenter, AudioCues(config.audio))
     return Kiosk(app=app, check=check, link=link, journal=journal, devices=devices)
 

@@ -87,7 +87,9 @@ class Devices(Protocol):
 
     def status(self) -> dict[str, str]: ...
 
-    def print_receipt(self, card: str | None, rows: list[ItemOutcome]) -> bool: ...
+    def print_receipt(
+        self, card: str | None, rows: list[ItemOutcome], language: str
+    ) -> bool: ...
 
     def set_security(self, uids: list[str], secured: bool) -> Any: ...
 
@@ -663,7 +665,7 @@ class SelfCheck:
             return
         if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
             card = None if self.patron is None else self.patron.barcode
-            if not self.devices.print_receipt(card, self.rows):
+            if not self.devices.print_receipt(card, self.rows, self.language):
                 log.warn("the receipt could not be printed")
         elif kind is Receipt.EMAIL and self.email_offered:
             # TODO(#6): send email receipts; the kiosk has no mail transport yet.

@@ -147,3 +147,33 @@ def test_the_keyboard_wedge_turns_keys_ending_in_enter_into_one_scan() -> None:
 
     assert "31234000000016" == wedge.enter()
     assert None is wedge.enter()
+
+
+def test_receipts_are_printed_in_the_patrons_language(tmp_path: Path) -> None:
+    """A French session's receipt has French labels and French dates."""
+    from datetime import date  # noqa: PLC0415
+
+    from kiosk.config import DevicesSection  # noqa: PLC0415
+    from kiosk.i18n import Catalogues  # noqa: PLC0415
+    from kiosk.transactions import ItemOutcome  # noqa: PLC0415
+
+    path = tmp_path / "receipts.bin"
+    devices = KioskDevices(
+        DevicesSection(printer=f"file:{path}"),
+        library_name="Demo Library",
+        catalogues=Catalogues(["en", "fr"]),
+    )
+    lent = ItemOutcome(
+        action=Action.BORROW,
+        barcode=ITEMS[0],
+        result=Result.DONE,
+        title="Emma",
+        due=date(2026, 12, 25),
+    )
+
+    assert devices.print_receipt("21234000000018", [lent], "fr")
+
+    data = path.read_bytes()
+    assert b"Carte: **********0018" in data
+    assert b"Documents: 1" in data
+    assert b"25/12/2026" in data

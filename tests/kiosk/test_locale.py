@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.devices import RECEIPT_LABELS
 from kiosk.i18n import DATE_FORMAT, LOCALE_DIR, Catalogues
 from kiosk.pocompile import PoError, catalogues, main, mo_bytes, read_po
 from kiosk.present import Presenter
@@ -32,6 +33,7 @@ def used_messages() -> set[str]:
     for call in re.findall(r"N_\(\s*((?:" + _QUOTED + r"\s*)+)\)", source):
         found.add("".join(re.findall(_QUOTED, call[0])))
     found.update(re.findall(r"self\.t\(\s*language,\s*" + _QUOTED, source))
+    found.update(RECEIPT_LABELS.values())
     return found
 
 
