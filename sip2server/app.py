@@ -68,6 +68,9 @@ class RunningServer:
     health: DatabaseHealth
     metrics: ServerMetrics
     transactions: TransactionLog | None = None
+    # One thread for health probes, so that /healthz and the outage probe never
+    # queue behind terminals' requests (the database pool has room for it).
+    probe_pool: ThreadPool | None = None
     listeners: list[Listener] = field(default_factory=list)
     operations_port: IListeningPort | None = None
     # --listen on the command line: plain listeners instead of the configured.
@@ -115,6 +118,8 @@ class RunningServer:
             listener.port = None
         self.operations_port = None
         self.threadpool.stop()
+        if self.probe_pool is not None:
+            self.probe_pool.stop()
         self.database.dispose()
         if self.transactions is not None:
             self.transactions.close()
@@ -126,7 +131,10 @@ class RunningServer:
             if self.health.online:
                 return None
             return deferToThreadPool(
-                reactor, self.threadpool, self.health.probe, self.database
+                reactor,
+                self.probe_pool or self.threadpool,
+                self.health.probe,
+                self.database,
             ).addErrback(lambda _: None)
 
         self._probe = LoopingCall(probe)
@@ -280,11 +288,14 @@ def start_server(
         minthreads=1, maxthreads=config.server.threads, name="sip2-db"
     )
     threadpool.start()
+    probe_pool = ThreadPool(minthreads=0, maxthreads=1, name="sip2-health")
+    probe_pool.start()
     server = config.server
     running = RunningServer(
         config=config,
         database=database,
         threadpool=threadpool,
+        probe_pool=probe_pool,
         circulation=circulation,
         admission=Admission(
             max_connections=server.max_connections,
@@ -313,7 +324,7 @@ def start_server(
                 operations_site(
                     running.metrics.registry,
                     reactor=reactor,
-                    threadpool=threadpool,
+                    threadpool=probe_pool,
                     database=database,
                     health=running.health,
                 )

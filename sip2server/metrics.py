@@ -151,7 +151,8 @@ class HealthPage(Resource):
     """GET /healthz: 200 when the database answers `SELECT 1`, 503 when not.
 
     For load balancers and systemd watchdogs: a server whose database is down
-    still answers terminals (with refusals), but should get no new ones.
+    still answers terminals (with refusals), but should get no new ones. The
+    probe runs on its own thread pool, not behind terminals' requests.
     """
 
     isLeaf = True  # noqa: N815 (Twisted's attribute name)
@@ -171,8 +172,6 @@ class HealthPage(Resource):
 
     def render_GET(self, request: Request) -> Any:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        # TODO(#5): the probe queues behind terminals' requests in the database
-        # thread pool, so a saturated pool answers late rather than 503 at once.
         deferred = deferToThreadPool(
             self._reactor, self._threadpool, self._health.probe, self._database
         )
