@@ -34,8 +34,9 @@ from kivy.uix.widget import Widget
 
 from .audio import AudioCues
 from .devices import KeyboardWedge
+from .model import Screen
 from .present import Presenter
-from .session import Screen, SelfCheck
+from .session import SelfCheck
 from .transactions import Action
 
 SCREENS_DIR = Path(__file__).with_name("screens")

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from .config import AudioSection
-from .session import Cue
+from .model import Cue
 
 SOUNDS = Path(__file__).with_name("sounds")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .i18n import Catalogues
-from .session import Notice, SelfCheck
+from .model import Notice
+from .session import SelfCheck
 from .transactions import Action, Hold, ItemOutcome, Loan, Result, ReturnNote
 from .wording import Wording
 

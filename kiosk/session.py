@@ -14,11 +14,10 @@ on every screen but the attract and out-of-order ones, and no session outlives
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -26,6 +25,16 @@ from twisted.logger import Logger
 from .config import KioskConfig, staff_code_matches
 from .devices import PadTag
 from .idle import IdleTimer
+from .model import (
+    TIMED_SCREENS,
+    Cue,
+    Devices,
+    Notice,
+    Receipt,
+    Screen,
+    StatusLink,
+    mask,
+)
 from .sipclient import LinkState, SipLinkError
 from .transactions import (
     Account,
@@ -38,73 +47,6 @@ from .transactions import (
 from .wording import Refusal
 
 log = Logger()
-
-
-class Screen(enum.StrEnum):
-    """The screens; each has one .kv file of the same name in kiosk/screens."""
-
-    ATTRACT = "attract"
-    IDENTIFY = "identify"
-    PIN = "pin"
-    MENU = "menu"
-    ITEMS = "items"
-    FINISH = "finish"
-    ACCOUNT = "account"
-    OUT_OF_ORDER = "out_of_order"
-    STAFF = "staff"
-
-
-class Cue(enum.StrEnum):
-    """The sounds the kiosk plays."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    WARNING = "warning"
-
-
-class Receipt(enum.StrEnum):
-    """How the patron wants the receipt."""
-
-    PRINT = "print"
-    EMAIL = "email"
-    NONE = "none"
-
-
-_TIMED_SCREENS = frozenset(Screen) - {Screen.ATTRACT, Screen.OUT_OF_ORDER}
-
-
-class StatusLink(Protocol):
-    """What the staff screen needs of the SIP2 link."""
-
-    state: LinkState
-    problem: str
-
-    def check_now(self) -> None: ...
-
-
-class Devices(Protocol):
-    """What the session needs of the devices (kiosk.devices)."""
-
-    def status(self) -> dict[str, str]: ...
-
-    def print_receipt(
-        self, card: str | None, rows: list[ItemOutcome], language: str
-    ) -> bool: ...
-
-    def set_security(self, uids: list[str], secured: bool) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """A message for the patron: a refusal, with the server's words as fallback."""
-
-    refusal: Refusal
-    screen_message: str = ""
-
-
-def mask(barcode: str) -> str:
-    """A card number as receipts and logs show it: all but the last 4 hidden."""
-    return "*" * max(0, len(barcode) - 4) + barcode[-4:]
 
 
 class SelfCheck:
@@ -243,7 +185,7 @@ class SelfCheck:
 
     def _go(self, screen: Screen) -> None:
         self.screen = screen
-        if screen in _TIMED_SCREENS:
+        if screen in TIMED_SCREENS:
             self.idle.poke()
             if self._session_call is None:
                 self._session_call = self._clock.callLater(
@@ -300,7 +242,7 @@ class SelfCheck:
 
     def touch(self) -> None:
         """Any touch or key: the patron is still there."""
-        if self.screen in _TIMED_SCREENS:
+        if self.screen in TIMED_SCREENS:
             self.idle.poke()
             self.countdown = None
             self._changed()

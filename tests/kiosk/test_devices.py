@@ -13,8 +13,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import Clock
 
 from kiosk.devices import KeyboardWedge, KioskDevices, printer_table
+from kiosk.model import Screen
 from kiosk.runtime import assemble
-from kiosk.session import Screen
 from kiosk.sipclient import LinkState
 from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal

@@ -15,8 +15,8 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from kiosk.model import Screen
 from kiosk.runtime import Kiosk, assemble
-from kiosk.session import Screen
 from kiosk.sipclient import LinkState
 from tests.kiosk.conftest import ITEMS, PATRON, PIN, LiveServer, kiosk_config
 from tests.kiosk.test_sipclient import reached

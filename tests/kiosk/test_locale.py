@@ -128,7 +128,7 @@ def test_kv_files_hold_layout_and_bindings_only() -> None:
 
 def test_every_screen_has_its_own_kv_file() -> None:
     """kiosk/screens has one .kv per view-model screen, named after it."""
-    from kiosk.session import Screen  # noqa: PLC0415
+    from kiosk.model import Screen  # noqa: PLC0415
 
     names = {path.stem for path in (KIOSK / "screens").glob("*.kv")}
     assert {screen.value for screen in Screen} | {"widgets"} == names

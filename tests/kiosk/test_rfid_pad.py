@@ -12,8 +12,8 @@ from twisted.internet.task import Clock, deferLater
 
 from drivers.rfid.simulator import ReaderSimulator, SimulatedTag, TagField
 from drivers.rfid.tags import BasicBlock
+from kiosk.model import Screen
 from kiosk.runtime import Kiosk, assemble
-from kiosk.session import Screen
 from kiosk.sipclient import LinkState
 from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal

@@ -16,7 +16,8 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from kiosk.journal import EntryState, Journal
-from kiosk.session import Cue, Receipt, Screen, SelfCheck, mask
+from kiosk.model import Cue, Receipt, Screen, mask
+from kiosk.session import SelfCheck
 from kiosk.sipclient import LinkState, SipLink
 from kiosk.transactions import Action, Result, SipDesk
 from kiosk.wording import Refusal, Wording
