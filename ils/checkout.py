@@ -18,8 +18,10 @@ The checks, in order (the first that applies refuses):
    nothing), or with `renew_if_on_loan` False a repeat of the checkout already
    made, which changes nothing;
 5. holds and transit: ITEM_ON_HOLD_FOR_OTHER_PATRON when the item is trapped for
-   another patron's hold (waiting on the hold shelf or in transit to them) or
-   another patron is first in the queue of holds it could fill;
+   another patron's hold (waiting on the hold shelf or in transit to them), is
+   wanted by an item-level hold of another patron, or other patrons' pending
+   holds it could fill outnumber the other copies of the title on the shelf at
+   its branch (lending it would leave a hold without a copy);
    ITEM_IN_TRANSIT when it is on its way to another branch;
 6. the rule: NO_LOAN_RULE, ITEM_IN_HOUSE_ONLY, then MAX_LOANS_REACHED (of the
    item type, then overall).
@@ -184,9 +186,9 @@ class _Desk:
             raise self.refuse(Refusal.NO_LOAN_RULE, item)
         today = self.request.moment.astimezone(self.zone).date()
         waive = self.overrides.waive
-        if holds.hold_for_other(self.session, self.patron, item, today) and not waive(
-            Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule
-        ):
+        if holds.hold_for_other(
+            self.session, self.patron, item, today, from_shelf=True
+        ) and not waive(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule):
             raise self.refuse(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, item)
         trapped = queries.trapped_hold(self.session, item)
         mine = trapped is not None and trapped.patron_id == self.patron.id

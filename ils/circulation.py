@@ -52,6 +52,7 @@ from ils.checkout import CheckoutRequest, check_out
 from ils.db import Database
 from ils.models import BibRecord, CirculationLog, Item, Loan, LoanEvent, utcnow
 from ils.pins import PinOutcome, check_pin
+from ils.pull_list import pull_list
 from ils.queries import branch_zone
 from ils.renewals import renew as renew_in
 from ils.results import (
@@ -63,6 +64,7 @@ from ils.results import (
     ItemView,
     PatronHolds,
     PatronView,
+    PullSlip,
     Refusal,
     RenewAllResult,
     RenewOutcome,
@@ -537,6 +539,23 @@ class Circulation:
             elif session.get(BibRecord, record_id) is None:
                 raise CirculationRefused(Refusal.UNKNOWN_ITEM)
             return tuple(holds.queue(session, record_id, item))
+
+    def pull_list(self, branch_code: str | None = None) -> tuple[PullSlip, ...]:
+        """The pending holds a copy on an open shelf can fill now, each with the
+        copy to pull (at `branch_code`'s shelves when named); see
+        `ils.pull_list`.
+
+        Raises:
+            CirculationRefused: UNKNOWN_BRANCH for a branch nobody has.
+        """
+        moment = self._now()
+        with self._database.read() as session:
+            branch = None
+            if branch_code is not None:
+                branch = queries.branch_by_code(session, branch_code)
+                if branch is None:
+                    raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
+            return tuple(pull_list(session, moment, branch))
 
     def expire_holds(
         self, now: datetime | None = None, *, terminal: str | None = None

@@ -53,6 +53,7 @@ from ils.models import (
     Institution,
     Item,
     ItemStatus,
+    Loan,
     LoanEvent,
     LoanRule,
     Patron,
@@ -64,9 +65,6 @@ from ils.results import (
     Refusal,
 )
 from ils.units import SYSTEM, Known, LoanChangedHands, card_refusal, log_row
-
-# TODO(#4): no "holds to pull" list yet: staff find on-shelf copies wanted by a
-# pending hold only through `Circulation.hold_queue` or a checkout refusal.
 
 # Item statuses in which a copy does not count towards placing a hold.
 _UNHOLDABLE = frozenset(
@@ -281,14 +279,108 @@ def requeue(session: Session, hold: Hold, item: Item, moment: datetime) -> None:
     session.flush()
 
 
-def hold_for_other(session: Session, patron: Patron, item: Item, today: date) -> bool:
+def hold_for_other(
+    session: Session,
+    patron: Patron,
+    item: Item,
+    today: date,
+    *,
+    from_shelf: bool = False,
+) -> bool:
     """Whether the item is held for someone else: trapped for another patron's
-    hold, or first due to a pending hold of another patron that it can fill."""
+    hold, or wanted by pending holds of other patrons ahead of this patron's own.
+
+    With `from_shelf` (a copy taken from the open shelf to be lent), pending
+    title-level holds keep it only when the title has too few spare copies on
+    the shelf at the same branch to fill them all: one copy on the shelf does
+    not stop every other copy from being lent.
+    """
     trapped = queries.trapped_hold(session, item)
     if trapped is not None:
         return trapped.patron_id != patron.id
-    first = next_hold(session, item, today, lock=False)
-    return first is not None and first.patron_id != patron.id
+    wanting = _holds_ahead(session, patron, item, today)
+    if not wanting:
+        return False
+    if not from_shelf or any(hold.item_id == item.id for hold in wanting):
+        return True
+    return len(_spare_copies(session, item, wanting[0], need=len(wanting))) < len(
+        wanting
+    )
+
+
+def _holds_ahead(
+    session: Session, patron: Patron, item: Item, today: date
+) -> list[Hold]:
+    """Other patrons' pending holds this item could fill, in queue order, up to
+    this patron's own first hold on the title."""
+    if item.status is not ItemStatus.AVAILABLE:
+        return []
+    ahead: list[Hold] = []
+    for hold in queries.fillable_holds(session, item, today):
+        if hold.patron_id == patron.id:
+            break
+        if hold.patron is None:
+            continue
+        refusal, _rule = hold_policy_refusal(
+            session,
+            category_id=hold.patron.category_id,
+            item=item,
+            pickup=hold.pickup_branch,
+        )
+        if refusal is None:
+            ahead.append(hold)
+    return ahead
+
+
+def shelf_copies(*, free_of_item_holds: bool = True) -> sa.Select[Item]:
+    """Copies on an open shelf now: available, not on loan, not in transit, not
+    trapped for a hold, and (with `free_of_item_holds`) wanted by no pending
+    item-level hold."""
+    query = sa.select(Item).where(
+        Item.status == ItemStatus.AVAILABLE,
+        Item.transit_to_branch_id.is_(None),
+        ~sa.exists().where(Loan.item_id == Item.id, Loan.returned_at.is_(None)),
+        ~sa.exists().where(
+            Hold.trapped_item_id == Item.id,
+            Hold.status.in_(queries.TRAPPED_HOLD_STATUSES),
+        ),
+    )
+    if free_of_item_holds:
+        query = query.where(
+            ~sa.exists().where(
+                Hold.item_id == Item.id, Hold.status == HoldStatus.PENDING
+            )
+        )
+    return query
+
+
+def _spare_copies(session: Session, item: Item, hold: Hold, *, need: int) -> list[Item]:
+    """Up to `need` other copies of the item's title on the shelf at its branch
+    that could fill `hold` by the rules."""
+    spare: list[Item] = []
+    candidates = session.scalars(
+        shelf_copies()
+        .where(
+            Item.record_id == item.record_id,
+            Item.id != item.id,
+            Item.current_branch_id == item.current_branch_id,
+        )
+        .order_by(Item.id)
+    )
+    for copy in candidates:
+        if hold.patron is None:
+            break
+        refusal, _rule = hold_policy_refusal(
+            session,
+            category_id=hold.patron.category_id,
+            item=copy,
+            pickup=hold.pickup_branch,
+        )
+        if refusal is None:
+            spare.append(copy)
+            if len(spare) >= need:
+                break
+    return spare
 
 
 # Use cases: each runs inside a unit of work and refuses before it writes.

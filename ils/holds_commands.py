@@ -1,4 +1,5 @@
-"""`ils holds`: expire holds nobody collected, and show a title's queue.
+"""`ils holds`: expire holds nobody collected, show a title's queue, and list the
+copies to pull from the shelves for pending holds.
 
 Layer: `ils`. Imports click and the core; the output goes to the terminal of the
 librarian who ran the command. Patron barcodes are shown masked (the last four
@@ -10,8 +11,9 @@ from __future__ import annotations
 import click
 
 from ils.circulation import Circulation
-from ils.results import CirculationRefused, HoldView
+from ils.results import CirculationRefused, HoldView, PullSlip
 from ils.rules.commands import db_option, open_database
+from ils.text import plural
 
 
 def _masked(barcode: str | None) -> str:
@@ -76,3 +78,34 @@ def queue_command(item: str, url: str | None) -> None:
         click.echo("no open holds on this title")
     for hold in holds:
         click.echo(_line(hold))
+
+
+def _slip_line(slip: PullSlip) -> str:
+    shelf = (
+        " / ".join(part for part in (slip.location, slip.call_number) if part)
+        or "no shelf mark"
+    )
+    return (
+        f"{slip.item_barcode}  {slip.title}  [{shelf}] at {slip.shelf_branch_code}"
+        f" -> pickup {slip.pickup_branch_code}, hold {slip.hold_id} for"
+        f" {_masked(slip.patron_barcode)}, placed {slip.placed_at:%Y-%m-%d}"
+    )
+
+
+@holds_group.command("pull-list")
+@click.option(
+    "--branch", "branch", default=None, help="Only copies on this branch's shelves."
+)
+@db_option
+def pull_list_command(branch: str | None, url: str | None) -> None:
+    """List the copies to take from the open shelves for pending holds: one line
+    per hold a copy on the shelf can fill now, in queue order. Check each copy in
+    once pulled: that traps it for the hold."""
+    with open_database(url) as database:
+        try:
+            slips = Circulation(database).pull_list(branch)
+        except CirculationRefused:
+            raise click.ClickException(f"no branch {branch} in this library") from None
+    for slip in slips:
+        click.echo(_slip_line(slip))
+    click.echo(f"{plural(len(slips), 'copy', 'copies')} to pull")

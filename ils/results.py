@@ -328,6 +328,22 @@ class HoldView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PullSlip:
+    """A pending hold that a copy on an open shelf can fill now: the copy staff
+    should pull, where to find it, and where it goes."""
+
+    hold_id: int
+    patron_barcode: str | None
+    title: str
+    item_barcode: str
+    call_number: str | None
+    location: str | None
+    shelf_branch_code: str
+    pickup_branch_code: str
+    placed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PatronHolds:
     """A patron's open holds, available ones apart from pending ones."""
 

@@ -329,3 +329,56 @@ def test_item_level_hold_waits_for_that_copy_only(
     assert other_copy.alert is CheckinAlert.NONE
     assert that_copy.alert is CheckinAlert.HOLD_HERE
     assert hold_states(library) == [("P1", WAITING, "B2")]
+
+
+def test_one_title_hold_leaves_the_other_copies_on_the_shelf_free_to_lend(
+    library: Library, circulation: Circulation
+) -> None:
+    """With three copies on the North shelf and one patron's title hold pending,
+    two other patrons borrow a copy each; the last copy is kept for the hold and
+    refused to a fourth patron, and the holder borrows it, filling the hold."""
+    library.add_item("B1")
+    add_copy(library, "B2", of="B1")
+    add_copy(library, "B3", of="B1")
+    for patron in ("HOLDER", "P2", "P3", "P4"):
+        library.add_patron(patron)
+    circulation.place_hold("HOLDER", item_barcode="B1", pickup_branch_code="NORTH")
+
+    second = circulation.checkout("P2", "B2", branch_code="NORTH")
+    third = circulation.checkout("P3", "B3", branch_code="NORTH")
+    last = refusal_of(lambda: circulation.checkout("P4", "B1", branch_code="NORTH"))
+    holder = circulation.checkout("HOLDER", "B1", branch_code="NORTH")
+
+    assert (second.item.barcode, third.item.barcode) == ("B2", "B3")
+    assert last is Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON
+    assert holder.item.barcode == "B1"
+    assert hold_states(library) == [("HOLDER", HoldStatus.FULFILLED, None)]
+
+
+def test_copies_on_another_branch_or_wanted_by_an_item_hold_are_not_spare(
+    library: Library, circulation: Circulation
+) -> None:
+    """A title hold keeps the North copy when the only other copy is at West, and
+    a copy named by another patron's item-level hold is never lent to a third."""
+    library.add_item("B1")
+    add_copy(library, "W1", of="B1", branch="WEST")
+    library.add_item("C1")
+    add_copy(library, "C2", of="C1")
+    for patron in ("HOLDER", "ITEMHOLDER", "P2"):
+        library.add_patron(patron)
+    circulation.place_hold("HOLDER", item_barcode="B1", pickup_branch_code="NORTH")
+    circulation.place_hold(
+        "ITEMHOLDER", item_barcode="C1", pickup_branch_code="NORTH", item_level=True
+    )
+
+    north_copy = refusal_of(
+        lambda: circulation.checkout("P2", "B1", branch_code="NORTH")
+    )
+    named_copy = refusal_of(
+        lambda: circulation.checkout("P2", "C1", branch_code="NORTH")
+    )
+    other_copy = circulation.checkout("P2", "C2", branch_code="NORTH")
+
+    assert north_copy is Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON
+    assert named_copy is Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON
+    assert other_copy.item.barcode == "C2"

@@ -1,4 +1,5 @@
-"""`ils holds expire` and `ils holds queue`, as an operator runs them."""
+"""`ils holds expire`, `ils holds queue` and `ils holds pull-list`, as an operator
+runs them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ils.holds_commands import holds_group
 from ils.models import HoldStatus
 from tests.ils.circulation_support import (
     NOW,
+    add_copy,
     hold_states,
     library,
     library_templates,
@@ -52,3 +54,42 @@ def test_expire_command_ends_uncollected_holds_and_queue_shows_the_next(
     )
     assert unknown.exit_code == 1
     assert "This item is not recognised." in unknown.output
+
+
+def test_pull_list_names_one_shelf_copy_per_pending_hold_without_patron_names(
+    library: Library,
+) -> None:
+    """Two title holds on a title with a copy at North and one at West each get a
+    copy to pull, in queue order; --branch keeps to one branch's shelves; a title
+    whose only copy is on loan is not listed, and patrons appear masked."""
+    url = library.database.engine.url.render_as_string(hide_password=False)
+    circulation = Circulation(library.database, clock=SettableClock(NOW))
+    library.add_item("B1")
+    add_copy(library, "W1", of="B1", branch="WEST")
+    library.add_item("C1", title="Salt Roads")
+    for patron in ("PATRON00", "PATRON01", "PATRON02", "PATRON03"):
+        library.add_patron(patron, surname="Vasquez-Lindqvist")
+    circulation.checkout("PATRON00", "C1", branch_code="NORTH")
+    circulation.place_hold("PATRON01", item_barcode="B1", pickup_branch_code="WEST")
+    circulation.place_hold("PATRON02", item_barcode="B1", pickup_branch_code="NORTH")
+    circulation.place_hold("PATRON03", item_barcode="C1", pickup_branch_code="NORTH")
+    runner = CliRunner()
+
+    everywhere = runner.invoke(holds_group, ["pull-list", "--db", url])
+    north = runner.invoke(holds_group, ["pull-list", "--branch", "NORTH", "--db", url])
+    unknown = runner.invoke(holds_group, ["pull-list", "--branch", "EAST", "--db", url])
+
+    assert everywhere.exit_code == 0, everywhere.output
+    assert everywhere.output.splitlines() == [
+        "B1  The Tide Tables  [Adult non-fiction / 551.46 TUP] at NORTH -> pickup"
+        " WEST, hold 1 for ****ON01, placed 2026-01-15",
+        "W1  The Tide Tables  [Adult non-fiction / 551.46 TUP] at WEST -> pickup"
+        " NORTH, hold 2 for ****ON02, placed 2026-01-15",
+        "2 copies to pull",
+    ]
+    assert north.exit_code == 0, north.output
+    assert north.output.splitlines()[0].startswith("B1  The Tide Tables")
+    assert north.output.splitlines()[1:] == ["1 copy to pull"]
+    assert "Vasquez" not in everywhere.output + north.output
+    assert unknown.exit_code == 1
+    assert "Error: no branch EAST in this library" in unknown.output
