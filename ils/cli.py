@@ -24,6 +24,7 @@ CORE_COMMANDS: dict[str, str] = {
     "export": "ils.exporting:export_command",
     "privacy": "ils.privacy_commands:privacy_group",
     "holds": "ils.holds_commands:holds_group",
+    "library": "ils.library_commands:library_group",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"
