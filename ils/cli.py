@@ -25,6 +25,9 @@ CORE_COMMANDS: dict[str, str] = {
     "privacy": "ils.privacy_commands:privacy_group",
     "holds": "ils.holds_commands:holds_group",
     "library": "ils.library_commands:library_group",
+    "fees": "ils.staff_commands:fees_group",
+    "patrons": "ils.staff_commands:patrons_group",
+    "items": "ils.staff_commands:items_group",
 }
 
 ENTRY_POINT_GROUP = "ils.commands"

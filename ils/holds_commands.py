@@ -1,5 +1,6 @@
-"""`ils holds`: expire holds nobody collected, show a title's queue, and list the
-copies to pull from the shelves for pending holds.
+"""`ils holds`: place, cancel and move a patron's holds and list them; expire
+holds nobody collected, show a title's queue, and list the copies to pull from
+the shelves for pending holds.
 
 Layer: `ils`. Imports click and the core; the output goes to the terminal of the
 librarian who ran the command. Patron barcodes are shown masked (the last four
@@ -8,11 +9,17 @@ characters), as a list on a screen may be seen by others.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
+import sqlalchemy as sa
 
 from ils.circulation import Circulation
+from ils.db import Database
+from ils.models import Hold, Patron
 from ils.results import CirculationRefused, HoldView, PullSlip
 from ils.rules.commands import db_option, open_database
+from ils.staff_commands import refused, staff_name
 from ils.text import plural
 
 
@@ -39,7 +46,8 @@ def _line(hold: HoldView) -> str:
 
 @click.group("holds")
 def holds_group() -> None:
-    """Holds: expire those nobody collected, show a title's queue."""
+    """Holds: place, cancel, move and list a patron's; expire those nobody
+    collected; show a title's queue; list the copies to pull."""
 
 
 @holds_group.command("expire")
@@ -109,3 +117,102 @@ def pull_list_command(branch: str | None, url: str | None) -> None:
     for slip in slips:
         click.echo(_slip_line(slip))
     click.echo(f"{plural(len(slips), 'copy', 'copies')} to pull")
+
+
+def _holder(database: Database, hold_id: int) -> str:
+    """The barcode of the patron whose hold this is."""
+    with database.read() as session:
+        barcode = session.scalar(
+            sa.select(Patron.barcode)
+            .join(Hold, Hold.patron_id == Patron.id)
+            .where(Hold.id == hold_id)
+        )
+    if barcode is None:
+        raise click.ClickException(f"no hold {hold_id} of a patron in this library")
+    return barcode
+
+
+@holds_group.command("place")
+@click.argument("patron")
+@click.option("--item", "item", help="Hold this one copy (item-level).")
+@click.option("--title-of", "title_of", help="Hold the title of this copy.")
+@click.option("--pickup", required=True, help="The pickup branch's code.")
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The last day the hold is wanted (YYYY-MM-DD).",
+)
+@db_option
+def place_command(
+    *,
+    patron: str,
+    item: str | None,
+    title_of: str | None,
+    pickup: str,
+    expires: datetime | None,
+    url: str | None,
+) -> None:
+    """Place a hold for PATRON on one copy (--item B) or any copy of a title
+    (--title-of B), to be picked up at --pickup."""
+    if (item is None) == (title_of is None):
+        raise click.UsageError("name either --item BARCODE or --title-of BARCODE")
+    barcode = item if item is not None else title_of
+    with open_database(url) as database:
+        hold = refused(
+            lambda: Circulation(database).place_hold(
+                patron,
+                pickup_branch_code=pickup,
+                item_barcode=barcode,
+                item_level=item is not None,
+                expires_on=None if expires is None else expires.date(),
+                terminal=staff_name(),
+            )
+        )
+    click.echo(f"placed {_line(hold)}, {hold.title}")
+
+
+@holds_group.command("cancel")
+@click.argument("hold_id", type=int)
+@db_option
+def cancel_command(hold_id: int, url: str | None) -> None:
+    """Cancel hold HOLD_ID; a copy waiting for it passes to the next hold."""
+    with open_database(url) as database:
+        patron = _holder(database, hold_id)
+        hold = refused(
+            lambda: Circulation(database).cancel_hold(
+                patron, hold_id, terminal=staff_name()
+            )
+        )
+    click.echo(f"cancelled {_line(hold)}")
+
+
+@holds_group.command("pickup")
+@click.argument("hold_id", type=int)
+@click.argument("branch")
+@db_option
+def pickup_command(hold_id: int, branch: str, url: str | None) -> None:
+    """Move hold HOLD_ID to pickup BRANCH (a trapped copy is sent on there)."""
+    with open_database(url) as database:
+        patron = _holder(database, hold_id)
+        hold = refused(
+            lambda: Circulation(database).change_hold_pickup(
+                patron, hold_id, pickup_branch_code=branch, terminal=staff_name()
+            )
+        )
+    click.echo(f"moved {_line(hold)}")
+
+
+@holds_group.command("list")
+@click.argument("patron")
+@db_option
+def list_command(patron: str, url: str | None) -> None:
+    """List PATRON's open holds: those ready for pickup, then those pending."""
+    with open_database(url) as database:
+        holds = refused(lambda: Circulation(database).holds_of(patron))
+    for hold in holds.available:
+        click.echo(f"ready: {_line(hold)}, {hold.title}")
+    for hold in holds.pending:
+        click.echo(f"pending: {_line(hold)}, {hold.title}")
+    click.echo(
+        f"{plural(len(holds.available), 'hold')} ready, {len(holds.pending)} pending"
+    )
