@@ -56,7 +56,13 @@ from ils.models import (
     Patron,
 )
 from ils.renewals import apply_renewal, renewal_refusal
-from ils.results import CheckoutResult, CirculationRefused, PatronView, Refusal
+from ils.results import (
+    CheckoutResult,
+    CirculationRefused,
+    PatronView,
+    Refusal,
+    renewal_message,
+)
 from ils.rules.matrix import RuleChoice
 from ils.rules.matrix import due_at as rule_due_at
 from ils.units import SYSTEM, Known, LoanChangedHands, Overrides, card_refusal, log_row
@@ -132,9 +138,12 @@ class _Desk:
             branch_id=self.branch.id,
         )
 
-    def refuse(self, reason: Refusal, item: Item | None = None) -> CirculationRefused:
+    def refuse(
+        self, reason: Refusal, item: Item | None = None, message: str | None = None
+    ) -> CirculationRefused:
         return CirculationRefused(
             reason,
+            message,
             patron=self.patron_view(),
             item=None if item is None else queries.item_view(self.session, item),
         )
@@ -162,7 +171,7 @@ class _Desk:
             require_later=False,
         )
         if refusal is not None:
-            raise self.refuse(refusal, item)
+            raise self.refuse(refusal, item, renewal_message(refusal))
         if new_due <= loan.due_at:
             # Scanned again before the due date could move: confirm the loan.
             return self.result(item, loan.due_at, renewal=False)

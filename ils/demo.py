@@ -46,6 +46,7 @@ from ils.models import (
 )
 from ils.schema import DATABASE_URL_VARIABLE, upgrade_database
 from ils.secrets import hash_secret
+from ils.text import plural
 
 INSTITUTION_CODE = "DEMO"
 INSTITUTION_NAME = "Demo Public Library"
@@ -527,8 +528,8 @@ def _summary(demo: DemoLibrary) -> None:
     click.echo(
         f"Institution {demo.institution_code} (id {demo.institution_id}),"
         f" branches {', '.join(demo.branch_codes)};"
-        f" {demo.patron_count} patrons, {demo.record_count} titles,"
-        f" {demo.item_count} items."
+        f" {plural(demo.patron_count, 'patron')}, {plural(demo.record_count, 'title')},"
+        f" {plural(demo.item_count, 'item')}."
     )
     click.echo("")
     click.echo("Patrons to try (PINs shown here only because this is a demo):")

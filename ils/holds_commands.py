@@ -66,8 +66,8 @@ def expire_command(url: str | None) -> None:
     for hold in expiry.trapped:
         click.echo(f"passed on to {_line(hold)}")
     click.echo(
-        f"{len(expiry.expired)} holds expired; {len(expiry.trapped)} items passed"
-        " to the next hold"
+        f"{plural(len(expiry.expired), 'hold')} expired;"
+        f" {plural(len(expiry.trapped), 'item')} passed to the next hold"
     )
 
 

@@ -236,7 +236,12 @@ def payable_fees(session: Session, patron: Patron, fee_id: int | None) -> list[F
         fee = session.scalars(query.where(Fee.id == fee_id)).first()
         if fee is None:
             raise CirculationRefused(Refusal.FEE_NOT_FOUND)
-        fees = [fee] if fee.balance_minor > 0 else []
+        if fee.balance_minor <= 0:
+            # The card may owe other money: say it is this charge that is paid.
+            raise CirculationRefused(
+                Refusal.NOTHING_OWED, "That charge is already paid."
+            )
+        fees = [fee]
     else:
         fees = list(session.scalars(query.where(Fee.balance_minor > 0)))
     if not fees:

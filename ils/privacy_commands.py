@@ -19,6 +19,7 @@ from ils.models import utcnow
 from ils.privacy import anonymise, erase_patron, export_patron
 from ils.results import CirculationRefused
 from ils.schema import DATABASE_URL_VARIABLE, current_revision, head_revision
+from ils.text import plural
 
 _db_option = click.option(
     "--db",
@@ -95,8 +96,9 @@ def anonymise_command(url: str | None, dry_run: bool) -> None:
     for count in counts:
         click.echo(
             f"{count.institution_code} (history kept {count.history_days} days,"
-            f" before {count.cutoff:%Y-%m-%d %H:%M} UTC): {verb} {count.loans}"
-            f" loans, {count.log_rows} log rows, {count.holds} holds"
+            f" before {count.cutoff:%Y-%m-%d %H:%M} UTC): {verb}"
+            f" {plural(count.loans, 'loan')}, {plural(count.log_rows, 'log row')},"
+            f" {plural(count.holds, 'hold')}"
         )
 
 
@@ -166,8 +168,9 @@ def erase_command(
         except CirculationRefused as refused:
             raise click.ClickException(f"not erased: {refused.message}") from None
     click.echo(
-        f"Erased patron {patron}: unlinked {erased.loans} loans, {erased.holds}"
-        f" holds ({erased.holds_cancelled} cancelled), {erased.fees} fees,"
-        f" {erased.payments} payments, {erased.log_rows} log rows;"
-        f" removed {erased.blocks} blocks."
+        f"Erased patron {patron}: unlinked {plural(erased.loans, 'loan')},"
+        f" {plural(erased.holds, 'hold')} ({erased.holds_cancelled} cancelled),"
+        f" {plural(erased.fees, 'fee')}, {plural(erased.payments, 'payment')},"
+        f" {plural(erased.log_rows, 'log row')};"
+        f" removed {plural(erased.blocks, 'block')}."
     )

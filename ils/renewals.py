@@ -30,7 +30,7 @@ from ils import holds, queries
 from ils.calendar import BranchCalendar
 from ils.checkin import charge_overdue
 from ils.models import Branch, Item, Loan, LoanEvent, LoanRule, Patron
-from ils.results import CheckoutResult, CirculationRefused, Refusal
+from ils.results import CheckoutResult, CirculationRefused, Refusal, renewal_message
 from ils.rules.matrix import due_at as rule_due_at
 from ils.units import Known, Overrides, card_refusal, log_row
 
@@ -146,6 +146,7 @@ def renew(
     def refuse(reason: Refusal) -> CirculationRefused:
         return CirculationRefused(
             reason,
+            renewal_message(reason),
             patron=queries.patron_view(
                 session, patron, moment, zone, pin_valid=pin_valid, branch_id=branch.id
             ),

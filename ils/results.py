@@ -327,6 +327,21 @@ class HoldView:
         return self.status in (HoldStatus.PENDING, HoldStatus.IN_TRANSIT)
 
 
+# Where a renewal needs other words than a checkout for the same reason: the
+# patron has the item in hand and keeps it until the due date.
+RENEWAL_MESSAGES: dict[Refusal, str] = {
+    Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON: (
+        "Someone else is waiting for this item, so it cannot be renewed;"
+        " please return it by the due date."
+    ),
+}
+
+
+def renewal_message(reason: Refusal) -> str:
+    """The sentence for a renewal refused for `reason`."""
+    return RENEWAL_MESSAGES.get(reason, REFUSAL_MESSAGES[reason])
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PullSlip:
     """A pending hold that a copy on an open shelf can fill now: the copy staff

@@ -24,6 +24,7 @@ from ils.importing.marc import import_marc
 from ils.importing.patrons import import_patrons
 from ils.importing.report import ImportAbortedError, ImportReport, ImportSetupError
 from ils.schema import DATABASE_URL_VARIABLE, upgrade_database
+from ils.text import plural
 
 # Problems listed in full; beyond this the rest are counted.
 PROBLEMS_SHOWN = 200
@@ -56,18 +57,19 @@ def _show(report: ImportReport, unit: str) -> None:
     for problem in report.problems[:PROBLEMS_SHOWN]:
         click.echo(f"{where} {problem}")
     if len(report.problems) > PROBLEMS_SHOWN:
-        click.echo(f"... and {len(report.problems) - PROBLEMS_SHOWN} more problems")
+        more = len(report.problems) - PROBLEMS_SHOWN
+        click.echo(f"... and {plural(more, 'more problem')}")
 
     verb = "would be imported" if report.dry_run else "imported"
-    parts = [f"{report.read} {unit}s read", f"{report.imported} {verb}"]
+    parts = [f"{plural(report.read, unit)} read", f"{report.imported} {verb}"]
     if report.already:
         parts.append(f"{report.already} already imported")
     if report.updated:
         parts.append(f"{report.updated} updated")
     parts.append(f"{report.skipped} skipped")
     if unit == "record":
-        parts.append(f"{report.items_created} items created")
-    parts.append(f"{len(report.problems)} warnings")
+        parts.append(f"{plural(report.items_created, 'item')} created")
+    parts.append(plural(len(report.problems), "warning"))
     click.echo(", ".join(parts))
 
 
@@ -158,7 +160,7 @@ def marc_command(
     database = _open(url)
 
     def progress(read: int) -> None:
-        click.echo(f"{read} records read", err=True)
+        click.echo(f"{plural(read, 'record')} read", err=True)
 
     try:
         report = import_marc(
@@ -242,7 +244,7 @@ def _progress_reporter(what: str) -> Iterator[Callable[[int, int], None]]:
         return
 
     def say(done: int, total: int) -> None:
-        click.echo(f"{done} of {total} rows done", err=True)
+        click.echo(f"{done} of {plural(total, 'row')} done", err=True)
 
     yield say
 
@@ -280,7 +282,8 @@ def _circulation_import(
         click.echo("dry run: nothing was changed")
         if report.skipped:
             raise click.ClickException(
-                f"{report.skipped} rows would be skipped; fix them or import anyway"
+                f"{plural(report.skipped, 'row')} would be skipped;"
+                " fix them or import anyway"
             )
         return
     if not (report.imported or report.already) and (refused or report.skipped):

@@ -17,6 +17,7 @@ from ils.models import utcnow
 from ils.rules.rulesfile import RulesFileError, read_rules
 from ils.rules.store import explain_rule, load_rules, show_rules
 from ils.schema import DATABASE_URL_VARIABLE, current_revision, head_revision
+from ils.text import plural
 
 _db_option = click.option(
     "--db",
@@ -82,7 +83,10 @@ def load_command(file: Path, url: str | None) -> None:
             raise click.ClickException(f"nothing loaded:\n{error}") from None
     for line in changes:
         click.echo(line)
-    click.echo(f"loaded {len(rules.rule)} rules and {len(rules.calendar)} calendars")
+    click.echo(
+        f"loaded {plural(len(rules.rule), 'rule')} and"
+        f" {plural(len(rules.calendar), 'calendar')}"
+    )
 
 
 @rules_group.command("show")

@@ -386,3 +386,19 @@ def test_credit_is_paid_back_in_cash(library: Library, fees: FeeService) -> None
     assert Refusal.NOTHING_OWED is refusal_of(refund)
     assert 0 == _credit(library, "P1")
     assert_books_balance(library)
+
+
+def test_paying_a_paid_charge_by_id_says_that_charge_is_paid(
+    library: Library, fees: FeeService
+) -> None:
+    """With one fee paid and another still owed, paying the paid one again by id
+    is refused as that charge being paid, not as the card owing nothing."""
+    paid = _charge(fees, "P1", 100, FeeKind.MANUAL)
+    _charge(fees, "P1", 250, FeeKind.DAMAGE)
+    fees.pay("P1", 100, "GBP", PaymentMethod.CASH, "desk", None, paid)
+
+    with pytest.raises(CirculationRefused) as raised:
+        fees.pay("P1", 100, "GBP", PaymentMethod.CASH, "desk", None, paid)
+
+    assert Refusal.NOTHING_OWED is raised.value.reason
+    assert "That charge is already paid." == raised.value.message

@@ -43,7 +43,7 @@ def test_expire_command_ends_uncollected_holds_and_queue_shows_the_next(
     lines = expired.output.splitlines()
     assert lines[0].startswith("expired hold 1: expired, patron ****ON01, pickup NORTH")
     assert lines[1].startswith("passed on to hold 2: waiting, patron ****ON02")
-    assert lines[-1] == "1 holds expired; 1 items passed to the next hold"
+    assert lines[-1] == "1 hold expired; 1 item passed to the next hold"
     assert hold_states(library) == [
         ("PATRON01", HoldStatus.EXPIRED, "B1"),
         ("PATRON02", HoldStatus.WAITING, "B1"),

@@ -328,9 +328,9 @@ def test_the_privacy_commands(library: Library, tmp_path: Path) -> None:
 
     dry = runner.invoke(main, ["privacy", "anonymise", "--db", url, "--dry-run"])
     assert 0 == dry.exit_code, dry.output
-    assert "would unlink 1 loans" in dry.output
+    assert "would unlink 1 loan," in dry.output
     done = runner.invoke(main, ["privacy", "anonymise", "--db", url])
-    assert "unlinked 1 loans" in done.output
+    assert "unlinked 1 loan," in done.output
 
     export = runner.invoke(main, ["privacy", "export", "P1", "--db", url])
     assert 0 == export.exit_code, export.output

@@ -54,7 +54,8 @@ def test_renew_all_reports_each_item_when_another_patron_holds_one(
     ]
     assert [o.item_barcode for o in result.refused] == ["B2"]
     assert result.refused[0].message == (
-        "This item is reserved for someone else; please take it to staff."
+        "Someone else is waiting for this item, so it cannot be renewed;"
+        " please return it by the due date."
     )
     assert sorted(loan.due_at for loan in result.patron.loans) == [
         unrenewed,
