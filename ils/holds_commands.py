@@ -9,14 +9,17 @@ characters), as a list on a screen may be seen by others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 import sqlalchemy as sa
 
 from ils.circulation import Circulation
 from ils.db import Database
-from ils.models import Hold, Patron
+from ils.models import Branch, Hold, HoldStatus, Patron
+from ils.queries import branch_zone
 from ils.results import CirculationRefused, HoldView, PullSlip
 from ils.rules.commands import db_option, open_database
 from ils.staff_commands import refused, staff_name
@@ -29,18 +32,36 @@ def _masked(barcode: str | None) -> str:
     return "*" * max(len(barcode) - 4, 0) + barcode[-4:]
 
 
-def _line(hold: HoldView) -> str:
-    place = "" if hold.queue_position is None else f" #{hold.queue_position}"
+def _zones(database: Database) -> dict[str, ZoneInfo]:
+    """Each branch's time zone by code, for printing times as the branch sees them."""
+    with database.read() as session:
+        branches = session.scalars(sa.select(Branch)).all()
+        return {branch.code: branch_zone(branch) for branch in branches}
+
+
+def _line(hold: HoldView, zones: Mapping[str, ZoneInfo]) -> str:
+    """One hold, its times in its pickup branch's zone. A pending hold past its
+    expiry date (not yet ended by `ils holds expire`) is shown as expired."""
+    zone = zones.get(hold.pickup_branch_code, ZoneInfo("UTC"))
+    today = datetime.now(zone).date()
+    state = hold.status.value
+    if hold.queue_position is not None:
+        state += f" #{hold.queue_position}"
+    if (
+        hold.status is HoldStatus.PENDING
+        and hold.expires_on is not None
+        and hold.expires_on < today
+    ):
+        state = f"expired {hold.expires_on:%Y-%m-%d} (ended at the next expire run)"
     item = f", item {hold.trapped_item_barcode}" if hold.trapped_item_barcode else ""
-    deadline = (
-        f", collect by {hold.pickup_deadline:%Y-%m-%d %H:%M} UTC"
-        if hold.pickup_deadline is not None
-        else ""
-    )
+    deadline = ""
+    if hold.pickup_deadline is not None:
+        local = hold.pickup_deadline.astimezone(zone)
+        deadline = f", collect by {local:%Y-%m-%d %H:%M} {zone.key}"
     return (
-        f"hold {hold.hold_id}: {hold.status.value}{place}, patron"
+        f"hold {hold.hold_id}: {state}, patron"
         f" {_masked(hold.patron_barcode)}, pickup {hold.pickup_branch_code}"
-        f"{item}{deadline}, placed {hold.placed_at:%Y-%m-%d}"
+        f"{item}{deadline}, placed {hold.placed_at.astimezone(zone):%Y-%m-%d}"
     )
 
 
@@ -61,10 +82,11 @@ def expire_command(url: str | None) -> None:
     """
     with open_database(url) as database:
         expiry = Circulation(database).expire_holds(terminal="ils holds expire")
+        zones = _zones(database)
     for hold in expiry.expired:
-        click.echo(f"expired {_line(hold)}")
+        click.echo(f"expired {_line(hold, zones)}")
     for hold in expiry.trapped:
-        click.echo(f"passed on to {_line(hold)}")
+        click.echo(f"passed on to {_line(hold, zones)}")
     click.echo(
         f"{plural(len(expiry.expired), 'hold')} expired;"
         f" {plural(len(expiry.trapped), 'item')} passed to the next hold"
@@ -82,10 +104,11 @@ def queue_command(item: str, url: str | None) -> None:
             holds = Circulation(database).hold_queue(item_barcode=item)
         except CirculationRefused as refusal:
             raise click.ClickException(refusal.message) from None
+        zones = _zones(database)
     if not holds:
         click.echo("no open holds on this title")
     for hold in holds:
-        click.echo(_line(hold))
+        click.echo(_line(hold, zones))
 
 
 def _slip_line(slip: PullSlip) -> str:
@@ -168,7 +191,8 @@ def place_command(
                 terminal=staff_name(),
             )
         )
-    click.echo(f"placed {_line(hold)}, {hold.title}")
+        zones = _zones(database)
+    click.echo(f"placed {_line(hold, zones)}, {hold.title}")
 
 
 @holds_group.command("cancel")
@@ -183,7 +207,8 @@ def cancel_command(hold_id: int, url: str | None) -> None:
                 patron, hold_id, terminal=staff_name()
             )
         )
-    click.echo(f"cancelled {_line(hold)}")
+        zones = _zones(database)
+    click.echo(f"cancelled {_line(hold, zones)}")
 
 
 @holds_group.command("pickup")
@@ -199,7 +224,8 @@ def pickup_command(hold_id: int, branch: str, url: str | None) -> None:
                 patron, hold_id, pickup_branch_code=branch, terminal=staff_name()
             )
         )
-    click.echo(f"moved {_line(hold)}")
+        zones = _zones(database)
+    click.echo(f"moved {_line(hold, zones)}")
 
 
 @holds_group.command("list")
@@ -209,10 +235,11 @@ def list_command(patron: str, url: str | None) -> None:
     """List PATRON's open holds: those ready for pickup, then those pending."""
     with open_database(url) as database:
         holds = refused(lambda: Circulation(database).holds_of(patron))
+        zones = _zones(database)
     for hold in holds.available:
-        click.echo(f"ready: {_line(hold)}, {hold.title}")
+        click.echo(f"ready: {_line(hold, zones)}, {hold.title}")
     for hold in holds.pending:
-        click.echo(f"pending: {_line(hold)}, {hold.title}")
+        click.echo(f"pending: {_line(hold, zones)}, {hold.title}")
     click.echo(
         f"{plural(len(holds.available), 'hold')} ready, {len(holds.pending)} pending"
     )

@@ -3,6 +3,8 @@ runs them."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from click.testing import CliRunner
 
 from ils.circulation import Circulation
@@ -93,3 +95,40 @@ def test_pull_list_names_one_shelf_copy_per_pending_hold_without_patron_names(
     assert "Vasquez" not in everywhere.output + north.output
     assert unknown.exit_code == 1
     assert "Error: no branch EAST in this library" in unknown.output
+
+
+def test_queue_marks_an_expired_hold_and_prints_deadlines_in_the_branch_zone(
+    library: Library,
+) -> None:
+    """A pending hold past its expiry date is listed as expired before the daily
+    run ends it, and a West hold-shelf deadline is printed in Los Angeles time
+    (end of 22 January there, not 07:59 on the 23rd in UTC)."""
+    url = library.database.engine.url.render_as_string(hide_password=False)
+    circulation = Circulation(library.database, clock=SettableClock(NOW))
+    library.add_item("W1", branch="WEST")
+    library.add_item("C1", title="Salt Roads")
+    for patron in ("PATRON01", "PATRON02", "PATRON03"):
+        library.add_patron(patron)
+    circulation.place_hold("PATRON01", item_barcode="W1", pickup_branch_code="WEST")
+    circulation.checkin("W1", branch_code="WEST")
+    circulation.place_hold(
+        "PATRON02",
+        item_barcode="C1",
+        pickup_branch_code="NORTH",
+        expires_on=date(2026, 1, 16),
+    )
+    circulation.place_hold("PATRON03", item_barcode="C1", pickup_branch_code="NORTH")
+    runner = CliRunner()
+
+    west = runner.invoke(holds_group, ["queue", "W1", "--db", url])
+    north = runner.invoke(holds_group, ["queue", "C1", "--db", url])
+
+    assert west.output == (
+        "hold 1: waiting, patron ****ON01, pickup WEST, item W1,"
+        " collect by 2026-01-22 23:59 America/Los_Angeles, placed 2026-01-15\n"
+    )
+    assert north.output.splitlines() == [
+        "hold 2: expired 2026-01-16 (ended at the next expire run), patron ****ON02,"
+        " pickup NORTH, placed 2026-01-15",
+        "hold 3: pending #2, patron ****ON03, pickup NORTH, placed 2026-01-15",
+    ]
