@@ -70,6 +70,13 @@ LOAN_RULES: tuple[tuple[str | None, str | None, int, int, int], ...] = (
     (None, "DVD", 7, 1, 10),
 )
 
+# Overdue fines of the catch-all rule, so that a late return in the demo shows
+# one: 25 cents a day after two days' grace, at most 5.00 a loan. The CHILD and
+# DVD rules fine nothing.
+DEMO_FINE_MINOR = 25
+DEMO_FINE_GRACE_DAYS = 2
+DEMO_FINE_CAP_MINOR = 500
+
 # Made-up names for the generated patrons.
 FIRST_NAMES = (
     "Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro",
@@ -228,6 +235,7 @@ def _build_structure(session: Session) -> None:
     categories = _ids(session, PatronCategory)
     item_types = _ids(session, ItemType)
     for category, item_type, days, renewals, most in LOAN_RULES:
+        catch_all = category is None and item_type is None
         session.add(
             LoanRule(
                 patron_category_id=categories[category] if category else None,
@@ -235,6 +243,9 @@ def _build_structure(session: Session) -> None:
                 loan_days=days,
                 renewals_allowed=renewals,
                 max_loans=most,
+                fine_minor=DEMO_FINE_MINOR if catch_all else 0,
+                fine_grace=DEMO_FINE_GRACE_DAYS if catch_all else 0,
+                fine_cap_minor=DEMO_FINE_CAP_MINOR if catch_all else None,
             )
         )
 
