@@ -26,7 +26,6 @@ from ils.circulation import Circulation
 from ils.db import Database, display_url
 from ils.models import Branch, Institution, LoanRule
 from ils.schema import current_revision, head_revision
-from ils.terminal_requests import TerminalRequests
 from sip2server.accounts import Admission
 from sip2server.config import ListenerConfig, ServerConfig
 from sip2server.health import DatabaseHealth
@@ -340,7 +339,7 @@ def circulation_for(database: Database, places: LibraryPlaces) -> SipCirculation
     """The SIP2 mapping over the core, for the library's places."""
     return SipCirculation(
         Circulation(database),
-        terminal_requests=TerminalRequests(database),
+        database=database,
         branch_zones=places.branch_zones,
         library_names=places.library_names,
     )

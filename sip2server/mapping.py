@@ -136,10 +136,6 @@ class SipCirculation:
         database: Database | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if database is None:
-            # TODO(#5): sip2server.app should pass the database it built; until
-            # then it is taken from the circulation service it was given.
-            database = getattr(circulation, "_database", None)
         if fees is None and database is not None:
             fees = FeeService(database)
         if terminal_requests is None and database is not None:
