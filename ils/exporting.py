@@ -74,6 +74,7 @@ ITEM_COLUMNS = (
     "ccode",
     "price",
     "status",
+    "circulation",
 )
 LOAN_COLUMNS = (
     "cardnumber",
@@ -247,7 +248,36 @@ def _record_of(bib: BibRecord) -> Record:
     return record
 
 
-def _item_row(item: Item, bib: BibRecord, codes: _Codes) -> list[str]:
+def _circulation_states(session: Session, item_ids: Sequence[int]) -> dict[int, str]:
+    """Where items that are not simply on their shelf are: "on_loan",
+    "hold_shelf" (waiting for a patron) or "in_transit"; the rest are absent."""
+    states: dict[int, str] = {}
+    for item_id, branch_id in session.execute(
+        sa.select(Item.id, Item.transit_to_branch_id).where(
+            Item.id.in_(item_ids), Item.transit_to_branch_id.is_not(None)
+        )
+    ):
+        if branch_id is not None:
+            states[item_id] = "in_transit"
+    for trapped_id in session.scalars(
+        sa.select(Hold.trapped_item_id).where(
+            Hold.trapped_item_id.in_(item_ids), Hold.status == HoldStatus.WAITING
+        )
+    ):
+        if trapped_id is not None:
+            states[trapped_id] = "hold_shelf"
+    for item_id in session.scalars(
+        sa.select(Loan.item_id).where(
+            Loan.item_id.in_(item_ids), Loan.returned_at.is_(None)
+        )
+    ):
+        states[item_id] = "on_loan"
+    return states
+
+
+def _item_row(
+    item: Item, bib: BibRecord, codes: _Codes, circulation: str = ""
+) -> list[str]:
     return [
         item.barcode,
         bib.control_number or "",
@@ -261,6 +291,7 @@ def _item_row(item: Item, bib: BibRecord, codes: _Codes) -> list[str]:
         item.collection or "",
         "" if item.price_minor is None else money_text(item.price_minor, ""),
         item.status.value,
+        circulation,
     ]
 
 
@@ -288,6 +319,9 @@ def _catalogue(session: Session, folder: Path) -> tuple[int, int]:
                 sa.select(Item).where(Item.record_id.in_(chunk)).order_by(Item.id)
             ):
                 copies.setdefault(item.record_id, []).append(item)
+            states = _circulation_states(
+                session, [item.id for group in copies.values() for item in group]
+            )
             for bib in session.scalars(
                 sa.select(BibRecord)
                 .where(BibRecord.id.in_(chunk))
@@ -296,7 +330,9 @@ def _catalogue(session: Session, folder: Path) -> tuple[int, int]:
                 record = _record_of(bib)
                 for item in copies.get(bib.id, []):
                     record.fields.append(_holding(item, codes))
-                    writer.writerow(_item_row(item, bib, codes))
+                    writer.writerow(
+                        _item_row(item, bib, codes, states.get(item.id, ""))
+                    )
                     items += 1
                 # Leader position 9 "a": the record is in UTF-8.
                 record.leader = Leader(

@@ -36,6 +36,10 @@ from ils.models import (
     PaymentMethod,
 )
 from ils.schema import upgrade_database
+from tests.ils.circulation_support import library, library_templates
+from tests.ils.factories import Library, SettableClock
+
+__all__ = ["library", "library_templates"]
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 ALICE, BOB, CHARLIE = "21234000000018", "21234000000026", "21234000000034"
@@ -299,3 +303,33 @@ def test_money_is_written_as_the_fee_import_reads_it(
 ) -> None:
     """Minor units become decimal text with the currency's decimals."""
     assert text == money_text(minor, currency)
+
+
+def test_items_csv_says_which_copies_are_on_loan_on_the_hold_shelf_or_in_transit(
+    library: Library, tmp_path: Path
+) -> None:
+    """Of four available copies, one lent, one waiting on the North hold shelf and
+    one on its way to West are told apart from the one on its open shelf."""
+    circulation = Circulation(library.database, clock=SettableClock(NOW))
+    for barcode in ("B1", "B2", "B3", "B4"):
+        library.add_item(barcode, title=f"Title {barcode}")
+    library.add_patron("P1")
+    library.add_patron("P2")
+    circulation.checkout("P1", "B1", branch_code="NORTH")
+    circulation.place_hold("P2", item_barcode="B2", pickup_branch_code="NORTH")
+    circulation.place_hold("P2", item_barcode="B3", pickup_branch_code="WEST")
+    circulation.checkin("B2", branch_code="NORTH")
+    circulation.checkin("B3", branch_code="NORTH")
+
+    export_library(library.database, tmp_path / "out")
+
+    with (tmp_path / "out" / "items.csv").open(encoding="utf-8") as table:
+        rows = {row["barcode"]: row for row in csv.DictReader(table)}
+    assert {
+        code: (row["status"], row["circulation"]) for code, row in rows.items()
+    } == {
+        "B1": ("available", "on_loan"),
+        "B2": ("available", "hold_shelf"),
+        "B3": ("available", "in_transit"),
+        "B4": ("available", ""),
+    }
