@@ -381,6 +381,36 @@ class Erasure:
     export: Json
 
 
+def _erase_refusal(session: Session, patron: Patron) -> CirculationRefused | None:
+    if queries.count_open_loans(session, patron) > 0:
+        return CirculationRefused(Refusal.LOANS_OPEN)
+    if queries.open_fees_minor(session, patron.id) > 0:
+        return CirculationRefused(Refusal.FEES_OPEN)
+    # Credit is the patron's money: pay it back first (refund_credit).
+    if patron.credit_minor > 0:
+        return CirculationRefused(
+            Refusal.FEES_OPEN,
+            "This card still holds credit; pay it back before erasing.",
+        )
+    return None
+
+
+def check_erasable(database: Database, barcode: str) -> None:
+    """Refuse now, before anyone is asked to confirm, an erasure that
+    `erase_patron` would refuse; `erase_patron` checks again in its transaction.
+
+    Raises:
+        CirculationRefused: UNKNOWN_PATRON, LOANS_OPEN or FEES_OPEN.
+    """
+    with database.read() as session:
+        patron = queries.patron_by_barcode(session, barcode)
+        if patron is None:
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+        refusal = _erase_refusal(session, patron)
+        if refusal is not None:
+            raise refusal
+
+
 def erase_patron(
     database: Database,
     barcode: str,
@@ -404,16 +434,9 @@ def erase_patron(
         patron = queries.patron_by_barcode(session, barcode, lock=True)
         if patron is None:
             raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-        if queries.count_open_loans(session, patron) > 0:
-            raise CirculationRefused(Refusal.LOANS_OPEN)
-        if queries.open_fees_minor(session, patron.id) > 0:
-            raise CirculationRefused(Refusal.FEES_OPEN)
-        # Credit is the patron's money: pay it back first (refund_credit).
-        if patron.credit_minor > 0:
-            raise CirculationRefused(
-                Refusal.FEES_OPEN,
-                "This card still holds credit; pay it back before erasing.",
-            )
+        refusal = _erase_refusal(session, patron)
+        if refusal is not None:
+            raise refusal
 
         export = patron_data(session, patron, moment)
         cancelled = _cancel_open_holds(session, patron, moment)

@@ -16,7 +16,7 @@ import click
 
 from ils.db import Database, DatabaseConfigError
 from ils.models import utcnow
-from ils.privacy import anonymise, erase_patron, export_patron
+from ils.privacy import anonymise, check_erasable, erase_patron, export_patron
 from ils.results import CirculationRefused
 from ils.schema import DATABASE_URL_VARIABLE, current_revision, head_revision
 from ils.text import plural
@@ -150,9 +150,15 @@ def erase_command(
     Otherwise their open holds are cancelled, their history is kept without
     their name, and their record is deleted. This cannot be undone.
     """
-    if not yes:
-        click.confirm(f"Erase patron {patron}? This cannot be undone", abort=True)
     with _database(url) as database:
+        # Say why not before asking "are you sure?" about an erasure that would
+        # be refused anyway.
+        try:
+            check_erasable(database, patron)
+        except CirculationRefused as refused:
+            raise click.ClickException(f"not erased: {refused.message}") from None
+        if not yes:
+            click.confirm(f"Erase patron {patron}? This cannot be undone", abort=True)
         try:
             erased = erase_patron(
                 database,

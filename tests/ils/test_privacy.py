@@ -354,3 +354,19 @@ def test_the_privacy_commands(library: Library, tmp_path: Path) -> None:
     unknown = runner.invoke(main, ["privacy", "export", "NOPE", "--db", url])
     assert 1 == unknown.exit_code
     assert "not recognised" in unknown.output
+
+
+def test_erase_says_why_not_before_asking_for_confirmation(library: Library) -> None:
+    """A patron with an item on loan is refused at once, without the "are you
+    sure?" question, so nobody confirms an erasure that cannot happen."""
+    url = library.database.url
+    now = datetime.now(UTC)
+    library.add_item("OUT")
+    add_loan(library, "P2", "OUT", out=now - DAY, due=now + DAY)
+
+    refused = CliRunner().invoke(main, ["privacy", "erase", "P2", "--db", url])
+
+    assert 1 == refused.exit_code
+    assert "Erase patron" not in refused.output
+    assert "not erased: This card still has items on loan." in refused.output
+    assert _id(library, "P2") is not None
