@@ -91,7 +91,8 @@ def branch_zone(branch: Branch) -> ZoneInfo:
     try:
         return ZoneInfo(branch.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        # TODO(#4): refuse a bad time zone when the branch is saved, not here.
+        # TODO(#4): `ils library branch` refuses a bad zone; one written to the
+        # database any other way still falls back to UTC here, silently.
         return ZoneInfo("UTC")
 
 
