@@ -69,7 +69,16 @@ from ils.results import (
     RenewAllResult,
     RenewOutcome,
 )
-from ils.units import Known, LoanChangedHands, Overrides, aware, log_row
+from ils.units import (
+    Known,
+    LoanChangedHands,
+    Overrides,
+    aware,
+    is_code,
+    log_row,
+    printable,
+    request_time,
+)
 
 __all__ = ["Circulation", "branch_zone"]
 
@@ -116,6 +125,39 @@ class Circulation:
     def _now(self) -> datetime:
         return aware(self._clock(), "the clock's time")
 
+    def _refuse_bad_codes(
+        self,
+        terminal: str | None,
+        moment: datetime,
+        *,
+        branch: str | None = None,
+        patron: str | None = None,
+        item: str | None = None,
+    ) -> None:
+        """Refuse a request whose branch code or barcodes hold characters no
+        scanner sends (NUL, line breaks, lone surrogates) before they reach the
+        database, which would turn them away with an error (PostgreSQL stores
+        no NUL). The refusal is logged like any other.
+
+        Raises:
+            CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON or UNKNOWN_ITEM.
+        """
+        reason: Refusal | None = None
+        if branch is not None and not is_code(branch):
+            reason = Refusal.UNKNOWN_BRANCH
+        elif patron is not None and not is_code(patron):
+            reason = Refusal.UNKNOWN_PATRON
+        elif item is not None and not is_code(item):
+            reason = Refusal.UNKNOWN_ITEM
+        if reason is None:
+            return
+
+        def work(_session: Session, _known: Known) -> None:
+            assert reason is not None
+            raise CirculationRefused(reason)
+
+        self._unit(work, terminal=terminal, moment=moment)
+
     def _pin(
         self, barcode: str, pin: str | None, moment: datetime, terminal: str | None
     ) -> tuple[bool | None, bool]:
@@ -138,7 +180,9 @@ class Circulation:
         counted towards the PIN lock, and a locked PIN never matches).
         """
         now = self._now()
-        pin_valid, _locked = self._pin(barcode, pin, now, terminal)
+        if not is_code(barcode):
+            return None
+        pin_valid, _locked = self._pin(barcode, pin, now, printable(terminal))
         with self._database.read() as session:
             patron = queries.patron_by_barcode(session, barcode)
             if patron is None:
@@ -148,6 +192,8 @@ class Circulation:
 
     def item(self, barcode: str) -> ItemView | None:
         """An item, its loan and its holds, or None when no item has this barcode."""
+        if not is_code(barcode):
+            return None
         with self._database.read() as session:
             item = queries.item_by_barcode(session, barcode)
             return None if item is None else queries.item_view(session, item)
@@ -178,6 +224,8 @@ class Circulation:
             pin_required: refuse when no PIN is given and the patron has one.
             terminal: the terminal or login, for the log.
             at: when it happened, for checkouts recorded offline; default now.
+                A time later than now is taken as now (see
+                `ils.units.request_time`), as is every `at` below.
             renew_if_on_loan: whether an item already on loan to this patron is
                 renewed. When False (a terminal that does not allow renewal at
                 checkout), such a checkout is taken as a repeat of the one
@@ -194,10 +242,19 @@ class Circulation:
         Raises:
             CirculationRefused: for the first reason in `ils.checkout` that
                 applies; TRY_AGAIN when the database kept turning it away.
-            ValueError: `override` names a refusal that can never be waived.
+            ValueError: `override` names a refusal that can never be waived, or
+                `at` is naive or before 1900.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
+        terminal = printable(terminal)
         overrides = Overrides(asked=frozenset(override))
+        self._refuse_bad_codes(
+            terminal,
+            moment,
+            branch=branch_code,
+            patron=patron_barcode,
+            item=item_barcode,
+        )
         pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
         request = CheckoutRequest(
             patron_barcode=patron_barcode,
@@ -239,8 +296,16 @@ class Circulation:
         Raises:
             CirculationRefused: see `ils.renewals.renew`.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
+        terminal = printable(terminal)
         overrides = Overrides(asked=frozenset(override))
+        self._refuse_bad_codes(
+            terminal,
+            moment,
+            branch=branch_code,
+            patron=patron_barcode,
+            item=item_barcode,
+        )
         pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
 
         def work(session: Session, known: Known) -> CheckoutResult:
@@ -276,7 +341,11 @@ class Circulation:
         Raises:
             CirculationRefused: UNKNOWN_PATRON, or UNKNOWN_BRANCH.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
+        terminal = printable(terminal)
+        self._refuse_bad_codes(
+            terminal, moment, branch=branch_code, patron=patron_barcode
+        )
         pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
         with self._database.read() as session:
             patron = queries.patron_by_barcode(session, patron_barcode)
@@ -370,15 +439,19 @@ class Circulation:
             terminal: the terminal or login, for the log.
             returned_at: when it was returned, for returns recorded offline;
                 default now. The loan ends and is fined at that time (a time
-                before the checkout is taken as the checkout time); holds are
-                trapped now.
+                before the checkout is taken as the checkout time, and one
+                later than now as now); holds are trapped now.
 
         Raises:
-            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM; TRY_AGAIN when the
-                database kept turning it away.
+            CirculationRefused: UNKNOWN_BRANCH or UNKNOWN_ITEM (also for codes
+                with control characters); TRY_AGAIN when the database kept
+                turning it away.
+            ValueError: `returned_at` is naive or before 1900.
         """
         now = self._now()
-        moment = now if returned_at is None else aware(returned_at, "returned_at")
+        moment = request_time(returned_at, "returned_at", now)
+        terminal = printable(terminal)
+        self._refuse_bad_codes(terminal, now, branch=branch_code, item=item_barcode)
 
         def work(session: Session, known: Known) -> CheckinResult:
             return check_in(
@@ -416,9 +489,17 @@ class Circulation:
             ValueError: neither an item nor a record is named, or an item-level
                 hold names no item.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
         if item_barcode is None and record_id is None:
             raise ValueError("name the title by an item barcode or a record id")
+        terminal = printable(terminal)
+        self._refuse_bad_codes(
+            terminal,
+            moment,
+            branch=pickup_branch_code,
+            patron=patron_barcode,
+            item=item_barcode,
+        )
         pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
         request = holds.HoldRequest(
             patron_barcode=patron_barcode,
@@ -456,7 +537,9 @@ class Circulation:
         Raises:
             CirculationRefused: UNKNOWN_PATRON or HOLD_NOT_FOUND.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
+        terminal = printable(terminal)
+        self._refuse_bad_codes(terminal, moment, patron=patron_barcode)
 
         def work(session: Session, known: Known) -> HoldView:
             return holds.cancel(
@@ -485,7 +568,11 @@ class Circulation:
             CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND or
                 PICKUP_BRANCH_NOT_ALLOWED.
         """
-        moment = self._now() if at is None else aware(at, "at")
+        moment = request_time(at, "at", self._now())
+        terminal = printable(terminal)
+        self._refuse_bad_codes(
+            terminal, moment, branch=pickup_branch_code, patron=patron_barcode
+        )
 
         def work(session: Session, known: Known) -> HoldView:
             return holds.change_pickup(
@@ -507,6 +594,8 @@ class Circulation:
         Raises:
             CirculationRefused: UNKNOWN_PATRON.
         """
+        if not is_code(patron_barcode):
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
         with self._database.read() as session:
             patron = queries.patron_by_barcode(session, patron_barcode)
             if patron is None:
@@ -530,6 +619,8 @@ class Circulation:
         with self._database.read() as session:
             item: Item | None = None
             if item_barcode is not None:
+                if not is_code(item_barcode):
+                    raise CirculationRefused(Refusal.UNKNOWN_ITEM)
                 item = queries.item_by_barcode(session, item_barcode)
                 if item is None:
                     raise CirculationRefused(Refusal.UNKNOWN_ITEM)
@@ -552,6 +643,8 @@ class Circulation:
         with self._database.read() as session:
             branch = None
             if branch_code is not None:
+                if not is_code(branch_code):
+                    raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
                 branch = queries.branch_by_code(session, branch_code)
                 if branch is None:
                     raise CirculationRefused(Refusal.UNKNOWN_BRANCH)

@@ -8,6 +8,7 @@ never logs.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -48,6 +49,51 @@ def aware(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware, not naive")
     return moment.astimezone(UTC)
+
+
+# The earliest time a request may say it happened. Nothing a library lends
+# today was lent before it, and times near year 1 cannot be moved into a branch's
+# time zone (the date would fall before 1 January of year 1).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def request_time(at: datetime | None, name: str, now: datetime) -> datetime:
+    """When a request happened, in UTC: `now` when `at` is not given, and `now`
+    as well when `at` is later than now. A terminal whose clock runs ahead (or
+    a mistyped year) must not lend or fine by a time that has not come: a
+    return dated in the future would be fined for every day up to it.
+
+    Raises:
+        ValueError: `at` has no time zone, or is before `EARLIEST`.
+    """
+    if at is None:
+        return now
+    moment = aware(at, name)
+    if moment < EARLIEST:
+        raise ValueError(
+            f"{name} is {moment.isoformat()}, before {EARLIEST.date().isoformat()}"
+        )
+    return min(moment, now)
+
+
+def is_code(text: str | None) -> bool:
+    """Whether `text` can be a barcode, branch code or id: a string with no
+    control characters (NUL, tabs, line breaks) and no lone surrogates, which
+    no scanner sends and PostgreSQL will not store."""
+    return isinstance(text, str) and not any(
+        unicodedata.category(character) in ("Cc", "Cs") for character in text
+    )
+
+
+def printable(text: str | None) -> str | None:
+    """`text` with its control characters and lone surrogates replaced by "?",
+    for a terminal name that only goes into the log."""
+    if text is None or is_code(text):
+        return text
+    return "".join(
+        "?" if unicodedata.category(character) in ("Cc", "Cs") else character
+        for character in text
+    )
 
 
 @dataclass(slots=True)
