@@ -9,6 +9,7 @@ same sans-I/O `Framer` the server uses.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -26,6 +27,9 @@ class SipClient:
     `timeout` bounds each wait for bytes; `deadline`, if given, bounds a whole
     request, so a server that keeps sending without ever ending its reply
     cannot hold the caller (without it, only `timeout` applies, as before).
+    `tls`, if given, wraps the connection in TLS with that context (which says
+    whom to trust and which client certificate to show); the server's name is
+    checked against `server_hostname`, by default `host`.
     """
 
     def __init__(
@@ -38,6 +42,8 @@ class SipClient:
         encoding: str = "utf-8",
         terminator: bytes = b"\r",
         deadline: float | None = None,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -46,12 +52,16 @@ class SipClient:
         self.error_detection = error_detection
         self.encoding = encoding
         self.terminator = terminator
+        self.tls = tls
+        self.server_hostname = server_hostname
         self._sequence = 0
         self._socket: socket.socket | None = None
         self._framer = Framer()
         self._frames: list[Frame] = []
         #: The payload of the last reply received, for troubleshooting output.
         self.last_reply = b""
+        #: The last frame sent, terminator included (secrets in clear: redact it).
+        self.last_request = b""
 
     def __enter__(self) -> Self:
         self.connect()
@@ -66,14 +76,26 @@ class SipClient:
         self.close()
 
     def connect(self) -> None:
-        """Open the TCP connection."""
+        """Open the TCP connection (and make the TLS handshake, with `tls`)."""
         try:
-            self._socket = socket.create_connection(
+            plain = socket.create_connection(
                 (self.host, self.port), timeout=self.timeout
             )
         except OSError as error:
             raise SipClientError(
                 f"cannot connect to {self.host}:{self.port}: {error}"
+            ) from error
+        if self.tls is None:
+            self._socket = plain
+            return
+        try:
+            self._socket = self.tls.wrap_socket(
+                plain, server_hostname=self.server_hostname or self.host
+            )
+        except (OSError, ssl.CertificateError) as error:
+            plain.close()
+            raise SipClientError(
+                f"TLS with {self.host}:{self.port} failed: {error}"
             ) from error
 
     def close(self) -> None:
@@ -101,6 +123,7 @@ class SipClient:
         if self._socket is None:
             raise SipClientError("not connected")
         end = None if self.deadline is None else time.monotonic() + self.deadline
+        self.last_request = frame
         try:
             self._socket.sendall(frame)
             while not self._frames:
