@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ils.currency import MAX_MINOR
 from ils.db import Database
 from ils.importing.report import (
     ImportAbortedError,
@@ -51,6 +52,14 @@ CURRENCY_DECIMALS = {
 }  # fmt: skip
 
 _AMOUNT = re.compile(r"^(\d+)(?:\.(\d*))?$")
+
+# The longest value any column takes (a description or a note); a longer one is
+# a broken file, such as a quote left open.
+MAX_VALUE = 10_000
+
+# The earliest date an import takes: nothing a library holds today was lent,
+# placed or charged before it, and times near year 1 cannot be moved into UTC.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,9 +145,9 @@ def read_rows(
     Raises:
         ImportSetupError: not UTF-8, empty, or a required column is missing.
     """
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    records = csv_records(read_text(path), path)
     try:
-        header = next(reader)
+        _, header = next(records)
     except StopIteration:
         raise ImportSetupError(f"{path} is empty; it needs a header row") from None
 
@@ -173,9 +182,7 @@ def read_rows(
         tally.problem(1, f"column(s) not imported: {', '.join(ignored)}")
 
     rows: list[CsvRow] = []
-    line = 2
-    for fields in reader:
-        start, line = line, reader.line_num + 1
+    for start, fields in records:
         if not any(value.strip() for value in fields):
             continue
         tally.read += 1
@@ -190,22 +197,68 @@ def read_rows(
             name: fields[index].strip() if index < len(fields) else ""
             for name, index in positions.items()
         }
-        too_long = [
-            name
-            for name, value in values.items()
-            if (width := by_name[name].width) is not None and len(value) > width
-        ]
-        if too_long:
-            for name in too_long:
-                tally.problem(
-                    start,
-                    f"longer than {by_name[name].width} characters; row skipped",
-                    column=name,
-                )
+        problems = _value_problems(values, by_name)
+        if problems:
+            for name, message in problems:
+                tally.problem(start, f"{message}; row skipped", column=name)
             tally.skipped += 1
             continue
         rows.append(CsvRow(start, values))
     return rows
+
+
+def _value_problems(
+    values: dict[str, str], by_name: dict[str, Column]
+) -> list[tuple[str, str]]:
+    """(column, problem) for each value too wide for its column or not storable."""
+    problems: list[tuple[str, str]] = []
+    for name, value in values.items():
+        width = by_name[name].width
+        if width is not None and len(value) > width:
+            problems.append((name, f"longer than {width} characters"))
+        elif (problem := value_problem(value)) is not None:
+            problems.append((name, problem))
+    return problems
+
+
+def csv_records(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV record of `text` with the line it starts on (the header is 1).
+
+    The csv module's limit on a field's length is lifted while reading, so that
+    an over-long value is reported as a row problem by its column rather than
+    ending the import.
+
+    Raises:
+        ImportSetupError: the csv module could not read the file, naming the line.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        line = 1
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise ImportSetupError(
+                    f"{path} line {reader.line_num}: not readable as CSV ({error})"
+                ) from None
+            yield line, fields
+            line = reader.line_num + 1
+    finally:
+        csv.field_size_limit(limit)
+
+
+def value_problem(value: str) -> str | None:
+    """Why a value cannot be stored by every database the core runs on, or None:
+    PostgreSQL keeps no NUL character in text, and no value is this long."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if len(value) > MAX_VALUE:
+        return f"longer than {MAX_VALUE} characters"
+    return None
 
 
 # Values.
@@ -243,7 +296,13 @@ def parse_moment(text: str, zone: ZoneInfo, *, end_of_day: bool = False) -> date
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too far in the future or past") from None
+    if moment < EARLIEST:
+        raise ValueError(f"{text!r} is before {EARLIEST.year}")
+    return moment
 
 
 def parse_day(text: str, zone: ZoneInfo) -> date:
@@ -252,7 +311,10 @@ def parse_day(text: str, zone: ZoneInfo) -> date:
     Raises:
         ValueError: not an ISO 8601 date or date and time.
     """
-    return parse_moment(text, zone).astimezone(zone).date()
+    try:
+        return parse_moment(text, zone).astimezone(zone).date()
+    except OverflowError:
+        raise ValueError(f"{text!r} is too far in the future") from None
 
 
 def parse_count(text: str) -> int:
@@ -266,6 +328,8 @@ def parse_count(text: str) -> int:
         return 0
     if not (value.isascii() and value.isdigit()):
         raise ValueError(f"{text!r} is not a whole number of 0 or more")
+    if len(value) > 9:
+        raise ValueError(f"{text!r} is too large a count")
     return int(value)
 
 
@@ -296,9 +360,14 @@ def parse_amount(text: str, currency: str) -> int:
         raise ValueError(f"{text!r} has more decimals than {currency} has ({decimals})")
     digits = (fraction + "0" * decimals)[:decimals]
     try:
-        return int(Decimal(whole + digits))
+        minor = int(Decimal(whole + digits))
     except InvalidOperation:  # pragma: no cover - the pattern allows only digits
         raise ValueError(f"{text!r} is not an amount") from None
+    if minor > MAX_MINOR:
+        raise ValueError(
+            f"{text!r} is more than the largest amount stored ({MAX_MINOR} minor units)"
+        )
+    return minor
 
 
 # Look-ups, remembered for the whole import.

@@ -11,8 +11,6 @@ reported with its line number and skipped; the rest still import.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ils.db import Database
+from ils.importing.circfile import csv_records, value_problem
 from ils.importing.codes import CodeBook
 from ils.importing.report import (
     ImportAbortedError,
@@ -122,13 +121,9 @@ def _header(names: list[str], tally: ReportTally) -> tuple[dict[str, int], list[
     return columns, ignored
 
 
-def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
     """Each CSV record with the line it starts on (the header is line 1)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next_line = 1
-    for fields in reader:
-        yield next_line, fields
-        next_line = reader.line_num + 1
+    return csv_records(text, path)
 
 
 def _check(
@@ -152,6 +147,11 @@ def _check(
         )
 
     values = {name: value(name) for name in KNOWN_COLUMNS}
+    for name in KNOWN_COLUMNS:
+        problem = value_problem(value(name))
+        if problem is not None:
+            tally.problem(line, f"{name} {problem}; row skipped", column=name)
+            return None
     for name in ("cardnumber", "surname", "categorycode", "branchcode"):
         if not values[name]:
             tally.problem(line, f"no {name}; row skipped")
@@ -278,7 +278,7 @@ def import_patrons(
         OSError: the file cannot be read.
     """
     tally = ReportTally()
-    rows = _rows(_read_text(path))
+    rows = _rows(_read_text(path), path)
     try:
         _, header = next(rows)
     except StopIteration:
