@@ -712,3 +712,95 @@ def shell(ctx: click.Context) -> None:
             error.show()
         except click.exceptions.Exit:
             pass
+
+
+# Options of `ils sip` that become plan variables when given on the command line.
+_OPTION_VARIABLES = {
+    "login": "login",
+    "password": "password",
+    "institution": "institution",
+    "location": "location",
+    "terminal_password": "terminal_password",
+}
+
+
+@sip.command()
+@click.option(
+    "--plan",
+    "plan_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The test plan (TOML), e.g. config/conformance-plan.toml.",
+)
+@click.option(
+    "--var",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a plan variable (over the plan's [variables]); repeatable.",
+)
+@click.option(
+    "--report",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How to print the report.",
+)
+@click.pass_context
+def conform(
+    ctx: click.Context, plan_path: Path, assignments: tuple[str, ...], report: str
+) -> None:
+    """Run a conformance plan against the server and print a report.
+
+    Each step sends a request and checks the reply (command, fixed fields,
+    fields present, absent, equal or matching a pattern, the ok flag). --login,
+    --password, --institution, --location and --terminal-password, when given,
+    set the variables of the same names. Exit status: 0 when every step passed,
+    1 when one failed or was skipped, 2 when the plan itself is wrong.
+    """
+    from sip2server.conformance import run_plan  # noqa: PLC0415
+    from sip2server.conformance_plan import PlanError, load_plan  # noqa: PLC0415
+
+    terminal: _Terminal = ctx.obj
+    parent = ctx.parent
+    assert parent is not None
+    defaults = {"institution": terminal.institution, "location": terminal.location}
+    overrides: dict[str, str] = {}
+    for option, variable in _OPTION_VARIABLES.items():
+        value = parent.params.get(option)
+        source = parent.get_parameter_source(option)
+        if value and source not in {None, click.core.ParameterSource.DEFAULT}:
+            overrides[variable] = str(value)
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(
+                f"{assignment!r} is not NAME=VALUE", param_hint="--var"
+            )
+        overrides[name.strip()] = value
+
+    try:
+        plan = load_plan(plan_path, overrides, defaults)
+    except PlanError as error:
+        click.echo(f"Error: {error}", err=True)
+        ctx.exit(2)
+
+    base = terminal.client
+
+    def client_for() -> SipClient:
+        return SipClient(
+            base.host,
+            base.port,
+            timeout=base.timeout,
+            error_detection=base.error_detection,
+            encoding=base.encoding,
+            terminator=base.terminator,
+            tls=base.tls,
+            server_hostname=base.server_hostname,
+        )
+
+    result = run_plan(plan, client_for, f"{base.host}:{base.port}")
+    click.echo(result.to_json() if report == "json" else result.to_text(), nl=False)
+    if report == "json":
+        click.echo()
+    ctx.exit(0 if result.passed else 1)
