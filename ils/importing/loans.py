@@ -12,6 +12,13 @@ history). Rows are checked in full before anything is written; see
 A loan is taken as already imported, not as a conflict, when the item has a
 loan to the same patron that began at the same moment (open, or returned when
 the row has a return date).
+
+An open loan (no return date) is refused for an item this library would not
+lend as it stands: one whose status is not available (not for loan, lost,
+missing, withdrawn, damaged, in processing), one trapped for a hold (waiting on
+the hold shelf or in transit to its pickup branch) and one in transit between
+branches. The library sets the item's status, or ends the hold, and imports the
+row again; a hold is never changed behind its patron's back.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from ils.importing.circfile import (
     read_rows,
 )
 from ils.importing.report import ImportReport
-from ils.models import Loan
+from ils.models import Hold, HoldStatus, Item, ItemStatus, Loan
 
 # Export writes the first name of each; Koha's issue columns are accepted too.
 COLUMNS = (
@@ -77,6 +84,8 @@ class _LoanImport:
         out, due, back = self._dates(row, branch)
         if self._already(session, row, patron=patron, item=item, out=out, back=back):
             return ALREADY
+        if back is None:
+            _lendable(session, item)
         if write:
             session.add(
                 Loan(
@@ -203,6 +212,52 @@ class _LoanImport:
             )
         self.open_in_file[row["barcode"]] = row.line
         return current is not None
+
+
+def _lendable(session: Session, item: ItemFacts) -> None:
+    """Refuse an open loan of an item the library would not lend as it stands.
+
+    Raises:
+        RowProblems: the item's status, hold or transit, in the barcode column.
+    """
+    status, transit_to = session.execute(
+        sa.select(Item.status, Item.transit_to_branch_id).where(Item.id == item.id)
+    ).one()
+    if status is not ItemStatus.AVAILABLE:
+        raise RowProblems(
+            [
+                (
+                    "barcode",
+                    f"item is {status.value.replace('_', ' ')}; only an"
+                    " available item can be lent (change its status first)",
+                )
+            ]
+        )
+    trapped = session.scalar(
+        sa.select(Hold.status).where(
+            Hold.trapped_item_id == item.id,
+            Hold.status.in_((HoldStatus.WAITING, HoldStatus.IN_TRANSIT)),
+        )
+    )
+    if trapped is not None:
+        where = (
+            "waiting on the hold shelf"
+            if trapped is HoldStatus.WAITING
+            else "in transit to a pickup branch"
+        )
+        raise RowProblems(
+            [
+                (
+                    "barcode",
+                    f"item is {where} for a hold; cancel that hold or check"
+                    " the item out at the desk",
+                )
+            ]
+        )
+    if transit_to is not None:
+        raise RowProblems(
+            [("barcode", "item is in transit; check it in at its branch first")]
+        )
 
 
 def import_loans(

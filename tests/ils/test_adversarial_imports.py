@@ -6,6 +6,7 @@ the good rows around it are imported."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 from ils.importing.fees import import_fees
 from ils.importing.loans import import_loans
 from ils.importing.patrons import import_patrons
-from ils.models import Fee, Loan, Patron
+from ils.models import Fee, Hold, HoldStatus, ItemStatus, Loan, Patron
 from tests.ils.factories import Library, build_library
+from tests.ils.fees_support import add_hold
 
 FEES = "cardnumber,debit_type_code,amount,description,date\n"
 LOANS = "cardnumber,barcode,issuedate,date_due\n"
@@ -154,3 +156,42 @@ def test_field_longer_than_the_csv_limit_is_a_row_problem(
     assert (report.imported, report.skipped) == (1, 1)
     assert [(p.position, p.column) for p in report.problems] == [(2, "description")]
     assert fee_descriptions(library) == ["short"]
+
+
+def test_open_loan_of_a_held_or_unlendable_item_is_refused(
+    library: Library, tmp_path: Path
+) -> None:
+    """An open loan of an item waiting on the hold shelf for another patron, or of
+    a not-for-loan item, is refused in the barcode column and the hold stays
+    waiting; a returned loan of the held item is kept as history."""
+    library.add_patron("P2")
+    library.add_item("R1", branch="NORTH", status=ItemStatus.NOT_FOR_LOAN)
+    placed = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    add_hold(library, "P2", "N1", placed=placed, status=HoldStatus.WAITING)
+    path = write(
+        tmp_path,
+        "cardnumber,barcode,issuedate,date_due,returndate\n"
+        "P1,N1,2026-11-20,2026-12-11,\n"
+        "P1,R1,2026-11-20,2026-12-11,\n"
+        "P1,N1,2026-10-01,2026-10-15,2026-10-10\n",
+    )
+
+    dry = import_loans(library.database, path, dry_run=True)
+    report = import_loans(library.database, path)
+
+    assert (dry.imported, dry.skipped) == (1, 2)
+    assert (report.imported, report.skipped) == (1, 2)
+    assert [(p.position, p.column) for p in report.problems] == [
+        (2, "barcode"),
+        (3, "barcode"),
+    ]
+    assert "hold shelf" in report.problems[0].message
+    assert "not for loan" in report.problems[1].message
+    with library.database.read() as session:
+        assert (
+            session.scalar(
+                sa.select(sa.func.count(Loan.id)).where(Loan.returned_at.is_(None))
+            )
+            == 0
+        )
+        assert session.scalars(sa.select(Hold.status)).all() == [HoldStatus.WAITING]
