@@ -276,7 +276,7 @@ def sip(  # noqa: PLR0917 - click passes every option by position
 
 def _run(ctx: click.Context, build: Callable[[_Terminal], Message]) -> None:
     terminal: _Terminal = ctx.obj
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     try:
         terminal.ready(out)
         _send(terminal, build(terminal), out)
@@ -669,7 +669,7 @@ def with_checksum(frame: str, sequence: int) -> str:
 def raw(ctx: click.Context, frame: str, add_checksum: bool) -> None:
     """Send FRAME as typed (no checksum unless --checksum) and show the reply."""
     terminal: _Terminal = ctx.obj
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     try:
         client = terminal.ready(out)
         text = with_checksum(frame, 0) if add_checksum else frame
