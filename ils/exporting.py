@@ -16,6 +16,13 @@ Importing them into an empty database in that order (marc, patrons, loans,
 holds, fees) gives the same library back, apart from what the CSV columns do
 not carry (see docs/import.md). PIN hashes are left out unless asked for; no
 PIN is ever known here. Times are written as ISO 8601 in UTC.
+
+A CSV cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is
+written with a quote (`'`) before it, as OWASP advises against CSV injection:
+a spreadsheet program would otherwise run it as a formula (a patron can choose
+their own name, a fee's description comes from staff or a terminal). The
+imports take that quote off again, so a round trip gives the same values;
+`raw_cells` (`--raw-cells`) writes the cells as they are, for programs only.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pymarc import Field, Indicators, Leader, Record, Subfield
 from sqlalchemy.orm import Session, aliased
 
 from ils.db import Database, DatabaseConfigError
-from ils.importing.circfile import currency_decimals
+from ils.importing.circfile import FORMULA_STARTS, currency_decimals
 from ils.models import (
     BibRecord,
     Branch,
@@ -143,13 +150,29 @@ def money_text(minor: int, currency: str) -> str:
     return f"{sign}{whole}.{fraction:0{decimals}d}"
 
 
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+def spreadsheet_safe(value: str) -> str:
+    """`value` with a quote before it when a spreadsheet would run it as a
+    formula ("=HYPERLINK(...)" becomes "'=HYPERLINK(...)")."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _cells(row: Sequence[str], raw_cells: bool) -> Sequence[str]:
+    return row if raw_cells else [spreadsheet_safe(value) for value in row]
+
+
+def _write_csv(
+    path: Path,
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    raw_cells: bool = False,
+) -> int:
     count = 0
     with path.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(header)
         for row in rows:
-            writer.writerow(row)
+            writer.writerow(_cells(row, raw_cells))
             count += 1
     return count
 
@@ -301,7 +324,9 @@ class _Codes:
     types: dict[int, str]
 
 
-def _catalogue(session: Session, folder: Path) -> tuple[int, int]:
+def _catalogue(
+    session: Session, folder: Path, *, raw_cells: bool = False
+) -> tuple[int, int]:
     """Write catalogue.mrc and items.csv; the records and items written."""
     codes = _Codes(_codes(session, Branch), _codes(session, ItemType))
     ids = session.scalars(sa.select(BibRecord.id).order_by(BibRecord.id)).all()
@@ -331,7 +356,10 @@ def _catalogue(session: Session, folder: Path) -> tuple[int, int]:
                 for item in copies.get(bib.id, []):
                     record.fields.append(_holding(item, codes))
                     writer.writerow(
-                        _item_row(item, bib, codes, states.get(item.id, ""))
+                        _cells(
+                            _item_row(item, bib, codes, states.get(item.id, "")),
+                            raw_cells,
+                        )
                     )
                     items += 1
                 # Leader position 9 "a": the record is in UTF-8.
@@ -448,6 +476,7 @@ def export_library(
     *,
     history: bool = False,
     with_pin_hashes: bool = False,
+    raw_cells: bool = False,
 ) -> ExportReport:
     """Write the library's data into `folder` (created if missing).
 
@@ -456,6 +485,8 @@ def export_library(
         folder: where the files go; files of the same names are overwritten.
         history: also returned loans still linked to a patron, and settled fees.
         with_pin_hashes: add a `pin_hash` column to patrons.csv.
+        raw_cells: write CSV cells as they are, without the quote before one
+            a spreadsheet would take as a formula (see the module docstring).
 
     Returns:
         The rows written per file.
@@ -466,20 +497,31 @@ def export_library(
     counts: dict[str, int] = {}
     # One read unit: every file shows the same moment of the library.
     with database.read() as session:
-        counts["catalogue.mrc"], counts["items.csv"] = _catalogue(session, folder)
+        counts["catalogue.mrc"], counts["items.csv"] = _catalogue(
+            session, folder, raw_cells=raw_cells
+        )
         patron_header = (*PATRON_COLUMNS, *(("pin_hash",) if with_pin_hashes else ()))
         counts["patrons.csv"] = _write_csv(
-            folder / "patrons.csv", patron_header, _patrons(session, with_pin_hashes)
+            folder / "patrons.csv",
+            patron_header,
+            _patrons(session, with_pin_hashes),
+            raw_cells=raw_cells,
         )
         loan_header = (*LOAN_COLUMNS, *(("returndate",) if history else ()))
         counts["loans.csv"] = _write_csv(
-            folder / "loans.csv", loan_header, _loans(session, history)
+            folder / "loans.csv",
+            loan_header,
+            _loans(session, history),
+            raw_cells=raw_cells,
         )
         counts["holds.csv"] = _write_csv(
-            folder / "holds.csv", HOLD_COLUMNS, _holds(session)
+            folder / "holds.csv", HOLD_COLUMNS, _holds(session), raw_cells=raw_cells
         )
         counts["fees.csv"] = _write_csv(
-            folder / "fees.csv", FEE_COLUMNS, _fees(session, history)
+            folder / "fees.csv",
+            FEE_COLUMNS,
+            _fees(session, history),
+            raw_cells=raw_cells,
         )
     return ExportReport(folder=folder, counts=counts)
 
@@ -518,6 +560,13 @@ def export_library(
     help="Add the patrons' PIN hashes (never PINs) as a pin_hash column. Keep"
     " such a file as safe as the database itself.",
 )
+@click.option(
+    "--raw-cells",
+    is_flag=True,
+    help="Write CSV cells as they are: no quote before a cell that starts with"
+    " = + - @ (which a spreadsheet would run as a formula). For programs only;"
+    " the imports read either form.",
+)
 def export_command(
     *,
     url: str | None,
@@ -525,6 +574,7 @@ def export_command(
     file_format: str,
     history: bool,
     with_pin_hashes: bool,
+    raw_cells: bool,
 ) -> None:
     """Write patrons, items, loans, holds and fees out, as the imports read them.
 
@@ -544,7 +594,11 @@ def export_command(
         raise click.BadParameter(str(error), param_hint="--db") from error
     try:
         report = export_library(
-            database, folder, history=history, with_pin_hashes=with_pin_hashes
+            database,
+            folder,
+            history=history,
+            with_pin_hashes=with_pin_hashes,
+            raw_cells=raw_cells,
         )
     finally:
         database.dispose()

@@ -57,6 +57,11 @@ _AMOUNT = re.compile(r"^(\d+)(?:\.(\d*))?$")
 # a broken file, such as a quote left open.
 MAX_VALUE = 10_000
 
+# What a spreadsheet program takes as the start of a formula. `ils export`
+# writes a quote before a cell that starts with one of these, so that opening
+# the file runs nothing; the imports take that quote off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 # The earliest date an import takes: nothing a library holds today was lent,
 # placed or charged before it, and times near year 1 cannot be moved into UTC.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
@@ -194,7 +199,7 @@ def read_rows(
             tally.skipped += 1
             continue
         values = {
-            name: fields[index].strip() if index < len(fields) else ""
+            name: cell_value(fields[index]) if index < len(fields) else ""
             for name, index in positions.items()
         }
         problems = _value_problems(values, by_name)
@@ -249,6 +254,16 @@ def csv_records(text: str, path: Path) -> Iterator[tuple[int, list[str]]]:
             line = reader.line_num + 1
     finally:
         csv.field_size_limit(limit)
+
+
+def cell_value(raw: str) -> str:
+    """A CSV cell's value: stripped of surrounding blanks and of the quote that
+    `ils export` puts before a cell a spreadsheet would take as a formula
+    ("'=SUM(A1)" is read as "=SUM(A1)")."""
+    value = raw.strip()
+    if value.startswith("'") and value[1:2] and value[1] in FORMULA_STARTS:
+        value = value[1:].strip()
+    return value
 
 
 def value_problem(value: str) -> str | None:

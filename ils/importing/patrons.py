@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ils.db import Database
-from ils.importing.circfile import csv_records, value_problem
+from ils.importing.circfile import cell_value, csv_records, value_problem
 from ils.importing.codes import CodeBook
 from ils.importing.report import (
     ImportAbortedError,
@@ -143,7 +143,9 @@ def _check(
     def value(name: str) -> str:
         index = columns.get(name)
         return (
-            fields[index].strip() if index is not None and index < len(fields) else ""
+            cell_value(fields[index])
+            if index is not None and index < len(fields)
+            else ""
         )
 
     values = {name: value(name) for name in KNOWN_COLUMNS}

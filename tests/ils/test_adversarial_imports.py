@@ -5,6 +5,7 @@ the good rows around it are imported."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ils.exporting import export_library
+from ils.fees import charge_fee
 from ils.importing.fees import import_fees
 from ils.importing.loans import import_loans
 from ils.importing.patrons import import_patrons
-from ils.models import Fee, Hold, HoldStatus, ItemStatus, Loan, Patron
+from ils.models import Fee, FeeKind, Hold, HoldStatus, ItemStatus, Loan, Patron
 from tests.ils.factories import Library, build_library
 from tests.ils.fees_support import add_hold
 
@@ -195,3 +198,61 @@ def test_open_loan_of_a_held_or_unlendable_item_is_refused(
             == 0
         )
         assert session.scalars(sa.select(Hold.status)).all() == [HoldStatus.WAITING]
+
+
+def exported_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of an exported CSV file, by column name."""
+    with path.open(encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_export_quotes_formula_cells_and_the_import_reads_them_back(
+    library: Library, tmp_path: Path
+) -> None:
+    """A surname "=HYPERLINK(...)" and a fee description "@SUM(1+1)" are written
+    with a quote before them, so a spreadsheet runs nothing; --raw-cells writes
+    them as they are; importing the quoted patrons.csv over the library gives
+    the surname back without the quote."""
+    name = '=HYPERLINK("http://127.0.0.1/x","Click")'
+    library.add_patron("PF", surname=name, firstname="-Ann")
+    with library.database.transaction() as session:
+        patron = session.scalars(sa.select(Patron).where(Patron.barcode == "PF")).one()
+        charge_fee(
+            session,
+            patron=patron,
+            kind=FeeKind.MANUAL,
+            amount_minor=100,
+            description="@SUM(1+1)",
+            by="staff",
+            moment=datetime(2026, 11, 1, tzinfo=UTC),
+        )
+
+    export_library(library.database, tmp_path / "safe")
+    export_library(library.database, tmp_path / "raw", raw_cells=True)
+    safe = {
+        row["cardnumber"]: row
+        for row in exported_rows(tmp_path / "safe" / "patrons.csv")
+    }
+    raw = {
+        row["cardnumber"]: row
+        for row in exported_rows(tmp_path / "raw" / "patrons.csv")
+    }
+    (fee,) = exported_rows(tmp_path / "safe" / "fees.csv")
+    with library.database.transaction() as session:
+        session.execute(
+            sa.update(Patron).where(Patron.barcode == "PF").values(surname="Changed")
+        )
+    report = import_patrons(
+        library.database, tmp_path / "safe" / "patrons.csv", update=True
+    )
+
+    assert (safe["PF"]["surname"], safe["PF"]["firstname"]) == (f"'{name}", "'-Ann")
+    assert safe["P1"]["surname"] == "Okafor"
+    assert fee["description"] == "'@SUM(1+1)"
+    assert (raw["PF"]["surname"], raw["PF"]["firstname"]) == (name, "-Ann")
+    assert report.skipped == 0
+    with library.database.read() as session:
+        back = session.execute(
+            sa.select(Patron.surname, Patron.firstname).where(Patron.barcode == "PF")
+        ).one()
+    assert tuple(back) == (name, "-Ann")
