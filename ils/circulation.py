@@ -69,16 +69,8 @@ from ils.results import (
     RenewAllResult,
     RenewOutcome,
 )
-from ils.units import (
-    Known,
-    LoanChangedHands,
-    Overrides,
-    aware,
-    is_code,
-    log_row,
-    printable,
-    request_time,
-)
+from ils.storable import is_code, printable
+from ils.units import Known, LoanChangedHands, Overrides, aware, log_row, request_time
 
 __all__ = ["Circulation", "branch_zone"]
 

@@ -61,6 +61,7 @@ from ils.ledger import (
     log_payment,
     payable_fees,
     repeat_receipt,
+    same_payment,
     spend_credit,
     split_amount,
     written_off_minor,
@@ -82,6 +83,7 @@ from ils.models import (
     utcnow,
 )
 from ils.results import CirculationRefused, Refusal
+from ils.storable import is_code
 
 # Re-exported: callers find the fee functions and views here.
 __all__ = [
@@ -359,6 +361,8 @@ class FeeService:
 
     @staticmethod
     def _patron(session: Session, barcode: str) -> Patron:
+        if not is_code(barcode):
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
         patron = queries.patron_by_barcode(session, barcode, lock=True)
         if patron is None:
             raise CirculationRefused(Refusal.UNKNOWN_PATRON)
@@ -372,6 +376,8 @@ class FeeService:
         Raises:
             CirculationRefused: UNKNOWN_PATRON.
         """
+        if not is_code(patron_barcode):
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
         with self._database.read() as session:
             patron = queries.patron_by_barcode(session, patron_barcode)
             if patron is None:
@@ -404,6 +410,8 @@ class FeeService:
             patron = self._patron(session, patron_barcode)
             item = None
             if item_barcode is not None:
+                if not is_code(item_barcode):
+                    raise CirculationRefused(Refusal.UNKNOWN_ITEM)
                 item = queries.item_by_barcode(session, item_barcode)
                 if item is None:
                     raise CirculationRefused(Refusal.UNKNOWN_ITEM)
@@ -485,7 +493,9 @@ class FeeService:
         A payment whose terminal and transaction id were already recorded for
         this patron is a terminal sending it again (its answer was lost): it
         is answered with the first payment's receipt, marked `repeated`, and
-        nothing is paid twice.
+        nothing is paid twice. Sent again with another amount, or for another
+        fee than the first went to, it is no repeat but a reused id, and is
+        refused (INVALID_AMOUNT, with its own message).
         Amounts given as text are turned into minor units with
         `ils.currency.parse_amount` first.
 
@@ -494,12 +504,22 @@ class FeeService:
                 minor units), WRONG_CURRENCY (not the institution's),
                 UNKNOWN_PATRON, FEE_NOT_FOUND (no such fee on this card),
                 NOTHING_OWED (the fee, or the card, owes nothing),
-                OVERPAYMENT_REFUSED, TRY_AGAIN.
+                OVERPAYMENT_REFUSED, TRY_AGAIN; INVALID_AMOUNT too for a
+                transaction id reused for another payment, and for a terminal
+                or transaction id holding control characters.
             ValueError: a method that brings no money (CREDIT, WRITE_OFF).
         """
         if method in NON_MONEY_METHODS:
             raise ValueError(f"{method.value} is not a way to pay; see write_off")
         check_amount(amount_minor)
+        if not is_code(terminal) or (
+            transaction_id is not None and not is_code(transaction_id)
+        ):
+            raise CirculationRefused(
+                Refusal.INVALID_AMOUNT,
+                "The terminal or transaction id holds characters that cannot be"
+                " recorded.",
+            )
         moment = self._now()
 
         def work(session: Session) -> PaymentReceipt:
@@ -510,6 +530,11 @@ class FeeService:
             if transaction_id is not None:
                 earlier = earlier_payment(session, patron, terminal, transaction_id)
                 if earlier is not None:
+                    if not same_payment(session, earlier, amount_minor, fee_id):
+                        raise CirculationRefused(
+                            Refusal.INVALID_AMOUNT,
+                            "This transaction id was already used for another payment.",
+                        )
                     return repeat_receipt(session, patron, earlier)
             fees = payable_fees(session, patron, fee_id)
             owed = sum(fee.balance_minor for fee in fees)

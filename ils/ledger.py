@@ -264,6 +264,26 @@ def earlier_payment(
     ).first()
 
 
+def same_payment(
+    session: Session, earlier: Payment, amount_minor: int, fee_id: int | None
+) -> bool:
+    """Whether a payment sent again under an earlier one's transaction id is
+    that payment: the same amount and, when a fee is named, allocated to that
+    fee alone. Anything else is a reused id, not a repeat."""
+    if earlier.amount_minor != amount_minor:
+        return False
+    if fee_id is None:
+        return True
+    fee_ids = set(
+        session.scalars(
+            sa.select(PaymentAllocation.fee_id).where(
+                PaymentAllocation.payment_id == earlier.id
+            )
+        )
+    )
+    return fee_ids == {fee_id}
+
+
 def repeat_receipt(
     session: Session, patron: Patron, payment: Payment
 ) -> PaymentReceipt:

@@ -8,7 +8,6 @@ never logs.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -74,26 +73,6 @@ def request_time(at: datetime | None, name: str, now: datetime) -> datetime:
             f"{name} is {moment.isoformat()}, before {EARLIEST.date().isoformat()}"
         )
     return min(moment, now)
-
-
-def is_code(text: str | None) -> bool:
-    """Whether `text` can be a barcode, branch code or id: a string with no
-    control characters (NUL, tabs, line breaks) and no lone surrogates, which
-    no scanner sends and PostgreSQL will not store."""
-    return isinstance(text, str) and not any(
-        unicodedata.category(character) in ("Cc", "Cs") for character in text
-    )
-
-
-def printable(text: str | None) -> str | None:
-    """`text` with its control characters and lone surrogates replaced by "?",
-    for a terminal name that only goes into the log."""
-    if text is None or is_code(text):
-        return text
-    return "".join(
-        "?" if unicodedata.category(character) in ("Cc", "Cs") else character
-        for character in text
-    )
 
 
 @dataclass(slots=True)
