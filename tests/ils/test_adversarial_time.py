@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from ils.circulation import Circulation
+from ils.circulation import Circulation, retry_pause
 from ils.models import CirculationLog, FeeKind, Loan, LoanEvent
 from ils.results import Refusal
+from ils.units import Known, LoanChangedHands
 from tests.ils.circulation_support import (
     NOW,
     circulation,
@@ -174,3 +176,25 @@ def test_item_and_branch_codes_with_nul_are_refused_by_name(
             )
         ).all()
     assert terminals == ["k?1"]
+
+
+def test_retries_wait_a_growing_random_pause(library: Library) -> None:
+    """A unit of work that keeps meeting changed rows waits before each of its four
+    retries, each pause at most 0.01, 0.02, 0.04 and 0.08 seconds, and is then
+    refused TRY_AGAIN; the pauses are drawn at random up to those bounds."""
+    waited: list[float] = []
+    circulation = Circulation(
+        library.database, clock=SettableClock(NOW), pause=waited.append
+    )
+
+    def changing(_session: Session, _known: Known) -> None:
+        raise LoanChangedHands
+
+    reason = refusal_of(lambda: circulation._unit(changing, terminal="t", moment=NOW))
+
+    assert reason is Refusal.TRY_AGAIN
+    assert len(waited) == 4
+    for pause, bound in zip(waited, (0.01, 0.02, 0.04, 0.08), strict=True):
+        assert 0.0 <= pause <= bound
+    assert retry_pause(3, lambda low, high: high) == 0.08
+    assert retry_pause(0, lambda low, high: low) == 0.0
