@@ -145,6 +145,8 @@ class SipClient:
             raise SipClientError(
                 f"no reply within {self.timeout:g} s from {self.host}:{self.port}"
             ) from error
+        except SipClientError:
+            raise  # already says what happened (it is an OSError too)
         except OSError as error:
             raise SipClientError(f"connection failed: {error}") from error
         self.last_reply = self._frames.pop(0).payload

@@ -368,14 +368,15 @@ def _message(
     converters.update({field.name: field.converter for field in layout.variable})
     names_by_code = {field.code: field.name for field in layout.variable}
 
-    given: dict[str, Any] = {}
+    # attribute name -> (the key as the plan wrote it, the value)
+    given: dict[str, tuple[str, Any]] = {}
     for field_key, value in _table(where, f"{key}.fields", fields).items():
         name = names_by_code.get(field_key, field_key)
         if name not in converters:
             raise where.error(
                 f"{key}.fields.{field_key}", f"a {send} message has no such field"
             )
-        given[name] = value
+        given[name] = (field_key, value)
     for attribute in dataclasses.fields(message_type):
         name = attribute.name
         if name in given or name not in converters:
@@ -384,15 +385,15 @@ def _message(
             attribute.default_factory is dataclasses.MISSING
         )
         if name in _IMPLIED and _IMPLIED[name] in variables:
-            given[name] = "${" + _IMPLIED[name] + "}"
+            given[name] = (name, "${" + _IMPLIED[name] + "}")
         elif required:
-            given[name] = _DEFAULTS.get(name, "")
+            given[name] = (name, _DEFAULTS.get(name, ""))
 
     values = {
         name: _convert(
-            where, f"{key}.fields.{name}", converters[name], value, variables
+            where, f"{key}.fields.{written}", converters[name], value, variables
         )
-        for name, value in given.items()
+        for name, (written, value) in given.items()
     }
     try:
         return message_type(**values)
