@@ -305,7 +305,7 @@ def patron(ctx: click.Context, barcode: str, pin: str | None, brief: bool) -> No
     """Look a patron up (63 -> 64, or 23 -> 24 with --brief)."""
 
     def build(t: _Terminal) -> Message:
-        common = {
+        common: dict[str, Any] = {
             "transaction_date": _now(),
             "institution_id": t.institution,
             "patron_identifier": barcode,
@@ -492,7 +492,7 @@ _PICKUP = click.option("--pickup", help="Pickup branch code (BS).")
 @_PIN
 @click.pass_context
 def hold_place(
-    ctx: click.Context, patron_barcode: str, item_barcode: str | None, **options: Any
+    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
 ) -> None:
     """Place a hold on an item or a title (15 with mode +)."""
     _hold(ctx, HoldMode.ADD, patron_barcode, item_barcode, options)
@@ -505,7 +505,7 @@ def hold_place(
 @_PIN
 @click.pass_context
 def hold_cancel(
-    ctx: click.Context, patron_barcode: str, item_barcode: str | None, **options: Any
+    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
 ) -> None:
     """Cancel a patron's hold on an item or a title (15 with mode -)."""
     _hold(ctx, HoldMode.DELETE, patron_barcode, item_barcode, options)
@@ -519,7 +519,7 @@ def hold_cancel(
 @_PIN
 @click.pass_context
 def hold_change(
-    ctx: click.Context, patron_barcode: str, item_barcode: str | None, **options: Any
+    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
 ) -> None:
     """Move a patron's hold to another pickup branch (15 with mode *)."""
     _hold(ctx, HoldMode.CHANGE, patron_barcode, item_barcode, options)
