@@ -19,6 +19,11 @@ What happens next, in this order:
 3. it belongs to another branch: in transit home (TRANSIT_HOME);
 4. it stays on the shelf here.
 
+The loan ends at the time of return given, but never before the loan began nor
+before its last renewal: an offline return dated before a renewal that the
+server made meanwhile is taken as a return at that renewal's time (the renewal
+and any fine it charged stand; the return adds no fine of its own).
+
 The alert is the hold's when there is one; else LOST_FOUND for an item that was
 lost or missing; else TRANSIT_HOME; else NOT_ON_LOAN for an item that was
 neither on loan nor arriving from a transit; else NONE.
@@ -35,6 +40,7 @@ from ils import holds, queries
 from ils.fees import charge_fee, lost_item_found, overdue_fine_minor
 from ils.models import (
     Branch,
+    CirculationLog,
     Fee,
     FeeKind,
     Hold,
@@ -118,6 +124,22 @@ def _lock_patrons_first(session: Session, item_barcode: str) -> int | None:
     return borrower_id
 
 
+def _last_renewed_at(session: Session, loan: Loan) -> datetime:
+    """When the loan was last renewed, from its renewal log rows; its checkout
+    time when it never was."""
+    if loan.renewals == 0:
+        return loan.checked_out_at
+    renewed = session.scalar(
+        sa.select(sa.func.max(CirculationLog.at)).where(
+            CirculationLog.event == LoanEvent.RENEWAL,
+            CirculationLog.item_id == loan.item_id,
+            CirculationLog.patron_id == loan.patron_id,
+            CirculationLog.at >= loan.checked_out_at,
+        )
+    )
+    return loan.checked_out_at if renewed is None else max(renewed, loan.checked_out_at)
+
+
 def check_in(
     session: Session,
     known: Known,
@@ -150,14 +172,15 @@ def check_in(
     if loan is not None and loan.patron_id not in (None, borrower_id):
         raise LoanChangedHands
 
-    # The loan ends at the time of return, never before it began.
+    # The loan ends at the time of return, never before it began or was last
+    # renewed.
     by = terminal or SYSTEM
     patron_barcode: str | None = None
     patron_id: int | None = None
     fine = 0
     moment = returned_at
     if loan is not None:
-        moment = max(returned_at, loan.checked_out_at)
+        moment = max(returned_at, _last_renewed_at(session, loan))
         loan.returned_at = moment
         if loan.patron is not None:
             patron_barcode = loan.patron.barcode

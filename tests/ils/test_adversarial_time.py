@@ -198,3 +198,30 @@ def test_retries_wait_a_growing_random_pause(library: Library) -> None:
         assert 0.0 <= pause <= bound
     assert retry_pause(3, lambda low, high: high) == 0.08
     assert retry_pause(0, lambda low, high: low) == 0.0
+
+
+def test_offline_return_dated_before_a_renewal_ends_at_the_renewal(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """A book lent on 2 March, renewed late on 6 April (fined 21 days at 10p), and
+    then checked in by a kiosk that recorded the return offline on 1 April: the
+    loan ends at the renewal's time and no second fine is charged."""
+    update_rule(library, "ADULT", None, fine_minor=10, renewals_allowed=5)
+    library.add_patron("P1")
+    library.add_item("B1")
+    lent = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    renewed = datetime(2026, 4, 6, 12, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)
+    # Due at the end of 16 March; renewed on 6 April, 21 days late.
+    circulation.checkout("P1", "B1", branch_code="NORTH", at=lent)
+    circulation.renew("P1", "B1", at=renewed)
+    fined_at_renewal = fees_of(library, "P1")
+
+    result = circulation.checkin(
+        "B1", branch_code="NORTH", returned_at=datetime(2026, 4, 1, tzinfo=UTC)
+    )
+
+    assert result.returned_at == renewed
+    assert result.fine_minor == 0
+    assert fined_at_renewal == [(FeeKind.OVERDUE, 210, 210)]
+    assert fees_of(library, "P1") == fined_at_renewal
