@@ -4,175 +4,47 @@ Layer: `sip2server`. Speaks to any SIP2 server over TCP (or TLS) with the
 project's own codec and `SipClient`, prints each reply field by field (the spec's
 field names, with their two-letter codes) and, on request, the raw frames with
 passwords and PINs masked. It can run a script of commands (`ils sip shell`) or a
-conformance plan (`ils sip conform`, see `sip2server.conformance`). It must not
-import `ils`: it talks to servers only over the wire, like any terminal.
+conformance plan (`ils sip conform`, see `sip2server.conformance`). The commands
+for a patron's account are in `sip2server.sip_patron_commands`, what they share in
+`sip2server.sip_terminal`. It must not import `ils`: it talks to servers only over
+the wire, like any terminal.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import shlex
-import ssl
 import sys
-from collections.abc import Callable
-from datetime import datetime, time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
 from sip2server.client import SipClient, SipClientError
 from sip2server.protocol import (
-    BlockPatronRequest,
     CheckinRequest,
     CheckoutRequest,
     EndPatronSessionRequest,
-    FeePaidRequest,
-    FeeType,
-    HoldMode,
-    HoldRequest,
-    HoldType,
     ItemInformationRequest,
-    LoginRequest,
     Message,
-    PatronEnableRequest,
     PatronInformationRequest,
     PatronStatusRequest,
-    PaymentType,
     ProtocolError,
-    RenewAllRequest,
-    RenewRequest,
     ScStatusRequest,
     Summary,
-    checksum,
     decode,
     redact_frame,
 )
-from sip2server.protocol._layouts import BY_TYPE
-
-# Attributes whose values are never printed (AC, AD, CO).
-_SECRET_ATTRIBUTES = frozenset(
-    {"terminal_password", "patron_password", "login_password"}
+from sip2server.sip_patron_commands import block, enable, hold, pay, renew, renew_all
+from sip2server.sip_terminal import (
+    PIN_OPTION,
+    Terminal,
+    print_frames,
+    run_request,
+    show_message,
+    terminal_now,
+    tls_context,
+    with_checksum,
 )
-
-
-@dataclasses.dataclass
-class _Terminal:
-    """What every subcommand needs: the connection and the terminal's identity."""
-
-    client: SipClient
-    institution: str
-    location: str
-    terminal_password: str
-    show_wire: bool
-    login: str | None
-    password: str | None
-    connected: bool = False
-    logged_in: bool = False
-
-    def ready(self, out: TextIO) -> SipClient:
-        """The client, connected and logged in on first use (so --help is offline)."""
-        if not self.connected:
-            self.client.connect()
-            self.connected = True
-        if self.login is not None and not self.logged_in:
-            if self.password is None:
-                self.password = click.prompt("SIP password", hide_input=True)
-            _login(self, self.login, self.password, out)
-        return self.client
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, enum.Enum):
-        return f"{value.value} ({value.name.lower()})"
-    if isinstance(value, tuple):
-        return " | ".join(_value(part) for part in value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        flags = [
-            f.name for f in dataclasses.fields(value) if getattr(value, f.name) is True
-        ]
-        return ", ".join(flags) or "(none set)"
-    return str(value)
-
-
-def show_message(message: Message, out: TextIO) -> None:
-    """Write a message field by field: fixed fields by name, then variable fields
-    with their codes (`AJ title_identifier: ...`); passwords and PINs as `***`."""
-    out.write(f"{type(message).__name__} ({message.command})\n")
-    layout = BY_TYPE.get(type(message))
-    codes = {} if layout is None else {f.name: f.code for f in layout.variable}
-    for field in dataclasses.fields(message):
-        value = getattr(message, field.name)
-        if value is None or value in {(), ""}:
-            continue
-        code = codes.get(field.name)
-        label = field.name if code is None else f"{code} {field.name}"
-        shown = "***" if field.name in _SECRET_ATTRIBUTES else _value(value)
-        if field.name == "extra_fields":
-            shown = " | ".join(f"{c}={v}" for c, v in value)
-        out.write(f"  {label}: {shown}\n")
-
-
-def _show_wire(terminal: _Terminal, out: TextIO) -> None:
-    client = terminal.client
-    sent = client.last_request.rstrip(b"\r\n")
-    out.write(f"  sent: {redact_frame(sent, mask_patron=False)}\n")
-    out.write(f"  wire: {redact_frame(client.last_reply, mask_patron=False)}\n")
-
-
-def _send(terminal: _Terminal, message: Message, out: TextIO) -> Message:
-    reply = terminal.client.request(message)
-    show_message(reply.message, out)
-    if terminal.show_wire:
-        _show_wire(terminal, out)
-    return reply.message
-
-
-def _now() -> datetime:
-    # A terminal sends its local time, with no zone (SIP2 dates).
-    return datetime.now()
-
-
-def _login(
-    terminal: _Terminal, login: str | None, password: str | None, out: TextIO
-) -> None:
-    if login is None or terminal.logged_in:
-        return
-    reply = _send(
-        terminal,
-        LoginRequest(
-            login_user_id=login,
-            login_password=password or "",
-            location_code=terminal.location,
-        ),
-        out,
-    )
-    terminal.logged_in = bool(getattr(reply, "ok", False))
-    if not terminal.logged_in:
-        raise click.ClickException(f"login {login!r} refused by the server")
-
-
-def tls_context(
-    ca: Path | None, certificate: Path | None, key: Path | None
-) -> ssl.SSLContext:
-    """A client TLS context trusting `ca` (or the system's CAs), showing a
-    client certificate when one is given.
-
-    Raises:
-        click.UsageError: a key without a certificate, or files that do not load.
-    """
-    if key is not None and certificate is None:
-        raise click.UsageError("--key needs --cert (the client certificate)")
-    try:
-        context = ssl.create_default_context(cafile=None if ca is None else str(ca))
-        if certificate is not None:
-            context.load_cert_chain(str(certificate), None if key is None else str(key))
-    except (OSError, ssl.SSLError) as error:
-        raise click.UsageError(f"cannot load the TLS files: {error}") from error
-    return context
 
 
 @click.group(invoke_without_command=False)
@@ -263,7 +135,7 @@ def sip(  # noqa: PLR0917 - click passes every option by position
         tls=tls_context(ca, cert, key) if tls else None,
     )
     ctx.call_on_close(client.close)
-    ctx.obj = _Terminal(
+    ctx.obj = Terminal(
         client=client,
         institution=institution,
         location=location,
@@ -274,29 +146,16 @@ def sip(  # noqa: PLR0917 - click passes every option by position
     )
 
 
-def _run(ctx: click.Context, build: Callable[[_Terminal], Message]) -> None:
-    terminal: _Terminal = ctx.obj
-    out = sys.stdout
-    try:
-        terminal.ready(out)
-        _send(terminal, build(terminal), out)
-    except (SipClientError, ProtocolError) as error:
-        raise click.ClickException(str(error)) from None
-
-
-_PIN = click.option("--pin", help="The patron's PIN (AD); never printed.")
-
-
 @sip.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Ask for the server's status (99 -> 98)."""
-    _run(ctx, lambda t: ScStatusRequest(max_print_width=80))
+    run_request(ctx, lambda t: ScStatusRequest(max_print_width=80))
 
 
 @sip.command()
 @click.argument("barcode")
-@_PIN
+@PIN_OPTION
 @click.option(
     "--brief", is_flag=True, help="Patron status (23) instead of information (63)."
 )
@@ -304,9 +163,9 @@ def status(ctx: click.Context) -> None:
 def patron(ctx: click.Context, barcode: str, pin: str | None, brief: bool) -> None:
     """Look a patron up (63 -> 64, or 23 -> 24 with --brief)."""
 
-    def build(t: _Terminal) -> Message:
+    def build(t: Terminal) -> Message:
         common: dict[str, Any] = {
-            "transaction_date": _now(),
+            "transaction_date": terminal_now(),
             "institution_id": t.institution,
             "patron_identifier": barcode,
             "terminal_password": t.terminal_password,
@@ -318,24 +177,24 @@ def patron(ctx: click.Context, barcode: str, pin: str | None, brief: bool) -> No
             summary=Summary(charged_items=True), start_item=1, end_item=20, **common
         )
 
-    _run(ctx, build)
+    run_request(ctx, build)
 
 
 @sip.command()
 @click.argument("patron_barcode")
 @click.argument("item_barcode")
-@_PIN
+@PIN_OPTION
 @click.pass_context
 def checkout(
     ctx: click.Context, patron_barcode: str, item_barcode: str, pin: str | None
 ) -> None:
     """Check an item out to a patron (11 -> 12)."""
-    _run(
+    run_request(
         ctx,
         lambda t: CheckoutRequest(
             sc_renewal_policy=True,
             no_block=False,
-            transaction_date=_now(),
+            transaction_date=terminal_now(),
             institution_id=t.institution,
             patron_identifier=patron_barcode,
             item_identifier=item_barcode,
@@ -350,12 +209,12 @@ def checkout(
 @click.pass_context
 def checkin(ctx: click.Context, item_barcode: str) -> None:
     """Return an item (09 -> 10)."""
-    _run(
+    run_request(
         ctx,
         lambda t: CheckinRequest(
             no_block=False,
-            transaction_date=_now(),
-            return_date=_now(),
+            transaction_date=terminal_now(),
+            return_date=terminal_now(),
             current_location=t.location,
             institution_id=t.institution,
             item_identifier=item_barcode,
@@ -369,268 +228,13 @@ def checkin(ctx: click.Context, item_barcode: str) -> None:
 @click.pass_context
 def item(ctx: click.Context, item_barcode: str) -> None:
     """Show what the server knows of an item (17 -> 18)."""
-    _run(
+    run_request(
         ctx,
         lambda t: ItemInformationRequest(
-            transaction_date=_now(),
+            transaction_date=terminal_now(),
             institution_id=t.institution,
             item_identifier=item_barcode,
             terminal_password=t.terminal_password,
-        ),
-    )
-
-
-@sip.command()
-@click.argument("patron_barcode")
-@click.argument("item_barcode", required=False)
-@click.option("--title", help="Renew by title (AJ) instead of an item barcode.")
-@_PIN
-@click.pass_context
-def renew(
-    ctx: click.Context,
-    patron_barcode: str,
-    item_barcode: str | None,
-    title: str | None,
-    pin: str | None,
-) -> None:
-    """Renew one loan, by item barcode or --title (29 -> 30)."""
-    if item_barcode is None and title is None:
-        raise click.UsageError("give an ITEM_BARCODE or --title")
-    _run(
-        ctx,
-        lambda t: RenewRequest(
-            third_party_allowed=False,
-            no_block=False,
-            transaction_date=_now(),
-            nb_due_date=None,
-            institution_id=t.institution,
-            patron_identifier=patron_barcode,
-            patron_password=pin,
-            item_identifier=item_barcode,
-            title_identifier=title,
-            terminal_password=t.terminal_password,
-        ),
-    )
-
-
-@sip.command("renew-all")
-@click.argument("patron_barcode")
-@_PIN
-@click.pass_context
-def renew_all(ctx: click.Context, patron_barcode: str, pin: str | None) -> None:
-    """Renew every loan of a patron (65 -> 66)."""
-    _run(
-        ctx,
-        lambda t: RenewAllRequest(
-            transaction_date=_now(),
-            institution_id=t.institution,
-            patron_identifier=patron_barcode,
-            patron_password=pin,
-            terminal_password=t.terminal_password,
-        ),
-    )
-
-
-@sip.group()
-def hold() -> None:
-    """Place, cancel or change a hold (15 -> 16)."""
-
-
-def _hold(
-    ctx: click.Context,
-    mode: HoldMode,
-    patron_barcode: str,
-    item_barcode: str | None,
-    options: dict[str, Any],
-) -> None:
-    if item_barcode is None and options.get("title") is None:
-        raise click.UsageError("give an ITEM_BARCODE or --title")
-    expires = options.get("expires")
-    kind = options.get("hold_type")
-    _run(
-        ctx,
-        lambda t: HoldRequest(
-            hold_mode=mode,
-            transaction_date=_now(),
-            # The hold is wanted until the end of that day (BW is a timestamp).
-            expiration_date=None
-            if expires is None
-            else datetime.combine(expires.date(), time(23, 59, 59)),
-            pickup_location=options.get("pickup"),
-            hold_type=None if kind is None else HoldType(kind),
-            institution_id=t.institution,
-            patron_identifier=patron_barcode,
-            patron_password=options.get("pin"),
-            item_identifier=item_barcode,
-            title_identifier=options.get("title"),
-            terminal_password=t.terminal_password,
-        ),
-    )
-
-
-_HOLD_ITEM = click.argument("item_barcode", required=False)
-_HOLD_TITLE = click.option("--title", help="The title (AJ) instead of an item.")
-_PICKUP = click.option("--pickup", help="Pickup branch code (BS).")
-
-
-@hold.command("place")
-@click.argument("patron_barcode")
-@_HOLD_ITEM
-@_HOLD_TITLE
-@_PICKUP
-@click.option(
-    "--expires",
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Last day the hold is wanted (BW), YYYY-MM-DD.",
-)
-@click.option(
-    "--type",
-    "hold_type",
-    type=click.Choice([kind.value for kind in HoldType]),
-    help="BY: 1 other, 2 any copy of the title, 3 this copy, 4 any copy at a branch.",
-)
-@_PIN
-@click.pass_context
-def hold_place(
-    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
-) -> None:
-    """Place a hold on an item or a title (15 with mode +)."""
-    _hold(ctx, HoldMode.ADD, patron_barcode, item_barcode, options)
-
-
-@hold.command("cancel")
-@click.argument("patron_barcode")
-@_HOLD_ITEM
-@_HOLD_TITLE
-@_PIN
-@click.pass_context
-def hold_cancel(
-    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
-) -> None:
-    """Cancel a patron's hold on an item or a title (15 with mode -)."""
-    _hold(ctx, HoldMode.DELETE, patron_barcode, item_barcode, options)
-
-
-@hold.command("change")
-@click.argument("patron_barcode")
-@_HOLD_ITEM
-@_HOLD_TITLE
-@_PICKUP
-@_PIN
-@click.pass_context
-def hold_change(
-    ctx: click.Context, /, patron_barcode: str, item_barcode: str | None, **options: Any
-) -> None:
-    """Move a patron's hold to another pickup branch (15 with mode *)."""
-    _hold(ctx, HoldMode.CHANGE, patron_barcode, item_barcode, options)
-
-
-def _coded(enum_type: type[enum.Enum], text: str) -> Any:
-    """An enum member from its wire code or its name (`04` or `overdue`)."""
-    for member in enum_type:
-        if text in {member.value, member.name.lower(), member.name}:
-            return member
-    choices = ", ".join(f"{m.value} {m.name.lower()}" for m in enum_type)
-    raise click.BadParameter(f"{text!r} is none of: {choices}")
-
-
-@sip.command()
-@click.argument("patron_barcode")
-@click.option("--amount", required=True, help="Amount paid (BV), e.g. 1.50.")
-@click.option("--fee-id", help="The fee paid (CG), as 64 lists it; else oldest first.")
-@click.option(
-    "--currency", default="USD", show_default=True, help="ISO 4217 code (3 letters)."
-)
-@click.option(
-    "--type",
-    "fee_type",
-    default="01",
-    show_default=True,
-    help="Fee type, by code or name: 01 other, 03 damage, 04 overdue, ...",
-)
-@click.option(
-    "--payment",
-    default="00",
-    show_default=True,
-    help="Payment type: 00 cash, 01 visa, 02 credit_card.",
-)
-@click.option("--transaction-id", help="The payment's id (BK), kept by the server.")
-@_PIN
-@click.pass_context
-def pay(  # noqa: PLR0917 - click passes every option by position
-    ctx: click.Context,
-    patron_barcode: str,
-    amount: str,
-    fee_id: str | None,
-    currency: str,
-    fee_type: str,
-    payment: str,
-    transaction_id: str | None,
-    pin: str | None,
-) -> None:
-    """Pay a fee, a given one or the oldest first (37 -> 38)."""
-    if len(currency) != 3:
-        raise click.BadParameter(
-            "a currency code has 3 letters", param_hint="--currency"
-        )
-    kind = _coded(FeeType, fee_type)
-    paid_by = _coded(PaymentType, payment)
-    _run(
-        ctx,
-        lambda t: FeePaidRequest(
-            transaction_date=_now(),
-            fee_type=kind,
-            payment_type=paid_by,
-            currency_type=currency.upper(),
-            fee_amount=amount,
-            institution_id=t.institution,
-            patron_identifier=patron_barcode,
-            terminal_password=t.terminal_password,
-            patron_password=pin,
-            fee_identifier=fee_id,
-            transaction_id=transaction_id,
-        ),
-    )
-
-
-@sip.command()
-@click.argument("patron_barcode")
-@click.option(
-    "--message", "reason", required=True, help="Why the card is blocked (AL)."
-)
-@click.option("--card-retained", is_flag=True, help="The terminal kept the card.")
-@click.pass_context
-def block(
-    ctx: click.Context, patron_barcode: str, reason: str, card_retained: bool
-) -> None:
-    """Block a patron's card, as a terminal does (01 -> 24)."""
-    _run(
-        ctx,
-        lambda t: BlockPatronRequest(
-            card_retained=card_retained,
-            transaction_date=_now(),
-            institution_id=t.institution,
-            blocked_card_msg=reason,
-            patron_identifier=patron_barcode,
-            terminal_password=t.terminal_password,
-        ),
-    )
-
-
-@sip.command()
-@click.argument("patron_barcode")
-@_PIN
-@click.pass_context
-def enable(ctx: click.Context, patron_barcode: str, pin: str | None) -> None:
-    """Lift the blocks terminals placed on a card (25 -> 26)."""
-    _run(
-        ctx,
-        lambda t: PatronEnableRequest(
-            transaction_date=_now(),
-            institution_id=t.institution,
-            patron_identifier=patron_barcode,
-            terminal_password=t.terminal_password,
-            patron_password=pin,
         ),
     )
 
@@ -640,21 +244,15 @@ def enable(ctx: click.Context, patron_barcode: str, pin: str | None) -> None:
 @click.pass_context
 def end(ctx: click.Context, patron_barcode: str) -> None:
     """End a patron's session (35 -> 36)."""
-    _run(
+    run_request(
         ctx,
         lambda t: EndPatronSessionRequest(
-            transaction_date=_now(),
+            transaction_date=terminal_now(),
             institution_id=t.institution,
             patron_identifier=patron_barcode,
             terminal_password=t.terminal_password,
         ),
     )
-
-
-def with_checksum(frame: str, sequence: int) -> str:
-    """`frame` with `AY<sequence>AZ<checksum>` appended (SIP2 error detection)."""
-    head = f"{frame}AY{sequence}AZ"
-    return head + checksum(head.encode("utf-8"))
 
 
 @sip.command()
@@ -668,7 +266,7 @@ def with_checksum(frame: str, sequence: int) -> str:
 @click.pass_context
 def raw(ctx: click.Context, frame: str, add_checksum: bool) -> None:
     """Send FRAME as typed (no checksum unless --checksum) and show the reply."""
-    terminal: _Terminal = ctx.obj
+    terminal: Terminal = ctx.obj
     out = sys.stdout
     try:
         client = terminal.ready(out)
@@ -676,7 +274,7 @@ def raw(ctx: click.Context, frame: str, add_checksum: bool) -> None:
         payload = client.exchange(text.encode(client.encoding) + client.terminator)
         show_message(decode(payload, encoding=client.encoding).message, out)
         if terminal.show_wire:
-            _show_wire(terminal, out)
+            print_frames(terminal, out)
         else:
             out.write(f"  wire: {redact_frame(payload, mask_patron=False)}\n")
     except (SipClientError, ProtocolError) as error:
@@ -761,7 +359,7 @@ def conform(
     from sip2server.conformance import run_plan  # noqa: PLC0415
     from sip2server.conformance_plan import PlanError, load_plan  # noqa: PLC0415
 
-    terminal: _Terminal = ctx.obj
+    terminal: Terminal = ctx.obj
     parent = ctx.parent
     assert parent is not None
     defaults = {"institution": terminal.institution, "location": terminal.location}
@@ -804,3 +402,7 @@ def conform(
     if report == "json":
         click.echo()
     ctx.exit(0 if result.passed else 1)
+
+
+for _command in (renew, renew_all, hold, pay, block, enable):
+    sip.add_command(_command)

@@ -216,7 +216,7 @@ def test_raw_frames_with_and_without_checksums(sqlite_target: SipTarget) -> Any:
 
 def test_checksum_of_a_raw_frame_is_the_spec_sum() -> None:
     """The AZ appended to a raw frame is the two's complement of its byte sum."""
-    from sip2server.sip_command import with_checksum  # noqa: PLC0415
+    from sip2server.sip_terminal import with_checksum  # noqa: PLC0415
 
     # "9900302.00AY0AZ": 9 9 (0x72), six 0s (0x120), 3 (0x33), 2 (0x32), . (0x2E),
     # A Y A Z (0x135): 0x35A in all; 0x10000 - 0x35A = 0xFCA6.
