@@ -180,7 +180,19 @@ def run_request(ctx: click.Context, build: Callable[[Terminal], Message]) -> Non
         raise click.ClickException(str(error)) from None
 
 
-PIN_OPTION = click.option("--pin", help="The patron's PIN (AD); never printed.")
+def _pin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # "-" asks for the PIN without echo, so it stays out of the shell's history
+    # and the process list.
+    if value == "-":
+        return str(click.prompt("Patron PIN", hide_input=True))
+    return value
+
+
+PIN_OPTION = click.option(
+    "--pin",
+    callback=_pin,
+    help="The patron's PIN (AD); '-' asks for it without echo. Never printed.",
+)
 
 
 def with_checksum(frame: str, sequence: int) -> str:

@@ -439,3 +439,63 @@ def test_judge_reads_fields_from_the_raw_frame() -> None:
     assert ["ok: expected no, got BL 'Y'"] == judge(
         Expectation(ok=False, decodes=False), reply
     )
+
+
+@pytest_twisted.inlineCallbacks
+def test_raw_steps_with_checksums_and_a_step_on_a_new_connection(
+    sqlite_target: SipTarget,  # noqa: F811
+    tmp_path: Path,
+) -> Any:
+    """A raw 99 with add_checksum gets 98; a checkout sent by its code "11" on a
+    new connection, which has not logged in, is refused (12 with ok 0)."""
+    plan = write_plan(
+        tmp_path,
+        f"""
+        [[steps]]
+        name = "login"
+        send = "93"
+        fields = {{ CN = "{LOGIN}", CO = "{PASSWORD}" }}
+
+        [[steps]]
+        name = "raw status"
+        raw = "9900302.00"
+        add_checksum = true
+        expect = {{ command = "98", fixed = {{ online_status = "Y" }} }}
+
+        [[steps]]
+        name = "checkout without a login"
+        send = "11"
+        new_connection = true
+        fields = {{ AA = "{ADA}", AB = "{ITEMS[6]}", AD = "{PIN}" }}
+        expect = {{ ok = false, match = {{ AF = "logged in" }} }}
+        """,
+    )
+
+    result = yield in_thread(
+        lambda: conform(sqlite_target.port, plan, options=("--institution", "CITY"))
+    )
+
+    assert 0 == result.exit_code, result.output
+    assert "PASS   2 raw status (99 -> 98)\n" in result.output
+    assert "PASS   3 checkout without a login (11 -> 12)\n" in result.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_pin_dash_asks_for_the_pin_without_echo(
+    sqlite_target: SipTarget,  # noqa: F811
+) -> Any:
+    """`--pin -` reads the PIN from a prompt, not echoed; the server finds it
+    right (CQ Y) and the frame sent shows it as ***."""
+    args = [
+        "--port", str(sqlite_target.port), "--login", LOGIN, "--password", PASSWORD,
+        "--institution", INSTITUTION, "--show-wire", "patron", ADA, "--pin", "-",
+        "--brief",
+    ]  # fmt: skip
+
+    result = yield in_thread(lambda: CliRunner().invoke(sip, args, input=f"{PIN}\n"))
+
+    assert 0 == result.exit_code, result.output
+    assert "Patron PIN: \n" in result.output
+    assert "  CQ valid_patron_password: yes\n" in result.output
+    assert "|AD***|" in result.output
+    assert f"AD{PIN}" not in result.output
