@@ -35,14 +35,26 @@ from zope.interface import implementer
 from sip2server.config import ErrorDetection, Terminator
 from sip2server.protocol import (
     AcsStatusResponse,
+    CheckinResponse,
+    CheckoutResponse,
     Decoded,
     DelimiterPolicy,
+    EndSessionResponse,
+    FeePaidResponse,
     FieldOrder,
     Frame,
     Framer,
+    HoldResponse,
+    ItemStatusUpdateResponse,
     LoginRequest,
+    LoginResponse,
+    PatronEnableResponse,
+    PatronInformationResponse,
+    PatronStatusResponse,
     ProtocolError,
     RemoteProtocolError,
+    RenewAllResponse,
+    RenewResponse,
     RequestAcsResend,
     RequestScResend,
     ScStatusRequest,
@@ -681,13 +693,49 @@ class SipConnection(TimeoutMixin, Protocol):
         )
 
 
+# Each reply's yes/no field that says whether the request was done: 12, 10,
+# 16, 30, 66 and 94 name it `ok`, 38 `payment_accepted`, 20
+# `item_properties_ok`, 36 `end_session`.
+_OUTCOME_FIELDS: dict[type, str] = {
+    CheckoutResponse: "ok",
+    CheckinResponse: "ok",
+    HoldResponse: "ok",
+    RenewResponse: "ok",
+    RenewAllResponse: "ok",
+    LoginResponse: "ok",
+    FeePaidResponse: "payment_accepted",
+    ItemStatusUpdateResponse: "item_properties_ok",
+    EndSessionResponse: "end_session",
+}
+
+# Replies about a patron (24 for 23 and 01, 26, 64): refused when the patron is
+# unknown or the PIN given is wrong.
+_PATRON_REPLIES = (
+    PatronStatusResponse,
+    PatronEnableResponse,
+    PatronInformationResponse,
+)
+
+
 def _result_of(reply: Reply) -> str:
-    """The outcome of one request as metrics and the transaction log name it."""
+    """The outcome of one request as metrics and the transaction log name it.
+
+    "unavailable" (database down), "unsupported" (answered 96), "refused" or
+    "ok". 18 and 98 are always "ok": they report a state, they do nothing.
+    """
     if reply.outage:
         return "unavailable"
-    if reply.message is None:
+    message = reply.message
+    if message is None:
         return "unsupported"
-    return "refused" if getattr(reply.message, "ok", True) is False else "ok"
+    field = _OUTCOME_FIELDS.get(type(message))
+    if field is not None:
+        return "ok" if getattr(message, field) else "refused"
+    if isinstance(message, _PATRON_REPLIES) and (
+        message.valid_patron is False or message.valid_patron_password is False
+    ):
+        return "refused"
+    return "ok"
 
 
 class SipServerFactory(Factory):

@@ -1,0 +1,191 @@
+"""Fixes from the fresh-user deployment trial of #5, each tested on a real server.
+
+Servers run on loopback over a copy of the stock SQLite library (the
+`servers` fixture); terminals are raw sockets speaking SIP2 bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from sip2server.protocol import (
+    CheckinResponse,
+    EndSessionResponse,
+    FeePaidResponse,
+    HoldResponse,
+    ItemStatusUpdateResponse,
+    LoginResponse,
+    PatronStatus,
+    PatronStatusResponse,
+    RenewAllResponse,
+)
+from sip2server.server import _result_of
+from sip2server.session import Reply
+from tests.sip2server import test_transports
+from tests.sip2server.conftest import ADA
+from tests.sip2server.test_fees_wire import pay_frame
+from tests.sip2server.test_metrics import fetch, sample
+from tests.sip2server.test_transports import Launcher, target
+from tests.sip2server.test_wire_behaviour import (
+    RawTerminal,
+    in_thread,
+    sip_now,
+)
+
+# The stock library, built once per module (a fixture of test_transports).
+library_file = test_transports.library_file
+
+METRICS = {"listen": "tcp:0:interface=127.0.0.1"}
+NOW = dt.datetime(2026, 12, 4, 12, 0, 0)
+
+
+@pytest_twisted.async_yield_fixture
+async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Starts servers (with metrics) on a copy of the library; all stopped after."""
+    copy = tmp_path / "ils.sqlite3"
+    shutil.copyfile(library_file, copy)
+    launched = Launcher(f"sqlite:///{copy}", None, [], metrics=METRICS)
+    try:
+        yield launched
+    finally:
+        for running in launched.started:
+            await running.stop()
+
+
+# -- 1: a refusal is a refusal in the transaction log and the metrics ----------
+
+
+@pytest_twisted.ensureDeferred
+async def test_refused_payment_and_item_update_are_logged_and_counted_as_refused(
+    servers: Launcher, tmp_path: Path
+) -> None:
+    """38N and 20N are "refused" in the transaction log and in sip2_messages."""
+    journal = tmp_path / "transactions.jsonl"
+    running = await servers.start(server={"transaction_log": str(journal)})
+    update = b"19" + sip_now() + b"AOCITY|AB39999999999999|CHwet|\r"
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(target(running)) as terminal:
+            terminal.login()
+            # Ada owes nothing, and the item barcode is unknown.
+            return terminal.exchange(pay_frame(ADA, b"1.00")), terminal.exchange(update)
+
+    paid, updated = await in_thread(talk)
+    address = running.operations_address()
+    assert address is not None
+    _, scrape = await in_thread(fetch, address, "/metrics")
+
+    assert paid.startswith(b"38N")
+    assert updated.startswith(b"200")  # item properties not stored
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [("fee_paid", "refused"), ("item_status_update", "refused")] == [
+        (line["command"], line["outcome"]) for line in lines
+    ]
+    for command in ("fee_paid", "item_status_update"):
+        counted = sample(
+            scrape, "sip2_messages_total", command=command, result="refused"
+        )
+        assert counted == 1.0, command
+        assert sample(scrape, "sip2_messages_total", command=command, result="ok") in (
+            None,
+            0.0,
+        )
+
+
+def _patron_status(**flags: Any) -> PatronStatusResponse:
+    return PatronStatusResponse(
+        patron_status=PatronStatus(),
+        transaction_date=NOW,
+        institution_id="CITY",
+        patron_identifier="P1",
+        personal_name="",
+        **flags,
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            FeePaidResponse(
+                payment_accepted=False,
+                transaction_date=NOW,
+                institution_id="CITY",
+                patron_identifier="P1",
+            ),
+            "refused",
+        ),
+        (
+            FeePaidResponse(
+                payment_accepted=True,
+                transaction_date=NOW,
+                institution_id="CITY",
+                patron_identifier="P1",
+            ),
+            "ok",
+        ),
+        (
+            ItemStatusUpdateResponse(
+                item_properties_ok=False, transaction_date=NOW, item_identifier="I1"
+            ),
+            "refused",
+        ),
+        (
+            EndSessionResponse(
+                end_session=False,
+                transaction_date=NOW,
+                institution_id="CITY",
+                patron_identifier="P1",
+            ),
+            "refused",
+        ),
+        (
+            HoldResponse(
+                ok=False,
+                available=False,
+                transaction_date=NOW,
+                institution_id="CITY",
+                patron_identifier="P1",
+            ),
+            "refused",
+        ),
+        (
+            CheckinResponse(
+                ok=False,
+                resensitize=False,
+                alert=False,
+                transaction_date=NOW,
+                institution_id="CITY",
+                item_identifier="I1",
+                permanent_location="",
+            ),
+            "refused",
+        ),
+        (
+            RenewAllResponse(
+                ok=False,
+                renewed_count=0,
+                unrenewed_count=0,
+                transaction_date=NOW,
+                institution_id="CITY",
+            ),
+            "refused",
+        ),
+        (LoginResponse(ok=False), "refused"),
+        (_patron_status(valid_patron=False), "refused"),
+        (_patron_status(valid_patron=True, valid_patron_password=False), "refused"),
+        (_patron_status(valid_patron=True, valid_patron_password=True), "ok"),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, str) else value,
+)
+def test_each_reply_has_its_own_outcome_rule(message: Any, expected: str) -> None:
+    """Each reply type's own yes/no field (or patron validity) decides the outcome."""
+    assert expected == _result_of(Reply(message))
