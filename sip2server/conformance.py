@@ -180,6 +180,8 @@ def _run_step(
         else:
             text = step.raw or ""
             if step.add_checksum:
+                # TODO(#5): the sequence is the step's number, not the client's
+                # running AY count; a server that checks AY order would object.
                 head = f"{text}AY{step.number % 10}AZ"
                 text = head + checksum(head.encode(client.encoding))
             client.exchange(text.encode(client.encoding) + client.terminator)

@@ -42,6 +42,9 @@ from sip2server.protocol import (
     RequestAcsResend,
     ScStatusRequest,
 )
+
+# TODO(#5): the codec exports no public view of its layouts (field names, codes,
+# widths, converters), so this reads its private modules, as `ils sip` does.
 from sip2server.protocol._fields import Date
 from sip2server.protocol._layouts import BY_COMMAND, BY_TYPE
 
@@ -105,6 +108,8 @@ _REPLY_TO: Mapping[str, str | None] = {
     for request in REQUESTS.values()
 }
 
+# TODO(#5): variables are fixed before the run; a step cannot capture a value
+# from a reply (the fee id listed in 64, to pay it in a later 37).
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CODE = re.compile(r"[A-Z]{2}")
 _PLAN_KEYS = frozenset({"plan", "variables", "steps"})

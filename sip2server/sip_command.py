@@ -92,6 +92,10 @@ from sip2server.sip_terminal import (
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="With --tls: the private key of --cert, if not in the same file.",
 )
+@click.option(
+    "--server-name",
+    help="With --tls: the name the server's certificate must carry (default --host).",
+)
 @click.pass_context
 def sip(  # noqa: PLR0917 - click passes every option by position
     ctx: click.Context,
@@ -111,6 +115,7 @@ def sip(  # noqa: PLR0917 - click passes every option by position
     ca: Path | None,
     cert: Path | None,
     key: Path | None,
+    server_name: str | None,
 ) -> None:
     """Talk to a SIP2 server as a terminal would, to see what it answers.
 
@@ -123,8 +128,8 @@ def sip(  # noqa: PLR0917 - click passes every option by position
       ils sip --login kiosk1 --password kiosk1-demo shell < script.txt
       ils sip conform --plan config/conformance-plan.toml
     """
-    if not tls and (ca or cert or key):
-        raise click.UsageError("--ca, --cert and --key need --tls")
+    if not tls and (ca or cert or key or server_name):
+        raise click.UsageError("--ca, --cert, --key and --server-name need --tls")
     client = SipClient(
         host,
         port,
@@ -133,6 +138,7 @@ def sip(  # noqa: PLR0917 - click passes every option by position
         encoding=encoding,
         terminator=b"\r\n" if crlf else b"\r",
         tls=tls_context(ca, cert, key) if tls else None,
+        server_hostname=server_name,
     )
     ctx.call_on_close(client.close)
     ctx.obj = Terminal(
@@ -289,6 +295,7 @@ def shell(ctx: click.Context) -> None:
     Each line is a subcommand with its arguments, e.g. `checkout 2123... 3123...`.
     Blank lines and lines starting with # are skipped; `quit` ends.
     """
+    # TODO(#5): no line editing or history at the interactive prompt.
     interactive = sys.stdin.isatty()
     while True:
         if interactive:

@@ -226,8 +226,9 @@ def test_checksum_of_a_raw_frame_is_the_spec_sum() -> None:
 @pytest_twisted.inlineCallbacks
 def test_tls_with_a_client_certificate(launcher_tls: tuple[SipTarget, Any]) -> Any:
     """Over a TLS listener that wants terminal certificates, `--tls --ca --cert
-    --key` logs in and gets 98; without --ca the server's certificate is not
-    trusted and the command says TLS failed."""
+    --key` logs in and gets 98 (also checking the name given by --server-name);
+    without --ca, or with a name the certificate lacks, the command says TLS
+    failed."""
     target, files = launcher_tls
     options = terminal_options(target)
     tls = ["--tls", "--ca", str(files.ca)]
@@ -236,12 +237,24 @@ def test_tls_with_a_client_certificate(launcher_tls: tuple[SipTarget, Any]) -> A
 
     served = yield in_thread(ils_sip, *options, *tls, *certificate, *key, "status")
     untrusted = yield in_thread(ils_sip, *options, "--tls", "status")
+    by_name = yield in_thread(
+        ils_sip, *options, *tls, *certificate, *key, "--server-name", "localhost",
+        "status",
+    )  # fmt: skip
+    wrong_name = yield in_thread(
+        ils_sip, *options, *tls, *certificate, *key, "--server-name",
+        "sip.example.org", "status",
+    )  # fmt: skip
 
     assert 0 == served.exit_code, served.output
     assert "LoginResponse (94)\n  ok: yes\n" in served.output
     assert "AcsStatusResponse (98)\n  online_status: yes\n" in served.output
     assert 1 == untrusted.exit_code
     assert f"TLS with {target.host}:{target.port} failed" in untrusted.output
+    # The certificate names localhost and 127.0.0.1, not sip.example.org.
+    assert "AcsStatusResponse (98)\n" in by_name.output
+    assert 1 == wrong_name.exit_code
+    assert "sip.example.org" in wrong_name.output
 
 
 @pytest_twisted.inlineCallbacks
