@@ -33,6 +33,10 @@ class AccountBook:
     def __iter__(self) -> Iterable[AccountConfig]:
         return iter(self._by_login.values())
 
+    def get(self, login: str) -> AccountConfig | None:
+        """The account with this login, or None (no password is checked)."""
+        return self._by_login.get(login)
+
     def authenticate(self, login: str, password: str) -> AccountConfig | None:
         """The account for this login if the password is right, else None.
 

@@ -2,10 +2,12 @@
 
 Layer: `sip2server`. Re-reads the file, checks it (and its accounts' places in
 the database) in full before touching anything, then swaps in the accounts,
-their policies and each listener's account set. Connected terminals keep the
-session they have; their next login, and every new connection, uses the new
-configuration. A file that does not pass is refused with the file, key and
-problem, and the running configuration stays.
+their policies and each listener's account set. A connected terminal moves to
+the new account of its login at once (its next request sees the new policy,
+sort bins, messages and output settings); one whose login was removed, left
+off its listener, given a new password or no longer allowed from its address
+is closed, and the log says why. A file that does not pass is refused with the
+file, key and problem, and the running configuration stays.
 
 What needs a restart (the listeners' endpoints and TLS files, the database,
 the thread count, the metrics port) is reported, not applied.
@@ -28,7 +30,7 @@ from sip2server.app import (
     configured_listeners,
 )
 from sip2server.config import ConfigError, ServerConfig
-from sip2server.listeners import StartupError
+from sip2server.listeners import StartupError, book_for
 
 log = Logger(namespace="sip2server")
 
@@ -96,8 +98,10 @@ def apply_config(
         if settings is None or settings.endpoint != listener.config.endpoint:
             notes.append(
                 f"{listener.key}: its endpoint changed or was removed; that takes "
-                "a restart (its accounts are left as they were)"
+                "a restart (until then it admits the accounts it did, as the new "
+                "file defines them)"
             )
+            listener.accounts = book_for(listener.config, config.accounts)
             continue
         if settings.tls != listener.config.tls:
             notes.append(f"{listener.key}: TLS settings change at the next restart")
@@ -106,6 +110,7 @@ def apply_config(
             config.accounts,
             server.idle_timeout,
         )
+    _rebind_terminals(running)
     running_keys = {listener.key for listener in running.listeners}
     for key in wanted:
         if key not in running_keys:
@@ -123,13 +128,20 @@ def apply_config(
     return notes
 
 
+def _rebind_terminals(running: RunningServer) -> None:
+    # Terminals already logged in move to their login's new account, or are
+    # closed if it no longer lets them in (SipConnection.rebind).
+    for listener in running.listeners:
+        for connection in list(listener.factory.connections):
+            connection.rebind(listener.accounts, running.circulation)
+
+
 def _account_changes(old: ServerConfig, new: ServerConfig) -> list[str]:
     before = {account.login: account for account in old.accounts}
     after = {account.login: account for account in new.accounts}
     notes = [f"account {login!r} added" for login in sorted(set(after) - set(before))]
     notes += [
-        f"account {login!r} removed (its connected terminals stay until they "
-        "disconnect or log in again)"
+        f"account {login!r} removed (its connected terminals are closed)"
         for login in sorted(set(before) - set(after))
     ]
     notes += [

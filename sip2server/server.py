@@ -67,7 +67,8 @@ from sip2server.protocol import Reply as ProtocolReply
 from sip2server.session import Reply, TerminalSession, request_name
 
 if TYPE_CHECKING:
-    from sip2server.accounts import Admission
+    from sip2server.accounts import AccountBook, Admission
+    from sip2server.mapping import SipCirculation
     from sip2server.metrics import ServerMetrics
     from sip2server.txlog import TransactionLog
 
@@ -609,7 +610,30 @@ class SipConnection(TimeoutMixin, Protocol):
 
     def _release(self, _: object) -> None:
         self._busy = False
+        if self._close_after_reply:
+            self._close()
         self._drain()
+
+    def rebind(self, accounts: AccountBook, circulation: SipCirculation) -> None:
+        """Move a connected terminal to a reloaded configuration (SIGHUP).
+
+        A terminal whose login no longer qualifies is closed (after the reply
+        in hand, if any), and the reason is logged.
+        """
+        reason = self.session.rebind(accounts, circulation)
+        if reason is None or self._closed:
+            return
+        log.warn(
+            "reload: closing conn={conn} peer={peer} login={login}: {reason}",
+            conn=self.connection_id,
+            peer=self.peer,
+            login=self.session.login,
+            reason=reason,
+        )
+        if self._busy:
+            self._close_after_reply = True
+        else:
+            self._close()
 
     def _write(self, data: bytes) -> None:
         if data and not self._closed:

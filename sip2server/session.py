@@ -235,6 +235,33 @@ class TerminalSession:
             account=self.account,
         )
 
+    def rebind(self, accounts: AccountBook, circulation: SipCirculation) -> str | None:
+        """Take a reloaded configuration; the reason to close, if the login lapsed.
+
+        Called on the reactor's thread by a reload. A logged-in terminal moves
+        to the new account of its login, so its policy, sort bins, messages
+        and output settings apply from its next request. If that login is gone
+        from this listener, its password changed, or its address is no longer
+        allowed, the account is kept (for the reply in hand) and the reason is
+        returned: the connection is then closed.
+        """
+        self._circulation = circulation
+        current = self.account
+        if current is None:
+            return None
+        new = accounts.get(current.login)
+        if new is None:
+            return "its account was removed or is no longer admitted on this listener"
+        if (new.password, new.password_hash) != (
+            current.password,
+            current.password_hash,
+        ):
+            return "its account's password changed"
+        if not new.allows_address(self.address):
+            return "its address is no longer in the account's allowed_networks"
+        self.account = new
+        return None
+
     def _login(self, request: LoginRequest) -> Reply:
         # A failed login also ends any earlier login on this connection.
         previous, self.account = self.account, None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.logger import formatEvent, globalLogPublisher
 
 from sip2server.protocol import (
     CheckinResponse,
@@ -27,14 +28,17 @@ from sip2server.protocol import (
     PatronStatusResponse,
     RenewAllResponse,
 )
+from sip2server.reload import reload_server
 from sip2server.server import _result_of
 from sip2server.session import Reply
 from tests.sip2server import test_transports
-from tests.sip2server.conftest import ADA
+from tests.sip2server.conftest import ADA, ITEMS
 from tests.sip2server.test_fees_wire import pay_frame
+from tests.sip2server.test_mapping_checkin import FIXED_10, checkin_frame, one
 from tests.sip2server.test_metrics import fetch, sample
 from tests.sip2server.test_transports import Launcher, target
 from tests.sip2server.test_wire_behaviour import (
+    STATUS_FRAME,
     RawTerminal,
     in_thread,
     sip_now,
@@ -189,3 +193,84 @@ def _patron_status(**flags: Any) -> PatronStatusResponse:
 def test_each_reply_has_its_own_outcome_rule(message: Any, expected: str) -> None:
     """Each reply type's own yes/no field (or patron validity) decides the outcome."""
     assert expected == _result_of(Reply(message))
+
+
+# -- 2: a reload reaches terminals already logged in ---------------------------
+
+GATE_LOGIN = b"9300CNgate1|COgate-secret|CPNORTH|\r"
+
+
+def _sorting(bin_name: str) -> dict[str, Any]:
+    return {"policy": {"sort_bin": [{"bin": bin_name}]}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_moves_a_connected_sorter_to_its_new_sort_bins(
+    servers: Launcher,
+) -> None:
+    """A sorter logged in before the reload gets the new bin on its next checkin."""
+    running = await servers.start(kiosk=_sorting("A"))
+    terminal = RawTerminal(target(running))
+    try:
+        await in_thread(terminal.login)
+        before = await in_thread(terminal.exchange, checkin_frame(ITEMS[0]))
+        applied = await reload_server(
+            running, _reactor(), lambda: servers.config(kiosk=_sorting("B"))
+        )
+        after = await in_thread(terminal.exchange, checkin_frame(ITEMS[1]))
+    finally:
+        terminal.close()
+
+    assert applied
+    assert b"A" == one(before, FIXED_10, b"CL")
+    assert b"B" == one(after, FIXED_10, b"CL")
+
+
+@pytest.mark.parametrize(
+    ("gate", "why"),
+    [
+        (None, "removed"),
+        ({"password": "new-gate-secret"}, "password changed"),
+        ({"allowed_networks": ["192.0.2.0/24"]}, "allowed_networks"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_reload_closes_terminals_whose_login_no_longer_qualifies(
+    servers: Launcher, gate: dict[str, Any] | None, why: str
+) -> None:
+    """A logged-in gate is closed when its account is removed, re-passworded or
+    no longer allows its address; the kiosk beside it stays, and the log says why."""
+    running = await servers.start()
+    config = servers.config(gate=gate or {})
+    if gate is None:
+        config = config.model_copy(update={"accounts": config.accounts[:1]})
+    kiosk = RawTerminal(target(running))
+    gate_terminal = RawTerminal(target(running))
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        await in_thread(kiosk.login)
+        assert b"941" == await in_thread(gate_terminal.exchange, GATE_LOGIN)
+        applied = await reload_server(running, _reactor(), lambda: config)
+        closed = await in_thread(gate_terminal.wait_for_close)
+        status = await in_thread(kiosk.exchange, STATUS_FRAME)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        kiosk.close()
+        gate_terminal.close()
+
+    assert applied
+    assert closed
+    assert status.startswith(b"98")
+    closings = [
+        formatEvent(event) for event in seen if "reload: closing" in formatEvent(event)
+    ]
+    assert len(closings) == 1, closings
+    assert "login=gate1" in closings[0]
+    assert why in closings[0]
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    return reactor
