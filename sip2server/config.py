@@ -147,6 +147,18 @@ class AccountConfig(_Strict):
                     f"{network!r} is not an IP network; write 192.0.2.0/24, "
                     "2001:db8::/32 or a single address"
                 ) from None
+            try:
+                # A single address is /32 (IPv4) or /128 (IPv6).
+                ipaddress.ip_network(network, strict=True)
+            except ValueError:
+                # 10.20.0.31/16 would silently admit all of 10.20.0.0/16.
+                widened = ipaddress.ip_network(network, strict=False)
+                address = network.split("/", 1)[0]
+                raise ValueError(
+                    f"{network!r} has host bits set: it would admit all of "
+                    f"{widened}; write {widened} for the network or {address} "
+                    "for the one address"
+                ) from None
         return value
 
     @field_validator("messages")

@@ -17,6 +17,7 @@ import pytest
 import pytest_twisted
 from twisted.logger import formatEvent, globalLogPublisher
 
+from sip2server.config import ConfigError, parse_config
 from sip2server.protocol import (
     CheckinResponse,
     EndSessionResponse,
@@ -274,3 +275,63 @@ def _reactor() -> Any:
     from twisted.internet import reactor  # noqa: PLC0415
 
     return reactor
+
+
+# -- 5: allowlists never widen silently ---------------------------------------
+
+
+def _account_document(**account: Any) -> dict[str, Any]:
+    return {
+        "database": {"url": "sqlite:///unused.sqlite3"},
+        "accounts": [
+            {
+                "login": "kiosk1",
+                "password": "p",
+                "institution": "CITY",
+                "location": "NORTH",
+                **account,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("network", "problem"),
+    [
+        (
+            "10.20.0.31/16",
+            "'10.20.0.31/16' has host bits set: it would admit all of "
+            "10.20.0.0/16; write 10.20.0.0/16 for the network or 10.20.0.31 "
+            "for the one address",
+        ),
+        (
+            "2001:db8::5/32",
+            "'2001:db8::5/32' has host bits set: it would admit all of "
+            "2001:db8::/32; write 2001:db8::/32 for the network or 2001:db8::5 "
+            "for the one address",
+        ),
+    ],
+)
+def test_a_network_with_host_bits_is_refused_naming_the_key(
+    network: str, problem: str
+) -> None:
+    """An allowlist entry with host bits set is an error at its key, not a wider net."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            _account_document(allowed_networks=["192.0.2.0/24", network]), "f.toml"
+        )
+
+    assert [("accounts[0].allowed_networks", problem)] == raised.value.problems
+
+
+def test_a_single_address_admits_only_itself() -> None:
+    """An address without a prefix is one host (/32 or /128), not a network."""
+    config = parse_config(
+        _account_document(allowed_networks=["10.20.0.31", "2001:db8::5"]), "f.toml"
+    )
+    account = config.accounts[0]
+
+    assert account.allows_address("10.20.0.31")
+    assert not account.allows_address("10.20.0.32")
+    assert account.allows_address("2001:db8::5")
+    assert not account.allows_address("2001:db8::6")
