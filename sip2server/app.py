@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
@@ -316,23 +317,51 @@ def start_server(
             endpoint = endpoint_from(reactor, settings.endpoint, f"{key}")
             listener = _make_listener(running, reactor, key, settings, tls.get(key))
             running.listeners.append(listener)
-            listener.port = yield endpoint.listen(listener.protocol_factory())
+            try:
+                listener.port = yield endpoint.listen(listener.protocol_factory())
+            except CannotListenError as error:
+                raise _cannot_listen(key, settings.endpoint, error, listeners) from None
         if config.metrics.listen:
             endpoint = endpoint_from(reactor, config.metrics.listen, "metrics.listen")
-            running.operations_port = yield endpoint.listen(
-                operations_site(
-                    running.metrics.registry,
-                    reactor=reactor,
-                    threadpool=probe_pool,
-                    database=database,
-                    health=running.health,
+            try:
+                operations_port = yield endpoint.listen(
+                    operations_site(
+                        running.metrics.registry,
+                        reactor=reactor,
+                        threadpool=probe_pool,
+                        database=database,
+                        health=running.health,
+                    )
                 )
-            )
+            except CannotListenError as error:
+                raise _cannot_listen(
+                    "metrics.listen", config.metrics.listen, error, listeners
+                ) from None
+            running.operations_port = operations_port
     except Exception:
         yield running.stop()
         raise
     running.check_database_later(reactor)
     return running
+
+
+def _cannot_listen(
+    key: str,
+    endpoint: str,
+    error: CannotListenError,
+    listeners: Sequence[tuple[str, ListenerConfig]],
+) -> StartupError:
+    """A listen failure naming the key, with the usual cause under systemd."""
+    problem = getattr(error.socketError, "strerror", None) or str(error.socketError)
+    hint = ""
+    if any(settings.endpoint.startswith("systemd:") for _, settings in listeners):
+        hint = (
+            "; a systemd: listener is configured too: if its socket unit "
+            "(ils-sip2server.socket) holds this port, remove this entry "
+            "(with socket activation, leave [server] listen out; "
+            "docs/deployment.md, section 1)"
+        )
+    return StartupError(f"{key}: cannot listen on {endpoint!r}: {problem}{hint}")
 
 
 def circulation_for(database: Database, places: LibraryPlaces) -> SipCirculation:

@@ -14,7 +14,12 @@ from typing import Any
 
 import click
 
-from sip2server.config import ConfigError, ServerConfig, load_config
+from sip2server.config import (
+    ConfigError,
+    ServerConfig,
+    load_config,
+    socket_activation_warnings,
+)
 
 
 def _read(config_path: Path, database_url: str | None) -> ServerConfig:
@@ -185,6 +190,8 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     """
     config = _load(config_path, database_url)
     click.echo(f"{config_path}: {len(config.accounts)} account(s), syntax and keys ok")
+    for warning in socket_activation_warnings(config):
+        click.echo(f"warning: {config_path}: {warning}")
     if offline:
         return
 

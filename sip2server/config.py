@@ -372,6 +372,38 @@ class ServerConfig(_Strict):
         return found
 
 
+def socket_activation_warnings(config: ServerConfig) -> list[str]:
+    """What to check by hand when systemd's socket sits beside other listeners.
+
+    A `systemd:` listener's port is in the .socket unit, not in this file, so
+    a clash cannot be proved here; each listener that opens a port of its own
+    is named, with the key that opens it.
+    """
+    found = config.all_listeners()
+    if not any(listener.endpoint.startswith("systemd:") for _, listener in found):
+        return []
+    warnings = []
+    if config.server.listen:
+        warnings.append(
+            "server.listen: with a systemd: listener the socket unit opens the "
+            "SIP2 port; [server] listen opens "
+            + ", ".join(config.server.listen)
+            + " as well, and if the socket unit has the same port the start "
+            "fails with 'Address already in use'; leave [server] listen out "
+            "unless it is another port"
+        )
+    for key, listener in found:
+        if key.startswith("listeners[") and not listener.endpoint.startswith(
+            "systemd:"
+        ):
+            warnings.append(
+                f"{key}.endpoint: {listener.endpoint} opens its own port beside "
+                "the socket unit's; make sure no ListenStream= of "
+                "ils-sip2server.socket uses it"
+            )
+    return warnings
+
+
 def _merge_under(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """An account's keys over its institution's; tables (policy) merge key by key."""
     merged = dict(defaults)

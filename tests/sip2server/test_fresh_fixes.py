@@ -9,15 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from click.testing import CliRunner
 from twisted.logger import formatEvent, globalLogPublisher
 
+from sip2server.app import start_server
+from sip2server.cli import check_config
 from sip2server.config import ConfigError, parse_config
+from sip2server.listeners import StartupError
 from sip2server.protocol import (
     CheckinResponse,
     EndSessionResponse,
@@ -335,3 +340,59 @@ def test_a_single_address_admits_only_itself() -> None:
     assert not account.allows_address("10.20.0.32")
     assert account.allows_address("2001:db8::5")
     assert not account.allows_address("2001:db8::6")
+
+
+# -- 3: socket activation beside [server] listen -------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_port_already_taken_is_named_by_its_key_with_the_systemd_hint(
+    servers: Launcher,
+) -> None:
+    """A [server] listen port that is taken stops the start naming server.listen[0];
+    with a systemd: listener configured, the message says to leave listen out."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    document = {
+        "server": {"listen": [f"tcp:{port}:interface=127.0.0.1"]},
+        "listeners": [{"endpoint": "systemd:domain=INET:index=0"}],
+        "database": {"url": servers.database_url},
+        "accounts": _account_document()["accounts"],
+    }
+    try:
+        with pytest.raises(StartupError) as raised:
+            await start_server(parse_config(document, "<test>"), _reactor())
+    finally:
+        taken.close()
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"server.listen[0]: cannot listen on 'tcp:{port}:interface=127.0.0.1': "
+        "Address already in use"
+    )
+    assert "leave [server] listen out" in message
+
+
+def test_check_config_warns_of_listen_beside_a_systemd_listener(
+    tmp_path: Path,
+) -> None:
+    """check-config --offline names server.listen when a systemd: listener is set."""
+    config = tmp_path / "sip2server.toml"
+    config.write_text(
+        '[server]\nlisten = ["tcp:6001:interface=127.0.0.1"]\n\n'
+        '[[listeners]]\nendpoint = "systemd:domain=INET6:name=sip2"\n\n'
+        '[database]\nurl = "sqlite:///x.sqlite3"\n\n'
+        '[[accounts]]\nlogin = "k"\npassword = "p"\ninstitution = "CITY"\n'
+        'location = "NORTH"\n'
+    )
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 0 == result.exit_code, result.output
+    assert (
+        f"warning: {config}: server.listen: with a systemd: listener the socket "
+        "unit opens the SIP2 port; [server] listen opens "
+        "tcp:6001:interface=127.0.0.1 as well"
+    ) in result.output
