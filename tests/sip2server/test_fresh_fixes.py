@@ -396,3 +396,38 @@ def test_check_config_warns_of_listen_beside_a_systemd_listener(
         "unit opens the SIP2 port; [server] listen opens "
         "tcp:6001:interface=127.0.0.1 as well"
     ) in result.output
+
+
+# -- 4: the service starts at boot, not at the first terminal -------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "systemd/ils-sip2server.socket",
+        "systemd/ils-sip2server.service",
+        "docs/deployment.md",
+    ],
+)
+def test_install_steps_enable_the_service_as_well_as_its_socket(path: str) -> None:
+    """Every `systemctl enable` of the SIP2 units enables the service, so the
+    metrics, health and PROXY ports are up after a boot without a terminal."""
+    text = (ROOT / path).read_text()
+    enables = [
+        line
+        for line in text.splitlines()
+        if "systemctl enable" in line and "ils-sip2server" in line
+    ]
+
+    assert enables
+    assert all("ils-sip2server.service" in line for line in enables), enables
+
+
+def test_the_service_unit_is_wanted_at_boot() -> None:
+    """The service's [Install] section makes `enable` start it at boot."""
+    text = (ROOT / "systemd/ils-sip2server.service").read_text()
+    install = text.split("[Install]", 1)[1]
+
+    assert "WantedBy=multi-user.target" in install.splitlines()
