@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ils.circulation import Circulation
 from ils.db import Database, display_url
-from ils.models import Branch, Institution, LoanRule
+from ils.models import Branch, Institution, ItemType, LoanRule, PatronCategory
 from ils.schema import current_revision, head_revision
 from sip2server.accounts import Admission
 from sip2server.config import ListenerConfig, ServerConfig
@@ -44,7 +44,13 @@ from sip2server.server import SipServerFactory
 from sip2server.session import TerminalSession
 from sip2server.txlog import TransactionLog
 
-__all__ = ["RunningServer", "StartupError", "check_database", "start_server"]
+__all__ = [
+    "RunningServer",
+    "StartupError",
+    "check_database",
+    "policy_code_problems",
+    "start_server",
+]
 
 # Seconds between background checks of a database marked unreachable.
 PROBE_INTERVAL = 5.0
@@ -225,6 +231,45 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
     )
 
 
+def policy_code_problems(database: Database, config: ServerConfig) -> list[str]:
+    """Codes in the configuration that the database does not have.
+
+    Item types and patron categories in account policies (blocked, in-house,
+    security markers by type) and `[institution.CODE]` tables for an
+    institution the database lacks: each would silently never apply.
+    """
+    with database.read() as session:
+        known = {
+            "item type": set(session.scalars(select(ItemType.code))),
+            "patron category": set(session.scalars(select(PatronCategory.code))),
+            "institution": set(session.scalars(select(Institution.code))),
+        }
+    problems = []
+
+    def check(key: str, codes: Any, kind: str) -> None:
+        for code in codes:
+            if code not in known[kind]:
+                have = ", ".join(sorted(known[kind])) or "none"
+                problems.append(
+                    f"{key}: {code!r} is not {'an' if kind[0] in 'aeiou' else 'a'} "
+                    f"{kind} in the database (it has: {have}); it would never apply"
+                )
+
+    check("institution", config.institution, "institution")
+    for index, account in enumerate(config.accounts):
+        where = f"accounts[{index}] ({account.login}).policy"
+        policy = account.policy
+        check(f"{where}.blocked_item_types", policy.blocked_item_types, "item type")
+        check(f"{where}.inhouse_item_types", policy.inhouse_item_types, "item type")
+        check(f"{where}.security_markers", policy.security_markers, "item type")
+        check(
+            f"{where}.inhouse_patron_categories",
+            policy.inhouse_patron_categories,
+            "patron category",
+        )
+    return problems
+
+
 def listener(reactor: Any, description: str, key: str) -> Any:
     """The endpoint a listen string describes (see `endpoint_from`).
 
@@ -260,6 +305,8 @@ def start_server(
     )
     try:
         places = check_database(database, config)
+        for problem in policy_code_problems(database, config):
+            log.warn("configuration: {problem}", problem=problem)
         circulation = circulation_for(database, places)
         listeners = configured_listeners(config, listen)
         # TLS files are read before anything listens, so that a wrong path

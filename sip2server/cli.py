@@ -177,6 +177,28 @@ def hash_password(password: str) -> None:
     click.echo(hash_secret(password))
 
 
+def _check_listeners(config_path: Path, config: ServerConfig) -> None:
+    from twisted.internet import reactor
+
+    from sip2server.app import StartupError, listener
+    from sip2server.listeners import tls_options
+
+    for key, settings in config.all_listeners():
+        try:
+            if settings.endpoint.startswith("systemd:"):
+                # Only a process started by the .socket unit has the socket.
+                click.echo(
+                    f"{key}: {settings.endpoint} is checked when systemd starts "
+                    "the server (systemd/ils-sip2server.socket)"
+                )
+            else:
+                listener(reactor, settings.endpoint, key)
+            if settings.tls is not None:
+                tls_options(settings.tls, f"{key}.tls")
+        except StartupError as error:
+            raise click.ClickException(f"{config_path}: {error}") from None
+
+
 @click.command("check-config")
 @click.argument("config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--db", "database_url", help="Database URL; overrides [database] url.")
@@ -195,40 +217,39 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     if offline:
         return
 
-    from twisted.internet import reactor
-
     from ils.db import Database, DatabaseConfigError
-    from sip2server.app import StartupError, check_database, listener, loan_rule_count
-    from sip2server.listeners import tls_options
+    from sip2server.app import (
+        StartupError,
+        check_database,
+        loan_rule_count,
+        policy_code_problems,
+    )
 
-    for key, settings in config.all_listeners():
-        try:
-            if settings.endpoint.startswith("systemd:"):
-                # Only a process started by the .socket unit has the socket.
-                click.echo(
-                    f"{key}: {settings.endpoint} is checked when systemd starts "
-                    "the server (systemd/ils-sip2server.socket)"
-                )
-            else:
-                listener(reactor, settings.endpoint, key)
-            if settings.tls is not None:
-                tls_options(settings.tls, f"{key}.tls")
-        except StartupError as error:
-            raise click.ClickException(f"{config_path}: {error}") from None
+    _check_listeners(config_path, config)
     try:
         database = Database(config.database.url)
     except DatabaseConfigError as error:
         raise click.ClickException(f"{config_path}: database.url: {error}") from None
     try:
         check_database(database, config)
+        problems = policy_code_problems(database, config)
+        if problems:
+            raise click.ClickException(
+                "\n".join(f"{config_path}: {problem}" for problem in problems)
+            )
         rules = loan_rule_count(database)
     except StartupError as error:
         raise click.ClickException(str(error)) from None
+    except click.ClickException:
+        raise
     except Exception as error:  # any driver error, reported plainly
         raise click.ClickException(f"cannot use the database: {error}") from None
     finally:
         database.dispose()
-    click.echo("database: schema current; every account's institution and branch exist")
+    click.echo(
+        "database: schema current; every account's institution and branch exist, "
+        "and every item type, patron category and institution the policies name"
+    )
     if rules == 0:
         click.echo(
             "warning: the database has no loan rules, so every checkout will be "

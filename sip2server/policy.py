@@ -28,8 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from ils.currency import exponent
 from ils.models import ItemStatus
-from ils.results import Refusal
+from ils.results import CirculationRefused, Refusal
 from sip2server.sortbins import SortBinError, SortBinRules, parse_sort_bins
 from sip2server.templates import Template, TemplateError
 
@@ -80,6 +81,13 @@ class ScreenRewrite(_Strict):
 
 class TerminalPolicy(_Strict):
     """What one account's terminals get and may do beyond the SIP2 defaults."""
+
+    # -- institutions ---------------------------------------------------------
+    # Institutions (besides the account's own) whose patrons, items and branches
+    # this account may serve, for a consortium; by default only its own. A
+    # request naming anything of another institution is answered as if it were
+    # unknown.
+    serves_institutions: tuple[_Code, ...] = ()
 
     # -- checkin (09/10), for sorters ------------------------------------------
     # Whether returning an item that was not on loan counts as success (ok 1)
@@ -168,6 +176,19 @@ class TerminalPolicy(_Strict):
             parse_sort_bins(value)
         except SortBinError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                exponent(value)
+            except CirculationRefused:
+                raise ValueError(
+                    f"{value!r} is not a currency the library system knows "
+                    "(an ISO 4217 code such as GBP, EUR, USD; see ils/currency.py)"
+                ) from None
         return value
 
     @field_validator("hide_fields", "allow_fields")

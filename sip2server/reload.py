@@ -28,6 +28,7 @@ from sip2server.app import (
     check_database,
     circulation_for,
     configured_listeners,
+    policy_code_problems,
 )
 from sip2server.config import ConfigError, ServerConfig
 from sip2server.listeners import StartupError, book_for
@@ -52,8 +53,8 @@ def reload_server(
         )
         return False
     try:
-        places = yield deferToThreadPool(
-            reactor, running.threadpool, check_database, running.database, config
+        places, problems = yield deferToThreadPool(
+            reactor, running.threadpool, _check, running.database, config
         )
     except StartupError as error:
         log.error(
@@ -68,10 +69,18 @@ def reload_server(
             problem=str(error).splitlines()[0] if str(error) else type(error).__name__,
         )
         return False
+    for problem in problems:
+        log.warn("configuration: {problem}", problem=problem)
     for note in apply_config(running, config, places):
         log.info("reload: {note}", note=note)
     log.info("configuration reloaded: {count} account(s)", count=len(config.accounts))
     return True
+
+
+def _check(database: Any, config: ServerConfig) -> tuple[LibraryPlaces, list[str]]:
+    # In a worker thread: the places every account needs, and codes the
+    # policies name that the database lacks (logged, not refused).
+    return check_database(database, config), policy_code_problems(database, config)
 
 
 def apply_config(

@@ -18,7 +18,14 @@ A condition is `FIELD OPERATOR VALUE`, with one of these operators:
 
     =   equal              !=  not equal
     ^=  starts with        !^= does not start with
-    <  <=  >  >=           numeric comparison (both sides must be numbers)
+    <  <=  >  >=           numeric comparison
+
+A numeric comparison needs a number in the rule and reads the number at the
+start of the item's fact: `call_number >= 800` matches "833.912 KAF" (833.912)
+and never "F KAF", which starts with no number.
+
+The yes/no facts (`YES_NO_FIELDS`) take `yes` or `no` (`true` and `false` mean
+the same) with `=` or `!=`; anything else is refused when the rules are read.
 
 Text comparisons ignore case and the spaces around values. A field the item has
 no value for is the empty string: `collection = ""` matches items without one.
@@ -49,6 +56,15 @@ SORT_FIELDS: dict[str, str] = {
     "alert": "the checkin's alert kind (none, hold_here, transit_home, ...)",
     "was_on_loan": "yes when the item was on loan, else no",
 }
+
+
+# Facts that are always "yes" or "no".
+YES_NO_FIELDS = frozenset({"hold", "transit", "was_on_loan"})
+
+_YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+
+# The number a fact starts with: "833.912 KAF" -> 833.912.
+_LEADING_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 
 class Comparison(enum.Enum):
@@ -98,7 +114,7 @@ class Condition:
         """Whether the item's facts satisfy this condition."""
         actual = facts.get(self.field, "").strip()
         if self.comparison in _NUMERIC:
-            left, right = _number(actual), _number(self.value)
+            left, right = _leading_number(actual), _number(self.value)
             if left is None or right is None:
                 return False
             return _NUMERIC[self.comparison](left, right)
@@ -155,6 +171,11 @@ def _number(text: str) -> Decimal | None:
     return value if value.is_finite() else None
 
 
+def _leading_number(text: str) -> Decimal | None:
+    found = _LEADING_NUMBER.match(text.strip())
+    return None if found is None else _number(found.group())
+
+
 def parse_condition(text: str, key: str) -> Condition:
     """Read one condition such as `call_number ^= 823`.
 
@@ -176,6 +197,18 @@ def parse_condition(text: str, key: str) -> Condition:
     comparison = Comparison(found["op"])
     if comparison in _NUMERIC and _number(value) is None:
         raise SortBinError(key, f"{comparison.value} needs a number, not {value!r}")
+    if field in YES_NO_FIELDS:
+        if comparison not in (Comparison.EQUAL, Comparison.NOT_EQUAL):
+            raise SortBinError(
+                key,
+                f"{field} is yes or no: compare it with = or !=, not "
+                f"{comparison.value}",
+            )
+        if value.casefold() not in _YES_NO:
+            raise SortBinError(
+                key, f"{field} is yes or no (or true or false), not {value!r}"
+            )
+        value = _YES_NO[value.casefold()]
     return Condition(field=field, comparison=comparison, value=value)
 
 

@@ -37,6 +37,7 @@ from sip2server.protocol import (
 from sip2server.reload import reload_server
 from sip2server.server import _result_of
 from sip2server.session import Reply
+from sip2server.sortbins import parse_sort_bins
 from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA, ITEMS
 from tests.sip2server.test_fees_wire import pay_frame
@@ -431,3 +432,92 @@ def test_the_service_unit_is_wanted_at_boot() -> None:
     install = text.split("[Install]", 1)[1]
 
     assert "WantedBy=multi-user.target" in install.splitlines()
+
+
+# -- 6: silent configuration mistakes are named --------------------------------
+
+
+def test_an_unknown_currency_is_refused_at_its_key() -> None:
+    """currency = "XYZ" is an error at accounts[0].policy.currency, not a silent
+    refusal of every payment."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(_account_document(policy={"currency": "XYZ"}), "f.toml")
+
+    assert [
+        (
+            "accounts[0].policy.currency",
+            "'XYZ' is not a currency the library system knows (an ISO 4217 code "
+            "such as GBP, EUR, USD; see ils/currency.py)",
+        )
+    ] == raised.value.problems
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ("hold = maybe", "hold is yes or no (or true or false), not 'maybe'"),
+        ("transit ^= y", "transit is yes or no: compare it with = or !=, not ^="),
+    ],
+)
+def test_a_yes_no_fact_takes_only_yes_or_no(condition: str, problem: str) -> None:
+    """A yes/no sort-bin fact compared with another value is refused at its key."""
+    rules = [{"bin": "1", "when": ["branch = NORTH", condition]}]
+    with pytest.raises(ConfigError) as raised:
+        parse_config(_account_document(policy={"sort_bin": rules}), "f.toml")
+
+    assert [
+        ("accounts[0].policy.sort_bin", f"sort_bin[0].when[1]: {problem}")
+    ] == raised.value.problems
+
+
+def test_true_and_false_mean_yes_and_no_for_yes_no_facts() -> None:
+    """`hold = true` picks a trapped item and `hold = FALSE` one that is not."""
+    rules = parse_sort_bins(
+        [{"bin": "H", "when": ["hold = true"]}, {"bin": "N", "when": ["hold = FALSE"]}]
+    )
+
+    assert "H" == rules.bin_for({"hold": "yes"})
+    assert "N" == rules.bin_for({"hold": "no"})
+
+
+def test_numeric_comparisons_read_the_number_a_call_number_starts_with() -> None:
+    """`call_number >= 800` matches "833.912 KAF" and neither "F KAF" nor "792 SMI"."""
+    rules = parse_sort_bins([{"bin": "8", "when": ["call_number >= 800"]}])
+
+    assert "8" == rules.bin_for({"call_number": "833.912 KAF"})
+    assert "8" == rules.bin_for({"call_number": "800"})
+    assert rules.bin_for({"call_number": "F KAF"}) is None
+    assert rules.bin_for({"call_number": "792 SMI"}) is None
+
+
+def test_check_config_names_codes_and_institutions_the_database_lacks(
+    library_file: Path, tmp_path: Path
+) -> None:
+    """With the database, check-config exits 1 naming a blocked item type, an
+    in-house patron category and an [institution.X] table the library lacks."""
+    config = tmp_path / "sip2server.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{library_file}"\n\n'
+        '[institution.TOWN]\nterminator = "cr"\n\n'
+        '[[accounts]]\nlogin = "k"\npassword = "p"\ninstitution = "CITY"\n'
+        'location = "NORTH"\n'
+        "[accounts.policy]\n"
+        'blocked_item_types = ["REF", "DVDX"]\n'
+        'inhouse_patron_categories = ["VISITORX"]\n'
+    )
+
+    result = CliRunner().invoke(check_config, [str(config)])
+
+    assert 1 == result.exit_code, result.output
+    assert f"{config}: institution: 'TOWN' is not an institution in the database" in (
+        result.output
+    )
+    assert (
+        f"{config}: accounts[0] (k).policy.blocked_item_types: 'DVDX' is not an "
+        "item type in the database"
+    ) in result.output
+    assert "'REF' is not" not in result.output
+    assert (
+        f"{config}: accounts[0] (k).policy.inhouse_patron_categories: 'VISITORX' "
+        "is not a patron category in the database"
+    ) in result.output
