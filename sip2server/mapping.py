@@ -16,9 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from twisted.logger import Logger
+
 from ils.circulation import Circulation
 from ils.db import Database
 from ils.fees import FeeService
+from ils.institutions import branch_institutions
 from ils.terminal_requests import TerminalRequests
 from sip2server.answers import fees, holds, items, loans, patrons
 from sip2server.answers.common import (
@@ -30,6 +33,7 @@ from sip2server.answers.common import (
     policy_of,
 )
 from sip2server.answers.output import apply_policy
+from sip2server.answers.scope import out_of_reach
 from sip2server.config import AccountConfig
 from sip2server.policy import DEFAULT_POLICY
 from sip2server.protocol import (
@@ -88,6 +92,8 @@ SUPPORTED_WITHOUT_TERMINAL_REQUESTS = dataclasses.replace(
 # for a reply before it retries.
 TIMEOUT_TENTHS = 100
 RETRIES_ALLOWED = 3
+
+_log = Logger(namespace="sip2server.mapping")
 
 _Answer = Callable[[Services, Desk, Any], Message]
 
@@ -149,6 +155,7 @@ class SipCirculation:
         )
         self._zones = dict(branch_zones)
         self._library_names = dict(library_names)
+        self._branch_owners: dict[str, str] = {}
         self._clock = clock
         self._answers = dict(_ANSWERS)
         self._supported = SUPPORTED_WITHOUT_TERMINAL_REQUESTS
@@ -191,6 +198,23 @@ class SipCirculation:
         if answer is None:
             return None
         desk = self.desk(account)
+        database = self._services.database
+        if database is not None:
+            beyond = out_of_reach(database, self._branch_owner, desk, message)
+            if beyond is not None:
+                # Answered as unknown: the terminal learns nothing of another
+                # institution; the operator learns which account tried.
+                _log.warn(
+                    "{terminal} asked for a {what} of institution {owner}, which "
+                    "it does not serve; answered as unknown",
+                    terminal=account.login,
+                    command=message.command,
+                    what=beyond.what,
+                    owner=beyond.owner,
+                )
+                refused = self.refuse(message, beyond.text, account)
+                if refused is not None:
+                    return refused
         return apply_policy(answer(self._services, desk, message), desk.policy)
 
     def desk(self, account: AccountConfig) -> Desk:
@@ -261,6 +285,14 @@ class SipCirculation:
             moment=moment,
             zone=ZoneInfo("UTC"),
         )
+
+    def _branch_owner(self, code: str) -> str | None:
+        # Branches are few and rarely added: read them all once, again on a miss.
+        owner = self._branch_owners.get(code)
+        if owner is None and self._services.database is not None:
+            self._branch_owners = branch_institutions(self._services.database)
+            owner = self._branch_owners.get(code)
+        return owner
 
     def _zone(self, account: AccountConfig | None) -> ZoneInfo:
         if account is None:
