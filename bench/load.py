@@ -28,6 +28,9 @@ script prints, for every run, messages per second and p50/p95/p99 per message
 (and per 17+09 pair), and for each mix our throughput divided by the
 baseline's. `--idle N` instead opens N logged-in connections to each server
 and prints the server process's resident memory (VmRSS) before and after.
+`--profile ROUNDS` runs kiosk rounds and sorter pairs through the server's
+session code in this process under cProfile, with every SQL statement timed:
+where a request's time goes.
 
 The load generator and the server share the machine's cores, so on a small
 machine the generator's own CPU time is part of what limits both servers.
@@ -38,6 +41,7 @@ Run from the repository root:
     .venv/bin/python bench/load.py --terminals 500 --mixes kiosk sorter-paced
     .venv/bin/python bench/load.py --db postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/load.py --idle 2000
+    .venv/bin/python bench/load.py --profile 200
 """
 
 from __future__ import annotations
@@ -700,6 +704,122 @@ async def idle(arguments: argparse.Namespace, servers: list[Server]) -> int:
     return status
 
 
+def profile(url: str, rounds: int) -> None:
+    """Kiosk rounds and sorter pairs through the session code, under cProfile.
+
+    The server runs requests in worker threads, which cProfile does not follow;
+    here the same `TerminalSession.handle` runs in this thread, with decoding
+    and encoding, on the same library, and every SQL statement is timed.
+    """
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+    import tomllib  # noqa: PLC0415
+
+    from bench.core import StatementTimes  # noqa: PLC0415
+    from ils.db import Database  # noqa: PLC0415
+    from sip2server.app import check_database, circulation_for  # noqa: PLC0415
+    from sip2server.config import ListenerConfig, parse_config  # noqa: PLC0415
+    from sip2server.listeners import book_for  # noqa: PLC0415
+    from sip2server.protocol import decode  # noqa: PLC0415
+    from sip2server.session import TerminalSession  # noqa: PLC0415
+
+    config = parse_config(tomllib.loads(CONFIG), "<bench>")
+    database = Database(url, pool_size=2, busy_timeout=config.database.busy_timeout)
+    session = TerminalSession(
+        book_for(ListenerConfig(endpoint="tcp:0"), config.accounts),
+        circulation_for(database, check_database(database, config)),
+    )
+    session.address = "127.0.0.1"
+    session.handle(LoginRequest(login_user_id=LOGIN, login_password=PASSWORD))
+    times = StatementTimes()
+    times.watch(database.engine)
+    wall: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    sql_calls: dict[str, int] = defaultdict(int)
+    sql_seconds: dict[str, float] = defaultdict(float)
+
+    def ask(message: Message) -> Any:
+        before_calls = sum(times.calls.values())
+        before_sql = sum(times.seconds.values())
+        started = time.perf_counter()
+        frame = encode(message, sequence=0, error_detection=True)
+        reply = session.handle(decode(frame[:-1]).message).message
+        encode(reply, sequence=0, error_detection=True)
+        wall[message.command] += time.perf_counter() - started
+        calls[message.command] += 1
+        sql_calls[message.command] += sum(times.calls.values()) - before_calls
+        sql_seconds[message.command] += sum(times.seconds.values()) - before_sql
+        return reply
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    sorter_items = SorterItems()
+    for number in range(rounds):
+        patron = patron_barcode(1 + number % PATRONS)
+        items = [item_barcode(2 * (3 * number + k + 1)) for k in range(3)]
+        account = ask(
+            PatronInformationRequest(
+                language=Language.ENGLISH,
+                transaction_date=_now(),
+                summary=Summary(charged_items=True),
+                institution_id=INSTITUTION_CODE,
+                patron_identifier=patron,
+                start_item=1,
+                end_item=5,
+            )
+        )
+        for item in items:
+            ask(
+                CheckoutRequest(
+                    sc_renewal_policy=True,
+                    no_block=False,
+                    transaction_date=_now(),
+                    nb_due_date=_now(),
+                    institution_id=INSTITUTION_CODE,
+                    patron_identifier=patron,
+                    item_identifier=item,
+                )
+            )
+        loans = getattr(account, "charged_items", ())
+        ask(
+            RenewRequest(
+                third_party_allowed=False,
+                no_block=False,
+                transaction_date=_now(),
+                nb_due_date=_now(),
+                institution_id=INSTITUTION_CODE,
+                patron_identifier=patron,
+                item_identifier=loans[0] if loans else items[0],
+            )
+        )
+        for item in items:
+            ask(_checkin(item))
+        item = sorter_items.take()
+        ask(
+            ItemInformationRequest(
+                transaction_date=_now(),
+                institution_id=INSTITUTION_CODE,
+                item_identifier=item,
+            )
+        )
+        ask(_checkin(item))
+    profiler.disable()
+    database.dispose()
+
+    print("per message, in this one thread (decode, session, encode):")
+    for command in sorted(calls):
+        count = calls[command]
+        print(
+            f"    {command}  n={count:>5}  {wall[command] / count * 1e3:6.2f} ms,"
+            f" {sql_calls[command] / count:5.1f} SQL statements taking"
+            f" {sql_seconds[command] / count * 1e3:5.2f} ms"
+        )
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(20)
+    # The project's own functions, by the time spent in them and below.
+    stats.sort_stats("cumulative").print_stats(r"/(ils|sip2server)/", 30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--terminals", type=int, nargs="+", default=[1, 10, 50])
@@ -719,6 +839,12 @@ def main() -> int:
     )
     parser.add_argument("--idle", type=int, metavar="N", help="memory with N idle")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="ROUNDS",
+        help="profile ROUNDS kiosk rounds and sorter pairs in this process instead",
+    )
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve_baseline:
@@ -739,6 +865,9 @@ def main() -> int:
             f"library: {ITEMS:,} items, {PATRONS:,} patrons,"
             f" {ITEMS // 2:,} on loan; {engine}"
         )
+        if arguments.profile:
+            profile(url, arguments.profile)
+            return 0
         servers = [start_ours(url, Path(folder))]
         try:
             if not arguments.no_baseline:
