@@ -27,7 +27,7 @@ from ils.circulation import Circulation
 from ils.db import Database, display_url
 from ils.models import Branch, Institution, ItemType, LoanRule, PatronCategory
 from ils.schema import current_revision, head_revision
-from sip2server.accounts import Admission
+from sip2server.accounts import AccountBook, Admission
 from sip2server.config import ListenerConfig, ServerConfig
 from sip2server.health import DatabaseHealth
 from sip2server.listeners import (
@@ -440,6 +440,7 @@ def _make_listener(
             health=running.health,
             connection_id=connection_id,
             status_before_login=listener.config.status_before_login,
+            all_accounts=lambda: AccountBook(running.config.accounts),
         )
 
     factory = SipServerFactory(

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -179,6 +180,19 @@ def set_keepalive(transport: Any, keepalive: Keepalive) -> bool:
     return True
 
 
+def _tls_error(reason: Failure | None) -> str | None:
+    """What OpenSSL said, when a connection ended on a TLS error (a handshake)."""
+    if reason is None or not isinstance(reason, Failure):
+        return None
+    if reason.check(SSL.Error) is None:
+        return None
+    # OpenSSL's error is a list of (library, function, reason) tuples.
+    details = reason.value.args[0] if reason.value.args else ()
+    if isinstance(details, list) and details:
+        return "; ".join(str(item[-1]) for item in details if item)
+    return str(reason.value) or type(reason.value).__name__
+
+
 @implementer(IPushProducer)
 class SipConnection(TimeoutMixin, Protocol):
     """One terminal's TCP connection.
@@ -279,6 +293,27 @@ class SipConnection(TimeoutMixin, Protocol):
         self.setTimeout(None)
         if self._drain_later is not None and self._drain_later.active():
             self._drain_later.cancel()
+        if self.factory.proxied and not self._introduced:
+            # Twisted's PROXY wrapper closes such a connection without a word.
+            log.warn(
+                "no PROXY header from conn={conn} peer={peer} on listener "
+                "{listener}; closed (a PROXY listener takes only the load "
+                "balancer's connections, which start with the header)",
+                conn=self.connection_id,
+                peer=self.peer,
+                listener=self.factory.name,
+            )
+            return
+        tls_error = _tls_error(reason)
+        if tls_error is not None:
+            log.warn(
+                "TLS failed conn={conn} peer={peer} login={login}: {problem}",
+                conn=self.connection_id,
+                peer=self.peer,
+                login=self.session.login or "-",
+                problem=tls_error,
+            )
+            return
         log.info(
             "terminal disconnected conn={conn} peer={peer} login={login}",
             conn=self.connection_id,
@@ -406,6 +441,8 @@ class SipConnection(TimeoutMixin, Protocol):
         """The bytes to send without the database, or the request to run."""
         if frame.tls:
             # A TLS client on a plain port will never speak plain SIP2 here.
+            if self.factory.metrics is not None:
+                self.factory.metrics.protocol_error()
             log.warn(
                 "TLS handshake on a plain listener conn={conn} peer={peer}; closing",
                 conn=self.connection_id,

@@ -128,11 +128,15 @@ class TerminalSession:
         health: DatabaseHealth | None = None,
         connection_id: int = 0,
         status_before_login: bool = True,
+        all_accounts: Callable[[], AccountBook] | None = None,
     ) -> None:
         # A callable is asked at each login, so a reload reaches new logins on
         # connections that were already open.
         self._accounts = accounts if callable(accounts) else (lambda: accounts)
         self._circulation = circulation
+        # Every account of the server, whatever the listener admits: only to
+        # say in the log why a login was refused.
+        self._all_accounts = all_accounts
         self._admission = admission
         self._health = health or DatabaseHealth()
         self.connection_id = connection_id
@@ -276,12 +280,14 @@ class TerminalSession:
                 LoginResponse(ok=False),
                 note="too many failed logins from this address; try later",
             )
-        account = self._accounts().authenticate(
-            request.login_user_id or "", request.login_password or ""
-        )
+        login, password = request.login_user_id or "", request.login_password or ""
+        book = self._accounts()
+        account = book.authenticate(login, password)
         if account is None:
             self._count_failure()
-            return Reply(LoginResponse(ok=False), note="wrong login or password")
+            return Reply(
+                LoginResponse(ok=False), note=self._why_refused(book, login, password)
+            )
         if not account.allows_address(self.address):
             self._count_failure()
             return Reply(
@@ -297,6 +303,18 @@ class TerminalSession:
             )
         self.account = account
         return Reply(LoginResponse(ok=True))
+
+    def _why_refused(self, book: AccountBook, login: str, password: str) -> str:
+        # For the log only (the terminal gets 940 either way): a right password
+        # for an account this listener does not admit is a configuration matter.
+        if self._all_accounts is None or book.get(login) is not None:
+            return "wrong login or password"
+        everywhere = self._all_accounts()
+        if everywhere.get(login) is None:
+            return "wrong login or password"
+        if everywhere.authenticate(login, password) is None:
+            return "wrong password for an account not admitted on this listener"
+        return "account not admitted on this listener (see its accounts list)"
 
     def _count_failure(self) -> None:
         if self._admission is not None and self.address:

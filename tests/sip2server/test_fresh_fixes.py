@@ -6,10 +6,12 @@ Servers run on loopback over a copy of the stock SQLite library (the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,17 @@ from tests.sip2server.conftest import ADA, ITEMS
 from tests.sip2server.test_fees_wire import pay_frame
 from tests.sip2server.test_mapping_checkin import FIXED_10, checkin_frame, one
 from tests.sip2server.test_metrics import fetch, sample
-from tests.sip2server.test_transports import Launcher, target
+from tests.sip2server.test_transports import (
+    Launcher,
+    make_tls_files,
+    target,
+    tls_terminal,
+)
 from tests.sip2server.test_wire_behaviour import (
+    LOGIN_FRAME,
     STATUS_FRAME,
     RawTerminal,
+    client_hello,
     in_thread,
     sip_now,
 )
@@ -521,3 +530,148 @@ def test_check_config_names_codes_and_institutions_the_database_lacks(
         f"{config}: accounts[0] (k).policy.inhouse_patron_categories: 'VISITORX' "
         "is not a patron category in the database"
     ) in result.output
+
+
+# -- 7: log lines that say what happened ---------------------------------------
+
+
+class _Seen:
+    """Collects the log events written while it is open, as formatted text."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _Seen:
+        globalLogPublisher.addObserver(self.events.append)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        globalLogPublisher.removeObserver(self.events.append)
+
+    def lines(self, containing: str) -> list[tuple[str, str]]:
+        """(level, text) of each event whose text contains `containing`."""
+        found = []
+        for event in self.events:
+            text = formatEvent(event)
+            if containing in text:
+                found.append((event["log_level"].name, text))
+        return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_the_listener_does_not_admit_is_logged_as_such(
+    servers: Launcher,
+) -> None:
+    """kiosk1's right password on a gate-only listener: 940, logged as "not
+    admitted on this listener", not as a wrong password."""
+    running = await servers.start(
+        listeners=[{"endpoint": "tcp:0:interface=127.0.0.1", "accounts": ["gate1"]}]
+    )
+
+    def login() -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            return terminal.exchange(LOGIN_FRAME)
+
+    with _Seen() as seen:
+        answer = await in_thread(login)
+
+    assert b"940" == answer
+    refusals = seen.lines("login refused")
+    assert len(refusals) == 1, refusals
+    level, text = refusals[0]
+    assert "warn" == level
+    assert text.endswith(
+        "login=kiosk1: account not admitted on this listener (see its accounts list)"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_client_certificate_handshake_logs_the_tls_error(
+    servers: Launcher, tmp_path: Path
+) -> None:
+    """A terminal without a certificate on a client_ca listener: a WARN line with
+    OpenSSL's reason."""
+    files = make_tls_files(tmp_path)
+    running = await servers.start(
+        listeners=[
+            {
+                "endpoint": "tcp:0:interface=127.0.0.1",
+                "tls": {
+                    "certificate": str(files.server_certificate),
+                    "private_key": str(files.server_key),
+                    "client_ca": str(files.ca),
+                },
+            }
+        ]
+    )
+
+    def without_certificate() -> None:
+        with (
+            contextlib.suppress(ssl.SSLError, OSError),
+            tls_terminal(target(running), files) as terminal,
+        ):
+            terminal.exchange(LOGIN_FRAME)
+
+    with _Seen() as seen:
+        await in_thread(without_certificate)
+        await _until(lambda: seen.lines("TLS failed"))
+
+    level, text = seen.lines("TLS failed")[0]
+    assert "warn" == level
+    assert text.endswith("login=-: peer did not return a certificate")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_without_proxy_header_is_a_warning_with_the_reason(
+    servers: Launcher,
+) -> None:
+    """Plain SIP2 on a PROXY listener: closed, and one WARN line saying why."""
+    running = await servers.start(
+        listeners=[{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
+    )
+
+    def talk() -> bool:
+        with RawTerminal(target(running)) as terminal:
+            terminal.send(STATUS_FRAME)
+            return terminal.wait_for_close()
+
+    with _Seen() as seen:
+        closed = await in_thread(talk)
+        await _until(lambda: seen.lines("no PROXY header"))
+
+    assert closed
+    lines = seen.lines("no PROXY header")
+    assert [level for level, _ in lines] == ["warn"]
+    assert "listener listeners[0]" in lines[0][1]
+    assert not seen.lines("terminal disconnected")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tls_handshake_on_a_plain_port_counts_as_a_protocol_error(
+    servers: Launcher,
+) -> None:
+    """A ClientHello on the plain port adds one to sip2_protocol_errors_total."""
+    running = await servers.start()
+
+    def talk() -> bool:
+        with RawTerminal(target(running)) as terminal:
+            terminal.send(client_hello())
+            return terminal.wait_for_close()
+
+    closed = await in_thread(talk)
+    address = running.operations_address()
+    assert address is not None
+    _, scrape = await in_thread(fetch, address, "/metrics")
+
+    assert closed
+    assert 1.0 == sample(scrape, "sip2_protocol_errors_total")
+
+
+async def _until(condition: Any, seconds: float = 15.0) -> None:
+    """Let the reactor run until `condition()` is true (events, not a fixed sleep)."""
+    from twisted.internet import task  # noqa: PLC0415
+
+    reactor = _reactor()
+    deadline = reactor.seconds() + seconds
+    while not condition() and reactor.seconds() < deadline:
+        await task.deferLater(reactor, 0.01, lambda: None)
