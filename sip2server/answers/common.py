@@ -18,7 +18,13 @@ from ils.currency import format_amount
 from ils.db import Database
 from ils.fees import FeeService
 from ils.patron_status import PatronConditions
-from ils.results import CirculationRefused, ItemView, PatronView
+from ils.results import (
+    REFUSAL_MESSAGES,
+    CirculationRefused,
+    ItemView,
+    PatronView,
+    Refusal,
+)
 from ils.terminal_requests import TerminalRequests
 from sip2server.config import AccountConfig
 from sip2server.policy import DEFAULT_POLICY, TerminalPolicy
@@ -157,6 +163,30 @@ def patron_messages(patron: PatronView | None) -> tuple[str, ...]:
     if patron.pin_valid is False:
         return ("The PIN does not match this library card.",)
     return ()
+
+
+def pin_refusal(services: Services, desk: Desk, barcode: str, pin: str) -> str | None:
+    """The screen message refusing a request for a wrong, locked or missing PIN.
+
+    For requests whose core call does not check the PIN itself (37, and 65 for
+    a patron with nothing on loan): a given PIN (AD) is checked as 11 and 63
+    check it, counting a wrong one towards the lock; none is needed unless the
+    account requires one. None when the request may go on (an unknown card
+    included: the request's own answer says so).
+    """
+    reason: Refusal | None = None
+    if not pin:
+        if desk.account.patron_pin_required:
+            reason = Refusal.PIN_REQUIRED
+    else:
+        patron = services.circulation.patron(
+            barcode, pin=pin, terminal=desk.account.login
+        )
+        if patron is not None and patron.pin_valid is False:
+            reason = Refusal.PIN_LOCKED if patron.pin_locked else Refusal.WRONG_PIN
+    if reason is None:
+        return None
+    return desk.policy.screen_text(reason.value, REFUSAL_MESSAGES[reason])
 
 
 def patron_values(patron: PatronView) -> dict[str, str]:

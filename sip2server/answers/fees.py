@@ -14,7 +14,7 @@ from __future__ import annotations
 from ils.currency import format_amount, parse_amount
 from ils.models import PaymentMethod
 from ils.results import CirculationRefused, Refusal
-from sip2server.answers.common import Desk, Services
+from sip2server.answers.common import Desk, Services, pin_refusal
 from sip2server.protocol import FeePaidRequest, FeePaidResponse, PaymentType
 
 _METHODS = {
@@ -30,6 +30,19 @@ def fee_paid(
     """Take the payment and say what is still owed."""
     institution = desk.institution(request.institution_id)
     currency = request.currency_type.strip().upper()
+    # Nothing is paid, and nothing of the balance told, on a wrong PIN.
+    refused = pin_refusal(
+        services, desk, request.patron_identifier, request.patron_password or ""
+    )
+    if refused is not None:
+        return FeePaidResponse(
+            payment_accepted=False,
+            transaction_date=desk.now,
+            institution_id=institution,
+            patron_identifier=request.patron_identifier,
+            transaction_id=request.transaction_id,
+            screen_message=(refused,),
+        )
     try:
         if services.fees is None:  # pragma: no cover - built with the services
             raise CirculationRefused(Refusal.TRY_AGAIN)

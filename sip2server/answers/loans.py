@@ -20,6 +20,7 @@ from sip2server.answers.common import (
     item_values,
     media_type,
     patron_values,
+    pin_refusal,
     template_fields,
 )
 from sip2server.protocol import (
@@ -295,6 +296,12 @@ def renew_all(
     """Renew every loan of the patron; BM lists the renewed, BN the others."""
     institution = desk.institution(request.institution_id)
     policy = desk.policy
+    # The core checks the PIN per loan; with no loans it would never look.
+    pin_refused = pin_refusal(
+        services, desk, request.patron_identifier, request.patron_password or ""
+    )
+    if pin_refused is not None:
+        return renew_all_refused(desk, institution, pin_refused)
     try:
         result = services.circulation.renew_all(
             request.patron_identifier,

@@ -1,0 +1,194 @@
+"""Fixes of the adversarial test of #5 (findings 2, 3, 4, 7, 8, 9), over the wire.
+
+Each test runs a real server on loopback (`sip_target`, or a server of its
+own from `server_config`) and speaks SIP2 bytes to it; database tests run on
+SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_twisted
+import sqlalchemy as sa
+
+from ils.models import Fee, FeeKind, Patron
+from sip2server.app import start_server
+from tests.sip2server.conftest import (
+    ADA,
+    BEN,
+    SipTarget,
+    server_config,
+    stock_library,
+)
+from tests.sip2server.test_wire_behaviour import RawTerminal, in_thread, sip_now
+
+WRONG_PIN_TEXT = b"The PIN does not match this library card."
+LOCKED_TEXT = b"PIN is locked"
+
+
+def add_fee(target: SipTarget, barcode: str, minor: int) -> None:
+    """A damage fee of `minor` pence on the patron with `barcode`."""
+    with target.library.database.transaction() as session:
+        patron = session.scalars(sa.select(Patron).where(Patron.barcode == barcode))
+        session.add(
+            Fee(
+                patron_id=patron.one().id,
+                kind=FeeKind.DAMAGE,
+                amount_minor=minor,
+                balance_minor=minor,
+                currency="GBP",
+            )
+        )
+
+
+def owed(target: SipTarget, barcode: str) -> int:
+    """What the patron still owes, in pence, read from the database."""
+    with target.library.database.read() as session:
+        total = session.scalar(
+            sa.select(sa.func.sum(Fee.balance_minor))
+            .join(Patron, Fee.patron_id == Patron.id)
+            .where(Patron.barcode == barcode)
+        )
+    return int(total or 0)
+
+
+def pay(patron: str, amount: bytes, pin: bytes | None) -> bytes:
+    """37: fee type 01, cash, GBP, then BV AO AA and AD when given."""
+    frame = b"37" + sip_now() + b"0100GBPBV" + amount + b"|AOCITY|AA" + patron.encode()
+    if pin is not None:
+        frame += b"|AD" + pin
+    return frame + b"|\r"
+
+
+def renew_all(patron: str, pin: bytes | None) -> bytes:
+    """65: date, then AO AA and AD when given."""
+    frame = b"65" + sip_now() + b"AOCITY|AA" + patron.encode()
+    if pin is not None:
+        frame += b"|AD" + pin
+    return frame + b"|\r"
+
+
+def status(patron: str, pin: bytes) -> bytes:
+    """23 with a PIN."""
+    return (
+        b"23001" + sip_now() + b"AOCITY|AA" + patron.encode() + b"|AC|AD" + pin + b"|\r"
+    )
+
+
+# -- 8: 37 and 65 check the PIN -------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_payment_with_a_wrong_pin_is_refused_and_tells_no_balance(
+    sip_target: SipTarget,
+) -> None:
+    """37 with a wrong AD pays nothing and says nothing of what is owed."""
+    add_fee(sip_target, ADA, 250)
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(sip_target) as kiosk:
+            kiosk.login()
+            wrong = kiosk.exchange(pay(ADA, b"1.00", b"9999"))
+            right = kiosk.exchange(pay(ADA, b"1.00", b"1234"))
+        return wrong, right
+
+    wrong, right = await in_thread(talk)
+
+    assert wrong.startswith(b"38N"), wrong
+    assert WRONG_PIN_TEXT in wrong, wrong
+    assert b"owed" not in wrong, wrong
+    assert right.startswith(b"38Y"), right
+    # 2.50 owed, 1.00 paid with the right PIN only.
+    assert 150 == owed(sip_target, ADA)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_locked_pin_refuses_payment_and_renew_all(
+    sip_target: SipTarget,
+) -> None:
+    """After five wrong PINs, 37 and 65 with the right PIN get the lock message."""
+    add_fee(sip_target, ADA, 250)
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(sip_target) as kiosk:
+            kiosk.login()
+            for _ in range(5):
+                kiosk.exchange(status(ADA, b"0000"))
+            return (
+                kiosk.exchange(pay(ADA, b"1.00", b"1234")),
+                kiosk.exchange(renew_all(ADA, b"1234")),
+            )
+
+    paid, renewed = await in_thread(talk)
+
+    assert paid.startswith(b"38N"), paid
+    assert LOCKED_TEXT in paid, paid
+    assert b"Nothing is owed" not in paid, paid
+    assert renewed.startswith(b"660"), renewed
+    assert LOCKED_TEXT in renewed, renewed
+    assert 250 == owed(sip_target, ADA)
+
+
+@pytest_twisted.ensureDeferred
+async def test_renew_all_with_a_wrong_pin_is_refused_even_with_nothing_on_loan(
+    sip_target: SipTarget,
+) -> None:
+    """65 for a patron with no loans is ok only with the right PIN (or none)."""
+
+    def talk() -> tuple[bytes, bytes, bytes]:
+        with RawTerminal(sip_target) as kiosk:
+            kiosk.login()
+            return (
+                kiosk.exchange(renew_all(BEN, b"9999")),
+                kiosk.exchange(renew_all(BEN, b"1234")),
+                kiosk.exchange(renew_all(BEN, None)),
+            )
+
+    wrong, right, without = await in_thread(talk)
+
+    assert wrong.startswith(b"660"), wrong
+    assert WRONG_PIN_TEXT in wrong, wrong
+    assert right.startswith(b"661"), right
+    assert without.startswith(b"661"), without
+
+
+@pytest_twisted.async_yield_fixture
+async def pin_required_target(database_url: str) -> AsyncIterator[SipTarget]:
+    """The stock library behind an account with patron_pin_required."""
+    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
+
+    library = stock_library(database_url)
+    server = await start_server(
+        server_config(database_url, patron_pin_required=True), reactor
+    )
+    host, port = server.addresses()[0]
+    try:
+        yield SipTarget(host=host, port=port, library=library, server=server)
+    finally:
+        await server.stop()
+        library.database.dispose()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pin_required_account_refuses_payment_and_renew_all_without_ad(
+    pin_required_target: SipTarget,
+) -> None:
+    """With patron_pin_required, 37 and 65 without AD ask for the PIN."""
+    add_fee(pin_required_target, ADA, 250)
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(pin_required_target) as kiosk:
+            kiosk.login()
+            return (
+                kiosk.exchange(pay(ADA, b"1.00", None)),
+                kiosk.exchange(renew_all(ADA, None)),
+            )
+
+    paid, renewed = await in_thread(talk)
+
+    assert paid.startswith(b"38N"), paid
+    assert b"Please enter your PIN." in paid, paid
+    assert renewed.startswith(b"660"), renewed
+    assert b"Please enter your PIN." in renewed, renewed
+    assert 250 == owed(pin_required_target, ADA)
