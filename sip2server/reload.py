@@ -156,6 +156,8 @@ def _account_changes(old: ServerConfig, new: ServerConfig) -> list[str]:
     notes += [
         f"account {login!r} changed"
         for login in sorted(set(before) & set(after))
-        if before[login] != after[login]
+        # By their settings: == on the models would also compare the compiled
+        # templates and rules a policy keeps, which are never equal.
+        if before[login].model_dump() != after[login].model_dump()
     ]
     return notes

@@ -675,3 +675,31 @@ async def _until(condition: Any, seconds: float = 15.0) -> None:
     deadline = reactor.seconds() + seconds
     while not condition() and reactor.seconds() < deadline:
         await task.deferLater(reactor, 0.01, lambda: None)
+
+
+# -- 8: a reload names only the accounts that changed --------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_names_only_the_accounts_that_changed(servers: Launcher) -> None:
+    """Reloading the same file notes no account; changing the gate notes only it."""
+    policy = {"policy": {"sort_bin": [{"bin": "A"}], "item_fields": {"XI": "x"}}}
+    running = await servers.start(kiosk=policy)
+
+    with _Seen() as seen:
+        same = await reload_server(
+            running, _reactor(), lambda: servers.config(kiosk=policy)
+        )
+        unchanged = seen.lines("reload: account")
+    with _Seen() as seen:
+        changed = await reload_server(
+            running,
+            _reactor(),
+            lambda: servers.config(kiosk=policy, gate={"terminator": "cr"}),
+        )
+        notes = seen.lines("reload: account")
+
+    assert same
+    assert changed
+    assert [] == unchanged
+    assert ["reload: account 'gate1' changed"] == [text for _, text in notes]
