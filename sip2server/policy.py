@@ -15,6 +15,7 @@ the spec's behaviour and this server's earlier one.
 from __future__ import annotations
 
 import re
+import re._parser as regex_parser  # type: ignore[import-not-found]  # no stubs
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
@@ -76,7 +77,42 @@ class ScreenRewrite(_Strict):
             re.compile(value)
         except re.error as error:
             raise ValueError(f"not a regular expression: {error}") from None
+        if _repeats_a_repeat(regex_parser.parse(value), False):
+            raise ValueError(
+                f"{value!r} repeats an unbounded repetition (like (a+)+), which "
+                "can stall the server on one long screen message; write it "
+                "without the outer repeat"
+            )
         return value
+
+
+# A rewrite reads at most this many characters of a screen message (the rest is
+# cut off first): a bound on what any pattern can cost on text a terminal sent.
+REWRITE_LIMIT = 200
+
+_REPEAT_OPS = (regex_parser.MAX_REPEAT, regex_parser.MIN_REPEAT)
+
+
+# TODO(#5): overlapping alternatives under a repeat, such as (a|aa)+, can also
+# backtrack badly and are not detected; only REWRITE_LIMIT bounds them.
+def _repeats_a_repeat(parsed: Any, under_repeat: bool) -> bool:
+    """Whether a parsed pattern has an unbounded repeat inside another repeat."""
+    for op, argument in parsed:
+        inner: list[tuple[Any, bool]] = []
+        if op in _REPEAT_OPS:
+            _least, most, body = argument
+            if under_repeat and most == regex_parser.MAXREPEAT:
+                return True
+            inner.append((body, under_repeat or most > 1))
+        elif op == regex_parser.SUBPATTERN:
+            inner.append((argument[-1], under_repeat))
+        elif op == regex_parser.BRANCH:
+            inner.extend((branch, under_repeat) for branch in argument[1])
+        elif op in (regex_parser.ASSERT, regex_parser.ASSERT_NOT):
+            inner.append((argument[1], under_repeat))
+        if any(_repeats_a_repeat(part, under) for part, under in inner):
+            return True
+    return False
 
 
 class TerminalPolicy(_Strict):
@@ -311,7 +347,9 @@ class TerminalPolicy(_Strict):
         return default if template is None else template.render(values or {})
 
     def rewrite(self, text: str) -> str:
-        """A screen message after this policy's rewrites."""
+        """A screen message after this policy's rewrites (its first
+        `REWRITE_LIMIT` characters: longer text is cut before rewriting)."""
+        text = text[:REWRITE_LIMIT]
         for pattern, replacement in self._rewrites:
             text = pattern.sub(replacement, text)
         return text
@@ -333,6 +371,7 @@ DEFAULT_POLICY = TerminalPolicy()
 __all__ = [
     "DEFAULT_POLICY",
     "POLICY_REASONS",
+    "REWRITE_LIMIT",
     "ScreenRewrite",
     "TerminalPolicy",
 ]

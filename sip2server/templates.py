@@ -52,6 +52,10 @@ ITEM_NAMES: dict[str, str] = {
     "in_transit_to": "the branch it is travelling to",
 }
 _NAMES = {"patron": PATRON_NAMES, "item": ITEM_NAMES}
+# The largest width or precision a format spec may give: a SIP2 variable field
+# holds at most 255 characters.
+MAX_WIDTH = 255
+_NUMBER = re.compile(r"[0-9]+")
 _FIELD = re.compile(r"^(?P<root>[a-z]+)\.(?P<name>[a-z_0-9]+)$")
 
 
@@ -97,6 +101,15 @@ class Template:
                 )
             if conversion is not None or (spec and "{" in spec):
                 raise TemplateError(f"{key}: {{{field}}}: no conversions or nesting")
+            # Checked before the spec is tried: trying a huge width allocates it.
+            if any(
+                len(number) > 3 or int(number) > MAX_WIDTH
+                for number in _NUMBER.findall(spec or "")
+            ):
+                raise TemplateError(
+                    f"{key}: {{{field}:{spec}}}: a width or precision over "
+                    f"{MAX_WIDTH} is not allowed (no SIP2 field holds more)"
+                )
             try:
                 format("", spec or "")
             except ValueError as error:

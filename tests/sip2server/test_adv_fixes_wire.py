@@ -8,12 +8,16 @@ SQLite and on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_twisted
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from ils.models import Fee, FeeKind, Patron
 from sip2server.app import start_server
+from sip2server.cli import check_config
 from tests.sip2server.conftest import (
     ADA,
     BEN,
@@ -192,3 +196,94 @@ async def test_pin_required_account_refuses_payment_and_renew_all_without_ad(
     assert renewed.startswith(b"660"), renewed
     assert b"Please enter your PIN." in renewed, renewed
     assert 250 == owed(pin_required_target, ADA)
+
+
+# -- 2: screen rewrites cannot stall the server ---------------------------------
+
+
+def _config_file(tmp_path: Path, policy_lines: str) -> Path:
+    config = tmp_path / "sip2server.toml"
+    config.write_text(
+        '[database]\nurl = "sqlite:///x.sqlite3"\n\n'
+        '[[accounts]]\nlogin = "k"\npassword = "p"\ninstitution = "CITY"\n'
+        'location = "NORTH"\n\n[accounts.policy]\n' + policy_lines
+    )
+    return config
+
+
+def test_check_config_refuses_a_rewrite_that_repeats_a_repetition(
+    tmp_path: Path,
+) -> None:
+    """`ils check-config` exits 1 naming the rewrite whose pattern is (a+)+$."""
+    config = _config_file(tmp_path, 'screen_rewrites = [{ pattern = "(a+)+$" }]\n')
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 1 == result.exit_code, result.output
+    assert "accounts[0].policy.screen_rewrites[0].pattern" in result.output
+    assert "repeats an unbounded repetition" in result.output
+
+
+@pytest_twisted.async_yield_fixture
+async def rewriting_target(database_url: str) -> AsyncIterator[SipTarget]:
+    """The stock library behind an account whose AF is rewritten (a{10} -> b)."""
+    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
+
+    library = stock_library(database_url)
+    policy = {"screen_rewrites": [{"pattern": "a{10}", "replace": "b"}]}
+    server = await start_server(server_config(database_url, policy=policy), reactor)
+    host, port = server.addresses()[0]
+    try:
+        yield SipTarget(host=host, port=port, library=library, server=server)
+    finally:
+        await server.stop()
+        library.database.dispose()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rewrite_reads_at_most_200_characters_of_terminal_text(
+    rewriting_target: SipTarget,
+) -> None:
+    """An AF that echoes a 1,000-character BV is cut to 200 before rewriting."""
+
+    def talk() -> bytes:
+        with RawTerminal(rewriting_target) as kiosk:
+            kiosk.login()
+            return kiosk.exchange(pay(ADA, b"a" * 1000, b"1234"))
+
+    reply = await in_thread(talk)
+
+    assert reply.startswith(b"38N"), reply
+    screens = [field[2:] for field in reply.split(b"|") if field.startswith(b"AF")]
+    # "'" then 199 a's: 19 runs of ten rewritten to b, 9 a's left over.
+    assert [b"'" + b"b" * 19 + b"a" * 9] == screens, screens
+
+
+# -- 3: a template cannot ask for a gigabyte ------------------------------------
+
+
+@pytest.mark.parametrize("spec", [">999999999", ">9223372036854775807", ".256"])
+def test_check_config_refuses_a_template_width_over_255(
+    tmp_path: Path, spec: str
+) -> None:
+    """A width or precision over 255 is refused at load, naming the key."""
+    config = _config_file(
+        tmp_path, f'patron_fields = {{ PB = "{{patron.surname:{spec}}}" }}\n'
+    )
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 1 == result.exit_code, result.output
+    assert "accounts[0].policy: patron_fields.PB" in result.output
+    assert "a width or precision over 255 is not allowed" in result.output
+
+
+def test_a_template_width_of_255_is_accepted(tmp_path: Path) -> None:
+    """The largest width a SIP2 field can hold is still allowed."""
+    config = _config_file(
+        tmp_path, 'patron_fields = { PB = "{patron.surname:>255}" }\n'
+    )
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 0 == result.exit_code, result.output
