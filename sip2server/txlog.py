@@ -107,6 +107,9 @@ class TransactionLog:
     def _write(self, text: str) -> None:
         with self._lock:
             try:
+                if self._file.closed:
+                    # A reopen failed: try again, so the log resumes by itself.
+                    self._file = self._open()
                 self._file.write(text)
                 self._failed = False
             except (OSError, ValueError) as error:
@@ -120,19 +123,39 @@ class TransactionLog:
                 self._failed = True
 
     def reopen(self) -> None:
-        """Close and reopen the file (after logrotate moved it)."""
+        """Close and reopen the file (after logrotate moved it); never raises.
+
+        Lines the old file could not take (a full disk) are lost, and said so;
+        if the file cannot be opened again, that is logged and each later
+        transaction tries again.
+        """
         with self._lock:
-            self._file.close()
+            self._close_quietly()
             try:
                 self._file = self._open()
+                self._failed = False
             except OSError as error:
                 log.error(
-                    "cannot reopen the transaction log {path}: {problem}",
+                    "cannot reopen the transaction log {path}: {problem}; "
+                    "transactions are not logged until it can be opened",
                     path=str(self.path),
                     problem=str(error),
                 )
+                self._failed = True
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file; never raises."""
         with self._lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        # Closing flushes: on a full disk that fails, and the file is closed
+        # all the same. A reload or a shutdown must not stop there.
+        try:
             self._file.close()
+        except (OSError, ValueError) as error:
+            log.warn(
+                "closing the transaction log {path} lost unwritten lines: {problem}",
+                path=str(self.path),
+                problem=str(error),
+            )

@@ -7,8 +7,10 @@ SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -18,13 +20,19 @@ from click.testing import CliRunner
 from ils.models import Fee, FeeKind, Patron
 from sip2server.app import start_server
 from sip2server.cli import check_config
+from sip2server.config import parse_config
+from sip2server.reload import reload_server
 from tests.sip2server.conftest import (
     ADA,
     BEN,
+    ITEMS,
+    LOGIN,
+    PASSWORD,
     SipTarget,
     server_config,
     stock_library,
 )
+from tests.sip2server.test_mapping_checkin import checkin_frame
 from tests.sip2server.test_wire_behaviour import RawTerminal, in_thread, sip_now
 
 WRONG_PIN_TEXT = b"The PIN does not match this library card."
@@ -287,3 +295,74 @@ def test_a_template_width_of_255_is_accepted(tmp_path: Path) -> None:
     result = CliRunner().invoke(check_config, ["--offline", str(config)])
 
     assert 0 == result.exit_code, result.output
+
+
+# -- 4: a failed transaction-log write does not break the next reload ----------
+
+
+def _logged_config(database_url: str, journal: Path, *, logins: list[str]) -> Any:
+    return parse_config(
+        {
+            "server": {
+                "listen": ["tcp:0:interface=127.0.0.1"],
+                "threads": 4,
+                "transaction_log": str(journal),
+            },
+            "database": {"url": database_url},
+            "accounts": [
+                {
+                    "login": login,
+                    "password": PASSWORD,
+                    "institution": "CITY",
+                    "location": "NORTH",
+                }
+                for login in logins
+            ],
+        },
+        "<test>",
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest_twisted.ensureDeferred
+async def test_reload_after_a_full_disk_applies_and_reopens_the_transaction_log(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """With the log on a full disk, SIGHUP's reload still applies and reopens it."""
+    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
+
+    library = stock_library(sqlite_url)
+    journal = tmp_path / "tx" / "transactions.jsonl"
+    journal.parent.mkdir()
+    # Every write to /dev/full fails with ENOSPC, as on a full disk.
+    journal.symlink_to("/dev/full")
+    running = await start_server(
+        _logged_config(sqlite_url, journal, logins=[LOGIN]), reactor
+    )
+    host, port = running.addresses()[0]
+    target = SipTarget(host=host, port=port, library=library, server=running)
+    second_login = b"9300CNkiosk2|CO" + PASSWORD.encode() + b"|CPNORTH|\r"
+    try:
+        with RawTerminal(target) as kiosk:
+            await in_thread(kiosk.login)
+            lost = await in_thread(kiosk.exchange, checkin_frame(ITEMS[0]))
+            journal.unlink()
+
+            applied = await reload_server(
+                running,
+                reactor,
+                lambda: _logged_config(sqlite_url, journal, logins=[LOGIN, "kiosk2"]),
+            )
+            kept = await in_thread(kiosk.exchange, checkin_frame(ITEMS[1]))
+        with RawTerminal(target) as second:
+            new_account = await in_thread(second.exchange, second_login)
+    finally:
+        await running.stop()
+        library.database.dispose()
+
+    assert lost.startswith(b"10"), lost
+    assert kept.startswith(b"10"), kept
+    assert applied is True
+    assert b"941" == new_account
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [("checkin", "...0002")] == [(x["command"], x["item"]) for x in lines]
