@@ -36,6 +36,7 @@ from sip2server.listeners import (
     book_for,
     endpoint_from,
     keepalive_of,
+    reserved_logins,
     tls_options,
 )
 from sip2server.mapping import SipCirculation
@@ -464,7 +465,11 @@ def _make_listener(
     listener = Listener(
         key=key,
         config=settings,
-        accounts=book_for(settings, running.config.accounts),
+        accounts=book_for(
+            settings,
+            running.config.accounts,
+            reserved_logins(listener for _, listener in running.configured_listeners()),
+        ),
         factory=factory,
         tls=tls,
     )

@@ -18,6 +18,7 @@ from sip2server.config import (
     ConfigError,
     ServerConfig,
     load_config,
+    missing_tls_files,
     socket_activation_warnings,
 )
 
@@ -167,13 +168,27 @@ def serve(
 
 
 @click.command("hash-password")
-@click.password_option(
-    prompt="Password to hash", help="Read from the terminal if not given."
+@click.option(
+    "--password",
+    help="The password (visible to other users in the process list); without "
+    "it, asked for twice on a terminal, or read as one line from standard input.",
 )
-def hash_password(password: str) -> None:
-    """Print the hash of a SIP account password, for `password_hash` in the config."""
+def hash_password(password: str | None) -> None:
+    """Print the hash of a SIP account password, for `password_hash` in the config.
+
+    `echo "$SECRET" | ils hash-password` hashes the first line piped in.
+    """
     from ils.secrets import hash_secret
 
+    if password is None:
+        if sys.stdin.isatty():
+            password = click.prompt(
+                "Password to hash", hide_input=True, confirmation_prompt=True
+            )
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.ClickException("no password given (an empty one is not hashed)")
     click.echo(hash_secret(password))
 
 
@@ -214,6 +229,11 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     click.echo(f"{config_path}: {len(config.accounts)} account(s), syntax and keys ok")
     for warning in socket_activation_warnings(config):
         click.echo(f"warning: {config_path}: {warning}")
+    missing = missing_tls_files(config)
+    if missing:
+        raise click.ClickException(
+            "\n".join(f"{config_path}: {problem}" for problem in missing)
+        )
     if offline:
         return
 

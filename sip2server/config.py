@@ -259,6 +259,13 @@ class ServerSection(_Strict):
     # Plain listeners open to every account. [[listeners]] tables add more with
     # their own settings; with neither, the server listens on DEFAULT_LISTEN.
     listen: list[str] | None = None
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _one_endpoint(cls, value: Any) -> Any:
+        # listen = "tcp:6001" means the one endpoint, as ["tcp:6001"] does.
+        return [value] if isinstance(value, str) else value
+
     # Threads that run database work, so a slow query never stalls other terminals.
     threads: Annotated[int, Field(ge=1, le=200)] = 10
     # Patron names and barcodes are masked in logs unless this is set to false.
@@ -372,6 +379,20 @@ class ServerConfig(_Strict):
         return found
 
 
+def missing_tls_files(config: ServerConfig) -> list[str]:
+    """Each listener's TLS file that does not exist, by its key (no file is read)."""
+    problems = []
+    for key, listener in config.all_listeners():
+        tls = listener.tls
+        if tls is None:
+            continue
+        for name in ("certificate", "private_key", "client_ca"):
+            path = getattr(tls, name)
+            if path is not None and not path.is_file():
+                problems.append(f"{key}.tls.{name}: no such file {path}")
+    return problems
+
+
 def socket_activation_warnings(config: ServerConfig) -> list[str]:
     """What to check by hand when systemd's socket sits beside other listeners.
 
@@ -432,14 +453,62 @@ def parse_config(data: dict[str, Any], path: Path | str) -> ServerConfig:
     Raises:
         ConfigError: naming each key that is missing, unknown or invalid.
     """
+    inherited = _institution_problems(data)
     try:
-        return ServerConfig.model_validate(data)
+        config = ServerConfig.model_validate(data)
     except ValidationError as error:
-        problems = [
-            (_key(tuple(item["loc"])), str(item["msg"]).removeprefix("Value error, "))
-            for item in error.errors()
-        ]
+        problems = [(key, problem) for key, _, problem in inherited]
+        for item in error.errors():
+            key, problem = _key(tuple(item["loc"])), _message(item)
+            # A mistake in [institution.X] shows in each of its accounts too;
+            # it is reported once, under the institution's own key.
+            if not any(
+                key.endswith(f"].{sub}") and problem == said and key != sub
+                for _, sub, said in inherited
+            ):
+                problems.append((key, problem))
         raise ConfigError(path, problems) from None
+    if inherited:
+        raise ConfigError(path, [(key, problem) for key, _, problem in inherited])
+    return config
+
+
+def _message(item: Any) -> str:
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def _institution_problems(data: Any) -> list[tuple[str, str, str]]:
+    """Mistakes in [institution.CODE] tables: (key, key within an account, problem).
+
+    Each table is checked as the account settings it gives, alone, so that its
+    mistake is named by the table's key, not by each account that inherits it.
+    """
+    tables = data.get("institution") if isinstance(data, dict) else None
+    if not isinstance(tables, dict):
+        return []
+    found = []
+    for code, table in tables.items():
+        if not isinstance(table, dict):
+            continue
+        # Keys an institution may not give are reported by _known_default_keys.
+        settable = set(AccountConfig.model_fields) - _OWN_KEYS
+        given = {key: value for key, value in table.items() if key in settable}
+        probe = {
+            **given,
+            "login": "x",
+            "password": "x",
+            "institution": "x",
+            "location": "x",
+        }
+        try:
+            AccountConfig.model_validate(probe)
+        except ValidationError as error:
+            for item in error.errors():
+                location = tuple(item["loc"])
+                if location and location[0] in given:
+                    sub = _key(location)
+                    found.append((f"institution.{code}.{sub}", sub, _message(item)))
+    return found
 
 
 def load_config(path: Path | str) -> ServerConfig:

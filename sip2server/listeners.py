@@ -14,6 +14,7 @@ inside TLS.)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,21 +158,43 @@ class Listener:
         return TLSMemoryBIOFactory(self.tls, False, self.factory)
 
     def apply(
-        self, config: ListenerConfig, accounts: list[AccountConfig], idle: float
+        self,
+        config: ListenerConfig,
+        accounts: list[AccountConfig],
+        idle: float,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
         """Take new settings for new logins and connections (on reload)."""
         self.config = config
-        self.accounts = book_for(config, accounts)
+        self.accounts = book_for(config, accounts, reserved)
         self.factory.idle_timeout = (
             idle if config.idle_timeout is None else (config.idle_timeout)
         )
         self.factory.keepalive = keepalive_of(config)
 
 
-def book_for(config: ListenerConfig, accounts: list[AccountConfig]) -> AccountBook:
-    """The accounts that may log in through a listener."""
+def reserved_logins(listeners: Iterable[ListenerConfig]) -> frozenset[str]:
+    """The logins some listener names in its `accounts` list."""
+    return frozenset(
+        login for listener in listeners for login in listener.accounts or ()
+    )
+
+
+def book_for(
+    config: ListenerConfig,
+    accounts: list[AccountConfig],
+    reserved: frozenset[str] = frozenset(),
+) -> AccountBook:
+    """The accounts that may log in through a listener.
+
+    A listener with an `accounts` list admits those; one without admits every
+    account that no listener names (`reserved`): an account given to a TLS
+    listener is kept off the plain one.
+    """
     if config.accounts is None:
-        return AccountBook(accounts)
+        return AccountBook(
+            account for account in accounts if account.login not in reserved
+        )
     allowed = set(config.accounts)
     return AccountBook(account for account in accounts if account.login in allowed)
 

@@ -31,7 +31,7 @@ from sip2server.app import (
     policy_code_problems,
 )
 from sip2server.config import ConfigError, ServerConfig
-from sip2server.listeners import StartupError, book_for
+from sip2server.listeners import StartupError, book_for, reserved_logins
 
 log = Logger(namespace="sip2server")
 
@@ -102,6 +102,7 @@ def apply_config(
         listener.factory.max_frame_bytes = server.max_frame_bytes
 
     wanted = dict(configured_listeners(config, running.listen_override))
+    reserved = reserved_logins(wanted.values())
     for listener in running.listeners:
         settings = wanted.get(listener.key)
         if settings is None or settings.endpoint != listener.config.endpoint:
@@ -110,7 +111,7 @@ def apply_config(
                 "a restart (until then it admits the accounts it did, as the new "
                 "file defines them)"
             )
-            listener.accounts = book_for(listener.config, config.accounts)
+            listener.accounts = book_for(listener.config, config.accounts, reserved)
             continue
         if settings.tls != listener.config.tls:
             notes.append(f"{listener.key}: TLS settings change at the next restart")
@@ -118,6 +119,7 @@ def apply_config(
             settings.model_copy(update={"tls": listener.config.tls}),
             config.accounts,
             server.idle_timeout,
+            reserved,
         )
     _rebind_terminals(running)
     running_keys = {listener.key for listener in running.listeners}

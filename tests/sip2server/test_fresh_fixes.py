@@ -12,6 +12,8 @@ import json
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pytest_twisted
 from click.testing import CliRunner
 from twisted.logger import formatEvent, globalLogPublisher
 
+from ils.secrets import verify_secret
 from sip2server.app import start_server
 from sip2server.cli import check_config
 from sip2server.config import ConfigError, parse_config
@@ -703,3 +706,94 @@ async def test_reload_names_only_the_accounts_that_changed(servers: Launcher) ->
     assert changed
     assert [] == unchanged
     assert ["reload: account 'gate1' changed"] == [text for _, text in notes]
+
+
+# -- 10: defaults and small mistakes -------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_account_named_by_one_listener_is_kept_off_the_others(
+    servers: Launcher,
+) -> None:
+    """kiosk1, named by the second listener, is refused on the first (which names
+    none); gate1, named by none, still logs in there."""
+    running = await servers.start(
+        listeners=[
+            {"endpoint": "tcp:0:interface=127.0.0.1"},
+            {"endpoint": "tcp:0:interface=127.0.0.1", "accounts": ["kiosk1"]},
+        ]
+    )
+
+    def login(index: int, frame: bytes) -> bytes:
+        with RawTerminal(target(running, index)) as terminal:
+            return terminal.exchange(frame)
+
+    plain_kiosk = await in_thread(login, 0, LOGIN_FRAME)
+    plain_gate = await in_thread(login, 0, GATE_LOGIN)
+    own_kiosk = await in_thread(login, 1, LOGIN_FRAME)
+
+    assert (b"940", b"941", b"941") == (plain_kiosk, plain_gate, own_kiosk)
+
+
+def test_listen_may_be_one_string() -> None:
+    """listen = "tcp:6001" is the one endpoint, as ["tcp:6001"] is."""
+    document = _account_document()
+    document["server"] = {"listen": "tcp:6001:interface=127.0.0.1"}
+
+    config = parse_config(document, "f.toml")
+
+    assert ["tcp:6001:interface=127.0.0.1"] == config.server.listen
+
+
+def test_a_mistake_in_an_institution_policy_is_named_by_the_institution_table() -> None:
+    """A bad key in [institution.CITY.policy] is reported there, once, not under
+    each account that inherits it."""
+    document = _account_document()
+    document["institution"] = {"CITY": {"policy": {"currency": "XYZ"}}}
+    document["accounts"].append({**document["accounts"][0], "login": "kiosk2"})
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, "f.toml")
+
+    assert [key for key, _ in raised.value.problems] == [
+        "institution.CITY.policy.currency"
+    ]
+
+
+def test_check_config_offline_names_a_missing_tls_key(tmp_path: Path) -> None:
+    """--offline still checks that a listener's TLS files exist, naming the key."""
+    files = make_tls_files(tmp_path)
+    missing = tmp_path / "absent.key"
+    config = tmp_path / "tls.toml"
+    config.write_text(
+        '[[listeners]]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+        f'[listeners.tls]\ncertificate = "{files.server_certificate}"\n'
+        f'private_key = "{missing}"\n\n'
+        '[database]\nurl = "sqlite:///x.sqlite3"\n\n'
+        '[[accounts]]\nlogin = "k"\npassword = "p"\ninstitution = "CITY"\n'
+        'location = "NORTH"\n'
+    )
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 1 == result.exit_code
+    assert f"{config}: listeners[0].tls.private_key: no such file {missing}" in (
+        result.output
+    )
+
+
+def test_hash_password_hashes_one_line_piped_in() -> None:
+    """`echo secret | ils hash-password` prints a hash of "secret"."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ils.cli", "hash-password"],
+        input="kiosk-secret\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert 0 == result.returncode, result.stderr
+    printed = result.stdout.strip()
+    assert verify_secret("kiosk-secret", printed)
+    assert not verify_secret("kiosk-secret\n", printed)
