@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -797,3 +798,44 @@ def test_hash_password_hashes_one_line_piped_in() -> None:
     printed = result.stdout.strip()
     assert verify_secret("kiosk-secret", printed)
     assert not verify_secret("kiosk-secret\n", printed)
+
+
+# -- 11: the Debian install steps make what the units use ----------------------
+
+
+def _install_steps() -> list[str]:
+    header = (ROOT / "systemd/ils-sip2server.service").read_text().split("[Unit]")[0]
+    return [line.removeprefix("#").strip() for line in header.splitlines()]
+
+
+def test_install_steps_make_the_folders_the_service_uses_before_using_them() -> None:
+    """python3-venv is installed, and /var/lib/ils, /etc/ils/tls and the
+    Documentation= folder are made, before the steps that need them."""
+    steps = _install_steps()
+    text = (ROOT / "systemd/ils-sip2server.service").read_text()
+    documentation = re.search(r"^Documentation=file://(\S+)$", text, re.MULTILINE)
+    assert documentation is not None
+    docs_folder = str(Path(documentation.group(1)).parent)
+
+    def first(fragment: str) -> int:
+        return next(n for n, step in enumerate(steps) if fragment in step)
+
+    assert first("apt-get install python3-venv") < first("python3 -m venv")
+    assert first("install -d -o ils -g ils -m 0750 /var/lib/ils") < first("ils init")
+    assert first(f"install -d -m 0755 {docs_folder}") <= first(
+        f"cp docs/*.md {docs_folder}/"
+    )
+    assert first("/etc/ils/tls") > first("install -d -o root -g ils -m 0750 /etc/ils")
+
+
+def test_deployment_guide_has_the_same_install_steps() -> None:
+    """deployment.md's install block makes /var/lib/ils, /etc/ils/tls and the docs."""
+    guide = (ROOT / "docs/deployment.md").read_text()
+
+    for step in (
+        "apt-get install python3-venv",
+        "install -d -o ils -g ils -m 0750 /var/lib/ils",
+        "install -d -m 0755 /opt/ils/docs && cp docs/*.md /opt/ils/docs/",
+        "install -d -o root -g ils -m 0750 /etc/ils /etc/ils/tls",
+    ):
+        assert step in guide, step
