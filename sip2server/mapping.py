@@ -11,6 +11,7 @@ refusal included, passes through the account's output policy
 from __future__ import annotations
 
 import dataclasses
+import resource
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +62,14 @@ from sip2server.protocol import (
     SupportedMessages,
 )
 
-__all__ = ["SUPPORTED", "SipCirculation", "due_date", "money"]
+__all__ = [
+    "DESCRIPTOR_MARGIN",
+    "SUPPORTED",
+    "SipCirculation",
+    "descriptor_shortfall",
+    "due_date",
+    "money",
+]
 
 # What this server really answers; sent as BX in 98. Every request type of
 # SIP2 2.00 has real behaviour behind it.
@@ -94,6 +102,34 @@ TIMEOUT_TENTHS = 100
 RETRIES_ALLOWED = 3
 
 _log = Logger(namespace="sip2server.mapping")
+
+_UTC = ZoneInfo("UTC")
+
+# Descriptors a server needs besides its terminals' sockets: the database pool,
+# listeners, the metrics port, log files, the reactor's own.
+DESCRIPTOR_MARGIN = 64
+
+
+def descriptor_shortfall(
+    max_connections: int, limits: tuple[int, int] | None = None
+) -> str | None:
+    """Why `max_connections` terminals would run out of file descriptors, if so.
+
+    Args:
+        max_connections: `server.max_connections`.
+        limits: (soft, hard) RLIMIT_NOFILE; this process's when None.
+    """
+    soft, _hard = limits or resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or max_connections + DESCRIPTOR_MARGIN <= soft:
+        return None
+    return (
+        f"server.max_connections is {max_connections}, but this process may open "
+        f"only {soft} files (RLIMIT_NOFILE) and keeps {DESCRIPTOR_MARGIN} for the "
+        f"database, listeners and logs: past {max(soft - DESCRIPTOR_MARGIN, 0)} "
+        "terminals, requests fail; raise LimitNOFILE (systemd) or ulimit -n, or "
+        "lower server.max_connections"
+    )
+
 
 _Answer = Callable[[Services, Desk, Any], Message]
 
@@ -281,9 +317,9 @@ class SipCirculation:
         return Desk(
             account=None,  # type: ignore[arg-type]
             policy=DEFAULT_POLICY,
-            now=moment.astimezone(ZoneInfo("UTC")).replace(tzinfo=None),
+            now=moment.astimezone(_UTC).replace(tzinfo=None),
             moment=moment,
-            zone=ZoneInfo("UTC"),
+            zone=_UTC,
         )
 
     def _branch_owner(self, code: str) -> str | None:
@@ -295,9 +331,11 @@ class SipCirculation:
         return owner
 
     def _zone(self, account: AccountConfig | None) -> ZoneInfo:
+        # Every zone is read once (at start and reload, UTC at import): reading
+        # one per request opened a file, and failed when descriptors ran out.
         if account is None:
-            return ZoneInfo("UTC")
-        return self._zones.get(account.location, ZoneInfo("UTC"))
+            return _UTC
+        return self._zones.get(account.location) or _UTC
 
     def _local_now(self, account: AccountConfig | None) -> datetime:
         # SIP dates without a zone are the terminal's local time: the branch's.

@@ -8,9 +8,13 @@ SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import os
+import resource
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_twisted
@@ -21,6 +25,7 @@ from ils.models import Fee, FeeKind, Patron
 from sip2server.app import start_server
 from sip2server.cli import check_config
 from sip2server.config import parse_config
+from sip2server.mapping import descriptor_shortfall
 from sip2server.reload import reload_server
 from tests.sip2server.conftest import (
     ADA,
@@ -33,7 +38,12 @@ from tests.sip2server.conftest import (
     stock_library,
 )
 from tests.sip2server.test_mapping_checkin import checkin_frame
-from tests.sip2server.test_wire_behaviour import RawTerminal, in_thread, sip_now
+from tests.sip2server.test_wire_behaviour import (
+    STATUS_FRAME,
+    RawTerminal,
+    in_thread,
+    sip_now,
+)
 
 WRONG_PIN_TEXT = b"The PIN does not match this library card."
 LOCKED_TEXT = b"PIN is locked"
@@ -366,3 +376,51 @@ async def test_reload_after_a_full_disk_applies_and_reopens_the_transaction_log(
     assert b"941" == new_account
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [("checkin", "...0002")] == [(x["command"], x["item"]) for x in lines]
+
+
+# -- 7: running out of file descriptors ------------------------------------------
+
+
+@contextmanager
+def no_descriptor_left() -> Iterator[None]:
+    """While inside, this process can open no new file (EMFILE), zone files included."""
+    ZoneInfo.clear_cache()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # A new descriptor takes the lowest free number; a limit at that number
+    # leaves every open one working and refuses any new one.
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_is_answered_when_no_file_can_be_opened(
+    sip_target: SipTarget,
+) -> None:
+    """With descriptors exhausted, a logged-in terminal's 99 still gets its 98."""
+
+    def talk() -> bytes:
+        with RawTerminal(sip_target) as kiosk:
+            kiosk.login()
+            with no_descriptor_left():
+                return kiosk.exchange(STATUS_FRAME)
+
+    reply = await in_thread(talk)
+
+    assert reply.startswith(b"98"), reply
+
+
+def test_start_up_names_a_connection_limit_beyond_the_descriptor_limit() -> None:
+    """5,000 terminals under a 1,024-file limit are named; 900 under 1,024 are not."""
+    shortfall = descriptor_shortfall(5000, (1024, 4096))
+
+    assert shortfall is not None
+    assert "server.max_connections is 5000" in shortfall
+    assert "only 1024 files" in shortfall
+    # 1024 - 64 kept for the database, listeners and logs.
+    assert "past 960 terminals" in shortfall
+    assert descriptor_shortfall(900, (1024, 4096)) is None
