@@ -39,7 +39,7 @@ from sip2server.listeners import (
     reserved_logins,
     tls_options,
 )
-from sip2server.mapping import SipCirculation
+from sip2server.mapping import SipCirculation, descriptor_shortfall
 from sip2server.metrics import ServerMetrics, operations_site
 from sip2server.server import SipServerFactory
 from sip2server.session import TerminalSession
@@ -308,6 +308,9 @@ def start_server(
         places = check_database(database, config)
         for problem in policy_code_problems(database, config):
             log.warn("configuration: {problem}", problem=problem)
+        shortfall = descriptor_shortfall(config.server.max_connections)
+        if shortfall is not None:
+            log.warn("configuration: {problem}", problem=shortfall)
         circulation = circulation_for(database, places)
         listeners = configured_listeners(config, listen)
         # TLS files are read before anything listens, so that a wrong path
