@@ -380,7 +380,18 @@ class SipConnection(TimeoutMixin, Protocol):
                 self._drain_later = self.factory.reactor.callLater(0, self._drain)
                 break
             frame = self._queue.popleft()
-            request = self._immediate_reply(frame)
+            try:
+                request = self._immediate_reply(frame)
+            except Exception:
+                # Our own fault (no descriptor left, say): 96, as _fault sends,
+                # and the connection stays for the terminal's retry.
+                log.failure(
+                    "fault while answering conn={conn}", conn=self.connection_id
+                )
+                try:
+                    request = self._resend_request(frame)
+                except Exception:  # the fault may be in encoding itself
+                    request = b"96\r"
             if isinstance(request, bytes):
                 self._write(request)
                 budget -= 1
