@@ -7,11 +7,13 @@ SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,12 +22,14 @@ import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from click.testing import CliRunner
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from ils.circulation import Circulation
 from ils.models import Fee, FeeKind, Patron
 from sip2server.app import start_server
 from sip2server.cli import check_config
 from sip2server.config import parse_config
-from sip2server.mapping import descriptor_shortfall
+from sip2server.mapping import SipCirculation, descriptor_shortfall
 from sip2server.reload import reload_server
 from tests.sip2server.conftest import (
     ADA,
@@ -424,3 +428,95 @@ def test_start_up_names_a_connection_limit_beyond_the_descriptor_limit() -> None
     # 1024 - 64 kept for the database, listeners and logs.
     assert "past 960 terminals" in shortfall
     assert descriptor_shortfall(900, (1024, 4096)) is None
+
+
+def _out_of_descriptors() -> datetime:
+    raise OSError(errno.EMFILE, "Too many open files")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fault_in_an_immediate_reply_answers_96_and_keeps_the_connection(
+    sip_target: SipTarget,
+) -> None:
+    """A status request whose answer fails gets 96; the next one, answered, 98."""
+    running = sip_target.server
+    listener = running.listeners[0]
+    database = sip_target.library.database
+    failing = SipCirculation(
+        Circulation(database),
+        branch_zones={},
+        library_names={},
+        database=database,
+        clock=_out_of_descriptors,
+    )
+
+    def rebind_all(circulation: SipCirculation) -> None:
+        for connection in list(listener.factory.connections):
+            connection.rebind(listener.accounts, circulation)
+
+    with RawTerminal(sip_target) as kiosk:
+        await in_thread(kiosk.login)
+        rebind_all(failing)
+        refused = await in_thread(kiosk.exchange, STATUS_FRAME)
+        rebind_all(running.circulation)
+        answered = await in_thread(kiosk.exchange, STATUS_FRAME)
+
+    assert refused.startswith(b"96"), refused
+    assert answered.startswith(b"98"), answered
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_warns_when_max_connections_exceeds_the_descriptor_limit(
+    sqlite_url: str, warnings: list[str]
+) -> None:
+    """A server allowed as many terminals as it may open files warns at start."""
+    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
+
+    library = stock_library(sqlite_url)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no descriptor limit in this process")
+    config = parse_config(
+        {
+            "server": {
+                "listen": ["tcp:0:interface=127.0.0.1"],
+                "threads": 2,
+                "max_connections": soft,
+            },
+            "database": {"url": sqlite_url},
+            "accounts": [
+                {
+                    "login": LOGIN,
+                    "password": PASSWORD,
+                    "institution": "CITY",
+                    "location": "NORTH",
+                }
+            ],
+        },
+        "<test>",
+    )
+
+    running = await start_server(config, reactor)
+    await running.stop()
+    library.database.dispose()
+
+    assert any(
+        f"server.max_connections is {soft}" in text and "RLIMIT_NOFILE" in text
+        for text in warnings
+    ), warnings
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    """The text of every WARNING logged while the test runs."""
+    seen: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") is LogLevel.warn:
+            seen.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield seen
+    finally:
+        globalLogPublisher.removeObserver(observe)
