@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from .config import KioskConfig, staff_code_matches
@@ -47,6 +47,13 @@ from .transactions import (
 from .wording import Refusal
 
 log = Logger()
+
+#: Wrong staff codes allowed before staff-code entry locks.
+STAFF_CODE_FREE_TRIES = 3
+#: The first lock, in seconds; it doubles with every further wrong code.
+STAFF_CODE_LOCK_FIRST = 30.0
+#: The longest lock, in seconds.
+STAFF_CODE_LOCK_MAX = 3600.0
 
 
 class SelfCheck:
@@ -79,6 +86,10 @@ class SelfCheck:
             on_expire=self._timed_out,
         )
         self.out_of_service = False
+        # Wrong staff codes (and unknown cards) in a row, and the end of the
+        # lock on staff-code entry they caused; both outlive sessions.
+        self._staff_failures = 0
+        self._staff_locked_until = 0.0
         #: The tags now on the RFID pad, by UID (the pad outlives sessions).
         self.pad: dict[str, PadTag] = {}
         self.screen = Screen.ATTRACT
@@ -279,8 +290,12 @@ class SelfCheck:
             self._items_on_pad()
 
     def press_key(self, key: str) -> None:
-        """A key of the on-screen (or hardware) keypad: a digit, "back" or "clear"."""
-        if self.screen not in {Screen.IDENTIFY, Screen.PIN} or self.pin_locked:
+        """A key of the on-screen (or hardware) keypad: a digit, "back" or "clear".
+
+        On the out-of-order screen the keypad takes only the staff code.
+        """
+        keypad = {Screen.IDENTIFY, Screen.PIN, Screen.OUT_OF_ORDER}
+        if self.screen not in keypad or self.pin_locked:
             return
         if key == "back":
             self.entry = self.entry[:-1]
@@ -297,12 +312,11 @@ class SelfCheck:
         if not typed:
             return
         if self.screen is Screen.IDENTIFY:
-            if staff_code_matches(typed, self.config.kiosk.staff_code_hash):
-                self.open_staff()
-                return
-            await self._card(typed)
+            await self._card_or_staff_code(typed)
         elif self.screen is Screen.PIN:
             await self._pin(typed)
+        elif self.screen is Screen.OUT_OF_ORDER:
+            await self._staff_at_out_of_order(typed)
 
     async def scan(self, code: str) -> None:
         """A barcode or tag from any reader, or keystrokes ending in Enter."""
@@ -314,10 +328,9 @@ class SelfCheck:
         if screen is Screen.ATTRACT:
             await self._scan_at_attract(code)
         elif screen is Screen.IDENTIFY:
-            if staff_code_matches(code, self.config.kiosk.staff_code_hash):
-                self.open_staff()
-            else:
-                await self._card(code)
+            await self._card_or_staff_code(code)
+        elif screen is Screen.OUT_OF_ORDER:
+            await self._staff_at_out_of_order(code)
         elif screen is Screen.PIN:
             await self._pin(code)
         elif screen is Screen.ITEMS:
@@ -327,6 +340,56 @@ class SelfCheck:
         """A scanner read something unusable (a bad check digit): scan again."""
         self.touch()
         self._refuse(Refusal.SCAN_UNREADABLE)
+
+    async def _card_or_staff_code(self, code: str) -> None:
+        session, screen = self._session, self.screen
+        if await self._is_staff_code(code):
+            if session == self._session and self.screen is screen:
+                self.open_staff()
+            return
+        if session != self._session or self.screen is not screen:
+            return
+        if not self._looks_like_card(code):
+            self._staff_code_failed()
+        await self._card(code)
+
+    async def _staff_at_out_of_order(self, code: str) -> None:
+        # Staff must be able to get back in while patrons cannot be served.
+        if code in self.config.kiosk.staff_cards or await self._is_staff_code(code):
+            if self.screen is Screen.OUT_OF_ORDER:
+                self.open_staff()
+            return
+        self._staff_code_failed()
+
+    async def _is_staff_code(self, code: str) -> bool:
+        """Whether `code` is the staff code; checked off the event loop (scrypt).
+
+        While staff-code entry is locked after wrong codes, nothing matches.
+        """
+        stored = self.config.kiosk.staff_code_hash
+        if not stored or self._clock.seconds() < self._staff_locked_until:
+            return False
+        matched: bool = await threads.deferToThread(staff_code_matches, code, stored)
+        if matched:
+            self._staff_failures = 0
+        return matched
+
+    def _staff_code_failed(self) -> None:
+        """A wrong staff code (or an unknown card): lock entry for a growing time."""
+        if not self.config.kiosk.staff_code_hash:
+            return
+        self._staff_failures += 1
+        extra = self._staff_failures - STAFF_CODE_FREE_TRIES
+        if extra < 0:
+            return
+        seconds = min(STAFF_CODE_LOCK_FIRST * 2 ** min(extra, 20), STAFF_CODE_LOCK_MAX)
+        self._staff_locked_until = self._clock.seconds() + seconds
+        log.warn(
+            "{count} wrong staff codes or unknown cards in a row: staff code entry "
+            "locked for {seconds:.0f} s",
+            count=self._staff_failures,
+            seconds=seconds,
+        )
 
     async def _scan_at_attract(self, code: str) -> None:
         if code in self.config.kiosk.staff_cards:
@@ -383,6 +446,9 @@ class SelfCheck:
                 # Unknown card: back to the card prompt, revealing nothing more.
                 self.card = ""
                 self._go(Screen.IDENTIFY)
+            if refusal is Refusal.CARD_NOT_RECOGNISED:
+                # Perhaps a staff code guessed on the keypad (no card pattern).
+                self._staff_code_failed()
             self._refuse(refusal, found.screen_message)
             return
         self.patron = found.patron

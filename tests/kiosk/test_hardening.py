@@ -1,0 +1,121 @@
+"""The kiosk's view model under misuse: staff lock-outs, guessing, failing parts.
+
+Each test here stands for a finding of the adversarial test of issue #6. They
+run against the real SIP2 server with the demo library (or, where the finding
+needs a misbehaving server, a small fake one on loopback speaking real SIP2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest_twisted
+
+from kiosk.config import hash_staff_code
+from kiosk.model import Screen
+from kiosk.wording import Refusal
+from tests.kiosk.conftest import LiveServer
+from tests.kiosk.test_session import start_kiosk
+
+STAFF_CARD = "29999000000001"
+
+
+def _type(check: object, code: str) -> None:
+    for key in code:
+        check.press_key(key)  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_staff_card_and_code_work_on_the_out_of_order_screen(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Once out of service, the staff card and the staff code still open staff mode."""
+    kiosk = await start_kiosk(
+        live_server,
+        tmp_path,
+        kiosk={"staff_cards": [STAFF_CARD], "staff_code_hash": hash_staff_code("4711")},
+    )
+    try:
+        check = kiosk.check
+        await check.scan(STAFF_CARD)
+        check.set_out_of_service(True)
+        check.close_staff()
+        assert Screen.OUT_OF_ORDER is check.screen
+
+        await check.scan(STAFF_CARD)
+        assert Screen.STAFF is check.screen
+        check.close_staff()
+        assert Screen.OUT_OF_ORDER is check.screen
+
+        _type(check, "4711")
+        await check.submit()
+        assert Screen.STAFF is check.screen
+        check.close_staff()
+
+        # A patron's card does nothing there.
+        await check.scan("21234000000018")
+        assert Screen.OUT_OF_ORDER is check.screen
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_staff_codes_lock_staff_code_entry_for_a_growing_time(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """After three wrong staff codes even the right one fails until the lock ends."""
+    kiosk = await start_kiosk(
+        live_server, tmp_path, kiosk={"staff_code_hash": hash_staff_code("0917")}
+    )
+    try:
+        check = kiosk.check
+        check.start()
+        for wrong in ("0001", "0002", "0003"):
+            _type(check, wrong)
+            await check.submit()
+            assert Screen.IDENTIFY is check.screen
+        # Locked for 30 s; a try while locked counts too (the lock is now 60 s).
+        _type(check, "0917")
+        await check.submit()
+        assert Screen.IDENTIFY is check.screen
+        assert check.notice is not None
+        assert Refusal.NOT_A_CARD is check.notice.refusal
+
+        kiosk.clock.advance(59)
+        check.end_session()
+        check.start()
+        _type(check, "0917")
+        await check.submit()
+        assert Screen.IDENTIFY is check.screen
+
+        kiosk.clock.advance(121)
+        check.end_session()
+        check.start()
+        _type(check, "0917")
+        await check.submit()
+        assert Screen.STAFF is check.screen
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_staff_code_is_checked_off_the_event_loop(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Submitting a code returns to the loop at once; scrypt runs in a thread."""
+    kiosk = await start_kiosk(
+        live_server, tmp_path, kiosk={"staff_code_hash": hash_staff_code("0917")}
+    )
+    try:
+        check = kiosk.check
+        check.start()
+        _type(check, "0917")
+        pending = check.run(check.submit())
+        assert not pending.called
+        await pending
+        assert Screen.STAFF is check.screen
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
