@@ -6,9 +6,10 @@ and services, and the codec; never Twisted.
 A hold names its title by an item (AB) or by the title itself (AJ, matched
 exactly but without regard to case; a title that matches several records is
 refused as ambiguous). BS is the pickup branch (the terminal's branch when
-absent), BW the last day the patron wants it, BY 3 (specific copy) an
-item-level hold. Cancel and change find the patron's open hold by the item or
-the title given.
+absent), BW the last day the patron wants it (a day already past is
+refused), BY 3 (specific copy) an item-level hold. With both AB and AJ, AB
+says what is held, and an AJ that is not that item's title is refused.
+Cancel and change find the patron's open hold by the item or the title given.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ AMBIGUOUS_TITLE = (
 )
 UNKNOWN_PICKUP = "That pickup branch is not known; please choose another."
 NO_TITLE = "Please scan an item of the title you want to reserve."
+PAST_EXPIRY = "That last date has already passed; please give a later one."
+TITLE_MISMATCH = (
+    "The item scanned is not of the title named; please scan an item of the "
+    "title you want."
+)
 
 
 def _record_by_title(services: Services, title: str) -> int | None:
@@ -135,6 +141,16 @@ def _end_of(day: date) -> datetime:
 
 
 def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
+    # BW is the branch's local date: a day before today is already over.
+    expires = request.expiration_date
+    if expires is not None and expires.date() < desk.now.date():
+        raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, PAST_EXPIRY)
+    if request.item_identifier and request.title_identifier:
+        # AB decides what is held; an AJ naming another title is a mistake.
+        item = services.circulation.item(request.item_identifier)
+        named = request.title_identifier.strip().casefold()
+        if item is not None and item.title.strip().casefold() != named:
+            raise CirculationRefused(Refusal.UNKNOWN_ITEM, TITLE_MISMATCH)
     record_id = None
     if not request.item_identifier:
         if not request.title_identifier:

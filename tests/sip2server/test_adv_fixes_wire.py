@@ -13,7 +13,7 @@ import os
 import resource
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from ils.circulation import Circulation
-from ils.models import Fee, FeeKind, Patron
+from ils.models import Fee, FeeKind, Hold, Patron
 from sip2server.app import start_server
 from sip2server.cli import check_config
 from sip2server.config import parse_config
@@ -41,7 +41,7 @@ from tests.sip2server.conftest import (
     server_config,
     stock_library,
 )
-from tests.sip2server.test_mapping_checkin import checkin_frame
+from tests.sip2server.test_mapping_checkin import checkin_frame, hold_frame, talk
 from tests.sip2server.test_wire_behaviour import (
     STATUS_FRAME,
     RawTerminal,
@@ -520,3 +520,31 @@ def warnings() -> Iterator[list[str]]:
         yield seen
     finally:
         globalLogPublisher.removeObserver(observe)
+
+
+# -- 9: holds with a past expiry, or with AB and AJ that disagree ------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_hold_with_a_past_expiry_or_a_title_not_of_its_item_is_refused(
+    sip_target: SipTarget,
+) -> None:
+    """15+ with BW in the past, or AJ not the title of AB, is refused; no hold."""
+    yesterday = (datetime.now() - timedelta(days=1)).strftime("%Y%m%d    235959")
+    frames = [
+        hold_frame(b"+", BEN, item=ITEMS[4], expires=yesterday.encode()),
+        hold_frame(b"+", BEN, item=ITEMS[4], title="Atlas of the Coast"),
+        # Same title as the item, in another case: placed.
+        hold_frame(b"+", BEN, item=ITEMS[4], title="TIDE TABLES, volume 05"),
+    ]
+
+    past, mismatch, matching = await in_thread(talk, sip_target, frames)
+
+    assert past.startswith(b"160"), past
+    assert b"That last date has already passed" in past, past
+    assert mismatch.startswith(b"160"), mismatch
+    assert b"The item scanned is not of the title named" in mismatch, mismatch
+    assert matching.startswith(b"161"), matching
+    with sip_target.library.database.read() as session:
+        holds = session.scalar(sa.select(sa.func.count()).select_from(Hold))
+    assert 1 == holds
