@@ -530,7 +530,6 @@ async def test_hold_with_a_past_expiry_or_a_title_not_of_its_item_is_refused(
     sip_target: SipTarget,
 ) -> None:
     """15+ with BW in the past, or AJ not the title of AB, is refused; no hold."""
-    # Two days back: a day past in any branch zone, whatever the test machine's.
     # Two days back: already past in every branch's zone, whatever the machine's.
     days_ago = (datetime.now() - timedelta(days=2)).strftime("%Y%m%d    235959")
     frames = [
