@@ -44,6 +44,14 @@ _SELECT = (
 )
 
 
+#: How long a write waits for a lock held by another process, in milliseconds.
+WRITE_TIMEOUT_MS = 250
+
+
+class JournalError(Exception):
+    """The journal could not be written or read; the message names the file."""
+
+
 class EntryKind(enum.StrEnum):
     """What the patron did while the server was away."""
 
@@ -91,6 +99,9 @@ class Journal:
         self._db.execute(_SCHEMA)
         #: Entries found in flight when the journal was opened.
         self.recovered = self._recover()
+        # From now on a write runs on the event loop while a patron waits: a
+        # locked file is a fault to report, not something to wait out.
+        self._db.execute(f"PRAGMA busy_timeout={WRITE_TIMEOUT_MS}")
 
     def close(self) -> None:
         """Close the database file."""
@@ -98,10 +109,13 @@ class Journal:
 
     def _write(self, sql: str, parameters: tuple[object, ...]) -> int:
         # One statement, one committed transaction.
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            cursor = self._db.execute(sql, parameters)
-            return int(cursor.lastrowid or 0)
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                cursor = self._db.execute(sql, parameters)
+                return int(cursor.lastrowid or 0)
+        except sqlite3.Error as error:
+            raise JournalError(f"{self.path}: cannot write: {error}") from error
 
     def _recover(self) -> int:
         with self._db:

@@ -143,7 +143,7 @@ class SelfCheck:
         if self.out_of_service:
             return False
         return self.desk.online or (
-            self.config.offline.enabled and self.desk.journal is not None
+            self.config.offline.enabled and self.desk.offline_ready
         )
 
     def services(self) -> set[Action]:
@@ -158,7 +158,7 @@ class SelfCheck:
                 offered.add(Action.RETURN)
             if wanted.renew:
                 offered.add(Action.RENEW)
-        elif offline.enabled and self.desk.journal is not None:
+        elif offline.enabled and self.desk.offline_ready:
             if wanted.returns and offline.returns:
                 offered.add(Action.RETURN)
             if wanted.borrow and offline.checkouts:
@@ -569,7 +569,17 @@ class SelfCheck:
                 return
             self.busy = True
             self._changed()
-            outcome = await self._transact(self.mode, barcode)
+            try:
+                outcome = await self._transact(self.mode, barcode)
+            except Exception:
+                # Never leave the patron at a busy screen with no answer.
+                log.failure("the {action} of an item failed", action=self.mode.value)
+                outcome = ItemOutcome(
+                    action=self.mode,
+                    barcode=barcode,
+                    result=Result.REFUSED,
+                    refusal=Refusal.NOT_RECORDED,
+                )
             if uids:
                 outcome = await self._secure(outcome, uids)
             if session != self._session:
@@ -731,7 +741,8 @@ class SelfCheck:
         self.touch()
 
     def replay_now(self) -> None:
-        """Staff asked to replay the offline journal now."""
+        """Staff asked to replay the offline journal now (and to try it again)."""
+        self.desk.journal_problem = None
         self.run(self._replay())
         self.touch()
 
@@ -743,6 +754,8 @@ class SelfCheck:
         if self.devices is not None:
             status.update(self.devices.status())
         journal = self.desk.journal
+        if self.desk.journal_problem:
+            status["offline journal"] = self.desk.journal_problem
         if journal is not None:
             counts = journal.counts()
             status["offline queue"] = (

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import sqlite3
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Protocol
+
+from twisted.logger import Logger
 
 from sip2server.protocol import (
     CheckinRequest,
@@ -35,9 +38,11 @@ from sip2server.protocol import (
 )
 
 from .config import KioskConfig
-from .journal import EntryKind, EntryState, Journal, JournalEntry
+from .journal import EntryKind, EntryState, Journal, JournalEntry, JournalError
 from .sipclient import LinkState, SipLinkError, UnsupportedRequestError
 from .wording import Refusal, Wording, item_refusal, patron_refusal
+
+log = Logger()
 
 
 class Link(Protocol):
@@ -196,6 +201,25 @@ class SipDesk:
         self._institution = config.kiosk.institution
         self._terminal_password = config.account.terminal_password or None
         self._replaying = False
+        #: Why the journal could not be written (the kiosk then cannot serve
+        #: offline); None while it works. Cleared when staff replay.
+        self.journal_problem: str | None = None
+
+    @property
+    def offline_ready(self) -> bool:
+        """Whether offline transactions can be journaled now."""
+        return self.journal is not None and self.journal_problem is None
+
+    def _journal_failed(
+        self, action: Action, item: str, error: Exception
+    ) -> ItemOutcome:
+        self.journal_problem = str(error)
+        log.error(
+            "offline journal failed; {action} not recorded: {error}",
+            action=action.value,
+            error=error,
+        )
+        return self._refused(action, item, Refusal.NOT_RECORDED)
 
     @property
     def online(self) -> bool:
@@ -405,16 +429,20 @@ class SipDesk:
 
     def _borrow_offline(self, patron: Patron, item: str) -> ItemOutcome:
         offline = self._config.offline
-        if self.journal is None or not (offline.enabled and offline.checkouts):
+        if not self.offline_ready or not (offline.enabled and offline.checkouts):
             return self._refused(Action.BORROW, item, Refusal.SERVER_UNREACHABLE)
-        if (
-            self.journal.checkouts_for(patron.barcode)
-            >= offline.max_checkouts_per_patron
-        ):
-            return self._refused(Action.BORROW, item, Refusal.OFFLINE_LIMIT)
-        self.journal.record(
-            EntryKind.CHECKOUT, item=item, patron=patron.barcode, at=self._now()
-        )
+        assert self.journal is not None
+        try:
+            if (
+                self.journal.checkouts_for(patron.barcode)
+                >= offline.max_checkouts_per_patron
+            ):
+                return self._refused(Action.BORROW, item, Refusal.OFFLINE_LIMIT)
+            self.journal.record(
+                EntryKind.CHECKOUT, item=item, patron=patron.barcode, at=self._now()
+            )
+        except (JournalError, sqlite3.Error) as error:
+            return self._journal_failed(Action.BORROW, item, error)
         return ItemOutcome(action=Action.BORROW, barcode=item, result=Result.QUEUED)
 
     async def renew(self, patron: Patron, item: str) -> ItemOutcome:
@@ -514,9 +542,13 @@ class SipDesk:
 
     def _return_offline(self, item: str) -> ItemOutcome:
         offline = self._config.offline
-        if self.journal is None or not (offline.enabled and offline.returns):
+        if not self.offline_ready or not (offline.enabled and offline.returns):
             return self._refused(Action.RETURN, item, Refusal.SERVER_UNREACHABLE)
-        self.journal.record(EntryKind.RETURN, item=item, at=self._now())
+        assert self.journal is not None
+        try:
+            self.journal.record(EntryKind.RETURN, item=item, at=self._now())
+        except (JournalError, sqlite3.Error) as error:
+            return self._journal_failed(Action.RETURN, item, error)
         return ItemOutcome(action=Action.RETURN, barcode=item, result=Result.QUEUED)
 
     @staticmethod

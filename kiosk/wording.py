@@ -48,6 +48,7 @@ class Refusal(enum.StrEnum):
     RENEWAL_UNAVAILABLE = "renewal_unavailable"
     SERVER_UNREACHABLE = "server_unreachable"
     OFFLINE_LIMIT = "offline_limit"
+    NOT_RECORDED = "not_recorded"
     SESSION_ENDED = "session_ended"
     OTHER = "other"
 

@@ -7,15 +7,19 @@ needs a misbehaving server, a small fake one on loopback speaking real SIP2).
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest_twisted
 
 from kiosk.config import hash_staff_code
-from kiosk.model import Screen
+from kiosk.model import Receipt, Screen
+from kiosk.sipclient import LinkState
+from kiosk.transactions import Result
 from kiosk.wording import Refusal
-from tests.kiosk.conftest import LiveServer
+from tests.kiosk.conftest import ITEMS, LiveServer
 from tests.kiosk.test_session import start_kiosk
+from tests.kiosk.test_sipclient import reached
 
 STAFF_CARD = "29999000000001"
 
@@ -118,4 +122,40 @@ async def test_the_staff_code_is_checked_off_the_event_loop(
         assert Screen.STAFF is check.screen
     finally:
         kiosk.link.stop()
+        kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_journal_that_cannot_be_written_is_told_and_puts_the_kiosk_out_of_order(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A return the locked journal refuses says "see staff"; then out of order."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    blocker = sqlite3.connect(kiosk.journal.path, isolation_level=None)
+    try:
+        check = kiosk.check
+        await live_server.stop()
+        await reached(kiosk.link, LinkState.OUT_OF_ORDER)
+        kiosk.link.stop()
+        assert Screen.ATTRACT is check.screen
+
+        blocker.execute("BEGIN EXCLUSIVE")
+        await check.scan(ITEMS[0])
+        assert Screen.ITEMS is check.screen
+        assert not check.busy
+        [row] = check.rows
+        assert (ITEMS[0], Result.REFUSED, Refusal.NOT_RECORDED) == (
+            row.barcode,
+            row.result,
+            row.refusal,
+        )
+        assert "locked" in check.staff_status()["offline journal"]
+
+        check.finish()
+        check.receipt(Receipt.NONE)
+        assert Screen.OUT_OF_ORDER is check.screen
+        blocker.execute("ROLLBACK")
+        assert [] == kiosk.journal.pending()
+    finally:
+        blocker.close()
         kiosk.journal.close()
