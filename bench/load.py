@@ -744,6 +744,7 @@ def profile(url: str, rounds: int) -> None:
         started = time.perf_counter()
         frame = encode(message, sequence=0, error_detection=True)
         reply = session.handle(decode(frame[:-1]).message).message
+        assert reply is not None, f"no reply to {message.command}"
         encode(reply, sequence=0, error_detection=True)
         wall[message.command] += time.perf_counter() - started
         calls[message.command] += 1
@@ -873,7 +874,7 @@ def main() -> int:
             if not arguments.no_baseline:
                 servers.append(start_baseline(Path(folder)))
             job: Callable[..., Any] = idle if arguments.idle else measure
-            status = asyncio.run(job(arguments, servers))
+            status = int(asyncio.run(job(arguments, servers)))
         finally:
             for server in servers:
                 server.stop()
