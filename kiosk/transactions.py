@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from sip2server.protocol import (
@@ -201,6 +202,7 @@ class SipDesk:
         self._institution = config.kiosk.institution
         self._terminal_password = config.account.terminal_password or None
         self._replaying = False
+        self._replay_waiters: list[defer.Deferred[None]] = []
         #: Why the journal could not be written (the kiosk then cannot serve
         #: offline); None while it works. Cleared when staff replay.
         self.journal_problem: str | None = None
@@ -230,6 +232,7 @@ class SipDesk:
 
     async def identify(self, barcode: str, pin: str | None) -> Identified:
         """Look the patron up (63 with their loans), checking the PIN if given."""
+        await self._after_replay()
         if not self.online:
             return self._identify_offline(barcode)
         try:
@@ -391,6 +394,7 @@ class SipDesk:
 
     async def borrow(self, patron: Patron, item: str) -> ItemOutcome:
         """Check an item out (11), or offer renewal when it is already theirs."""
+        await self._after_replay()
         if item in patron.loans:
             title = ""
             if self.online:
@@ -447,6 +451,7 @@ class SipDesk:
 
     async def renew(self, patron: Patron, item: str) -> ItemOutcome:
         """Renew one loan (29); a server that does not renew is said so plainly."""
+        await self._after_replay()
         if patron.offline or not self.online:
             return self._refused(Action.RENEW, item, Refusal.SERVER_UNREACHABLE)
         request = RenewRequest(
@@ -497,6 +502,7 @@ class SipDesk:
 
     async def give_back(self, item: str) -> ItemOutcome:
         """Return an item (09), or journal it when the server is out of reach."""
+        await self._after_replay()
         if not self.online:
             return self._return_offline(item)
         now = _local(self._now())
@@ -559,6 +565,29 @@ class SipDesk:
 
     # -- the offline journal ---------------------------------------------------
 
+    async def _after_replay(self) -> None:
+        """Wait until the journal has been replayed, so nothing overtakes it.
+
+        A return or loan sent while earlier offline entries for the same item
+        are still in the journal would reach the server before them (a book
+        returned online, then lent by the replay). While a replay runs the
+        patron's request waits for its end; with entries pending and none
+        running, one is run first.
+        """
+        if not self.online or self.journal is None:
+            return
+        if self._replaying:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._replay_waiters.append(waiter)
+            await waiter
+            return
+        try:
+            pending = bool(self.journal.pending())
+        except (JournalError, sqlite3.Error):
+            return
+        if pending:
+            await self.replay()
+
     async def replay(self) -> int:
         """Send the journal's pending entries in order; returns how many were sent.
 
@@ -594,6 +623,9 @@ class SipDesk:
                 sent += 1
         finally:
             self._replaying = False
+            waiters, self._replay_waiters = self._replay_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
         return sent
 
     def _replay_request(self, entry: JournalEntry) -> Message:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest_twisted
+import sqlalchemy as sa
+from twisted.internet import task
 
+from ils.models import Item, Loan
 from kiosk.config import hash_staff_code
+from kiosk.journal import EntryState
 from kiosk.model import Receipt, Screen
 from kiosk.sipclient import LinkState
-from kiosk.transactions import Result
+from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal
-from tests.kiosk.conftest import ITEMS, LiveServer
+from tests.kiosk.conftest import ITEMS, PATRON, UNKNOWN_ITEM, LiveServer
 from tests.kiosk.test_session import start_kiosk
 from tests.kiosk.test_sipclient import reached
 
@@ -158,4 +163,66 @@ async def test_a_journal_that_cannot_be_written_is_told_and_puts_the_kiosk_out_o
         assert [] == kiosk.journal.pending()
     finally:
         blocker.close()
+        kiosk.journal.close()
+
+
+def _open_loans(url: str, barcode: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count())
+                    .select_from(Loan)
+                    .join(Item, Item.id == Loan.item_id)
+                    .where(Item.barcode == barcode, Loan.returned_at.is_(None))
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_online_return_waits_for_the_offline_journal_to_be_replayed(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A book lent offline and returned the moment the server is back ends returned."""
+    kiosk = await start_kiosk(
+        live_server,
+        tmp_path,
+        offline={"checkouts": True, "max_checkouts_per_patron": 5},
+    )
+    check = kiosk.check
+    try:
+        await live_server.stop()
+        await reached(kiosk.link, LinkState.OUT_OF_ORDER)
+        for _ in range(5):
+            await check.scan(UNKNOWN_ITEM)  # a backlog of offline returns
+        check.end_session()
+        await check.scan(PATRON)
+        check.choose(Action.BORROW)
+        await check.scan(ITEMS[0])
+        assert Result.QUEUED is check.rows[0].result
+        check.end_session()
+
+        returned: list[Any] = []
+
+        def back(state: LinkState) -> None:
+            # The patron returns the book as soon as the kiosk is online.
+            if state is LinkState.ONLINE and not returned:
+                returned.append(check.run(check.scan(ITEMS[0])))
+
+        kiosk.link.on_state(back)
+        await live_server.restart()
+        await reached(kiosk.link, LinkState.ONLINE)
+        await returned[0]
+        while kiosk.journal.pending() or check.desk._replaying:
+            await task.deferLater(live_server.reactor, 0, lambda: None)
+
+        assert (ITEMS[0], Result.DONE) == (check.rows[0].barcode, check.rows[0].result)
+        lent = kiosk.journal.results(1)[0]
+        assert (ITEMS[0], EntryState.DONE) == (lent.item, lent.state)
+        assert 0 == _open_loans(live_server.library.url, ITEMS[0])
+    finally:
+        kiosk.link.stop()
         kiosk.journal.close()
