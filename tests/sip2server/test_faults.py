@@ -268,14 +268,7 @@ def test_killed_server_keeps_every_lent_loan_and_no_refused_one(
     patron, item = outcomes.lent[0]
     client = Terminal(servers[1].port)
     client.login()
-    checkin = client.send(
-        b"09N"
-        + sip_now()
-        + sip_now()
-        + b"APNORTH|AOCITY|AB"
-        + item.encode()
-        + b"|AC|\r"
-    )
+    checkin = client.send(_checkin_frame(item))
     client.close()
     assert checkin.startswith(b"101")
     assert _loans(library, patron, item)[0][1] is not None
