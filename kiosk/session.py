@@ -525,7 +525,7 @@ class SelfCheck:
                 continue
             # A multi-part set goes through only with every part on the pad;
             # nothing is sent to the server before (ISO 28560 part/parts).
-            if len({tag.part for tag in parts}) < max(tag.parts for tag in parts):
+            if not _whole_set(parts):
                 self._show(
                     ItemOutcome(
                         action=self.mode,
@@ -765,6 +765,19 @@ class SelfCheck:
                 or "empty"
             )
         return status
+
+
+def _whole_set(parts: list[PadTag]) -> bool:
+    """Whether the tags are exactly parts 1..N of one set of N >= 1 parts.
+
+    Tags disagreeing on N, a part number outside 1..N, a part twice or
+    missing, or N of 0 all mean the set is not whole (or its tags are wrong).
+    """
+    counts = {tag.parts for tag in parts}
+    if len(counts) != 1:
+        return False
+    (count,) = counts
+    return count >= 1 and sorted(tag.part for tag in parts) == list(range(1, count + 1))
 
 
 def _with_loan(patron: Patron, barcode: str) -> Patron:

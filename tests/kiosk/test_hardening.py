@@ -17,13 +17,14 @@ from twisted.internet import task
 
 from ils.models import Item, Loan
 from kiosk.config import hash_staff_code
+from kiosk.devices import PadTag
 from kiosk.journal import EntryState
 from kiosk.model import Receipt, Screen
 from kiosk.sipclient import LinkState
 from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal
 from tests.kiosk.conftest import ITEMS, PATRON, UNKNOWN_ITEM, LiveServer
-from tests.kiosk.test_session import start_kiosk
+from tests.kiosk.test_session import sign_in, start_kiosk
 from tests.kiosk.test_sipclient import reached
 
 STAFF_CARD = "29999000000001"
@@ -223,6 +224,42 @@ async def test_an_online_return_waits_for_the_offline_journal_to_be_replayed(
         lent = kiosk.journal.results(1)[0]
         assert (ITEMS[0], EntryState.DONE) == (lent.item, lent.state)
         assert 0 == _open_loans(live_server.library.url, ITEMS[0])
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_set_with_bogus_part_numbers_is_not_lent(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Tags claiming part 3 of 2, disagreeing counts, or "1 of 0" are refused unsent."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    check = kiosk.check
+    try:
+        await sign_in(check)
+        check.choose(Action.BORROW)
+        await check.tags_placed(
+            [PadTag("U1", ITEMS[0], 1, 2), PadTag("U3", ITEMS[0], 3, 2)]
+        )
+        await check.tags_placed(
+            [PadTag("U4", ITEMS[1], 1, 2), PadTag("U5", ITEMS[1], 2, 3)]
+        )
+        await check.tags_placed([PadTag("U9", ITEMS[2], 1, 0)])
+        assert {
+            (ITEMS[0], Result.REFUSED, Refusal.SET_INCOMPLETE),
+            (ITEMS[1], Result.REFUSED, Refusal.SET_INCOMPLETE),
+            (ITEMS[2], Result.REFUSED, Refusal.SET_INCOMPLETE),
+        } == {(row.barcode, row.result, row.refusal) for row in check.rows}
+        for item in ITEMS[:3]:
+            assert 0 == _open_loans(live_server.library.url, item)
+
+        # A proper set of two goes through.
+        check.tags_lifted(["U1", "U3"])
+        await check.tags_placed(
+            [PadTag("U1", ITEMS[0], 1, 2), PadTag("U2", ITEMS[0], 2, 2)]
+        )
+        assert (ITEMS[0], Result.DONE) == (check.rows[0].barcode, check.rows[0].result)
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
