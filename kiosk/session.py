@@ -92,6 +92,8 @@ class SelfCheck:
         self._staff_locked_until = 0.0
         #: The tags now on the RFID pad, by UID (the pad outlives sessions).
         self.pad: dict[str, PadTag] = {}
+        #: Tags left on the pad by an earlier session: ignored until lifted.
+        self.pad_left: set[str] = set()
         self.screen = Screen.ATTRACT
         self._wipe()
         self._arrive()
@@ -219,6 +221,9 @@ class SelfCheck:
             self._session_call.cancel()
         self._session_call = None
         self._wipe()
+        # Whatever lies on the pad now belongs to the last patron: never act
+        # on it (or show it) for the next one until it has been lifted.
+        self.pad_left = set(self.pad)
         if patron is not None:
             self.run(self.desk.end_session(patron))
         self._arrive()
@@ -489,7 +494,10 @@ class SelfCheck:
         for tag in tags:
             self.pad[tag.uid] = tag
         self.touch()
-        readable = [tag for tag in tags if tag.item_id]
+        fresh = [tag for tag in tags if tag.uid not in self.pad_left]
+        if not fresh:
+            return
+        readable = [tag for tag in fresh if tag.item_id]
         if not readable:
             self._refuse(Refusal.SCAN_UNREADABLE)
             return
@@ -507,17 +515,22 @@ class SelfCheck:
 
     def _items_on_pad(self) -> None:
         # Items put on the pad before the patron chose what to do with them.
-        if any(tag.item_id for tag in self.pad.values()):
+        if any(tag.item_id for tag in self._pad_now()):
             self.run(self._pad_items())
+
+    def _pad_now(self) -> list[PadTag]:
+        """The tags on the pad that belong to this session."""
+        return [tag for tag in self.pad.values() if tag.uid not in self.pad_left]
 
     def tags_lifted(self, uids: list[str]) -> None:
         """Tags left the pad."""
         for uid in uids:
             self.pad.pop(uid, None)
+            self.pad_left.discard(uid)
 
     async def _pad_items(self) -> None:
         sets: dict[str, list[PadTag]] = {}
-        for tag in self.pad.values():
+        for tag in self._pad_now():
             if tag.item_id:
                 sets.setdefault(tag.item_id, []).append(tag)
         for item_id, parts in sets.items():

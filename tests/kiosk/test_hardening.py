@@ -263,3 +263,39 @@ async def test_a_set_with_bogus_part_numbers_is_not_lent(
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_items_left_on_the_pad_are_ignored_in_the_next_session(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A book the last patron borrowed and left on the pad is neither shown nor
+    returned for the next one until it is lifted and placed again."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    check = kiosk.check
+    try:
+        await sign_in(check)
+        check.choose(Action.BORROW)
+        await check.tags_placed([PadTag("U1", ITEMS[3])])
+        assert Result.DONE is check.rows[0].result
+        check.finish()
+        check.receipt(Receipt.NONE)
+
+        # The next patron chooses "return" with the book still lying there.
+        check.start_returns()
+        await check.tags_placed([PadTag("U1", ITEMS[3])])  # the reader reports it again
+        # Let any item the view model started finish before looking.
+        await check._lock.acquire()
+        check._lock.release()
+        assert [] == check.rows
+        assert check.notice is None
+        assert 1 == _open_loans(live_server.library.url, ITEMS[3])
+
+        # Lifted and put back, it is an item of this session.
+        check.tags_lifted(["U1"])
+        await check.tags_placed([PadTag("U1", ITEMS[3])])
+        assert (ITEMS[3], Result.DONE) == (check.rows[0].barcode, check.rows[0].result)
+        assert 0 == _open_loans(live_server.library.url, ITEMS[3])
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
