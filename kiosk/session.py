@@ -337,7 +337,9 @@ class SelfCheck:
         elif screen is Screen.OUT_OF_ORDER:
             await self._staff_at_out_of_order(code)
         elif screen is Screen.PIN:
-            await self._pin(code)
+            # A scanner never enters a PIN (a card scanned twice would be
+            # taken for a wrong PIN and lock the patron's own card).
+            self._refuse(Refusal.PIN_NOT_SCANNED)
         elif screen is Screen.ITEMS:
             await self.item(code)
 
@@ -427,6 +429,14 @@ class SelfCheck:
         await self._identify(None)
 
     async def _pin(self, pin: str) -> None:
+        if (
+            pin == self.card
+            or (self.config.patron.card_pattern and self._looks_like_card(pin))
+            or self._looks_like_item(pin)
+        ):
+            # A keyboard-wedge scan of a card or item typed into the PIN field.
+            self._refuse(Refusal.PIN_NOT_SCANNED)
+            return
         await self._identify(pin)
 
     async def _identify(self, pin: str | None) -> None:

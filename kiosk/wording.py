@@ -49,6 +49,7 @@ class Refusal(enum.StrEnum):
     SERVER_UNREACHABLE = "server_unreachable"
     OFFLINE_LIMIT = "offline_limit"
     NOT_RECORDED = "not_recorded"
+    PIN_NOT_SCANNED = "pin_not_scanned"
     SESSION_ENDED = "session_ended"
     OTHER = "other"
 

@@ -23,7 +23,7 @@ from kiosk.model import Receipt, Screen
 from kiosk.sipclient import LinkState
 from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal
-from tests.kiosk.conftest import ITEMS, PATRON, UNKNOWN_ITEM, LiveServer
+from tests.kiosk.conftest import ITEMS, PATRON, PIN, UNKNOWN_ITEM, LiveServer
 from tests.kiosk.test_session import sign_in, start_kiosk
 from tests.kiosk.test_sipclient import reached
 
@@ -296,6 +296,35 @@ async def test_items_left_on_the_pad_are_ignored_in_the_next_session(
         await check.tags_placed([PadTag("U1", ITEMS[3])])
         assert (ITEMS[3], Result.DONE) == (check.rows[0].barcode, check.rows[0].result)
         assert 0 == _open_loans(live_server.library.url, ITEMS[3])
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_scan_at_the_pin_prompt_is_not_taken_for_a_pin(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A card scanned again (by a scanner or a keyboard wedge) at the PIN prompt
+    is refused with a hint and costs no PIN try; the typed PIN then works."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    check = kiosk.check
+    try:
+        await check.scan(PATRON)
+        assert Screen.PIN is check.screen
+        for _ in range(4):
+            await check.scan(PATRON)  # a scanner
+            assert check.notice is not None
+            assert Refusal.PIN_NOT_SCANNED is check.notice.refusal
+            _type(check, PATRON)  # a keyboard-wedge scanner types, then Enter
+            await check.submit()
+            assert check.notice is not None
+            assert Refusal.PIN_NOT_SCANNED is check.notice.refusal
+        assert (0, False) == (check.pin_tries, check.pin_locked)
+
+        _type(check, PIN)
+        await check.submit()
+        assert Screen.MENU is check.screen
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
