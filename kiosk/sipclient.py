@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from sip2server.protocol import (
     AcsStatusResponse,
+    Decoded,
     Framer,
     LoginRequest,
     LoginResponse,
@@ -199,10 +200,17 @@ class SipLink:
         wire.transport.write(frame)
         payload = await waiting
         try:
-            return decode(payload, encoding=self._server.encoding).message
+            decoded = decode(payload, encoding=self._server.encoding)
         except ProtocolError as problem:
             self._drop(wire, f"unusable reply: {problem}")
             raise SipLinkError(f"unusable reply: {problem}", sent=True) from None
+        mismatch = _mismatch(message, decoded, sequence)
+        if mismatch:
+            # Replies and requests are out of step (a reply duplicated or lost):
+            # nothing more on this connection can be trusted.
+            self._drop(wire, mismatch)
+            raise SipLinkError(mismatch, sent=True)
+        return decoded.message
 
     def _frame_arrived(self, wire: _Wire, payload: bytes) -> None:
         waiting, self._waiting = self._waiting, None
@@ -330,6 +338,44 @@ class SipLink:
         if self._running:
             self._back_off()
         self._set_state(LinkState.OUT_OF_ORDER, reason)
+
+
+#: Requests whose reply is not the next command number.
+_REPLY_COMMANDS = {"99": "98", "01": "24"}
+
+
+def _same_id(asked: object, told: object) -> bool:
+    if not (isinstance(asked, str) and isinstance(told, str) and asked and told):
+        return True
+    return asked.strip().casefold() == told.strip().casefold()
+
+
+def _mismatch(request: Message, decoded: Decoded, sequence: int | None) -> str:
+    """Why `decoded` cannot be the reply to `request` ("" when it can be).
+
+    The reply must be the request's response command (or 96), carry the same
+    sequence number (AY) when error detection is on and the reply has one, and
+    name the same patron and item when both name one. The words are for staff
+    and the log: they name no patron or item.
+    """
+    reply = decoded.message
+    if isinstance(reply, RequestScResend):
+        return ""
+    expected = _REPLY_COMMANDS.get(request.command)
+    if expected is None and request.command.isdigit():
+        expected = f"{int(request.command) + 1:02d}"
+    if expected is not None and reply.command != expected:
+        return f"answered {request.command} with {reply.command}"
+    if (
+        sequence is not None
+        and decoded.sequence is not None
+        and decoded.sequence != sequence
+    ):
+        return f"reply sequence {decoded.sequence} to request {sequence}"
+    for field, what in (("patron_identifier", "patron"), ("item_identifier", "item")):
+        if not _same_id(getattr(request, field, None), getattr(reply, field, None)):
+            return f"the reply to {request.command} names another {what}"
+    return ""
 
 
 __all__ = [

@@ -9,23 +9,39 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 import pytest_twisted
 import sqlalchemy as sa
-from twisted.internet import task
+from twisted.internet import defer, protocol, task
+from twisted.internet.task import Clock
 
 from ils.models import Item, Loan
 from kiosk.config import hash_staff_code
 from kiosk.devices import PadTag
 from kiosk.journal import EntryState
 from kiosk.model import Receipt, Screen
-from kiosk.sipclient import LinkState
+from kiosk.sipclient import LinkState, SipLinkError
 from kiosk.transactions import Action, Result
 from kiosk.wording import Refusal
+from sip2server.protocol import (
+    CirculationStatus,
+    FeeType,
+    ItemInformationRequest,
+    ItemInformationResponse,
+    SecurityMarker,
+    decode,
+    encode,
+)
 from tests.kiosk.conftest import ITEMS, PATRON, PIN, UNKNOWN_ITEM, LiveServer
 from tests.kiosk.test_session import sign_in, start_kiosk
-from tests.kiosk.test_sipclient import reached
+from tests.kiosk.test_sipclient import (
+    _reactor,
+    _SilentAfterLogin,
+    make_link,
+    reached,
+)
 
 STAFF_CARD = "29999000000001"
 
@@ -328,3 +344,94 @@ async def test_a_scan_at_the_pin_prompt_is_not_taken_for_a_pin(
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
+
+
+class _OutOfStep(_SilentAfterLogin):
+    """A SIP2 server that logs in, then answers 17s out of step: always about
+    the first item asked about (a duplicated reply), or, when `wrong_sequence`,
+    from the second on about the right item but under the next sequence."""
+
+    heard: ClassVar[list[bytes]] = []
+    first_item: ClassVar[list[str]] = []
+    wrong_sequence: ClassVar[bool] = False
+
+    def other(self) -> None:
+        decoded = decode(self.heard[-1])
+        request = decoded.message
+        assert isinstance(request, ItemInformationRequest)
+        self.first_item.append(request.item_identifier)
+        item = request.item_identifier if self.wrong_sequence else self.first_item[0]
+        sequence = decoded.sequence
+        if self.wrong_sequence and sequence is not None and len(self.first_item) > 1:
+            sequence = (sequence + 1) % 10
+        reply = ItemInformationResponse(
+            circulation_status=CirculationStatus.OTHER,
+            security_marker=SecurityMarker.OTHER,
+            fee_type=FeeType.OTHER,
+            transaction_date=None,
+            item_identifier=item,
+            title_identifier=f"Title of {item}",
+        )
+        self.transport.write(
+            encode(reply, sequence=sequence, error_detection=sequence is not None)
+        )
+
+
+class _WrongSequence(_OutOfStep):
+    heard: ClassVar[list[bytes]] = []
+    first_item: ClassVar[list[str]] = []
+    wrong_sequence: ClassVar[bool] = True
+
+
+async def _ask_two_items(server: type[_OutOfStep], tmp_path: Path) -> Any:
+    """Ask the fake server about two items; return the second request's error."""
+    reactor = _reactor()
+    factory = protocol.Factory.forProtocol(server)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    clock = Clock()
+    link = make_link(port.getHost().port, tmp_path, clock)
+    try:
+        link.start()
+        clock.advance(0)
+        await reached(link, LinkState.ONLINE)
+        first = await link.request(
+            ItemInformationRequest(
+                transaction_date=None, institution_id="DEMO", item_identifier=ITEMS[0]
+            )
+        )
+        assert isinstance(first, ItemInformationResponse)
+        assert ITEMS[0] == first.item_identifier
+        with pytest.raises(SipLinkError) as raised:
+            await link.request(
+                ItemInformationRequest(
+                    transaction_date=None,
+                    institution_id="DEMO",
+                    item_identifier=ITEMS[1],
+                )
+            )
+        await reached(link, LinkState.OUT_OF_ORDER)
+        return raised.value, link.problem
+    finally:
+        link.stop()
+        await defer.maybeDeferred(port.stopListening)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_about_another_item_is_not_taken_for_the_answer(
+    tmp_path: Path,
+) -> None:
+    """A duplicated reply naming the first item fails the second request as
+    sent (outcome unknown) and drops the connection."""
+    error, problem = await _ask_two_items(_OutOfStep, tmp_path)
+    assert error.sent is True
+    assert "the reply to 17 names another item" == problem
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_with_another_sequence_number_is_not_taken(
+    tmp_path: Path,
+) -> None:
+    """With error detection, a reply whose AY is not the request's is refused."""
+    error, problem = await _ask_two_items(_WrongSequence, tmp_path)
+    assert error.sent is True
+    assert problem.startswith("reply sequence ")
