@@ -590,6 +590,11 @@ class SelfCheck:
             ):
                 self._refuse(Refusal.NOT_AN_ITEM)
                 return
+            if self._already_done(self.mode, barcode):
+                # A second read of an item lent or returned in this session (a
+                # scanner's double read): its row stays as it is.
+                self.touch()
+                return
             self.busy = True
             self._changed()
             try:
@@ -611,6 +616,16 @@ class SelfCheck:
             self._show(outcome)
         finally:
             self._lock.release()
+
+    def _already_done(self, action: Action, barcode: str) -> bool:
+        if action not in {Action.BORROW, Action.RETURN}:
+            return False
+        return any(
+            row.barcode == barcode
+            and row.action is action
+            and row.result in {Result.DONE, Result.QUEUED}
+            for row in self.rows
+        )
 
     async def _transact(self, action: Action, barcode: str) -> ItemOutcome:
         if action is Action.RETURN:

@@ -435,3 +435,25 @@ async def test_a_reply_with_another_sequence_number_is_not_taken(
     error, problem = await _ask_two_items(_WrongSequence, tmp_path)
     assert error.sent is True
     assert problem.startswith("reply sequence ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_double_read_of_a_lent_item_keeps_it_lent_on_screen_and_receipt(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Two reads of one item at once: one loan, its row stays "lent", receipt "ok"."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    check = kiosk.check
+    try:
+        await sign_in(check)
+        check.choose(Action.BORROW)
+        await defer.gatherResults(
+            [check.run(check.scan(ITEMS[0])), check.run(check.scan(ITEMS[0]))]
+        )
+        assert [(ITEMS[0], Action.BORROW, Result.DONE)] == [
+            (row.barcode, row.action, row.result) for row in check.rows
+        ]
+        assert check.receipt_lines()[-1].endswith("(ok)")
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()

@@ -117,12 +117,15 @@ async def test_borrowing_three_items_with_one_refused(
 async def test_an_item_already_on_loan_to_the_patron_offers_renewal(
     kiosk: Kiosk,
 ) -> None:
-    """Scanning one's own loan offers renewal; renewing it at once sends 29, which
-    the server refuses as too soon, and the patron is told so in plain words."""
+    """Scanning one's own loan (from an earlier visit) offers renewal; renewing it
+    at once sends 29, which the server refuses as too soon, in plain words."""
     check = kiosk.check
     await sign_in(check)
     check.choose(Action.BORROW)
     await check.scan(ITEMS[0])
+    check.end_session()
+    await sign_in(check)
+    check.choose(Action.BORROW)
     await check.scan(ITEMS[0])
 
     assert Result.OFFER_RENEW is check.rows[0].result
