@@ -759,8 +759,19 @@ class SelfCheck:
     # -- staff ---------------------------------------------------------------------
 
     def open_staff(self) -> None:
-        """The staff screen: status, offline results, out of service."""
+        """The staff screen: status, offline results, out of service.
+
+        It ends any patron session first, so a late reply to a patron's request
+        cannot turn the staff screen into that patron's.
+        """
+        patron = self.patron
+        self._session += 1
+        if self._session_call is not None and self._session_call.active():
+            self._session_call.cancel()
+        self._session_call = None
         self._wipe()
+        if patron is not None:
+            self.run(self.desk.end_session(patron))
         self._go(Screen.STAFF)
 
     def close_staff(self) -> None:

@@ -457,3 +457,27 @@ async def test_a_double_read_of_a_lent_item_keeps_it_lent_on_screen_and_receipt(
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_late_card_lookup_does_not_turn_the_staff_screen_into_a_menu(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Staff mode opened while a card is being looked up stays staff mode."""
+    kiosk = await start_kiosk(
+        live_server,
+        tmp_path,
+        patron={"pin_required": False},
+    )
+    check = kiosk.check
+    try:
+        await check.scan(PATRON)  # identified: the menu
+        check.end_session()
+        looking_up = check.run(check.scan(PATRON))
+        check.open_staff()  # as the staff card or code would
+        await looking_up
+        assert Screen.STAFF is check.screen
+        assert check.patron is None
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
