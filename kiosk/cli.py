@@ -78,9 +78,12 @@ def kiosk(config_path: Path, windowed: bool, hash_staff_code: bool) -> None:
     globalLogBeginner.beginLoggingTo([observer])
     reactor.startRunning(installSignalHandlers=False)
 
+    from kiosk.journal import JournalError
     from kiosk.runtime import run
 
     try:
         loop.run_until_complete(run(config, reactor))
+    except JournalError as error:
+        raise click.ClickException(str(error)) from None
     finally:
         loop.close()

@@ -91,14 +91,20 @@ class Journal:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(_SCHEMA)
-        #: Entries found in flight when the journal was opened.
-        self.recovered = self._recover()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(_SCHEMA)
+            #: Entries found in flight when the journal was opened.
+            self.recovered = self._recover()
+        except (OSError, sqlite3.Error) as error:
+            raise JournalError(
+                f"{self.path}: cannot open the offline journal (offline.journal):"
+                f" {error}"
+            ) from error
         # From now on a write runs on the event loop while a patron waits: a
         # locked file is a fault to report, not something to wait out.
         self._db.execute(f"PRAGMA busy_timeout={WRITE_TIMEOUT_MS}")

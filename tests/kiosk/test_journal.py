@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.journal import EntryKind, EntryState, Journal
+from kiosk.journal import EntryKind, EntryState, Journal, JournalError
 
 AT = datetime(2026, 12, 4, 15, 30, tzinfo=timezone(timedelta(hours=-5)))
 
@@ -124,3 +124,14 @@ def journal_counts(tmp_path: Path) -> dict[EntryState, int]:
         return journal.counts()
     finally:
         journal.close()
+
+
+def test_a_corrupt_journal_is_named_in_the_error(tmp_path: Path) -> None:
+    """A file that is not a SQLite database fails with its name and the key."""
+    path = tmp_path / "journal.sqlite3"
+    path.write_bytes(b"not a journal at all " * 200)
+    with pytest.raises(JournalError) as raised:
+        Journal(path)
+    assert str(raised.value).startswith(f"{path}: cannot open the offline journal")
+    assert "offline.journal" in str(raised.value)
+    assert "not a database" in str(raised.value)
