@@ -290,7 +290,7 @@ class SipLink:
             return
         await self._check_status(wire)
 
-    async def _check_status(self, wire: _Wire) -> None:
+    async def _check_status(self, wire: _Wire, *, polled: bool = False) -> None:
         reply = await self._exchange(
             ScStatusRequest(max_print_width=self._max_print_width)
         )
@@ -300,7 +300,11 @@ class SipLink:
             self._drop(wire, f"answered 99 with {reply.command}")
             return
         self.status = reply
-        self._delay = self._server.reconnect_min
+        if polled:
+            # The connection stayed up a whole status interval: only now is
+            # the back-off over (a server dropping every connection right
+            # after the 99 would otherwise be hammered at the shortest delay).
+            self._delay = self._server.reconnect_min
         # The next poll is set before listeners hear of the state.
         self._status_call = self._clock.callLater(
             self._server.status_interval, self._poll, wire
@@ -312,7 +316,7 @@ class SipLink:
 
     def _poll(self, wire: _Wire) -> None:
         self._status_call = None
-        defer.ensureDeferred(self._check_status(wire)).addErrback(
+        defer.ensureDeferred(self._check_status(wire, polled=True)).addErrback(
             lambda failure: self._drop(wire, failure.getErrorMessage())
         )
 

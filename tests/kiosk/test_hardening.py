@@ -481,3 +481,48 @@ async def test_a_late_card_lookup_does_not_turn_the_staff_screen_into_a_menu(
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
+
+
+class _DropsAfterStatus(_SilentAfterLogin):
+    """A SIP2 server that logs the kiosk in, answers its 99, then hangs up."""
+
+    heard: ClassVar[list[bytes]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.heard and self.heard[-1].startswith(b"99"):
+            self.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_back_off_keeps_growing_when_every_connection_drops_at_once(
+    tmp_path: Path,
+) -> None:
+    """A server that hangs up right after each 99 is retried after 0.05, 0.1, 0.2 s."""
+    factory = protocol.Factory.forProtocol(_DropsAfterStatus)
+    port = _reactor().listenTCP(0, factory, interface="127.0.0.1")
+    clock = Clock()
+    link = make_link(
+        port.getHost().port, tmp_path, clock, reconnect_min=0.05, reconnect_max=0.4
+    )
+    dropped: list[defer.Deferred[None]] = [defer.Deferred() for _ in range(3)]
+
+    def changed(state: LinkState) -> None:
+        if state is LinkState.OUT_OF_ORDER:
+            next(d for d in dropped if not d.called).callback(None)
+
+    link.on_state(changed)
+    delays = []
+    try:
+        link.start()
+        clock.advance(0)
+        for drop in dropped:
+            await drop
+            (call,) = clock.getDelayedCalls()
+            delays.append(round(call.getTime() - clock.seconds(), 3))
+            if len(delays) < len(dropped):
+                clock.advance(delays[-1])
+    finally:
+        link.stop()
+        await defer.maybeDeferred(port.stopListening)
+    assert [0.05, 0.1, 0.2] == delays

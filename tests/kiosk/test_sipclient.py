@@ -101,8 +101,8 @@ async def test_status_is_asked_again_at_the_configured_interval(
     polled: defer.Deferred[None] = defer.Deferred()
     original = link._check_status
 
-    async def watched(wire: Any) -> None:
-        await original(wire)
+    async def watched(wire: Any, **options: Any) -> None:
+        await original(wire, **options)
         polled.callback(None)
 
     link._check_status = watched  # type: ignore[method-assign]
