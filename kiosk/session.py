@@ -54,6 +54,9 @@ STAFF_CODE_FREE_TRIES = 3
 STAFF_CODE_LOCK_FIRST = 30.0
 #: The longest lock, in seconds.
 STAFF_CODE_LOCK_MAX = 3600.0
+#: Seconds after a timeout in which an item scanned on the attract screen is
+#: not returned (it was most likely meant for the session that just ended).
+AFTER_TIMEOUT_GRACE = 5.0
 
 
 class SelfCheck:
@@ -90,6 +93,7 @@ class SelfCheck:
         # lock on staff-code entry they caused; both outlive sessions.
         self._staff_failures = 0
         self._staff_locked_until = 0.0
+        self._returns_from = 0.0
         #: The tags now on the RFID pad, by UID (the pad outlives sessions).
         self.pad: dict[str, PadTag] = {}
         #: Tags left on the pad by an earlier session: ignored until lifted.
@@ -401,6 +405,9 @@ class SelfCheck:
     async def _scan_at_attract(self, code: str) -> None:
         if code in self.config.kiosk.staff_cards:
             self.open_staff()
+            return
+        if self._looks_like_item(code) and self._clock.seconds() < self._returns_from:
+            log.info("an item scanned just after a timeout was ignored")
             return
         if self._looks_like_item(code) and Action.RETURN in self.services():
             self.start_returns()
@@ -754,6 +761,7 @@ class SelfCheck:
 
     def _timed_out(self) -> None:
         log.info("session timed out on the {screen} screen", screen=self.screen.value)
+        self._returns_from = self._clock.seconds() + AFTER_TIMEOUT_GRACE
         self.end_session()
 
     # -- staff ---------------------------------------------------------------------

@@ -526,3 +526,35 @@ async def test_the_back_off_keeps_growing_when_every_connection_drops_at_once(
         link.stop()
         await defer.maybeDeferred(port.stopListening)
     assert [0.05, 0.1, 0.2] == delays
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_item_scanned_just_after_a_timeout_is_not_returned(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """For five seconds after a timeout an item scan on the welcome screen does
+    nothing (the patron's own loan stays lent); after that it is a return."""
+    kiosk = await start_kiosk(live_server, tmp_path)
+    check = kiosk.check
+    try:
+        await sign_in(check)
+        check.choose(Action.BORROW)
+        await check.scan(ITEMS[0])
+        kiosk.clock.advance(check.config.timeouts.idle)
+        assert Screen.ATTRACT is check.screen
+
+        kiosk.clock.advance(4)
+        await check.scan(ITEMS[0])
+        assert (Screen.ATTRACT, []) == (check.screen, check.rows)
+        assert 1 == _open_loans(live_server.library.url, ITEMS[0])
+
+        kiosk.clock.advance(1)
+        await check.scan(ITEMS[0])
+        assert (Screen.ITEMS, Action.RETURN, Result.DONE) == (
+            check.screen,
+            check.rows[0].action,
+            check.rows[0].result,
+        )
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
