@@ -428,15 +428,7 @@ class KioskApp(App):
         self.staff_status = "\n".join(
             f"{key}: {value}" for key, value in status.items()
         )
-        journal = self.check.desk.journal
-        lines = []
-        if journal is not None:
-            for entry in journal.results(20):
-                lines.append(
-                    f"{entry.happened_at:%Y-%m-%d %H:%M} {entry.kind} {entry.item}: "
-                    f"{entry.state} {entry.result}"
-                )
-        self.staff_results = "\n".join(lines) or "-"
+        self.staff_results = "\n".join(self.check.staff_results()) or "-"
 
     # -- keys ------------------------------------------------------------------------
 

@@ -198,9 +198,11 @@ class Journal:
         return self._select("WHERE id = ?", (entry_id,))[0]
 
     def results(self, limit: int = 50) -> list[JournalEntry]:
-        """Replayed (or unknown) entries, newest first."""
+        """Replayed (or unknown) entries: the unknown ones (staff must check
+        them by hand) first, then the rest, newest first."""
         return self._select(
-            "WHERE state != ? ORDER BY id DESC LIMIT ?", (EntryState.PENDING, limit)
+            "WHERE state != ? ORDER BY state = ? DESC, id DESC LIMIT ?",
+            (EntryState.PENDING, EntryState.UNKNOWN, limit),
         )
 
     def counts(self) -> dict[EntryState, int]:

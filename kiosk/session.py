@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from .config import KioskConfig, staff_code_matches
 from .devices import PadTag
 from .idle import IdleTimer
+from .journal import EntryState
 from .model import (
     TIMED_SCREENS,
     Cue,
@@ -802,6 +803,21 @@ class SelfCheck:
         self.desk.journal_problem = None
         self.run(self._replay())
         self.touch()
+
+    def staff_results(self, limit: int = 20) -> list[str]:
+        """The offline replay results for the staff screen, those to check by
+        hand (unknown outcome) first."""
+        journal = self.desk.journal
+        if journal is None:
+            return []
+        lines = []
+        for entry in journal.results(limit):
+            check = "CHECK BY HAND: " if entry.state is EntryState.UNKNOWN else ""
+            lines.append(
+                f"{check}{entry.happened_at:%Y-%m-%d %H:%M} {entry.kind} "
+                f"{entry.item}: {entry.state} {entry.result}"
+            )
+        return lines
 
     def staff_status(self) -> dict[str, str]:
         """What the staff screen shows as status lines."""

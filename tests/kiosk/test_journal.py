@@ -135,3 +135,20 @@ def test_a_corrupt_journal_is_named_in_the_error(tmp_path: Path) -> None:
     assert str(raised.value).startswith(f"{path}: cannot open the offline journal")
     assert "offline.journal" in str(raised.value)
     assert "not a database" in str(raised.value)
+
+
+def test_entries_to_check_by_hand_are_listed_first(tmp_path: Path) -> None:
+    """An older entry of unknown outcome comes before newer replayed ones."""
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    lost = journal.record(EntryKind.RETURN, item="lost", at=AT)
+    journal.mark_in_flight(lost)
+    journal.close()
+    journal = Journal(path)
+    for item in ("b", "c"):
+        entry = journal.record(EntryKind.RETURN, item=item, at=AT)
+        journal.mark_in_flight(entry)
+        journal.mark_result(entry, EntryState.DONE, "ok", AT)
+
+    assert ["lost", "c", "b"] == [entry.item for entry in journal.results()]
+    journal.close()
