@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,12 @@ from .harness import (
 )
 
 PATRON, PIN = "21234000000018", "1234"
-# Two books for each tour, so each tour starts with no loans.
+# Two books to borrow in each tour, and a third lent to the patron beforehand
+# (an earlier visit), whose scan shows the renewal offer.
 ITEMS = {
-    ("en", False): ("31234000000016", "31234000000032"),
-    ("fr", False): ("31234000000040", "31234000000065"),
-    ("en", True): ("31234000000073", "31234000000099"),
+    ("en", False): ("31234000000016", "31234000000032", "31234000000024"),
+    ("fr", False): ("31234000000040", "31234000000065", "31234000000057"),
+    ("en", True): ("31234000000073", "31234000000099", "31234000000081"),
 }
 # A reference book of the demo library: not for loan.
 REFERENCE = "31234000000115"
@@ -74,6 +77,7 @@ async def _tour(
 
     suffix = f"{language}{'-contrast' if contrast else ''}"
     with tempfile.TemporaryDirectory() as folder:
+        _lend_beforehand(port, ITEMS[language, contrast][2])
         config = _config(port, Path(folder), language, contrast)
         kiosk = assemble(config, reactor, clock=Clock())
         app, check = kiosk.app, kiosk.check
@@ -93,7 +97,32 @@ async def _tour(
         kiosk.close()
 
 
-async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str]) -> None:
+def _lend_beforehand(port: int, barcode: str) -> None:
+    """Lend a book to the patron through `ils sip`, as an earlier visit would."""
+    subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+        [
+            sys.executable,
+            "-m",
+            "ils.cli",
+            "sip",
+            "--port",
+            str(port),
+            "--login",
+            "kiosk1",
+            "--password",
+            "kiosk1-demo",
+            "checkout",
+            PATRON,
+            barcode,
+            "--pin",
+            PIN,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str, str]) -> None:
     """Through every screen as a patron, then as staff, shooting each."""
     await shot("attract")
     app.press("start")
@@ -112,11 +141,8 @@ async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str]) -> None
     app.press("ok")
     await shot("menu")
     app.press("borrow")
-    first, second = books
-    # TODO(#6): the second read of `first` used to show "already yours - renew?";
-    # it is now a double read that changes nothing (adversarial 7). Show the
-    # renew offer with a loan from an earlier session and redo the screenshots.
-    for barcode in (first, REFERENCE, second, first):
+    first, second, already_lent = books
+    for barcode in (first, REFERENCE, second, already_lent):
         await settle(app)
         type_keys(barcode)
     await shot("items")
