@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -62,6 +63,21 @@ class AccountBook:
 def _decoy_hash() -> str:
     # A hash of a random string nobody knows, checked against for unknown logins.
     return hash_secret(secrets.token_hex(16))
+
+
+def address_key(host: str) -> str:
+    """Whom failed logins from `host` are counted against.
+
+    An IPv6 address counts as its /64: one subscriber or site is handed a
+    whole /64, and could otherwise try from a fresh address each time.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
 
 
 class Admission:
@@ -161,10 +177,11 @@ class Admission:
     def address_blocked(self, host: str) -> bool:
         """Whether too many logins from `host` failed within the window."""
         with self._lock:
-            return self._recent_failures(host) >= self.max_failed_logins
+            return self._recent_failures(address_key(host)) >= self.max_failed_logins
 
     def login_failed(self, host: str) -> int:
         """Count a failed login from `host`; returns the count in the window."""
+        host = address_key(host)
         with self._lock:
             if len(self._failures) > _MAX_TRACKED_ADDRESSES:
                 # A scan from many addresses must not grow the table without end.

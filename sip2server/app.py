@@ -41,7 +41,7 @@ from sip2server.listeners import (
 )
 from sip2server.mapping import SipCirculation, descriptor_shortfall
 from sip2server.metrics import ServerMetrics, operations_site
-from sip2server.server import SipServerFactory
+from sip2server.server import LoginSlots, SipServerFactory
 from sip2server.session import TerminalSession
 from sip2server.txlog import TransactionLog
 
@@ -78,6 +78,8 @@ class RunningServer:
     # One thread for health probes, so that /healthz and the outage probe never
     # queue behind terminals' requests (the database pool has room for it).
     probe_pool: ThreadPool | None = None
+    # The threads that check login passwords, apart from the requests'.
+    logins: LoginSlots | None = None
     listeners: list[Listener] = field(default_factory=list)
     operations_port: IListeningPort | None = None
     # --listen on the command line: plain listeners instead of the configured.
@@ -127,6 +129,8 @@ class RunningServer:
         self.threadpool.stop()
         if self.probe_pool is not None:
             self.probe_pool.stop()
+        if self.logins is not None:
+            self.logins.pool.stop()
         self.database.dispose()
         if self.transactions is not None:
             self.transactions.close()
@@ -342,11 +346,16 @@ def start_server(
     probe_pool = ThreadPool(minthreads=0, maxthreads=1, name="sip2-health")
     probe_pool.start()
     server = config.server
+    login_pool = ThreadPool(
+        minthreads=0, maxthreads=server.login_threads, name="sip2-login"
+    )
+    login_pool.start()
     running = RunningServer(
         config=config,
         database=database,
         threadpool=threadpool,
         probe_pool=probe_pool,
+        logins=LoginSlots(login_pool, server.login_backlog),
         circulation=circulation,
         admission=Admission(
             max_connections=server.max_connections,
@@ -464,6 +473,7 @@ def _make_listener(
         admission=running.admission,
         metrics=running.metrics,
         transactions=running.transactions,
+        logins=running.logins,
     )
     listener = Listener(
         key=key,

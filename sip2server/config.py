@@ -284,6 +284,11 @@ class ServerSection(_Strict):
     # which further logins from that address are refused until the window ends.
     max_failed_logins_per_address: Annotated[int, Field(ge=1)] = 20
     failed_login_window: Annotated[float, Field(gt=0)] = 300
+    # Threads that check login passwords (a deliberately slow hash), apart from
+    # the request threads, so a flood of logins never delays circulation; and
+    # logins that may wait for one: more are refused at once (940) as busy.
+    login_threads: Annotated[int, Field(ge=1, le=16)] = 2
+    login_backlog: Annotated[int, Field(ge=1)] = 16
     # One line per circulation transaction (checkout, checkin, renewal, fee,
     # hold, ...) with masked patron and item ids; None writes none. The file
     # is reopened on SIGHUP, for log rotation.

@@ -145,6 +145,33 @@ class _Request:
     started: float = 0.0
 
 
+class LoginSlots:
+    """The threads that check login passwords, and the logins waiting for them.
+
+    Password hashes are slow on purpose; run on the request threads, a flood
+    of logins (from many spoofed addresses, each under its own limit) would
+    make every terminal's checkouts wait behind them. Logins get their own
+    small pool instead, and at most `backlog` of them wait: a login beyond
+    that is refused at once as busy (940), which a terminal retries.
+    Used on the reactor's thread only.
+    """
+
+    def __init__(self, pool: ThreadPool, backlog: int) -> None:
+        self.pool = pool
+        self.backlog = backlog
+        self.waiting = 0
+        self.refused = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether a new login must be refused as busy."""
+        return self.waiting >= self.backlog
+
+
+# Why a login was refused when the login threads were all taken.
+LOGINS_BUSY = "server busy checking other logins; try again"
+
+
 @dataclass(frozen=True, slots=True)
 class Keepalive:
     """TCP keepalive on a listener's connections (seconds, seconds, probes)."""
@@ -521,8 +548,22 @@ class SipConnection(TimeoutMixin, Protocol):
                 conn=self.connection_id,
             )
             return self._last_reply
-        return _Request(
+        return self._refuse_busy_login(frame, decoded) or _Request(
             frame=frame, decoded=decoded, started=self.factory.reactor.seconds()
+        )
+
+    def _refuse_busy_login(self, frame: Frame, decoded: Decoded) -> bytes | None:
+        """940 at once for a login when too many wait for a login thread."""
+        logins = self.factory.logins
+        if not isinstance(decoded.message, LoginRequest) or not logins:
+            return None
+        if not logins.full:
+            return None
+        # The session is not asked: it would end an earlier login first.
+        logins.refused += 1
+        self._count("login", "refused", 0.0)
+        return self._reply_bytes(
+            Reply(LoginResponse(ok=False), note=LOGINS_BUSY), frame, decoded
         )
 
     @staticmethod
@@ -534,12 +575,21 @@ class SipConnection(TimeoutMixin, Protocol):
         return (decoded.sequence, decoded.checksum.upper(), frame.payload)
 
     def _dispatch(self, request: _Request) -> None:
+        pool = self.factory.threadpool
+        logins = self.factory.logins
+        if isinstance(request.decoded.message, LoginRequest) and logins is not None:
+            pool = logins.pool
+            logins.waiting += 1
+
+            def done(result: Any) -> Any:
+                logins.waiting -= 1
+                return result
+
         deferred: defer.Deferred[Reply] = deferToThreadPool(
-            self.factory.reactor,
-            self.factory.threadpool,
-            self.session.handle,
-            request.decoded.message,
+            self.factory.reactor, pool, self.session.handle, request.decoded.message
         )
+        if pool is not self.factory.threadpool:
+            deferred.addBoth(done)
         deferred.addCallback(self._send_reply, request)
         deferred.addErrback(self._fault, request)
         deferred.addBoth(self._release)
@@ -815,7 +865,8 @@ class SipServerFactory(Factory):
 
     `new_session` is given the connection's id. `admission` counts connections
     and account seats across all listeners; `metrics` and `transactions`
-    record what was answered. All three are optional, for tests of one part.
+    record what was answered; `logins` checks passwords apart from requests.
+    All are optional, for tests of one part.
     """
 
     protocol = SipConnection  # type: ignore[assignment]
@@ -836,8 +887,10 @@ class SipServerFactory(Factory):
         admission: Admission | None = None,
         metrics: ServerMetrics | None = None,
         transactions: TransactionLog | None = None,
+        logins: LoginSlots | None = None,
     ) -> None:
         self.reactor = reactor
+        self.logins = logins
         self.threadpool = threadpool
         self.new_session = new_session
         self.max_frame_bytes = max_frame_bytes

@@ -1,0 +1,142 @@
+"""Hardening against floods and odd input (#5 adversarial findings 5, 6, 10, 11).
+
+Each test runs a real server on loopback over a copy of the stock SQLite
+library; terminals are raw sockets speaking SIP2 bytes, behind PROXY headers
+where a test needs many source addresses.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from tests.sip2server import test_transports
+from tests.sip2server.test_transports import Launcher, proxy_v1, target
+from tests.sip2server.test_wire_behaviour import (
+    LOGIN_FRAME,
+    WRONG_LOGIN_FRAME,
+    RawTerminal,
+    in_thread,
+    sip_now,
+)
+
+# The stock library, built once per module (a fixture of test_transports).
+library_file = test_transports.library_file
+
+PROXIED = [{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
+
+
+@pytest_twisted.async_yield_fixture
+async def launcher(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Starts servers on a copy of the library; every one is stopped after."""
+    copy = tmp_path / "ils.sqlite3"
+    shutil.copyfile(library_file, copy)
+    launched = Launcher(f"sqlite:///{copy}", None, [])
+    try:
+        yield launched
+    finally:
+        for running in launched.started:
+            await running.stop()
+
+
+def item_information() -> bytes:
+    """A 17 for an item of the stock library."""
+    return b"17" + sip_now() + b"AOCITY|AB31234000000001|\r"
+
+
+# -- 6: password hashing never delays circulation ------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_item_information_is_answered_while_every_login_thread_is_busy(
+    launcher: Launcher,
+) -> None:
+    """A logged-in gate's 17 does not wait behind logins being checked."""
+    running = await launcher.start(server={"login_threads": 1})
+    assert running.logins is not None
+    pool = running.logins.pool
+    release = threading.Event()
+
+    def talk() -> tuple[bytes, bytes]:
+        with (
+            RawTerminal(target(running)) as gate,
+            RawTerminal(target(running)) as other,
+        ):
+            gate.login()
+            pool.callInThread(release.wait, 30)  # the login thread is taken
+            other.send(LOGIN_FRAME)  # so this login waits
+            answer = gate.exchange(item_information())
+            release.set()
+            return answer, other.reply()
+
+    try:
+        answer, other = await in_thread(talk)
+    finally:
+        release.set()
+    assert answer.startswith(b"18")
+    assert other == b"941"
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_beyond_the_backlog_is_refused_at_once_as_busy(
+    launcher: Launcher,
+) -> None:
+    """With the login thread taken and one login waiting, the next gets 940."""
+    running = await launcher.start(server={"login_threads": 1, "login_backlog": 1})
+    assert running.logins is not None
+    release = threading.Event()
+    running.logins.pool.callInThread(release.wait, 30)
+
+    def talk() -> tuple[bytes, bytes]:
+        with (
+            RawTerminal(target(running)) as first,
+            RawTerminal(target(running)) as second,
+        ):
+            first.send(LOGIN_FRAME)
+            refused = second.exchange(LOGIN_FRAME)  # answered before the release
+            release.set()
+            return refused, first.reply()
+
+    try:
+        refused, accepted = await in_thread(talk)
+    finally:
+        release.set()
+    assert (refused, accepted) == (b"940", b"941")
+    assert running.logins.refused == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_logins_lock_out_the_whole_ipv6_64(launcher: Launcher) -> None:
+    """Failed logins from one /64 count together; another /64 is unaffected."""
+    running = await launcher.start(
+        listeners=PROXIED, server={"max_failed_logins_per_address": 2}
+    )
+
+    def login_from(source: str, frame: bytes) -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            terminal.send(proxy_v1(source))
+            return terminal.exchange(frame)
+
+    failed = [
+        await in_thread(login_from, "2001:db8:7::1", WRONG_LOGIN_FRAME),
+        await in_thread(login_from, "2001:db8:7::2", WRONG_LOGIN_FRAME),
+    ]
+    same_64 = await in_thread(login_from, "2001:db8:7::99", LOGIN_FRAME)
+    other_64 = await in_thread(login_from, "2001:db8:8::1", LOGIN_FRAME)
+
+    assert failed == [b"940", b"940"]
+    assert same_64 == b"940"
+    assert other_64 == b"941"
+
+
+@pytest.mark.parametrize("source", ["192.0.2.1", "192.0.2.2"])
+def test_ipv4_addresses_are_counted_one_by_one(source: str) -> None:
+    """An IPv4 address is its own key, not widened to a network."""
+    from sip2server.accounts import address_key  # noqa: PLC0415
+
+    assert address_key(source) == source
