@@ -178,11 +178,17 @@ class KioskDevices:
         reactor: Any,
         on_placed: Callable[[list[PadTag]], object],
         on_lifted: Callable[[list[str]], object],
+        on_found: Callable[[list[PadTag]], object] | None = None,
     ) -> None:
-        """Start the RFID pad of `devices.rfid`, if one is configured."""
+        """Start the RFID pad of `devices.rfid`, if one is configured; `on_found`
+        gets the tags already on the pad when it starts."""
         if self.settings.rfid:
             self.pad = RfidPad(
-                self.settings.rfid, reactor, on_placed=on_placed, on_lifted=on_lifted
+                self.settings.rfid,
+                reactor,
+                on_placed=on_placed,
+                on_lifted=on_lifted,
+                on_found=on_found,
             )
             self.pad.start()
 
@@ -291,6 +297,7 @@ class RfidPad:
         *,
         on_placed: Callable[[list[PadTag]], object],
         on_lifted: Callable[[list[str]], object],
+        on_found: Callable[[list[PadTag]], object] | None = None,
         interval: float = 0.2,
     ) -> None:
         kind, _, url = spec.partition(":")
@@ -301,6 +308,8 @@ class RfidPad:
         self._reactor = reactor
         self._on_placed = on_placed
         self._on_lifted = on_lifted
+        # Tags of the first good inventory were there before the kiosk started.
+        self._on_found = on_found
         self._interval = interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -336,17 +345,26 @@ class RfidPad:
         poller = FieldPoller(self._tags, device="rfid-pad", reopen=reopen)
 
         def poll() -> None:
+            first = True
             while not self._stop.is_set():
                 with self._lock:
                     events = poller.poll()
+                    found = first and not poller.lost
+                first = first and not found
                 for event in events:
-                    self._reactor.callFromThread(self._deliver, event)
+                    self._reactor.callFromThread(self._deliver, event, found)
+                if found:
+                    self._reactor.callFromThread(self._first_inventory)
                 self._stop.wait(self._interval)
 
         self._thread = threading.Thread(target=poll, name="rfid-pad", daemon=True)
         self._thread.start()
 
-    def _deliver(self, event: Any) -> None:
+    def _first_inventory(self) -> None:
+        if self.state == "starting":
+            self.state = "ready"
+
+    def _deliver(self, event: Any, found: bool = False) -> None:
         from drivers.events import (  # noqa: PLC0415
             DeviceBack,
             DeviceLost,
@@ -356,12 +374,13 @@ class RfidPad:
 
         if isinstance(event, TagsPresent):
             self.state = "ready"
-            self._on_placed(
-                [
-                    PadTag(tag.uid, tag.item_id, tag.part, tag.parts)
-                    for tag in event.tags
-                ]
-            )
+            tags = [
+                PadTag(tag.uid, tag.item_id, tag.part, tag.parts) for tag in event.tags
+            ]
+            if found and self._on_found is not None:
+                self._on_found(tags)
+            else:
+                self._on_placed(tags)
         elif isinstance(event, TagsGone):
             self._on_lifted(list(event.uids))
         elif isinstance(event, DeviceLost):

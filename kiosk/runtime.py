@@ -18,7 +18,7 @@ from .i18n import Catalogues
 from .journal import Journal
 from .present import Presenter
 from .session import SelfCheck
-from .sipclient import SipLink
+from .sipclient import LinkState, SipLink
 from .transactions import SipDesk
 from .wording import Wording
 
@@ -45,7 +45,34 @@ class Kiosk:
             reactor,
             lambda tags: self.check.run(self.check.tags_placed(tags)),
             self.check.tags_lifted,
+            self.check.tags_found_at_start,
         )
+
+    def start(self, reactor: Any, *, wait: float | None = None) -> None:
+        """Start the link, and the devices once the kiosk knows where it stands.
+
+        Devices are started when the link has logged in (or has found the
+        server unreachable), or after `wait` seconds (default: the server's
+        reply timeout) at the latest, so that an item on the pad at start-up
+        is never taken for an offline return while the login is under way.
+        """
+        started: list[bool] = []
+
+        def devices_now() -> None:
+            if not started:
+                started.append(True)
+                if waiting.active():
+                    waiting.cancel()
+                self.start_devices(reactor)
+
+        def changed(state: LinkState) -> None:
+            if state is not LinkState.CONNECTING:
+                devices_now()
+
+        delay = self.check.config.server.timeout if wait is None else wait
+        waiting = reactor.callLater(delay, devices_now)
+        self.link.on_state(changed)
+        self.link.start()
 
     def close(self) -> None:
         """Stop the devices and the link, and close the journal."""
@@ -79,8 +106,7 @@ def assemble(config: KioskConfig, reactor: Any, *, clock: Any = None) -> Kiosk:
 async def run(config: KioskConfig, reactor: Any) -> None:
     """Run the kiosk until its window closes."""
     kiosk = assemble(config, reactor)
-    kiosk.link.start()
-    kiosk.start_devices(reactor)
+    kiosk.start(reactor)
     try:
         await kiosk.app.async_run(async_lib="asyncio")
     finally:

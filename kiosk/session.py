@@ -526,10 +526,18 @@ class SelfCheck:
             # An RFID library card: the same as scanning its barcode.
             await self.scan(first)
             return
-        if self.screen is Screen.ATTRACT and Action.RETURN in self.services():
-            self.start_returns()
+        # Items on the pad at the welcome screen wait for the patron's choice
+        # (return, or start to borrow or renew them): never returned by themselves.
         if self.screen is Screen.ITEMS:
             await self._pad_items()
+        else:
+            self._changed()
+
+    def tags_found_at_start(self, tags: list[PadTag]) -> None:
+        """Tags already on the pad when the kiosk started: ignored until lifted."""
+        for tag in tags:
+            self.pad[tag.uid] = tag
+            self.pad_left.add(tag.uid)
 
     def _items_on_pad(self) -> None:
         # Items put on the pad before the patron chose what to do with them.

@@ -50,6 +50,8 @@ async def start(live_server: LiveServer, tmp_path: Path, url: str) -> Kiosk:
     kiosk.link.start()
     await reached(kiosk.link, LinkState.ONLINE)
     kiosk.start_devices(reactor)
+    # Tags found by the first inventory count as left from before the start.
+    await until(lambda: "feig ready" == kiosk.devices.status()["rfid"])
     return kiosk
 
 
@@ -125,8 +127,76 @@ async def test_a_refused_item_keeps_its_tag_secured_and_a_return_secures(
             loaned = library_tag(SET_UIDS[0], ITEMS[2])
             loaned.afi = AFI_ON_LOAN
             pad.put(loaned)
+            await until(lambda: SET_UIDS[0] in check.pad)
+            check.start_returns()
             await until(lambda: bool(check.rows) and not check.busy)
             assert Action.RETURN is check.rows[0].action
             assert AFI_ON_SHELF == pad.snapshot(SET_UIDS[0]).afi  # type: ignore[union-attr]
+        finally:
+            kiosk.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_items_on_the_pad_at_start_up_are_ignored_until_lifted(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A book lying on the pad when the kiosk starts is neither returned (online
+    or offline) nor shown; lifted and placed again, it waits for the patron."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    pad = TagField()
+    pad.put(library_tag(BOOK_UID, ITEMS[0]))
+    with ReaderSimulator(pad, "feig") as simulator:
+        url = simulator.serve_tcp()
+        config = kiosk_config(
+            live_server.port, tmp_path, devices={"rfid": f"feig:{url}"}
+        )
+        kiosk = assemble(config, reactor, clock=Clock())
+        check = kiosk.check
+        try:
+            kiosk.start(reactor)
+            await until(lambda: BOOK_UID in check.pad)
+            assert LinkState.ONLINE is kiosk.link.state
+            assert Screen.ATTRACT is check.screen
+            assert [] == check.rows
+            assert kiosk.journal is not None
+            assert [] == kiosk.journal.results()
+
+            pad.take(BOOK_UID)
+            await until(lambda: BOOK_UID not in check.pad)
+            pad.put(library_tag(BOOK_UID, ITEMS[0]))
+            await until(lambda: BOOK_UID in check.pad)
+            assert Screen.ATTRACT is check.screen
+            assert [] == check.rows
+        finally:
+            kiosk.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_items_on_the_pad_at_the_welcome_screen_wait_for_a_choice(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Items placed on the welcome screen start nothing: "start" still leads
+    to the card prompt, and after the patron identifies and chooses "renew"
+    the items go through as renewals, not returns."""
+    pad = TagField()
+    with ReaderSimulator(pad, "feig") as simulator:
+        kiosk = await start(live_server, tmp_path, simulator.serve_tcp())
+        check = kiosk.check
+        try:
+            pad.put(library_tag(BOOK_UID, ITEMS[0]))
+            await until(lambda: BOOK_UID in check.pad)
+            assert Screen.ATTRACT is check.screen
+            assert [] == check.rows
+            check.start()
+            assert Screen.IDENTIFY is check.screen
+            await check.scan(PATRON)
+            for digit in PIN:
+                check.press_key(digit)
+            await check.submit()
+            assert Screen.MENU is check.screen
+            check.choose(Action.RENEW)
+            await until(lambda: bool(check.rows) and not check.busy)
+            assert [Action.RENEW] == [row.action for row in check.rows]
         finally:
             kiosk.close()
