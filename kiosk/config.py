@@ -47,7 +47,8 @@ class KioskConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "6001" is not a port and "yes" is not a boolean (TOML has types).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class KioskSection(_Strict):
@@ -196,8 +197,32 @@ class DevicesSection(_Strict):
     keyboard_wedge: bool = True
     scanner: str = ""
     rfid: str = ""
-    # "file:PATH" writes receipts to a file; other forms need drivers/printer.
+    # "file:PATH" (an ESC/POS spool file), "serial:DEVICE",
+    # "network:HOST[:PORT]" or "dummy", printed through drivers/printer.
     printer: str = ""
+
+    @field_validator("rfid")
+    @classmethod
+    def _rfid_form(cls, value: str) -> str:
+        kind, _, url = value.partition(":")
+        if value and (kind not in {"feig", "3m810"} or not url):
+            raise ValueError(f"{value!r} is not feig:URL or 3m810:URL")
+        return value
+
+    @field_validator("printer")
+    @classmethod
+    def _printer_form(cls, value: str) -> str:
+        kind, _, rest = value.partition(":")
+        good = (kind in {"file", "serial", "network"} and rest) or value == "dummy"
+        if kind == "network" and rest:
+            port = rest.partition(":")[2]
+            good = not port or (port.isdigit() and 0 < int(port) < 65536)
+        if value and not good:
+            raise ValueError(
+                f"{value!r} is not file:PATH, serial:DEVICE, "
+                "network:HOST[:PORT] or dummy"
+            )
+        return value
 
 
 class DisplaySection(_Strict):
@@ -278,7 +303,36 @@ def load_config(path: Path | str) -> KioskConfig:
         raise KioskConfigError(path, [("(file)", "no such file")]) from None
     except tomllib.TOMLDecodeError as error:
         raise KioskConfigError(path, [("(syntax)", str(error))]) from None
-    return parse_config(data, path)
+    config = parse_config(data, path)
+    problems = _missing_files(config)
+    if problems:
+        raise KioskConfigError(path, problems)
+    return config
+
+
+def _missing_files(config: KioskConfig) -> list[tuple[str, str]]:
+    """Files the configuration names that are not there (relative paths are
+    from the working directory), checked before any window opens."""
+    problems: list[tuple[str, str]] = []
+    for key, name in (
+        ("devices.scanner", config.devices.scanner),
+        ("messages.catalogue", config.messages.catalogue),
+    ):
+        if name and not Path(name).is_file():
+            problems.append((key, f"no such file {name!r}"))
+    folders = []
+    if config.offline.enabled:
+        folders.append(("offline.journal", config.offline.journal))
+    kind, _, rest = config.devices.printer.partition(":")
+    if kind == "file":
+        folders.append(("devices.printer", rest))
+    for key, name in folders:
+        folder = Path(name).parent
+        if not folder.is_dir():
+            problems.append(
+                (key, f"the folder {str(folder)!r} does not exist; create it first")
+            )
+    return problems
 
 
 def hash_staff_code(code: str) -> str:

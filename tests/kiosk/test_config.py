@@ -18,8 +18,12 @@ from kiosk.wording import CatalogueError, Refusal, Wording
 from tests.conftest import REPO_ROOT
 
 
-def test_the_shipped_example_loads_with_its_commented_values() -> None:
+def test_the_shipped_example_loads_with_its_commented_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """config/kiosk.toml is valid and says what its comments say."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "var").mkdir()
     config = load_config(REPO_ROOT / "config" / "kiosk.toml")
 
     assert "MAIN" == config.kiosk.branch
@@ -58,6 +62,65 @@ def test_a_missing_file_and_bad_toml_are_named(tmp_path: Path) -> None:
     broken.write_text("[kiosk\n")
     with pytest.raises(KioskConfigError, match=r"broken.toml: \(syntax\)"):
         load_config(broken)
+
+
+MINIMAL = '[kiosk]\ninstitution = "DEMO"\nbranch = "MAIN"\n[account]\nlogin = "k"\n'
+
+
+def test_bad_devices_and_missing_files_are_named_before_any_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown printer and RFID forms, a missing scanners file, a missing
+    catalogue and a journal in a missing folder are each one line naming the
+    key."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        MINIMAL + 'password = "p"\n'
+        '[devices]\nprinter = "lpt:1"\nrfid = "feig"\n'
+        'scanner = "absent-scanners.toml"\n'
+        '[messages]\ncatalogue = "absent-messages.toml"\n'
+    )
+    with pytest.raises(KioskConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert f"{path}: devices.printer: 'lpt:1' is not file:PATH" in message
+    assert f"{path}: devices.rfid: 'feig' is not feig:URL or 3m810:URL" in message
+
+    path.write_text(
+        MINIMAL + 'password = "p"\n'
+        '[devices]\nscanner = "absent-scanners.toml"\n'
+        'printer = "file:nowhere/receipts.bin"\n'
+        '[messages]\ncatalogue = "absent-messages.toml"\n'
+        '[offline]\nenabled = true\njournal = "gone/journal.sqlite3"\n'
+    )
+    with pytest.raises(KioskConfigError) as raised:
+        load_config(path)
+    lines = str(raised.value).splitlines()
+    assert [
+        f"{path}: devices.scanner: no such file 'absent-scanners.toml'",
+        f"{path}: messages.catalogue: no such file 'absent-messages.toml'",
+        f"{path}: offline.journal: the folder 'gone' does not exist; create it first",
+        f"{path}: devices.printer: the folder 'nowhere' does not exist; "
+        "create it first",
+    ] == lines
+    assert not (tmp_path / "gone").exists()
+
+
+def test_values_of_the_wrong_type_are_refused(tmp_path: Path) -> None:
+    """A port written as a string and a boolean written "yes" are refused,
+    naming the key, rather than quietly converted."""
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        MINIMAL + "password = 1234\n"
+        '[server]\nport = "6001"\n[patron]\npin_required = "yes"\n'
+    )
+    with pytest.raises(KioskConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert f"{path}: server.port: Input should be a valid integer" in message
+    assert f"{path}: patron.pin_required: Input should be a valid boolean" in message
+    assert f"{path}: account.password: Input should be a valid string" in message
 
 
 def test_staff_codes_are_stored_hashed_and_salted() -> None:
