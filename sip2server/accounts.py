@@ -80,6 +80,13 @@ def address_key(host: str) -> str:
     return host
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Admission:
     """Who may be connected and logged in right now, across all listeners.
 
@@ -96,8 +103,11 @@ class Admission:
         max_failed_logins: int,
         failed_login_window: float,
         clock: Callable[[], float] = time.monotonic,
+        max_unauthenticated_per_address: int = 50,
     ) -> None:
         self.max_connections = max_connections
+        self.max_unauthenticated_per_address = max_unauthenticated_per_address
+        self._waiting: dict[str, int] = {}
         self.max_failed_logins = max_failed_logins
         self.failed_login_window = failed_login_window
         self._clock = clock
@@ -131,6 +141,34 @@ class Admission:
         with self._lock:
             self._live.discard(token)
             self._release(token)
+
+    def arrive(self, host: str) -> bool:
+        """Count a connection from `host` not yet logged in; False if too many.
+
+        Loopback is not capped: it is this machine (a local TLS terminator or
+        proxy that sends no PROXY header brings every terminal from there).
+        """
+        if _loopback(host):
+            return True
+        key = address_key(host)
+        with self._lock:
+            count = self._waiting.get(key, 0)
+            if count >= self.max_unauthenticated_per_address:
+                return False
+            self._waiting[key] = count + 1
+            return True
+
+    def depart(self, host: str) -> None:
+        """A connection counted by `arrive` logged in or closed."""
+        if _loopback(host):
+            return
+        key = address_key(host)
+        with self._lock:
+            count = self._waiting.get(key, 0) - 1
+            if count > 0:
+                self._waiting[key] = count
+            else:
+                self._waiting.pop(key, None)
 
     @property
     def open_connections(self) -> int:

@@ -361,6 +361,7 @@ def start_server(
             max_connections=server.max_connections,
             max_failed_logins=server.max_failed_logins_per_address,
             failed_login_window=server.failed_login_window,
+            max_unauthenticated_per_address=server.max_unauthenticated_per_address,
         ),
         health=DatabaseHealth(),
         metrics=ServerMetrics(),
@@ -466,6 +467,11 @@ def _make_listener(
             server.idle_timeout
             if settings.idle_timeout is None
             else settings.idle_timeout
+        ),
+        login_timeout=(
+            server.login_timeout
+            if settings.login_timeout is None
+            else settings.login_timeout
         ),
         keepalive=keepalive_of(settings),
         proxied=settings.endpoint.startswith("haproxy:"),

@@ -234,6 +234,8 @@ class ListenerConfig(_Strict):
     tls: TlsSettings | None = None
     # Seconds of silence before a connection is closed; None: [server] value.
     idle_timeout: Annotated[float, Field(ge=0)] | None = None
+    # Seconds to log in before a connection is closed; None: [server] value.
+    login_timeout: Annotated[float, Field(ge=0)] | None = None
     # TCP keepalive probes, so that a terminal that vanished (power cut, NAT
     # table flushed) is noticed: seconds idle before the first probe, seconds
     # between probes, unanswered probes before the connection is dropped.
@@ -289,6 +291,12 @@ class ServerSection(_Strict):
     # logins that may wait for one: more are refused at once (940) as busy.
     login_threads: Annotated[int, Field(ge=1, le=16)] = 2
     login_backlog: Annotated[int, Field(ge=1)] = 16
+    # Seconds a connection may stay open without logging in (0: no limit), so
+    # idle connections that never log in cannot fill max_connections.
+    login_timeout: Annotated[float, Field(ge=0)] = 30
+    # Connections from one address (an IPv6 /64) open at once and not logged
+    # in; more from there are closed at once. Logged-in ones do not count.
+    max_unauthenticated_per_address: Annotated[int, Field(ge=1)] = 50
     # One line per circulation transaction (checkout, checkin, renewal, fee,
     # hold, ...) with masked patron and item ids; None writes none. The file
     # is reopened on SIGHUP, for log rotation.

@@ -21,14 +21,23 @@ from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
     KeyPair,
     trustRootFromCertificates,
 )
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._info import ProxyInfo
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.protocols.haproxy._wrapper import (
+    HAProxyProtocolWrapper,
+    HAProxyWrappingFactory,
+)
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
 from sip2server.accounts import AccountBook
 from sip2server.config import AccountConfig, ListenerConfig, TlsSettings
@@ -43,14 +52,37 @@ class StartupError(RuntimeError):
     """The server cannot start with this configuration and database."""
 
 
+# The listen backlog for TCP and TLS endpoints whose string gives none.
+# Twisted's own default, 50, makes the kernel drop the SYN of every connection
+# beyond it in a burst (all terminals reconnecting after a restart), and each
+# such terminal retries only a second or more later.
+DEFAULT_BACKLOG = 1024
+_BACKLOG_TYPES = re.compile(r"^(haproxy:)?(tcp|tcp6|ssl):")
+_HAS_BACKLOG = re.compile(r"(^|:)backlog=")
+
+
+def with_default_backlog(description: str) -> str:
+    """The listen string with `backlog=DEFAULT_BACKLOG` added to a TCP or TLS
+    endpoint (also inside `haproxy:`) that does not give its own backlog."""
+    if _BACKLOG_TYPES.match(description) and not _HAS_BACKLOG.search(description):
+        return f"{description}:backlog={DEFAULT_BACKLOG}"
+    return description
+
+
 def endpoint_from(reactor: Any, description: str, key: str) -> Any:
-    """The endpoint a listen string describes.
+    """The endpoint a listen string describes, with `DEFAULT_BACKLOG` for a TCP
+    or TLS one that gives no backlog.
 
     Raises:
         StartupError: naming the configuration key and what is wrong.
     """
     try:
-        return serverFromString(reactor, description)
+        if description.startswith(_PROXIED):
+            inner = description[len(_PROXIED) :]
+            return ProxiedEndpoint(
+                serverFromString(reactor, with_default_backlog(inner))
+            )
+        return serverFromString(reactor, with_default_backlog(description))
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
         hint = "write it like tcp:6001:interface=127.0.0.1"
         if description.startswith("systemd:"):
@@ -62,6 +94,81 @@ def endpoint_from(reactor: Any, description: str, key: str) -> Any:
             f"{key}: {description!r} is not a listening endpoint "
             f"({type(error).__name__}: {error}); {hint}"
         ) from None
+
+
+_PROXIED = "haproxy:"
+
+# The longest PROXY v1 line, CRLF included, as the protocol defines it.
+_V1_MAX = 107
+
+
+class ProxyHeaderReader(HAProxyProtocolWrapper):
+    """Reads the PROXY header (v1 or v2) before the terminal's own bytes.
+
+    Unlike Twisted's wrapper it tells the connection as soon as the header is
+    read (`proxy_header_read`), so the terminal's address counts before it
+    sends anything; and it accepts v1 `UNKNOWN` (a balancer's own health
+    check), keeping the socket's own address as the peer. It uses Twisted's
+    header parsers, which are private: only Twisted's endpoint is public.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._proxyInfo is not None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        if self._parser is None and data.startswith(b"PROXY UNKNOWN"):
+            end = data.find(b"\r\n")
+            if 0 <= end <= _V1_MAX - 2:
+                self._proxyInfo = ProxyInfo(data[:end], None, None)
+                self._header_read(data[end + 2 :])
+                return
+        if self._parser is None:
+            if len(data) >= 16 and data[:12] == V2Parser.PREFIX and data[12] >> 4 == 2:
+                self._parser = V2Parser()
+            elif len(data) >= 8 and data[:5] == V1Parser.PROXYSTR:
+                self._parser = V1Parser()
+            else:
+                self.loseConnection()
+                return
+        try:
+            info, remaining = self._parser.feed(data)
+        except InvalidProxyHeader:
+            self.loseConnection()
+            return
+        if info is not None:
+            self._proxyInfo = info
+            self._header_read(remaining or b"")
+
+    def _header_read(self, remaining: bytes) -> None:
+        # Through TLS the SIP2 connection is one wrapper further down.
+        inner: Any = self.wrappedProtocol
+        while not hasattr(inner, "proxy_header_read") and hasattr(
+            inner, "wrappedProtocol"
+        ):
+            inner = inner.wrappedProtocol
+        notice = getattr(inner, "proxy_header_read", None)
+        if notice is not None:
+            notice()
+        if remaining:
+            self.wrappedProtocol.dataReceived(remaining)
+
+
+class ProxyHeaderFactory(HAProxyWrappingFactory):
+    """Wraps each connection of a PROXY listener in a `ProxyHeaderReader`."""
+
+    protocol = ProxyHeaderReader
+
+
+@implementer(IStreamServerEndpoint)
+class ProxiedEndpoint:
+    """An endpoint whose connections start with a PROXY protocol header."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def listen(self, factory: Any) -> Any:
+        """Listen on the inner endpoint, reading each connection's header first."""
+        return self.inner.listen(ProxyHeaderFactory(factory))
 
 
 def _read(path: Path, key: str) -> bytes:

@@ -254,6 +254,10 @@ class SipConnection(TimeoutMixin, Protocol):
         self._warnings = 0
         self._failed_logins = 0
         self._close_after_reply = False
+        # Until the terminal logs in: the deadline to do so, and whether it is
+        # counted against its address's cap on connections not logged in.
+        self._login_deadline: Any = None
+        self._waiting_login = False
 
     def connectionMade(self) -> None:
         self._learn_peer()
@@ -279,6 +283,10 @@ class SipConnection(TimeoutMixin, Protocol):
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
+        if self.factory.login_timeout:
+            self._login_deadline = self.factory.reactor.callLater(
+                self.factory.login_timeout, self._login_overdue
+            )
         if self.factory.keepalive is not None:
             set_keepalive(self.transport, self.factory.keepalive)
         if not self.factory.proxied:
@@ -299,8 +307,31 @@ class SipConnection(TimeoutMixin, Protocol):
         self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.session.address = host
 
+    def proxy_header_read(self) -> None:
+        """The PROXY header has been read: the peer is now the terminal."""
+        if self._admitted and not self._introduced and not self._closed:
+            self._learn_peer()
+            self._introduce()
+
     def _introduce(self) -> None:
         self._introduced = True
+        admission = self.factory.admission
+        if admission is not None and self.session.account is None:
+            if not admission.arrive(self.host):
+                self.factory.crowded += 1
+                if self._rarely(self.factory.crowded):
+                    log.warn(
+                        "{limit} connections from {host} not logged in; closing "
+                        "conn={conn} peer={peer} ({count} closed so far)",
+                        limit=admission.max_unauthenticated_per_address,
+                        host=self.host,
+                        conn=self.connection_id,
+                        peer=self.peer,
+                        count=self.factory.crowded,
+                    )
+                self._close()
+                return
+            self._waiting_login = True
         log.info(
             "terminal connected conn={conn} peer={peer} listener={listener}",
             conn=self.connection_id,
@@ -308,9 +339,40 @@ class SipConnection(TimeoutMixin, Protocol):
             listener=self.factory.name,
         )
 
+    @staticmethod
+    def _rarely(count: int) -> bool:
+        # The first few of a kind are logged in detail, then every 100th.
+        return count <= _DETAILED_REFUSALS or count % 100 == 0
+
+    def _login_overdue(self) -> None:
+        self._login_deadline = None
+        if self._closed or self.session.account is not None:
+            return
+        self.factory.overdue += 1
+        if self._rarely(self.factory.overdue):
+            log.info(
+                "not logged in after {seconds} s, closing conn={conn} peer={peer} "
+                "({count} closed so far)",
+                seconds=self.factory.login_timeout,
+                conn=self.connection_id,
+                peer=self.peer,
+                count=self.factory.overdue,
+            )
+        self._close()
+
+    def _logged_in(self) -> None:
+        # No deadline and no longer counted against the address's cap.
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._login_deadline = None
+        if self._waiting_login and self.factory.admission is not None:
+            self.factory.admission.depart(self.host)
+        self._waiting_login = False
+
     def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
         if not self._admitted:
             return
+        self._logged_in()
         self.factory.connections.discard(self)
         if self.factory.admission is not None:
             self.factory.admission.disconnect(self.connection_id)
@@ -353,6 +415,8 @@ class SipConnection(TimeoutMixin, Protocol):
             # The PROXY header has been read: the peer is now the terminal.
             self._learn_peer()
             self._introduce()
+            if self._closed:
+                return
         self.resetTimeout()
         self._unframed += data
         self._drain()
@@ -653,6 +717,8 @@ class SipConnection(TimeoutMixin, Protocol):
         # work"; the login name is not secret, the password never appears.
         reply = answer.message
         if isinstance(request, LoginRequest):
+            if reply.ok:
+                self._logged_in()
             self._failed_logins = 0 if reply.ok else self._failed_logins + 1
             if self.factory.metrics is not None:
                 self.factory.metrics.login(reply.ok)
@@ -881,6 +947,7 @@ class SipServerFactory(Factory):
         max_frame_bytes: int = 8192,
         mask_patron_data: bool = True,
         idle_timeout: float = 0,
+        login_timeout: float = 0,
         keepalive: Keepalive | None = None,
         proxied: bool = False,
         name: str = "",
@@ -896,6 +963,7 @@ class SipServerFactory(Factory):
         self.max_frame_bytes = max_frame_bytes
         self.mask_patron_data = mask_patron_data
         self.idle_timeout = idle_timeout
+        self.login_timeout = login_timeout
         self.keepalive = keepalive
         self.proxied = proxied
         self.name = name
@@ -904,6 +972,10 @@ class SipServerFactory(Factory):
         self.transactions = transactions
         self.connections: set[SipConnection] = set()
         self.refused = 0
+        # Connections closed for not logging in in time, or for being one too
+        # many not logged in from their address.
+        self.overdue = 0
+        self.crowded = 0
 
     def buildProtocol(self, addr: Any) -> SipConnection:
         return SipConnection(self)

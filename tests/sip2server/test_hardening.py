@@ -19,6 +19,7 @@ from tests.sip2server import test_transports
 from tests.sip2server.test_transports import Launcher, proxy_v1, target
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
+    STATUS_FRAME,
     WRONG_LOGIN_FRAME,
     RawTerminal,
     in_thread,
@@ -140,3 +141,84 @@ def test_ipv4_addresses_are_counted_one_by_one(source: str) -> None:
     from sip2server.accounts import address_key  # noqa: PLC0415
 
     assert address_key(source) == source
+
+
+# -- 5: connections that never log in cannot fill the server --------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_that_does_not_log_in_in_time_is_closed(
+    launcher: Launcher,
+) -> None:
+    """Past login_timeout a silent connection is closed; a logged-in one stays."""
+    running = await launcher.start(
+        listeners=[{"endpoint": "tcp:0:interface=127.0.0.1", "login_timeout": 0.2}]
+    )
+
+    def talk() -> tuple[bytes, bytes]:
+        with (
+            RawTerminal(target(running)) as kiosk,
+            RawTerminal(target(running)) as silent,
+        ):
+            kiosk.login()
+            # Blocks until the server closes it (or the read times out).
+            closed = silent.sock.recv(16)
+            return closed, kiosk.exchange(item_information())
+
+    closed, answer = await in_thread(talk)
+    assert closed == b""
+    assert answer.startswith(b"18")
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_not_logged_in_are_capped_per_address(
+    launcher: Launcher,
+) -> None:
+    """The third not-logged-in connection from one address is closed; others pass."""
+    running = await launcher.start(
+        listeners=PROXIED, server={"max_unauthenticated_per_address": 2}
+    )
+
+    def connect(source: str) -> RawTerminal:
+        terminal = RawTerminal(target(running))
+        terminal.send(proxy_v1(source))
+        return terminal
+
+    def talk() -> list[bytes]:
+        first, second = connect("198.51.100.5"), connect("198.51.100.5")
+        try:
+            # Answered: the header has been read and the two are counted.
+            seen = [first.exchange(STATUS_FRAME)[:2], second.exchange(STATUS_FRAME)[:2]]
+            with connect("198.51.100.5") as third:
+                seen.append(third.sock.recv(16))  # closed at once
+            with connect("198.51.100.6") as elsewhere:
+                seen.append(elsewhere.exchange(STATUS_FRAME)[:2])
+            seen.append(first.exchange(LOGIN_FRAME))  # no longer counted
+            with connect("198.51.100.5") as fourth:
+                seen.append(fourth.exchange(STATUS_FRAME)[:2])
+            return seen
+        finally:
+            first.close()
+            second.close()
+
+    seen = await in_thread(talk)
+    assert seen == [b"98", b"98", b"", b"98", b"941", b"98"]
+
+
+# -- 11: PROXY v1 UNKNOWN ----------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_proxy_unknown_keeps_the_socket_address(launcher: Launcher) -> None:
+    """`PROXY UNKNOWN` (a balancer's own check) is served from the socket's address."""
+    running = await launcher.start(
+        listeners=PROXIED, kiosk={"allowed_networks": ["127.0.0.0/8"]}
+    )
+
+    def talk() -> tuple[bytes, bytes]:
+        with RawTerminal(target(running)) as terminal:
+            terminal.send(b"PROXY UNKNOWN\r\n")
+            status = terminal.exchange(STATUS_FRAME)[:2]
+            return status, terminal.exchange(LOGIN_FRAME)
+
+    assert await in_thread(talk) == (b"98", b"941")
