@@ -664,7 +664,10 @@ class SipConnection(TimeoutMixin, Protocol):
         self._count(request_name(request.decoded.message), result, elapsed)
         if reply.outage and self.factory.metrics is not None:
             self.factory.metrics.database_error()
-        if self.factory.transactions is not None:
+        if self.factory.transactions is not None and self.session.account is not None:
+            # Before login nothing is written: a peer that never logs in could
+            # otherwise fill the disk with refusals (the server log warns of it
+            # a few times per connection, which is enough).
             self.factory.transactions.record(
                 conn=self.connection_id,
                 login=self.session.login,

@@ -7,6 +7,7 @@ where a test needs many source addresses.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ import pytest
 import pytest_twisted
 
 from tests.sip2server import test_transports
+from tests.sip2server.conftest import ADA
+from tests.sip2server.test_fees_wire import pay_frame
 from tests.sip2server.test_transports import Launcher, proxy_v1, target
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
@@ -222,3 +225,30 @@ async def test_proxy_unknown_keeps_the_socket_address(launcher: Launcher) -> Non
             return status, terminal.exchange(LOGIN_FRAME)
 
     assert await in_thread(talk) == (b"98", b"941")
+
+
+# -- 11: the transaction log holds only logged-in terminals' work ----------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_before_login_write_nothing_to_the_transaction_log(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """Refusals before login leave no line; a logged-in terminal's payment does."""
+    journal = tmp_path / "transactions.jsonl"
+    running = await launcher.start(server={"transaction_log": str(journal)})
+    payment = pay_frame(ADA, b"1.00")
+
+    def talk() -> list[bytes]:
+        with RawTerminal(target(running)) as terminal:
+            answers = [terminal.exchange(payment)[:3] for _ in range(3)]
+            answers.append(terminal.exchange(WRONG_LOGIN_FRAME))
+            terminal.login()
+            answers.append(terminal.exchange(payment)[:2])
+            return answers
+
+    answers = await in_thread(talk)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert answers == [b"38N", b"38N", b"38N", b"940", b"38"]
+    assert [line["command"] for line in lines] == ["fee_paid"]
+    assert lines[0]["terminal"] == "kiosk1"
