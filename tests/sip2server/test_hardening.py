@@ -7,7 +7,9 @@ where a test needs many source addresses.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import threading
 from collections.abc import AsyncIterator
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.logger import globalLogPublisher
 
+from sip2server.logs import text_file_observer
 from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA
 from tests.sip2server.test_fees_wire import pay_frame
@@ -252,3 +256,33 @@ async def test_requests_before_login_write_nothing_to_the_transaction_log(
     assert answers == [b"38N", b"38N", b"38N", b"940", b"38"]
     assert [line["command"] for line in lines] == ["fee_paid"]
     assert lines[0]["terminal"] == "kiosk1"
+
+
+# -- 11: control characters from terminals never reach the text log raw -----------
+
+
+@pytest_twisted.ensureDeferred
+async def test_control_characters_in_a_login_are_escaped_in_the_text_log(
+    launcher: Launcher,
+) -> None:
+    """ESC, BEL, NUL and U+2028 in a login name are written as escapes."""
+    running = await launcher.start()
+    stream = io.StringIO()
+    observer = text_file_observer(stream)
+    globalLogPublisher.addObserver(observer)
+    evil = "9300CNevil\x1b[31m\x07\x00\u2028FORGED|COx|CPNORTH|\r".encode()
+
+    def talk() -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            return terminal.exchange(evil)
+
+    try:
+        answer = await in_thread(talk)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    written = stream.getvalue()
+    refused = [line for line in written.splitlines() if "login refused" in line]
+    assert answer == b"940"
+    assert len(refused) == 1
+    assert "login=evil\\x1b[31m\\x07\\x00\\u2028FORGED" in refused[0]
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u2028]", written)
