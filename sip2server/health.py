@@ -48,10 +48,16 @@ class DatabaseHealth:
         self._online = True
 
     def probe(self, database: Database) -> bool:
-        """Ask the database for `SELECT 1` (blocking); record and return the outcome."""
+        """Run `SELECT 1` in a write unit (blocking); record and return the outcome.
+
+        A write unit, as a checkout's: on SQLite it takes the write lock, so a
+        database that another process holds locked is reported down (98 says
+        offline and /healthz 503, both from this probe), not up because a
+        read still works.
+        """
         try:
-            with database.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            with database.transaction() as session:
+                session.execute(text("SELECT 1"))
         except SQLAlchemyError:
             # Not counted as an error: the outage was counted when a request met it.
             self._online = False

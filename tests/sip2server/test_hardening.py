@@ -11,6 +11,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
+from sip2server.app import start_server
 from sip2server.logs import text_file_observer
 from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA
 from tests.sip2server.test_fees_wire import pay_frame
+from tests.sip2server.test_metrics import fetch
 from tests.sip2server.test_transports import Launcher, proxy_v1, target
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
@@ -286,3 +289,46 @@ async def test_control_characters_in_a_login_are_escaped_in_the_text_log(
     assert len(refused) == 1
     assert "login=evil\\x1b[31m\\x07\\x00\\u2028FORGED" in refused[0]
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u2028]", written)
+
+
+# -- 11: /healthz and 98 agree while SQLite is locked by another writer -----------
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_and_status_agree_while_the_database_is_write_locked(
+    launcher: Launcher,
+) -> None:
+    """With SQLite write-locked elsewhere, /healthz is 503 and 98 says offline."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    launcher.metrics = {"listen": "tcp:0:interface=127.0.0.1"}
+    config = launcher.config()
+    config = config.model_copy(
+        update={"database": config.database.model_copy(update={"busy_timeout": 0.2})}
+    )
+    running = await start_server(config, reactor)
+    launcher.started.append(running)
+    address = running.operations_address()
+    assert address is not None
+    path = launcher.database_url.removeprefix("sqlite:///")
+
+    def status() -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            return terminal.exchange(STATUS_FRAME)[:3]
+
+    def locked() -> tuple[int, bytes]:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            code, _ = fetch(address, "/healthz")
+            return code, status()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+    before = (await in_thread(fetch, address, "/healthz"))[0], await in_thread(status)
+    during = await in_thread(locked)
+    after = (await in_thread(fetch, address, "/healthz"))[0], await in_thread(status)
+    assert before == (200, b"98Y")
+    assert during == (503, b"98N")
+    assert after == (200, b"98Y")
