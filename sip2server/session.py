@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError
@@ -111,6 +112,18 @@ class Reply:
     outage: bool = False
 
 
+def _in_utc(refusal: Any) -> Any:
+    """A refusal before login with its date marked UTC (`   Z`).
+
+    With no account there is no branch, so no local time: the date is UTC,
+    and is sent as such rather than as if it were the terminal's local time.
+    """
+    when = getattr(refusal, "transaction_date", None)
+    if not isinstance(when, datetime) or when.tzinfo is not None:
+        return refusal
+    return dataclasses.replace(refusal, transaction_date=when.replace(tzinfo=UTC))
+
+
 def request_name(message: Any) -> str:
     """A request's BX name (`checkout`), or its class name if it has none."""
     return REQUEST_NAMES.get(getattr(message, "command", ""), type(message).__name__)
@@ -170,8 +183,10 @@ class TerminalSession:
             # SIP2 leaves this open; we answer in the message's own terms so the
             # terminal shows a reason instead of resending forever.
             return Reply(
-                self._circulation.refuse(
-                    message, "This terminal has not logged in (send 93 first)."
+                _in_utc(
+                    self._circulation.refuse(
+                        message, "This terminal has not logged in (send 93 first)."
+                    )
                 )
             )
         if not self.account.allows_message(request_name(message)):

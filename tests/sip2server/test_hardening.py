@@ -7,6 +7,7 @@ where a test needs many source addresses.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -332,3 +333,29 @@ async def test_health_and_status_agree_while_the_database_is_write_locked(
     assert before == (200, b"98Y")
     assert during == (503, b"98N")
     assert after == (200, b"98Y")
+
+
+# -- 11: a refusal before login dates itself in UTC, marked as such --------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refusal_before_login_carries_its_date_as_utc(
+    launcher: Launcher,
+) -> None:
+    """24 before login has ZZZZ `   Z`: its time is UTC, not the terminal's."""
+    running = await launcher.start()
+    frame = b"23001" + sip_now() + b"AOCITY|AA" + ADA.encode() + b"|AC|AD1234|\r"
+
+    def talk() -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            return terminal.exchange(frame)
+
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    reply = await in_thread(talk)
+    after = dt.datetime.now(dt.UTC)
+    # 24, 14 status flags, 3 language digits, then the 18-character date.
+    date = reply[19:37].decode()
+    assert reply[:2] == b"24"
+    assert date[8:12] == "   Z"
+    sent = dt.datetime.strptime(date[:8] + date[12:], "%Y%m%d%H%M%S")
+    assert before <= sent.replace(tzinfo=dt.UTC) <= after
