@@ -95,6 +95,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: str) -> str:
+    """An IPv4-mapped IPv6 network (::ffff:10.9.0.0/112) as IPv4 (10.9.0.0/16).
+
+    Terminals' addresses are compared as IPv4 (a dual-stack socket's
+    ::ffff:a.b.c.d is unwrapped), so the network must be IPv4 too to match.
+    """
+    parsed = ipaddress.ip_network(network, strict=False)
+    if not isinstance(parsed, ipaddress.IPv6Network) or not parsed.subnet_of(_MAPPED):
+        return network
+    address = parsed.network_address.ipv4_mapped
+    assert address is not None  # inside ::ffff:0:0/96
+    return str(ipaddress.IPv4Network((address, parsed.prefixlen - 96)))
+
+
 class AccountConfig(_Strict):
     """One SIP login: a terminal (kiosk, gate, sorter) or a group of them."""
 
@@ -159,7 +176,7 @@ class AccountConfig(_Strict):
                     f"{widened}; write {widened} for the network or {address} "
                     "for the one address"
                 ) from None
-        return value
+        return tuple(_unmapped(network) for network in value)
 
     @field_validator("messages")
     @classmethod

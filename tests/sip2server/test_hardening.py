@@ -359,3 +359,29 @@ async def test_a_refusal_before_login_carries_its_date_as_utc(
     assert date[8:12] == "   Z"
     sent = dt.datetime.strptime(date[:8] + date[12:], "%Y%m%d%H%M%S")
     assert before <= sent.replace(tzinfo=dt.UTC) <= after
+
+
+# -- 10: IPv4-mapped networks in allowed_networks ---------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ipv4_mapped_allowed_network_admits_its_ipv4_terminals(
+    launcher: Launcher,
+) -> None:
+    """`::ffff:10.9.0.0/112` admits 10.9.0.5, given as IPv4 or mapped; not 10.8.0.5."""
+    running = await launcher.start(
+        listeners=PROXIED, kiosk={"allowed_networks": ["::ffff:10.9.0.0/112"]}
+    )
+
+    def login_from(source: str) -> bytes:
+        with RawTerminal(target(running)) as terminal:
+            terminal.send(proxy_v1(source))
+            return terminal.exchange(LOGIN_FRAME)
+
+    answers = [
+        await in_thread(login_from, source)
+        for source in ("10.9.0.5", "::ffff:10.9.0.5", "10.8.0.5")
+    ]
+    assert answers == [b"941", b"941", b"940"]
+    account = running.config.accounts[0]
+    assert account.allowed_networks == ("10.9.0.0/16",)
