@@ -61,6 +61,9 @@ NORMAL_COLOURS = {
     "warning": (1, 0.85, 0.3, 1),
     "warning_fg": (0.1, 0.1, 0.1, 1),
     "focus": (1, 0.6, 0, 1),
+    # A button that cannot be pressed now: plainly grey, its text still readable.
+    "disabled_bg": (0.82, 0.82, 0.8, 1),
+    "disabled_fg": (0.22, 0.22, 0.22, 1),
 }
 HIGH_CONTRAST_COLOURS = {
     "bg": (0, 0, 0, 1),
@@ -77,6 +80,8 @@ HIGH_CONTRAST_COLOURS = {
     "warning": (1, 1, 1, 1),
     "warning_fg": (0, 0, 0, 1),
     "focus": (0, 0.9, 1, 1),
+    "disabled_bg": (0.22, 0.22, 0.22, 1),
+    "disabled_fg": (0.8, 0.8, 0.8, 1),
 }
 LARGE_TEXT_SCALE = 1.35
 # Seconds a request may take before "One moment..." is shown.
@@ -249,6 +254,8 @@ class KioskApp(App):
     warning = ColorProperty(NORMAL_COLOURS["warning"])
     warning_fg = ColorProperty(NORMAL_COLOURS["warning_fg"])
     focus = ColorProperty(NORMAL_COLOURS["focus"])
+    disabled_bg = ColorProperty(NORMAL_COLOURS["disabled_bg"])
+    disabled_fg = ColorProperty(NORMAL_COLOURS["disabled_fg"])
 
     def __init__(
         self,

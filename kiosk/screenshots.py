@@ -137,6 +137,14 @@ async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str, str]) ->
     for digit in PIN[:3]:
         app.press(f"key:{digit}")
     await shot("pin")
+    # The keypad as it looks once the tries are used up (shown, then undone:
+    # really using them up would lock the demo patron's card).
+    check.pin_locked = True
+    check._changed()
+    await shot("pin-locked")
+    check.pin_locked = False
+    check._changed()
+    await settle(app)
     app.press(f"key:{PIN[3]}")
     app.press("ok")
     await shot("menu")
@@ -146,6 +154,9 @@ async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str, str]) ->
         await settle(app)
         type_keys(barcode)
     await shot("items")
+    check.toggle_large_text()
+    await shot("items-large")
+    check.toggle_large_text()
     check._clock.advance(check.config.timeouts.idle - 12)
     await shot("countdown")
     check.touch()

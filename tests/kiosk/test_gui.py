@@ -295,3 +295,39 @@ async def test_everything_is_reachable_from_a_hardware_keypad(gui: Kiosk) -> Non
     await settle(gui)
     assert [0, 0, 0, 1] == list(app.bg)
     assert 1.35 == app.scale
+
+
+@pytest_twisted.ensureDeferred
+async def test_item_rows_grow_to_hold_a_long_title_and_its_reason(
+    gui: Kiosk, live_server: LiveServer
+) -> None:
+    """With large text, a refused reference book's wrapped title and its reason
+    both lie inside the row, and rows do not overlap."""
+    app, check = gui.app, gui.check
+    app.press("start")
+    await settle(gui)
+    type_keys(PATRON)
+    await settle(gui)
+    for digit in PIN:
+        app.press(f"key:{digit}")
+    app.press("ok")
+    await settle(gui)
+    app.press("borrow")
+    await settle(gui)
+    check.toggle_large_text()
+    for barcode in (live_server.library.reference_item, ITEMS[0]):
+        type_keys(barcode)
+        await settle(gui)
+    await frames(3)
+
+    rows = list(app.root.ids.screens.get_screen("items").ids.rows.children)
+    assert 2 == len(rows)
+    for row in rows:
+        title, detail = row.ids.title, row.ids.detail
+        assert title.texture_size[1] > 0
+        assert detail.texture_size[1] > 0
+        assert row.y <= detail.y, row.title
+        assert title.top <= row.top, row.title
+        assert detail.top <= title.y + 1
+    lower, upper = rows  # Kivy lists children bottom first
+    assert lower.top <= upper.y
