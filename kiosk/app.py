@@ -431,9 +431,8 @@ class KioskApp(App):
         _show_rows(screen.ids.rows, values)
 
     def _fill_staff(self) -> None:
-        status = self.check.staff_status()
-        self.staff_status = "\n".join(
-            f"{key}: {value}" for key, value in status.items()
+        self.staff_status = self.presenter.staff_status(
+            self.lang, self.check.staff_status()
         )
         self.staff_results = "\n".join(self.check.staff_results()) or "-"
 

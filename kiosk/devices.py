@@ -220,7 +220,16 @@ class KioskDevices:
         if self.printer is None:
             lines["printer"] = "none"
         else:
-            lines["printer"] = self.printer.status().value.replace("_", " ")
+            from drivers.printer import PrinterStatus  # noqa: PLC0415
+
+            state = self.printer.status()
+            if state is PrinterStatus.UNKNOWN and self.settings.printer.startswith(
+                "file:"
+            ):
+                # A spool file cannot report paper; it is there to be written.
+                lines["printer"] = "spool file"
+            else:
+                lines["printer"] = state.value.replace("_", " ")
         return lines
 
     def print_receipt(

@@ -38,6 +38,40 @@ _QUEUED = {
         "ask at the desk for the due date."
     ),
 }
+# The staff screen's status lines: their labels, and the words of their values
+# (link, device and journal states; anything else, like a device's own
+# problem, is shown as it is).
+_STAFF_LABELS = {
+    "server": N_("Server"),
+    "scanner": N_("Scanner"),
+    "rfid": N_("RFID pad"),
+    "printer": N_("Printer"),
+    "offline queue": N_("Offline queue"),
+    "offline journal": N_("Offline journal"),
+}
+_STAFF_WORDS = {
+    word: word
+    for word in (
+        N_("online"),
+        N_("connecting"),
+        N_("out of order"),
+        N_("keyboard wedge"),
+        N_("none"),
+        N_("empty"),
+        N_("ready"),
+        N_("starting"),
+        N_("lost"),
+        N_("unknown"),
+        N_("offline"),
+        N_("paper low"),
+        N_("paper out"),
+        N_("spool file"),
+        N_("pending"),
+        N_("in flight"),
+        N_("done"),
+        N_("refused"),
+    )
+}
 _MODE_TITLES = {
     Action.BORROW: N_("Borrow: scan each item"),
     Action.RETURN: N_("Return: scan each item"),
@@ -166,3 +200,31 @@ class Presenter:
         return self.t(
             language, "Fees owed: {amount} {currency}", amount=total, currency=currency
         ).strip()
+
+    def staff_status(self, language: str, status: dict[str, str]) -> str:
+        """The staff screen's status lines, labels and state words translated."""
+        lines = []
+        for key, value in status.items():
+            label = self.catalogues.gettext(language, _STAFF_LABELS.get(key, key))
+            pieces = [self._staff_value(language, piece) for piece in value.split(", ")]
+            lines.append(
+                self.t(
+                    language,
+                    N_("{label}: {value}"),
+                    label=label,
+                    value=", ".join(pieces),
+                )
+            )
+        return "\n".join(lines)
+
+    def _staff_value(self, language: str, piece: str) -> str:
+        # "ready", "3 pending", "feig lost (timeout)", "out_of_order (refused)".
+        main, opening, detail = piece.partition(" (")
+        main = main.replace("_", " ")
+        if main in _STAFF_WORDS:
+            main = self.catalogues.gettext(language, main)
+        else:
+            head, space, rest = main.partition(" ")
+            if rest in _STAFF_WORDS:
+                main = head + space + self.catalogues.gettext(language, rest)
+        return main + opening + detail

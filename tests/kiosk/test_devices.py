@@ -177,3 +177,36 @@ def test_receipts_are_printed_in_the_patrons_language(tmp_path: Path) -> None:
     assert b"Carte: **********0018" in data
     assert b"Documents: 1" in data
     assert b"25/12/2026" in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_staff_status_is_in_the_kiosks_language(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """In French the staff screen's labels and states are French, and a file
+    printer shows as a spool file rather than "unknown"."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    from kiosk.present import Presenter  # noqa: PLC0415
+
+    config = kiosk_config(
+        live_server.port,
+        tmp_path,
+        devices={"printer": f"file:{tmp_path / 'receipts.bin'}"},
+    )
+    kiosk = assemble(config, reactor, clock=Clock())
+    kiosk.link.start()
+    await reached(kiosk.link, LinkState.ONLINE)
+    try:
+        status = kiosk.check.staff_status()
+        assert "spool file" == status["printer"]
+        presenter: Presenter = kiosk.app.presenter
+        assert [
+            "Serveur : en ligne",
+            "Scanner : clavier (douchette)",
+            "Plateau RFID : aucun",
+            "Imprimante : fichier d'impression",
+            "File hors ligne : vide",
+        ] == presenter.staff_status("fr", status).splitlines()
+    finally:
+        kiosk.close()
