@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from .config import DevicesSection
 from .i18n import DATE_FORMAT, Catalogues
 from .transactions import Action, ItemOutcome, Result
+from .wording import Wording
 
 log = Logger()
 
@@ -102,11 +103,15 @@ class KioskDevices:
         *,
         library_name: str,
         catalogues: Catalogues | None = None,
+        wording: Wording | None = None,
     ) -> None:
         self.settings = settings
         self.library_name = library_name
         #: Translations of the receipt's labels (English when None).
         self.catalogues = catalogues
+        #: The site's wording of refusals, printed as the reason an item was
+        #: not done (no reason when None).
+        self.wording = wording
         self.printer = None
         table = printer_table(settings.printer)
         if table is not None:
@@ -232,6 +237,12 @@ class KioskDevices:
                 lines["printer"] = state.value.replace("_", " ")
         return lines
 
+    def _reason(self, row: ItemOutcome, language: str) -> str | None:
+        """Why an item was not done, in the patron's words (None when it was)."""
+        if row.refusal is None or self.wording is None:
+            return None
+        return self.wording.text(row.refusal, language, row.screen_message)
+
     def print_receipt(
         self, card: str | None, rows: list[ItemOutcome], language: str = "en"
     ) -> bool:
@@ -247,10 +258,13 @@ class KioskDevices:
 
         items = [
             ReceiptItem(
+                # An item the server does not know has no title: its barcode
+                # stands in, printed once.
                 title=row.title or row.barcode,
-                barcode=row.barcode,
+                barcode=row.barcode if row.title else None,
                 due=row.due,
                 ok=row.result in {Result.DONE, Result.QUEUED},
+                note=self._reason(row, language),
             )
             for row in reversed(rows)
         ]

@@ -92,7 +92,10 @@ def assemble(config: KioskConfig, reactor: Any, *, clock: Any = None) -> Kiosk:
     desk = SipDesk(config, link, wording, journal)
     catalogues = Catalogues(config.kiosk.languages)
     devices = KioskDevices(
-        config.devices, library_name=config.kiosk.name, catalogues=catalogues
+        config.devices,
+        library_name=config.kiosk.name,
+        catalogues=catalogues,
+        wording=wording,
     )
     check = SelfCheck(
         config, desk, link, clock if clock is not None else reactor, devices=devices

@@ -210,3 +210,44 @@ async def test_the_staff_status_is_in_the_kiosks_language(
         ] == presenter.staff_status("fr", status).splitlines()
     finally:
         kiosk.close()
+
+
+def test_a_refused_item_on_the_receipt_says_why_and_an_unknown_one_prints_once(
+    tmp_path: Path,
+) -> None:
+    """An item refused as not for loan carries the catalogue's reason, and an
+    unknown item (no title) has its barcode printed once, with its reason."""
+    from kiosk.config import DevicesSection  # noqa: PLC0415
+    from kiosk.transactions import ItemOutcome  # noqa: PLC0415
+    from kiosk.wording import Wording  # noqa: PLC0415
+
+    path = tmp_path / "receipts.bin"
+    devices = KioskDevices(
+        DevicesSection(printer=f"file:{path}"),
+        library_name="Demo Library",
+        wording=Wording.load(),
+    )
+    unknown = "39999999999999"
+    refused = [
+        ItemOutcome(
+            action=Action.BORROW,
+            barcode=unknown,
+            result=Result.REFUSED,
+            refusal=Refusal.ITEM_UNKNOWN,
+        ),
+        ItemOutcome(
+            action=Action.BORROW,
+            barcode=ITEMS[0],
+            result=Result.REFUSED,
+            refusal=Refusal.ITEM_NOT_FOR_LOAN,
+            title="A thesaurus",
+        ),
+    ]
+
+    assert devices.print_receipt("21234000000018", refused)
+
+    data = path.read_bytes()
+    assert 1 == data.count(unknown.encode())
+    assert b"Not done" in data
+    assert b"This item cannot be borrowed." in data
+    assert b"Please take it to the desk." in data  # the unknown item's reason
