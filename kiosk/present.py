@@ -72,6 +72,28 @@ _STAFF_WORDS = {
         N_("refused"),
     )
 }
+# Money as each language writes it: the decimal separator, and where the
+# currency goes. Symbols for the currencies libraries here use; any other
+# currency is written with its ISO 4217 code.
+_MONEY_STYLE = {"en": (".", "{symbol}{amount}"), "fr": (",", "{amount} {symbol}")}
+_MONEY_STYLE["de"] = _MONEY_STYLE["fr"]
+_CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "$"}
+
+
+def money(language: str, amount: str, currency: str) -> str:
+    """`amount` (as SIP2 sends it, "12.50") written for `language`, with its
+    currency's symbol where known ("$12.50", "12,50 €", "12,50 CHF")."""
+    separator, shape = _MONEY_STYLE.get(language, _MONEY_STYLE["en"])
+    text = amount.strip().replace(".", separator)
+    code = currency.strip().upper()
+    if not code:
+        return text
+    symbol = _CURRENCY_SYMBOLS.get(code)
+    if symbol is None:
+        return f"{text} {code}"
+    return shape.format(symbol=symbol, amount=text)
+
+
 _MODE_TITLES = {
     Action.BORROW: N_("Borrow: scan each item"),
     Action.RETURN: N_("Return: scan each item"),
@@ -196,9 +218,12 @@ class Presenter:
         return hold.title, self.t(language, "Waiting")
 
     def fees(self, language: str, total: str, currency: str) -> str:
-        """The account's fee line."""
+        """The account's fee line, the amount written as `language` writes money."""
         return self.t(
-            language, "Fees owed: {amount} {currency}", amount=total, currency=currency
+            language,
+            "Fees owed: {amount} {currency}",
+            amount=money(language, total, currency),
+            currency="",
         ).strip()
 
     def staff_status(self, language: str, status: dict[str, str]) -> str:

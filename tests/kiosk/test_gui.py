@@ -188,7 +188,7 @@ async def test_renew_from_the_account_screen(gui: Kiosk) -> None:
     ((title, due, _),) = shown_rows(gui, "account")
     assert "Pride and prejudice" == title
     assert due.startswith("Due back ")
-    assert "Fees owed: 0.00 USD" == app.fees
+    assert "Fees owed: $0.00" == app.fees
 
     app.press(f"renew:{ITEMS[0]}")
     await settle(gui)

@@ -112,6 +112,18 @@ def test_language_switches_at_run_time() -> None:
     )
 
 
+def test_money_is_written_as_each_language_writes_it() -> None:
+    """Fees use the language's decimal separator and the currency's symbol, and
+    a currency with no known symbol keeps its code."""
+    presenter = Presenter(Catalogues(["en", "fr", "de"]), Wording.load())
+
+    assert "Fees owed: $2.50" == presenter.fees("en", "2.50", "USD")
+    assert "Frais dus : 0,00 $" == presenter.fees("fr", "0.00", "USD")
+    assert "Offene Gebühren: 12,50 €" == presenter.fees("de", "12.50", "EUR")
+    assert "Fees owed: 3.00 CHF" == presenter.fees("en", "3.00", "CHF")
+    assert "Fees owed: 1.00" == presenter.fees("en", "1.00", "")
+
+
 def test_kv_files_hold_layout_and_bindings_only() -> None:
     """Every event handler in a .kv file is one call, with no statements."""
     offences = []
