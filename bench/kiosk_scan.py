@@ -25,6 +25,7 @@ from twisted.internet import defer
 
 from kiosk.harness import (
     demo_server,
+    kivy_home,
     online,
     run_on_shared_loop,
     settle,
@@ -150,11 +151,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scans", type=int, default=300, help="return scans to time")
     options = parser.parse_args()
+    with kivy_home():
+        _run(options.scans)
 
+
+def _run(scans: int) -> None:
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
-    os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivyhome-"))
     os.environ.pop("DISPLAY", None)
     from kivy.config import Config  # noqa: PLC0415
 
@@ -165,7 +169,7 @@ def main() -> None:
     with demo_server() as port, tempfile.TemporaryDirectory() as folder:
 
         async def bench(reactor: Any) -> None:
-            results.update(await _bench(reactor, port, options.scans, Path(folder)))
+            results.update(await _bench(reactor, port, scans, Path(folder)))
 
         run_on_shared_loop(bench)
 

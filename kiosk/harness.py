@@ -28,6 +28,20 @@ _LISTENING = re.compile(r"SIP2 server listening on 127\.0\.0\.1:(\d+)")
 
 
 @contextmanager
+def kivy_home() -> Iterator[None]:
+    """A throwaway KIVY_HOME (unless one is set) for a scripted run, removed after."""
+    if "KIVY_HOME" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="kivyhome-") as home:
+        os.environ["KIVY_HOME"] = home
+        try:
+            yield
+        finally:
+            del os.environ["KIVY_HOME"]
+
+
+@contextmanager
 def demo_server() -> Iterator[int]:
     """`ils demo` into a temporary SQLite file, then `ils serve`; yields the port."""
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as folder:

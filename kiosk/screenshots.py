@@ -22,6 +22,7 @@ from .harness import (
     REPO_ROOT,
     demo_server,
     frames,
+    kivy_home,
     online,
     run_on_shared_loop,
     settle,
@@ -31,7 +32,9 @@ from .harness import (
 
 PATRON, PIN = "21234000000018", "1234"
 # Two books to borrow in each tour, and a third lent to the patron beforehand
-# (an earlier visit), whose scan shows the renewal offer.
+# (an earlier visit), whose scan shows the renewal offer. Each tour returns
+# its three books at the end, so every tour starts with the patron owing none
+# and shows the same account.
 ITEMS = {
     ("en", False): ("31234000000016", "31234000000032", "31234000000024"),
     ("fr", False): ("31234000000040", "31234000000065", "31234000000057"),
@@ -95,10 +98,17 @@ async def _tour(
         app.stop()
         await running
         kiosk.close()
+        for barcode in ITEMS[language, contrast]:
+            _sip(port, "checkin", barcode)
 
 
 def _lend_beforehand(port: int, barcode: str) -> None:
     """Lend a book to the patron through `ils sip`, as an earlier visit would."""
+    _sip(port, "checkout", PATRON, barcode, "--pin", PIN)
+
+
+def _sip(port: int, *command: str) -> None:
+    """One `ils sip` command against the demo server, as the kiosk's account."""
     subprocess.run(  # noqa: S603 - a fixed argument list, no shell
         [
             sys.executable,
@@ -111,11 +121,7 @@ def _lend_beforehand(port: int, barcode: str) -> None:
             "kiosk1",
             "--password",
             "kiosk1-demo",
-            "checkout",
-            PATRON,
-            barcode,
-            "--pin",
-            PIN,
+            *command,
         ],
         check=True,
         capture_output=True,
@@ -180,6 +186,11 @@ async def _walk(app: Any, check: Any, shot: Any, books: tuple[str, str, str]) ->
 
 def main() -> None:
     """Write every screen's PNG for English, French and English high contrast."""
+    with kivy_home():
+        _main()
+
+
+def _main() -> None:
     parser = argparse.ArgumentParser(prog="python -m kiosk.screenshots")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots")
     options = parser.parse_args()
@@ -188,7 +199,6 @@ def main() -> None:
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
-    os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivyhome-"))
     from kivy.config import Config  # noqa: PLC0415
 
     Config.set("graphics", "width", "800")
