@@ -431,6 +431,10 @@ class SelfCheck:
             return
         self.card = barcode
         if self.config.patron.pin_required and self.desk.online:
+            # Deliberately before asking the server about the card: whether a
+            # card number exists is not told to someone without its PIN (no
+            # card enumeration at the kiosk); an unknown card is refused after
+            # the PIN, back at the card prompt (docs/kiosk.md).
             self.notice = None
             self._go(Screen.PIN)
             return

@@ -441,3 +441,19 @@ async def test_offline_checkouts_by_policy_within_a_limit_then_replayed(
     finally:
         kiosk.link.stop()
         kiosk.journal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unknown_card_is_not_told_apart_before_its_pin(kiosk: Kiosk) -> None:
+    """With a PIN required, an unknown card number leads to the PIN prompt like
+    a real one (no card enumeration); it is refused only after a PIN."""
+    check = kiosk.check
+    check.start()
+    await check.scan("21234000099996")
+    assert Screen.PIN is check.screen
+    assert check.notice is None
+    for digit in "1234":
+        check.press_key(digit)
+    await check.submit()
+    assert Screen.IDENTIFY is check.screen
+    assert Refusal.CARD_NOT_RECOGNISED is check.notice.refusal  # type: ignore[union-attr]
