@@ -164,11 +164,12 @@ class ProxiedEndpoint:
     """An endpoint whose connections start with a PROXY protocol header."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        # Named as in Twisted's own wrapping endpoint, for code that looks in.
+        self._wrappedEndpoint = inner
 
     def listen(self, factory: Any) -> Any:
         """Listen on the inner endpoint, reading each connection's header first."""
-        return self.inner.listen(ProxyHeaderFactory(factory))
+        return self._wrappedEndpoint.listen(ProxyHeaderFactory(factory))
 
 
 def _read(path: Path, key: str) -> bytes:
