@@ -83,6 +83,7 @@ _CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "
 def money(language: str, amount: str, currency: str) -> str:
     """`amount` (as SIP2 sends it, "12.50") written for `language`, with its
     currency's symbol where known ("$12.50", "12,50 €", "12,50 CHF")."""
+    # TODO(#6): no thousands grouping (fees over 999 print as "1234,50 €").
     separator, shape = _MONEY_STYLE.get(language, _MONEY_STYLE["en"])
     text = amount.strip().replace(".", separator)
     code = currency.strip().upper()
