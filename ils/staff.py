@@ -35,6 +35,7 @@ from ils.models import (
     utcnow,
 )
 from ils.results import CirculationRefused, Refusal
+from ils.terminal_requests import place_block
 
 # Longest block note kept.
 _MAX_NOTE = 500
@@ -106,22 +107,14 @@ class StaffDesk:
             raise ValueError("a block needs a note saying why")
         moment = self._clock()
         with self._database.transaction() as session:
-            patron = queries.patron_by_barcode(session, patron_barcode, lock=True)
-            if patron is None:
-                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-            session.add(
-                PatronBlock(
-                    patron_id=patron.id, note=text, placed_by=by, placed_at=moment
-                )
-            )
-            session.add(
-                CirculationLog(
-                    at=moment,
-                    event=LoanEvent.PATRON_BLOCKED,
-                    patron_id=patron.id,
-                    terminal=by,
-                    detail=text,
-                )
+            place_block(
+                session,
+                patron_barcode,
+                note=text,
+                placed_by=by,
+                moment=moment,
+                logged_by=by,
+                detail=text,
             )
 
     def unblock(self, patron_barcode: str, *, by: str) -> int:

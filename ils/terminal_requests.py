@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from ils.db import Database
 from ils.models import CirculationLog, LoanEvent, PatronBlock, utcnow
@@ -47,6 +48,40 @@ class EnableResult:
     patron_barcode: str
     lifted: int
     still_blocked: int
+
+
+def place_block(
+    session: Session,
+    patron_barcode: str,
+    *,
+    note: str,
+    placed_by: str,
+    moment: datetime,
+    logged_by: str,
+    detail: str | None,
+) -> None:
+    """Block a card inside the caller's transaction, with its log row.
+
+    Raises:
+        CirculationRefused: UNKNOWN_PATRON.
+    """
+    patron = patron_by_barcode(session, patron_barcode, lock=True)
+    if patron is None:
+        raise CirculationRefused(Refusal.UNKNOWN_PATRON)
+    session.add(
+        PatronBlock(
+            patron_id=patron.id, note=note, placed_by=placed_by, placed_at=moment
+        )
+    )
+    session.add(
+        CirculationLog(
+            at=moment,
+            event=LoanEvent.PATRON_BLOCKED,
+            patron_id=patron.id,
+            terminal=logged_by,
+            detail=detail,
+        )
+    )
 
 
 class TerminalRequests:
@@ -82,25 +117,14 @@ class TerminalRequests:
         if card_retained:
             text = f"{text} (card retained by the terminal)".strip()
         with self._database.transaction() as session:
-            patron = patron_by_barcode(session, patron_barcode, lock=True)
-            if patron is None:
-                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-            session.add(
-                PatronBlock(
-                    patron_id=patron.id,
-                    note=text,
-                    placed_by=f"{TERMINAL_PREFIX}{terminal}",
-                    placed_at=moment,
-                )
-            )
-            session.add(
-                CirculationLog(
-                    at=moment,
-                    event=LoanEvent.PATRON_BLOCKED,
-                    patron_id=patron.id,
-                    terminal=terminal,
-                    detail="card retained" if card_retained else None,
-                )
+            place_block(
+                session,
+                patron_barcode,
+                note=text,
+                placed_by=f"{TERMINAL_PREFIX}{terminal}",
+                moment=moment,
+                logged_by=terminal,
+                detail="card retained" if card_retained else None,
             )
         return BlockResult(
             patron_barcode=patron_barcode,
