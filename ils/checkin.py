@@ -96,9 +96,13 @@ def charge_overdue(
     return fine
 
 
-def _lock_patrons_first(session: Session, item_barcode: str) -> int | None:
+def _lock_patrons_first(
+    session: Session, item_barcode: str
+) -> tuple[int | None, list[Patron]]:
     """Lock, before the item, the borrower and anyone whose lost fee for this item
-    a return may settle; returns the borrower's id as read."""
+    a return may settle; returns the borrower's id as read, and the patrons
+    locked (kept by the caller, so that the session's identity map, which holds
+    objects weakly, still has them when the loan's patron is looked at)."""
     borrower_id = session.scalar(
         sa.select(Loan.patron_id)
         .join(Item, Item.id == Loan.item_id)
@@ -117,11 +121,13 @@ def _lock_patrons_first(session: Session, item_barcode: str) -> int | None:
         )
     )
     # Patrons in id order, so that two such checkins never wait on each other.
-    for patron_id in sorted(
-        found for found in (borrower_id, *owing) if found is not None
-    ):
+    locked = [
         queries.lock_patron(session, patron_id)
-    return borrower_id
+        for patron_id in sorted(
+            found for found in (borrower_id, *owing) if found is not None
+        )
+    ]
+    return borrower_id, [patron for patron in locked if patron is not None]
 
 
 def _last_renewed_at(session: Session, loan: Loan) -> datetime:
@@ -161,7 +167,7 @@ def check_in(
         raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
     known.branch_id = branch.id
 
-    borrower_id = _lock_patrons_first(session, item_barcode)
+    borrower_id, _locked = _lock_patrons_first(session, item_barcode)
     item = queries.item_by_barcode(session, item_barcode, lock=True)
     if item is None:
         # TODO(#4): an unknown barcode is a refusal, not a CheckinResult with
@@ -234,8 +240,15 @@ def check_in(
     )
     session.flush()
     destination = item.transit_to_branch
+    # The loan has just ended, and `_route` has read (and perhaps trapped) the
+    # one hold the item can be trapped for: neither is read again.
+    trapped = (
+        hold
+        if hold is not None and hold.status in queries.TRAPPED_HOLD_STATUSES
+        else None
+    )
     return CheckinResult(
-        item=queries.item_view(session, item),
+        item=queries.item_view(session, item, loan=None, trapped=trapped),
         was_on_loan=loan is not None,
         patron_barcode=patron_barcode,
         returned_at=moment,

@@ -35,8 +35,10 @@ rental fee is charged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -54,6 +56,7 @@ from ils.models import (
     LoanEvent,
     LoanRule,
     Patron,
+    PatronBlock,
 )
 from ils.renewals import apply_renewal, renewal_refusal
 from ils.results import (
@@ -123,10 +126,25 @@ class _Desk:
     overrides: Overrides
     branch: Branch
     patron: Patron
+    # The patron's open blocks, read once: a checkout does not change them.
+    blocks: Sequence[PatronBlock]
+    # The patron's general rule at this branch, read once for the limit check
+    # and the patron view.
+    _general: LoanRule | Literal[queries.Ask.READ] | None = field(default=queries.READ)
 
     @property
     def zone(self) -> ZoneInfo:
         return queries.branch_zone(self.branch)
+
+    def general_rule(self) -> LoanRule | None:
+        if self._general is queries.READ:
+            self._general = queries.loan_rule(
+                self.session,
+                branch_id=self.branch.id,
+                category_id=self.patron.category_id,
+                item_type_id=None,
+            )
+        return self._general
 
     def patron_view(self) -> PatronView:
         return queries.patron_view(
@@ -136,6 +154,8 @@ class _Desk:
             self.zone,
             pin_valid=self.request.pin_valid,
             branch_id=self.branch.id,
+            general=self.general_rule(),
+            blocks=self.blocks,
         )
 
     def refuse(
@@ -148,9 +168,23 @@ class _Desk:
             item=None if item is None else queries.item_view(self.session, item),
         )
 
-    def result(self, item: Item, due_at: datetime, *, renewal: bool) -> CheckoutResult:
+    def result(
+        self,
+        item: Item,
+        due_at: datetime,
+        *,
+        renewal: bool,
+        lent: Loan | None = None,
+    ) -> CheckoutResult:
+        # A new loan: lending released or filled any hold the item was trapped
+        # for (`holds.fulfil_for_checkout`), so there is none to read.
+        view = (
+            queries.item_view(self.session, item)
+            if lent is None
+            else queries.item_view(self.session, item, loan=lent, trapped=None)
+        )
         return CheckoutResult(
-            item=queries.item_view(self.session, item),
+            item=view,
             patron=self.patron_view(),
             due_at=due_at,
             renewal=renewal,
@@ -199,18 +233,15 @@ class _Desk:
             self.session, self.patron, item, today, from_shelf=True
         ) and not waive(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule):
             raise self.refuse(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, item)
-        trapped = queries.trapped_hold(self.session, item)
-        mine = trapped is not None and trapped.patron_id == self.patron.id
-        if (
-            item.transit_to_branch_id is not None
-            and not mine
-            and not waive(Refusal.ITEM_IN_TRANSIT, rule)
-        ):
-            raise self.refuse(Refusal.ITEM_IN_TRANSIT, item)
+        if item.transit_to_branch_id is not None:
+            trapped = queries.trapped_hold(self.session, item)
+            mine = trapped is not None and trapped.patron_id == self.patron.id
+            if not mine and not waive(Refusal.ITEM_IN_TRANSIT, rule):
+                raise self.refuse(Refusal.ITEM_IN_TRANSIT, item)
         if choice.in_house_only and not waive(Refusal.ITEM_IN_HOUSE_ONLY, rule):
             raise self.refuse(Refusal.ITEM_IN_HOUSE_ONLY, item)
         if queries.over_limit(
-            self.session, self.patron, self.branch.id, rule
+            self.session, self.patron, self.branch.id, rule, general=self.general_rule()
         ) and not waive(Refusal.MAX_LOANS_REACHED, rule):
             raise self.refuse(Refusal.MAX_LOANS_REACHED, item)
         return rule
@@ -286,7 +317,7 @@ class _Desk:
             loan=loan,
         )
         session.flush()
-        return self.result(item, due_at, renewal=False)
+        return self.result(item, due_at, renewal=False, lent=loan)
 
 
 def check_out(
@@ -318,6 +349,7 @@ def check_out(
         overrides=overrides,
         branch=branch,
         patron=patron,
+        blocks=queries.open_blocks(session, patron),
     )
 
     # The card. An automatic block staff asked to waive waits for the rule.
@@ -329,6 +361,7 @@ def check_out(
         pin_valid=request.pin_valid,
         pin_locked=request.pin_locked,
         pin_required=request.pin_required,
+        blocks=desk.blocks,
     )
     if card is not None and card not in overrides.asked:
         raise desk.refuse(card)

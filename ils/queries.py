@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from enum import Enum
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -45,6 +47,15 @@ from ils.rules.matrix import RuleChoice, choose_rule, pattern_of
 _FALLBACK_CURRENCY = "USD"
 
 
+class Ask(Enum):
+    """`READ`: a view reads this itself; a caller that already knows it passes it."""
+
+    READ = "read"
+
+
+READ: Literal[Ask.READ] = Ask.READ
+
+
 def branch_by_code(session: Session, code: str) -> Branch | None:
     return session.scalars(sa.select(Branch).where(Branch.code == code)).first()
 
@@ -58,13 +69,12 @@ def patron_by_barcode(
     return session.scalars(query).first()
 
 
-def lock_patron(session: Session, patron_id: int) -> None:
-    """Lock one patron's row, as `patron_by_barcode(lock=True)` would."""
-    session.execute(
-        sa.select(Patron.id)
-        .where(Patron.id == patron_id)
-        .with_for_update(key_share=True)
-    )
+def lock_patron(session: Session, patron_id: int) -> Patron | None:
+    """Lock one patron's row, as `patron_by_barcode(lock=True)` would, and give
+    the patron (a caller that keeps it spares a later lazy load of that row)."""
+    return session.scalars(
+        sa.select(Patron).where(Patron.id == patron_id).with_for_update(key_share=True)
+    ).first()
 
 
 def item_by_barcode(
@@ -282,19 +292,29 @@ def count_open_loans(
 
 
 def over_limit(
-    session: Session, patron: Patron, branch_id: int, rule: LoanRule
+    session: Session,
+    patron: Patron,
+    branch_id: int,
+    rule: LoanRule,
+    *,
+    general: LoanRule | Literal[Ask.READ] | None = READ,
 ) -> bool:
     """Whether one more loan would pass the applicable rule's or the general limit.
 
     A rule for one item type limits loans of that type; a rule for any type
     limits all the patron's loans. The patron's general rule at the checkout
-    branch (for any type) limits all loans as well.
+    branch (for any type) limits all loans as well; a caller that has it
+    already passes it as `general`.
     """
     if count_open_loans(session, patron, rule.item_type_id) >= rule.max_loans:
         return True
-    general = loan_rule(
-        session, branch_id=branch_id, category_id=patron.category_id, item_type_id=None
-    )
+    if general is READ:
+        general = loan_rule(
+            session,
+            branch_id=branch_id,
+            category_id=patron.category_id,
+            item_type_id=None,
+        )
     if general is None or general.id == rule.id:
         return False
     return count_open_loans(session, patron) >= general.max_loans
@@ -305,24 +325,51 @@ def card_expired(patron: Patron, moment: datetime, zone: ZoneInfo) -> bool:
     return patron.expires_on is not None and patron.expires_on < today
 
 
+_INSTITUTIONS = "ils.queries.institutions"
+
+
+def _institution_of_branch(session: Session, branch_id: int) -> Institution | None:
+    """A branch's institution, read once per unit of work.
+
+    The session's identity map holds its objects weakly, so the institution is
+    kept in `session.info` as well; being the identity map's object, it still
+    shows any change the unit of work makes to it.
+    """
+    known: dict[int, Institution | None] = session.info.setdefault(_INSTITUTIONS, {})
+    if branch_id not in known:
+        branch = session.get(Branch, branch_id)
+        known[branch_id] = (
+            None if branch is None else session.get(Institution, branch.institution_id)
+        )
+    return known[branch_id]
+
+
 def currency_of(session: Session, branch_id: int) -> str:
-    currency = session.scalar(
-        sa.select(Institution.currency)
-        .join(Branch, Branch.institution_id == Institution.id)
-        .where(Branch.id == branch_id)
-    )
+    institution = _institution_of_branch(session, branch_id)
+    currency = None if institution is None else institution.currency
     return currency or _FALLBACK_CURRENCY
 
 
 # Views: plain values built inside the unit of work, safe to hand to any thread.
 
 
-def item_view(session: Session, item: Item) -> ItemView:
+def item_view(
+    session: Session,
+    item: Item,
+    *,
+    loan: Loan | Literal[Ask.READ] | None = READ,
+    trapped: Hold | Literal[Ask.READ] | None = READ,
+) -> ItemView:
+    """The item as a terminal sees it. A caller that has just read or written the
+    item's open loan or its trapped hold in this unit of work passes them (None
+    for none), and they are not read again."""
     record: BibRecord = item.record
     item_type: ItemType = item.item_type
-    loan = open_loan(session, item)
+    if loan is READ:
+        loan = open_loan(session, item)
     borrower = None if loan is None or loan.patron is None else loan.patron.barcode
-    trapped = trapped_hold(session, item)
+    if trapped is READ:
+        trapped = trapped_hold(session, item)
     queue_length = session.scalar(
         sa.select(sa.func.count())
         .select_from(Hold)
@@ -391,11 +438,7 @@ def overdue_loan_count(session: Session, patron_id: int, moment: datetime) -> in
 
 def institution_of_patron(session: Session, patron: Patron) -> Institution:
     """The institution a patron belongs to: that of their home branch."""
-    institution = session.scalar(
-        sa.select(Institution)
-        .join(Branch, Branch.institution_id == Institution.id)
-        .where(Branch.id == patron.home_branch_id)
-    )
+    institution = _institution_of_branch(session, patron.home_branch_id)
     assert institution is not None, "every branch belongs to an institution"
     return institution
 
@@ -428,11 +471,15 @@ def patron_view(
     *,
     pin_valid: bool | None,
     branch_id: int | None = None,
+    general: LoanRule | Literal[Ask.READ] | None = READ,
+    blocks: Sequence[PatronBlock] | Literal[Ask.READ] = READ,
 ) -> PatronView:
     """The patron's account; `max_loans` is from the general rule at `branch_id`
-    (the patron's home branch when None)."""
+    (the patron's home branch when None). A caller that has read the general
+    rule or the patron's open blocks in this unit of work passes them."""
     category: PatronCategory = patron.category
-    blocks = open_blocks(session, patron)
+    if blocks is READ:
+        blocks = open_blocks(session, patron)
     rows = session.execute(
         sa.select(Loan, Item.barcode, BibRecord.title)
         .join(Item, Item.id == Loan.item_id)
@@ -451,12 +498,13 @@ def patron_view(
         )
         for loan, barcode, title in rows
     )
-    general = loan_rule(
-        session,
-        branch_id=patron.home_branch_id if branch_id is None else branch_id,
-        category_id=patron.category_id,
-        item_type_id=None,
-    )
+    if general is READ:
+        general = loan_rule(
+            session,
+            branch_id=patron.home_branch_id if branch_id is None else branch_id,
+            category_id=patron.category_id,
+            item_type_id=None,
+        )
     expired = card_expired(patron, now, zone)
     blocked = bool(blocks)
     full_name = " ".join(part for part in (patron.firstname, patron.surname) if part)

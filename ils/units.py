@@ -8,6 +8,7 @@ never logs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -16,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from ils import queries
 from ils.fees import borrowing_block
-from ils.models import CirculationLog, Item, Loan, LoanEvent, LoanRule, Patron
+from ils.models import (
+    CirculationLog,
+    Item,
+    Loan,
+    LoanEvent,
+    LoanRule,
+    Patron,
+    PatronBlock,
+)
 from ils.results import Refusal
 
 # What a staff override may waive, when the applicable rule's `staff_override`
@@ -129,9 +138,12 @@ def card_refusal(
     pin_valid: bool | None,
     pin_locked: bool = False,
     pin_required: bool = False,
+    blocks: Sequence[PatronBlock] | None = None,
 ) -> Refusal | None:
     """Why the patron's card may not borrow, in the order the checks are made:
-    PIN, lost, expired, manual block, then the automatic blocks (fees, overdues)."""
+    PIN, lost, expired, manual block, then the automatic blocks (fees, overdues).
+
+    `blocks` are the patron's open blocks when the caller has read them."""
     if pin_locked:
         return Refusal.PIN_LOCKED
     if pin_valid is False:
@@ -142,7 +154,9 @@ def card_refusal(
         return Refusal.CARD_LOST
     if queries.card_expired(patron, moment, zone):
         return Refusal.CARD_EXPIRED
-    if queries.open_blocks(session, patron):
+    if blocks is None:
+        blocks = queries.open_blocks(session, patron)
+    if blocks:
         return Refusal.PATRON_BLOCKED
     return borrowing_block(session, patron, moment)
 
