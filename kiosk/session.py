@@ -16,51 +16,59 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from .config import KioskConfig, staff_code_matches
+from .account import AccountScreen
+from .config import KioskConfig
 from .devices import PadTag
 from .idle import IdleTimer
-from .journal import EntryState
+from .items import ItemLoop, _whole_set, _with_loan
 from .model import (
     TIMED_SCREENS,
     Cue,
     Devices,
     Notice,
-    Receipt,
     Screen,
     StatusLink,
-    mask,
 )
-from .sipclient import LinkState, SipLinkError
+from .sipclient import LinkState
+from .staff import (
+    STAFF_CODE_FREE_TRIES,
+    STAFF_CODE_LOCK_FIRST,
+    STAFF_CODE_LOCK_MAX,
+    StaffMode,
+)
 from .transactions import (
     Account,
     Action,
     ItemOutcome,
     Patron,
-    Result,
     SipDesk,
 )
 from .wording import Refusal
 
 log = Logger()
 
-#: Wrong staff codes allowed before staff-code entry locks.
-STAFF_CODE_FREE_TRIES = 3
-#: The first lock, in seconds; it doubles with every further wrong code.
-STAFF_CODE_LOCK_FIRST = 30.0
-#: The longest lock, in seconds.
-STAFF_CODE_LOCK_MAX = 3600.0
+# The names moved to kiosk/staff.py and kiosk/items.py stay importable here.
+__all__ = [
+    "AFTER_TIMEOUT_GRACE",
+    "STAFF_CODE_FREE_TRIES",
+    "STAFF_CODE_LOCK_FIRST",
+    "STAFF_CODE_LOCK_MAX",
+    "SelfCheck",
+    "_whole_set",
+    "_with_loan",
+]
+
 #: Seconds after a timeout in which an item scanned on the attract screen is
 #: not returned (it was most likely meant for the session that just ended).
 AFTER_TIMEOUT_GRACE = 5.0
 
 
-class SelfCheck:
+class SelfCheck(ItemLoop, AccountScreen, StaffMode):
     """The view model of the whole kiosk."""
 
     def __init__(
@@ -365,44 +373,6 @@ class SelfCheck:
             self._staff_code_failed()
         await self._card(code)
 
-    async def _staff_at_out_of_order(self, code: str) -> None:
-        # Staff must be able to get back in while patrons cannot be served.
-        if code in self.config.kiosk.staff_cards or await self._is_staff_code(code):
-            if self.screen is Screen.OUT_OF_ORDER:
-                self.open_staff()
-            return
-        self._staff_code_failed()
-
-    async def _is_staff_code(self, code: str) -> bool:
-        """Whether `code` is the staff code; checked off the event loop (scrypt).
-
-        While staff-code entry is locked after wrong codes, nothing matches.
-        """
-        stored = self.config.kiosk.staff_code_hash
-        if not stored or self._clock.seconds() < self._staff_locked_until:
-            return False
-        matched: bool = await threads.deferToThread(staff_code_matches, code, stored)
-        if matched:
-            self._staff_failures = 0
-        return matched
-
-    def _staff_code_failed(self) -> None:
-        """A wrong staff code (or an unknown card): lock entry for a growing time."""
-        if not self.config.kiosk.staff_code_hash:
-            return
-        self._staff_failures += 1
-        extra = self._staff_failures - STAFF_CODE_FREE_TRIES
-        if extra < 0:
-            return
-        seconds = min(STAFF_CODE_LOCK_FIRST * 2 ** min(extra, 20), STAFF_CODE_LOCK_MAX)
-        self._staff_locked_until = self._clock.seconds() + seconds
-        log.warn(
-            "{count} wrong staff codes or unknown cards in a row: staff code entry "
-            "locked for {seconds:.0f} s",
-            count=self._staff_failures,
-            seconds=seconds,
-        )
-
     async def _scan_at_attract(self, code: str) -> None:
         if code in self.config.kiosk.staff_cards:
             self.open_staff()
@@ -509,261 +479,6 @@ class SelfCheck:
         else:
             self._go(Screen.MENU)
 
-    # -- the RFID pad ------------------------------------------------------------
-
-    async def tags_placed(self, tags: list[PadTag]) -> None:
-        """Tags arrived on the RFID pad: a card to identify, or items."""
-        for tag in tags:
-            self.pad[tag.uid] = tag
-        self.touch()
-        fresh = [tag for tag in tags if tag.uid not in self.pad_left]
-        if not fresh:
-            return
-        readable = [tag for tag in fresh if tag.item_id]
-        if not readable:
-            self._refuse(Refusal.SCAN_UNREADABLE)
-            return
-        first = readable[0].item_id or ""
-        if self.screen is Screen.IDENTIFY or (
-            self.screen is Screen.ATTRACT and not self._looks_like_item(first)
-        ):
-            # An RFID library card: the same as scanning its barcode.
-            await self.scan(first)
-            return
-        # Items on the pad at the welcome screen wait for the patron's choice
-        # (return, or start to borrow or renew them): never returned by themselves.
-        if self.screen is Screen.ITEMS:
-            await self._pad_items()
-        else:
-            self._changed()
-
-    def tags_found_at_start(self, tags: list[PadTag]) -> None:
-        """Tags already on the pad when the kiosk started: ignored until lifted."""
-        for tag in tags:
-            self.pad[tag.uid] = tag
-            self.pad_left.add(tag.uid)
-
-    def _items_on_pad(self) -> None:
-        # Items put on the pad before the patron chose what to do with them.
-        if any(tag.item_id for tag in self._pad_now()):
-            self.run(self._pad_items())
-
-    def _pad_now(self) -> list[PadTag]:
-        """The tags on the pad that belong to this session."""
-        return [tag for tag in self.pad.values() if tag.uid not in self.pad_left]
-
-    def tags_lifted(self, uids: list[str]) -> None:
-        """Tags left the pad."""
-        for uid in uids:
-            self.pad.pop(uid, None)
-            self.pad_left.discard(uid)
-
-    async def _pad_items(self) -> None:
-        sets: dict[str, list[PadTag]] = {}
-        for tag in self._pad_now():
-            if tag.item_id:
-                sets.setdefault(tag.item_id, []).append(tag)
-        for item_id, parts in sets.items():
-            if item_id in self.pad_done or self.mode is None:
-                continue
-            # A multi-part set goes through only with every part on the pad;
-            # nothing is sent to the server before (ISO 28560 part/parts).
-            if not _whole_set(parts):
-                self._show(
-                    ItemOutcome(
-                        action=self.mode,
-                        barcode=item_id,
-                        result=Result.REFUSED,
-                        refusal=Refusal.SET_INCOMPLETE,
-                    )
-                )
-                continue
-            self.pad_done.add(item_id)
-            await self.item(item_id, uids=[tag.uid for tag in parts])
-
-    async def _secure(self, outcome: ItemOutcome, uids: list[str]) -> ItemOutcome:
-        """Write the tags' security now that the server has answered."""
-        if self.devices is None or outcome.result is Result.REFUSED:
-            return outcome
-        if outcome.action is Action.RETURN:
-            secured = True
-        elif outcome.result is Result.DONE and outcome.release_security:
-            secured = False
-        else:
-            return outcome
-        written = await self.devices.set_security(uids, secured)
-        return outcome if written else replace(outcome, security_failed=True)
-
-    async def item(self, barcode: str, uids: list[str] | None = None) -> None:
-        """One item scanned in the item loop (`uids`: its tags on the pad)."""
-        if self.screen is not Screen.ITEMS or self.mode is None:
-            return
-        session = self._session
-        await self._lock.acquire()
-        try:
-            if session != self._session:
-                return
-            if (
-                self.config.patron.card_pattern
-                and self._looks_like_card(barcode)
-                and not self._looks_like_item(barcode)
-            ):
-                self._refuse(Refusal.NOT_AN_ITEM)
-                return
-            if self._already_done(self.mode, barcode):
-                # A second read of an item lent or returned in this session (a
-                # scanner's double read): its row stays as it is.
-                self.touch()
-                return
-            self.busy = True
-            self._changed()
-            try:
-                outcome = await self._transact(self.mode, barcode)
-            except Exception:
-                # Never leave the patron at a busy screen with no answer.
-                log.failure("the {action} of an item failed", action=self.mode.value)
-                outcome = ItemOutcome(
-                    action=self.mode,
-                    barcode=barcode,
-                    result=Result.REFUSED,
-                    refusal=Refusal.NOT_RECORDED,
-                )
-            if uids:
-                outcome = await self._secure(outcome, uids)
-            if session != self._session:
-                return
-            self.busy = False
-            self._show(outcome)
-        finally:
-            self._lock.release()
-
-    def _already_done(self, action: Action, barcode: str) -> bool:
-        if action not in {Action.BORROW, Action.RETURN}:
-            return False
-        return any(
-            row.barcode == barcode
-            and row.action is action
-            and row.result in {Result.DONE, Result.QUEUED}
-            for row in self.rows
-        )
-
-    async def _transact(self, action: Action, barcode: str) -> ItemOutcome:
-        if action is Action.RETURN:
-            return await self.desk.give_back(barcode)
-        assert self.patron is not None
-        if action is Action.RENEW:
-            return await self.desk.renew(self.patron, barcode)
-        return await self.desk.borrow(self.patron, barcode)
-
-    def _show(self, outcome: ItemOutcome) -> None:
-        # A later result for the same item replaces its row (e.g. renewed).
-        self.rows = [row for row in self.rows if row.barcode != outcome.barcode]
-        self.rows.insert(0, outcome)
-        self.notice = None
-        if outcome.result is Result.REFUSED:
-            self._cue(Cue.FAILURE)
-        elif outcome.result is Result.OFFER_RENEW:
-            self._cue(Cue.WARNING)
-        else:
-            self._cue(Cue.SUCCESS)
-        if (
-            self.patron is not None
-            and outcome.result is Result.DONE
-            and outcome.action is Action.BORROW
-        ):
-            self.patron = _with_loan(self.patron, outcome.barcode)
-        self.touch()
-        self._changed()
-
-    async def renew(self, barcode: str) -> None:
-        """Renew one loan: from an "already yours" row or the account screen."""
-        if self.patron is None:
-            return
-        session = self._session
-        self.touch()
-        self.busy = True
-        self._changed()
-        outcome = await self.desk.renew(self.patron, barcode)
-        if session != self._session:
-            return
-        self.busy = False
-        if self.screen is Screen.ACCOUNT:
-            self.notice = None
-            # Shown on the account screen, and kept for the receipt.
-            self.account_rows = [r for r in self.account_rows if r.barcode != barcode]
-            self.account_rows.insert(0, outcome)
-            self.rows = [r for r in self.rows if r.barcode != barcode]
-            self.rows.insert(0, outcome)
-            self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
-            if outcome.result is Result.DONE:
-                await self._load_account(session)
-            self._changed()
-        else:
-            self._show(outcome)
-
-    async def open_account(self) -> None:
-        """Show the patron's loans, holds and fees."""
-        if self.screen is not Screen.MENU or not self.account_offered:
-            return
-        session = self._session
-        self.account_rows = []
-        self._go(Screen.ACCOUNT)
-        await self._load_account(session)
-
-    async def _load_account(self, session: int) -> None:
-        assert self.patron is not None
-        self.busy = True
-        self._changed()
-        try:
-            account = await self.desk.account(self.patron)
-        except SipLinkError:
-            if session == self._session:
-                self.busy = False
-                self._refuse(Refusal.SERVER_UNREACHABLE)
-            return
-        if session != self._session:
-            return
-        self.busy = False
-        self.account = account
-        self._changed()
-
-    def finish(self) -> None:
-        """Done: offer a receipt (or end at once when there is nothing to show)."""
-        if not self.rows:
-            self.end_session()
-            return
-        self._go(Screen.FINISH)
-
-    def receipt(self, kind: Receipt) -> None:
-        """Print, email or no receipt; then the session ends."""
-        kind = Receipt(kind)
-        if self.screen is not Screen.FINISH:
-            return
-        if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
-            card = None if self.patron is None else self.patron.barcode
-            if not self.devices.print_receipt(card, self.rows, self.language):
-                log.warn("the receipt could not be printed")
-        elif kind is Receipt.EMAIL and self.email_offered:
-            # TODO(#6): send email receipts; the kiosk has no mail transport yet.
-            log.info("an email receipt was asked for but cannot be sent yet")
-        self.end_session()
-
-    def receipt_lines(self) -> list[str]:
-        """The receipt as plain lines (in English; the card number masked)."""
-        lines = [self.config.kiosk.name]
-        if self.patron is not None:
-            lines.append(f"Card {mask(self.patron.barcode)}")
-        for row in reversed(self.rows):
-            state = {
-                Result.DONE: "ok",
-                Result.QUEUED: "recorded",
-                Result.REFUSED: "not done",
-                Result.OFFER_RENEW: "not done",
-            }[row.result]
-            due = f" due {row.due:%Y-%m-%d}" if row.due else ""
-            lines.append(f"{row.action}: {row.title or row.barcode}{due} ({state})")
-        return lines
-
     # -- timeouts ------------------------------------------------------------------
 
     def _countdown(self, seconds_left: int | None) -> None:
@@ -776,94 +491,3 @@ class SelfCheck:
         log.info("session timed out on the {screen} screen", screen=self.screen.value)
         self._returns_from = self._clock.seconds() + AFTER_TIMEOUT_GRACE
         self.end_session()
-
-    # -- staff ---------------------------------------------------------------------
-
-    def open_staff(self) -> None:
-        """The staff screen: status, offline results, out of service.
-
-        It ends any patron session first, so a late reply to a patron's request
-        cannot turn the staff screen into that patron's.
-        """
-        patron = self.patron
-        self._session += 1
-        if self._session_call is not None and self._session_call.active():
-            self._session_call.cancel()
-        self._session_call = None
-        self._wipe()
-        if patron is not None:
-            self.run(self.desk.end_session(patron))
-        self._go(Screen.STAFF)
-
-    def close_staff(self) -> None:
-        """Leave the staff screen."""
-        self.end_session()
-
-    def set_out_of_service(self, value: bool) -> None:
-        """Take the kiosk out of service (or put it back)."""
-        self.out_of_service = value
-        self.touch()
-        self._changed()
-
-    def retry_connection(self) -> None:
-        """Staff asked to try the server again now."""
-        self.link.check_now()
-        self.touch()
-
-    def replay_now(self) -> None:
-        """Staff asked to replay the offline journal now (and to try it again)."""
-        self.desk.journal_problem = None
-        self.run(self._replay())
-        self.touch()
-
-    def staff_results(self, limit: int = 20) -> list[str]:
-        """The offline replay results for the staff screen, those to check by
-        hand (unknown outcome) first."""
-        journal = self.desk.journal
-        if journal is None:
-            return []
-        lines = []
-        for entry in journal.results(limit):
-            check = "CHECK BY HAND: " if entry.state is EntryState.UNKNOWN else ""
-            lines.append(
-                f"{check}{entry.happened_at:%Y-%m-%d %H:%M} {entry.kind} "
-                f"{entry.item}: {entry.state} {entry.result}"
-            )
-        return lines
-
-    def staff_status(self) -> dict[str, str]:
-        """What the staff screen shows as status lines."""
-        status = {"server": self.link.state.value}
-        if self.link.problem:
-            status["server"] += f" ({self.link.problem})"
-        if self.devices is not None:
-            status.update(self.devices.status())
-        journal = self.desk.journal
-        if self.desk.journal_problem:
-            status["offline journal"] = self.desk.journal_problem
-        if journal is not None:
-            counts = journal.counts()
-            status["offline queue"] = (
-                ", ".join(
-                    f"{count} {state.value}" for state, count in counts.items() if count
-                )
-                or "empty"
-            )
-        return status
-
-
-def _whole_set(parts: list[PadTag]) -> bool:
-    """Whether the tags are exactly parts 1..N of one set of N >= 1 parts.
-
-    Tags disagreeing on N, a part number outside 1..N, a part twice or
-    missing, or N of 0 all mean the set is not whole (or its tags are wrong).
-    """
-    counts = {tag.parts for tag in parts}
-    if len(counts) != 1:
-        return False
-    (count,) = counts
-    return count >= 1 and sorted(tag.part for tag in parts) == list(range(1, count + 1))
-
-
-def _with_loan(patron: Patron, barcode: str) -> Patron:
-    return replace(patron, loans=patron.loans | {barcode})

@@ -1,0 +1,110 @@
+"""The "my account" screen, renewals and the receipt at the end of a session.
+
+Layer: `kiosk` view model, a part of `SelfCheck` (kiosk/session.py). No Kivy
+and never `ils`; it must not import `kiosk.session` (the session imports it).
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from .model import Cue, Receipt, Screen, mask
+from .sipclient import SipLinkError
+from .transactions import Result
+from .wording import Refusal
+
+# The same namespace as before the split, so log filters keep matching.
+log = Logger(namespace="kiosk.session")
+
+
+class AccountScreen:
+    """Loans, holds and fees, renewals and receipts, mixed into `SelfCheck`."""
+
+    async def renew(self, barcode: str) -> None:
+        """Renew one loan: from an "already yours" row or the account screen."""
+        if self.patron is None:
+            return
+        session = self._session
+        self.touch()
+        self.busy = True
+        self._changed()
+        outcome = await self.desk.renew(self.patron, barcode)
+        if session != self._session:
+            return
+        self.busy = False
+        if self.screen is Screen.ACCOUNT:
+            self.notice = None
+            # Shown on the account screen, and kept for the receipt.
+            self.account_rows = [r for r in self.account_rows if r.barcode != barcode]
+            self.account_rows.insert(0, outcome)
+            self.rows = [r for r in self.rows if r.barcode != barcode]
+            self.rows.insert(0, outcome)
+            self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
+            if outcome.result is Result.DONE:
+                await self._load_account(session)
+            self._changed()
+        else:
+            self._show(outcome)
+
+    async def open_account(self) -> None:
+        """Show the patron's loans, holds and fees."""
+        if self.screen is not Screen.MENU or not self.account_offered:
+            return
+        session = self._session
+        self.account_rows = []
+        self._go(Screen.ACCOUNT)
+        await self._load_account(session)
+
+    async def _load_account(self, session: int) -> None:
+        assert self.patron is not None
+        self.busy = True
+        self._changed()
+        try:
+            account = await self.desk.account(self.patron)
+        except SipLinkError:
+            if session == self._session:
+                self.busy = False
+                self._refuse(Refusal.SERVER_UNREACHABLE)
+            return
+        if session != self._session:
+            return
+        self.busy = False
+        self.account = account
+        self._changed()
+
+    def finish(self) -> None:
+        """Done: offer a receipt (or end at once when there is nothing to show)."""
+        if not self.rows:
+            self.end_session()
+            return
+        self._go(Screen.FINISH)
+
+    def receipt(self, kind: Receipt) -> None:
+        """Print, email or no receipt; then the session ends."""
+        kind = Receipt(kind)
+        if self.screen is not Screen.FINISH:
+            return
+        if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
+            card = None if self.patron is None else self.patron.barcode
+            if not self.devices.print_receipt(card, self.rows, self.language):
+                log.warn("the receipt could not be printed")
+        elif kind is Receipt.EMAIL and self.email_offered:
+            # TODO(#6): send email receipts; the kiosk has no mail transport yet.
+            log.info("an email receipt was asked for but cannot be sent yet")
+        self.end_session()
+
+    def receipt_lines(self) -> list[str]:
+        """The receipt as plain lines (in English; the card number masked)."""
+        lines = [self.config.kiosk.name]
+        if self.patron is not None:
+            lines.append(f"Card {mask(self.patron.barcode)}")
+        for row in reversed(self.rows):
+            state = {
+                Result.DONE: "ok",
+                Result.QUEUED: "recorded",
+                Result.REFUSED: "not done",
+                Result.OFFER_RENEW: "not done",
+            }[row.result]
+            due = f" due {row.due:%Y-%m-%d}" if row.due else ""
+            lines.append(f"{row.action}: {row.title or row.barcode}{due} ({state})")
+        return lines

@@ -1,0 +1,206 @@
+"""The item loop and the RFID pad: items scanned or placed, one by one.
+
+Layer: `kiosk` view model, a part of `SelfCheck` (kiosk/session.py). No Kivy
+and never `ils`; it must not import `kiosk.session` (the session imports it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.logger import Logger
+
+from .devices import PadTag
+from .model import Cue, Screen
+from .transactions import Action, ItemOutcome, Patron, Result
+from .wording import Refusal
+
+# The same namespace as before the split, so log filters keep matching.
+log = Logger(namespace="kiosk.session")
+
+
+class ItemLoop:
+    """Items scanned or on the RFID pad, mixed into `SelfCheck`."""
+
+    # -- the RFID pad ------------------------------------------------------------
+
+    async def tags_placed(self, tags: list[PadTag]) -> None:
+        """Tags arrived on the RFID pad: a card to identify, or items."""
+        for tag in tags:
+            self.pad[tag.uid] = tag
+        self.touch()
+        fresh = [tag for tag in tags if tag.uid not in self.pad_left]
+        if not fresh:
+            return
+        readable = [tag for tag in fresh if tag.item_id]
+        if not readable:
+            self._refuse(Refusal.SCAN_UNREADABLE)
+            return
+        first = readable[0].item_id or ""
+        if self.screen is Screen.IDENTIFY or (
+            self.screen is Screen.ATTRACT and not self._looks_like_item(first)
+        ):
+            # An RFID library card: the same as scanning its barcode.
+            await self.scan(first)
+            return
+        # Items on the pad at the welcome screen wait for the patron's choice
+        # (return, or start to borrow or renew them): never returned by themselves.
+        if self.screen is Screen.ITEMS:
+            await self._pad_items()
+        else:
+            self._changed()
+
+    def tags_found_at_start(self, tags: list[PadTag]) -> None:
+        """Tags already on the pad when the kiosk started: ignored until lifted."""
+        for tag in tags:
+            self.pad[tag.uid] = tag
+            self.pad_left.add(tag.uid)
+
+    def _items_on_pad(self) -> None:
+        # Items put on the pad before the patron chose what to do with them.
+        if any(tag.item_id for tag in self._pad_now()):
+            self.run(self._pad_items())
+
+    def _pad_now(self) -> list[PadTag]:
+        """The tags on the pad that belong to this session."""
+        return [tag for tag in self.pad.values() if tag.uid not in self.pad_left]
+
+    def tags_lifted(self, uids: list[str]) -> None:
+        """Tags left the pad."""
+        for uid in uids:
+            self.pad.pop(uid, None)
+            self.pad_left.discard(uid)
+
+    async def _pad_items(self) -> None:
+        sets: dict[str, list[PadTag]] = {}
+        for tag in self._pad_now():
+            if tag.item_id:
+                sets.setdefault(tag.item_id, []).append(tag)
+        for item_id, parts in sets.items():
+            if item_id in self.pad_done or self.mode is None:
+                continue
+            # A multi-part set goes through only with every part on the pad;
+            # nothing is sent to the server before (ISO 28560 part/parts).
+            if not _whole_set(parts):
+                self._show(
+                    ItemOutcome(
+                        action=self.mode,
+                        barcode=item_id,
+                        result=Result.REFUSED,
+                        refusal=Refusal.SET_INCOMPLETE,
+                    )
+                )
+                continue
+            self.pad_done.add(item_id)
+            await self.item(item_id, uids=[tag.uid for tag in parts])
+
+    async def _secure(self, outcome: ItemOutcome, uids: list[str]) -> ItemOutcome:
+        """Write the tags' security now that the server has answered."""
+        if self.devices is None or outcome.result is Result.REFUSED:
+            return outcome
+        if outcome.action is Action.RETURN:
+            secured = True
+        elif outcome.result is Result.DONE and outcome.release_security:
+            secured = False
+        else:
+            return outcome
+        written = await self.devices.set_security(uids, secured)
+        return outcome if written else replace(outcome, security_failed=True)
+
+    async def item(self, barcode: str, uids: list[str] | None = None) -> None:
+        """One item scanned in the item loop (`uids`: its tags on the pad)."""
+        if self.screen is not Screen.ITEMS or self.mode is None:
+            return
+        session = self._session
+        await self._lock.acquire()
+        try:
+            if session != self._session:
+                return
+            if (
+                self.config.patron.card_pattern
+                and self._looks_like_card(barcode)
+                and not self._looks_like_item(barcode)
+            ):
+                self._refuse(Refusal.NOT_AN_ITEM)
+                return
+            if self._already_done(self.mode, barcode):
+                # A second read of an item lent or returned in this session (a
+                # scanner's double read): its row stays as it is.
+                self.touch()
+                return
+            self.busy = True
+            self._changed()
+            try:
+                outcome = await self._transact(self.mode, barcode)
+            except Exception:
+                # Never leave the patron at a busy screen with no answer.
+                log.failure("the {action} of an item failed", action=self.mode.value)
+                outcome = ItemOutcome(
+                    action=self.mode,
+                    barcode=barcode,
+                    result=Result.REFUSED,
+                    refusal=Refusal.NOT_RECORDED,
+                )
+            if uids:
+                outcome = await self._secure(outcome, uids)
+            if session != self._session:
+                return
+            self.busy = False
+            self._show(outcome)
+        finally:
+            self._lock.release()
+
+    def _already_done(self, action: Action, barcode: str) -> bool:
+        if action not in {Action.BORROW, Action.RETURN}:
+            return False
+        return any(
+            row.barcode == barcode
+            and row.action is action
+            and row.result in {Result.DONE, Result.QUEUED}
+            for row in self.rows
+        )
+
+    async def _transact(self, action: Action, barcode: str) -> ItemOutcome:
+        if action is Action.RETURN:
+            return await self.desk.give_back(barcode)
+        assert self.patron is not None
+        if action is Action.RENEW:
+            return await self.desk.renew(self.patron, barcode)
+        return await self.desk.borrow(self.patron, barcode)
+
+    def _show(self, outcome: ItemOutcome) -> None:
+        # A later result for the same item replaces its row (e.g. renewed).
+        self.rows = [row for row in self.rows if row.barcode != outcome.barcode]
+        self.rows.insert(0, outcome)
+        self.notice = None
+        if outcome.result is Result.REFUSED:
+            self._cue(Cue.FAILURE)
+        elif outcome.result is Result.OFFER_RENEW:
+            self._cue(Cue.WARNING)
+        else:
+            self._cue(Cue.SUCCESS)
+        if (
+            self.patron is not None
+            and outcome.result is Result.DONE
+            and outcome.action is Action.BORROW
+        ):
+            self.patron = _with_loan(self.patron, outcome.barcode)
+        self.touch()
+        self._changed()
+
+
+def _whole_set(parts: list[PadTag]) -> bool:
+    """Whether the tags are exactly parts 1..N of one set of N >= 1 parts.
+
+    Tags disagreeing on N, a part number outside 1..N, a part twice or
+    missing, or N of 0 all mean the set is not whole (or its tags are wrong).
+    """
+    counts = {tag.parts for tag in parts}
+    if len(counts) != 1:
+        return False
+    (count,) = counts
+    return count >= 1 and sorted(tag.part for tag in parts) == list(range(1, count + 1))
+
+
+def _with_loan(patron: Patron, barcode: str) -> Patron:
+    return replace(patron, loans=patron.loans | {barcode})

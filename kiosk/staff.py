@@ -1,0 +1,142 @@
+"""Staff mode of the kiosk: the staff code, its lock, and the staff screen.
+
+Layer: `kiosk` view model, a part of `SelfCheck` (kiosk/session.py). No Kivy
+and never `ils`; it must not import `kiosk.session` (the session imports it).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from .config import staff_code_matches
+from .journal import EntryState
+from .model import Screen
+
+# The same namespace as before the split, so log filters keep matching.
+log = Logger(namespace="kiosk.session")
+
+#: Wrong staff codes allowed before staff-code entry locks.
+STAFF_CODE_FREE_TRIES = 3
+#: The first lock, in seconds; it doubles with every further wrong code.
+STAFF_CODE_LOCK_FIRST = 30.0
+#: The longest lock, in seconds.
+STAFF_CODE_LOCK_MAX = 3600.0
+
+
+class StaffMode:
+    """The staff code and the staff screen, mixed into `SelfCheck`."""
+
+    async def _staff_at_out_of_order(self, code: str) -> None:
+        # Staff must be able to get back in while patrons cannot be served.
+        if code in self.config.kiosk.staff_cards or await self._is_staff_code(code):
+            if self.screen is Screen.OUT_OF_ORDER:
+                self.open_staff()
+            return
+        self._staff_code_failed()
+
+    async def _is_staff_code(self, code: str) -> bool:
+        """Whether `code` is the staff code; checked off the event loop (scrypt).
+
+        While staff-code entry is locked after wrong codes, nothing matches.
+        """
+        stored = self.config.kiosk.staff_code_hash
+        if not stored or self._clock.seconds() < self._staff_locked_until:
+            return False
+        matched: bool = await threads.deferToThread(staff_code_matches, code, stored)
+        if matched:
+            self._staff_failures = 0
+        return matched
+
+    def _staff_code_failed(self) -> None:
+        """A wrong staff code (or an unknown card): lock entry for a growing time."""
+        if not self.config.kiosk.staff_code_hash:
+            return
+        self._staff_failures += 1
+        extra = self._staff_failures - STAFF_CODE_FREE_TRIES
+        if extra < 0:
+            return
+        seconds = min(STAFF_CODE_LOCK_FIRST * 2 ** min(extra, 20), STAFF_CODE_LOCK_MAX)
+        self._staff_locked_until = self._clock.seconds() + seconds
+        log.warn(
+            "{count} wrong staff codes or unknown cards in a row: staff code entry "
+            "locked for {seconds:.0f} s",
+            count=self._staff_failures,
+            seconds=seconds,
+        )
+
+    # -- staff ---------------------------------------------------------------------
+
+    # -- staff ---------------------------------------------------------------------
+
+    def open_staff(self) -> None:
+        """The staff screen: status, offline results, out of service.
+
+        It ends any patron session first, so a late reply to a patron's request
+        cannot turn the staff screen into that patron's.
+        """
+        patron = self.patron
+        self._session += 1
+        if self._session_call is not None and self._session_call.active():
+            self._session_call.cancel()
+        self._session_call = None
+        self._wipe()
+        if patron is not None:
+            self.run(self.desk.end_session(patron))
+        self._go(Screen.STAFF)
+
+    def close_staff(self) -> None:
+        """Leave the staff screen."""
+        self.end_session()
+
+    def set_out_of_service(self, value: bool) -> None:
+        """Take the kiosk out of service (or put it back)."""
+        self.out_of_service = value
+        self.touch()
+        self._changed()
+
+    def retry_connection(self) -> None:
+        """Staff asked to try the server again now."""
+        self.link.check_now()
+        self.touch()
+
+    def replay_now(self) -> None:
+        """Staff asked to replay the offline journal now (and to try it again)."""
+        self.desk.journal_problem = None
+        self.run(self._replay())
+        self.touch()
+
+    def staff_results(self, limit: int = 20) -> list[str]:
+        """The offline replay results for the staff screen, those to check by
+        hand (unknown outcome) first."""
+        journal = self.desk.journal
+        if journal is None:
+            return []
+        lines = []
+        for entry in journal.results(limit):
+            check = "CHECK BY HAND: " if entry.state is EntryState.UNKNOWN else ""
+            lines.append(
+                f"{check}{entry.happened_at:%Y-%m-%d %H:%M} {entry.kind} "
+                f"{entry.item}: {entry.state} {entry.result}"
+            )
+        return lines
+
+    def staff_status(self) -> dict[str, str]:
+        """What the staff screen shows as status lines."""
+        status = {"server": self.link.state.value}
+        if self.link.problem:
+            status["server"] += f" ({self.link.problem})"
+        if self.devices is not None:
+            status.update(self.devices.status())
+        journal = self.desk.journal
+        if self.desk.journal_problem:
+            status["offline journal"] = self.desk.journal_problem
+        if journal is not None:
+            counts = journal.counts()
+            status["offline queue"] = (
+                ", ".join(
+                    f"{count} {state.value}" for state, count in counts.items() if count
+                )
+                or "empty"
+            )
+        return status
