@@ -1,8 +1,8 @@
 """`ils export`: a library's data written out in the forms its imports read.
 
 Layer: `ils` (the core). Imports click, pymarc, SQLAlchemy, `ils.db`,
-`ils.models`, `ils.schema`, `ils.importing` and the standard library; nothing
-above the core.
+`ils.models`, `ils.schema`, `ils.export_csv`, `ils.export_marc` and the
+standard library; nothing above the core.
 
 An export folder holds:
 
@@ -28,18 +28,35 @@ imports take that quote off again, so a round trip gives the same values;
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 
 import click
 import sqlalchemy as sa
-from pymarc import Field, Indicators, Leader, Record, Subfield
+from pymarc import Leader
 from sqlalchemy.orm import Session, aliased
 
 from ils.db import Database, DatabaseConfigError
-from ils.importing.circfile import FORMULA_STARTS, currency_decimals
+from ils.export_csv import (
+    FEE_COLUMNS,
+    HOLD_COLUMNS,
+    ITEM_COLUMNS,
+    LOAN_COLUMNS,
+    PATRON_COLUMNS,
+    _cells,
+    _day,
+    _moment,
+    _write_csv,
+    money_text,
+    spreadsheet_safe,
+)
+from ils.export_marc import (  # noqa: F401 (_STATUS_SUBFIELDS: old home)
+    _STATUS_SUBFIELDS,
+    _Codes,
+    _holding,
+    _record_of,
+)
 from ils.models import (
     BibRecord,
     Branch,
@@ -47,7 +64,6 @@ from ils.models import (
     Hold,
     HoldStatus,
     Item,
-    ItemStatus,
     ItemType,
     Loan,
     Patron,
@@ -55,72 +71,22 @@ from ils.models import (
 )
 from ils.schema import DATABASE_URL_VARIABLE
 
+__all__ = [
+    "FEE_COLUMNS",
+    "HOLD_COLUMNS",
+    "ITEM_COLUMNS",
+    "LOAN_COLUMNS",
+    "PATRON_COLUMNS",
+    "ExportReport",
+    "export_command",
+    "export_library",
+    "money_text",
+    "spreadsheet_safe",
+]
+
 # Rows fetched from the database at a time.
 _CHUNK = 2_000
 
-PATRON_COLUMNS = (
-    "cardnumber",
-    "surname",
-    "firstname",
-    "categorycode",
-    "branchcode",
-    "dateexpiry",
-    "email",
-    "phone",
-)
-ITEM_COLUMNS = (
-    "barcode",
-    "control_number",
-    "isbn",
-    "title",
-    "homebranch",
-    "holdingbranch",
-    "itype",
-    "itemcallnumber",
-    "location",
-    "ccode",
-    "price",
-    "status",
-    "circulation",
-)
-LOAN_COLUMNS = (
-    "cardnumber",
-    "barcode",
-    "issuedate",
-    "date_due",
-    "renewals_count",
-    "branchcode",
-)
-HOLD_COLUMNS = (
-    "cardnumber",
-    "barcode",
-    "control_number",
-    "item_level_hold",
-    "branchcode",
-    "reservedate",
-    "expirationdate",
-    "found",
-)
-FEE_COLUMNS = (
-    "cardnumber",
-    "debit_type_code",
-    "amount",
-    "amountoutstanding",
-    "description",
-    "date",
-    "barcode",
-)
-
-# Koha's 952 status subfields: $0 withdrawn, $1 lost (4: missing), $4 damaged,
-# $7 not for loan (negative: on order or in processing).
-_STATUS_SUBFIELDS: dict[ItemStatus, tuple[str, str]] = {
-    ItemStatus.WITHDRAWN: ("0", "1"),
-    ItemStatus.LOST: ("1", "1"),
-    ItemStatus.MISSING: ("1", "4"),
-    ItemStatus.DAMAGED: ("4", "1"),
-    ItemStatus.NOT_FOR_LOAN: ("7", "1"),
-    ItemStatus.IN_PROCESSING: ("7", "-1"),
-}
 _HOLD_FOUND = {HoldStatus.WAITING: "W", HoldStatus.IN_TRANSIT: "T"}
 
 
@@ -130,51 +96,6 @@ class ExportReport:
 
     folder: Path
     counts: dict[str, int]
-
-
-def _moment(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat()
-
-
-def _day(value: date | None) -> str:
-    return "" if value is None else value.isoformat()
-
-
-def money_text(minor: int, currency: str) -> str:
-    """Minor units as the decimal text the fee import reads (1250 EUR: "12.50")."""
-    decimals = currency_decimals(currency)
-    if decimals == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, fraction = divmod(abs(minor), 10**decimals)
-    return f"{sign}{whole}.{fraction:0{decimals}d}"
-
-
-def spreadsheet_safe(value: str) -> str:
-    """`value` with a quote before it when a spreadsheet would run it as a
-    formula ("=HYPERLINK(...)" becomes "'=HYPERLINK(...)")."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def _cells(row: Sequence[str], raw_cells: bool) -> Sequence[str]:
-    return row if raw_cells else [spreadsheet_safe(value) for value in row]
-
-
-def _write_csv(
-    path: Path,
-    header: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    raw_cells: bool = False,
-) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(_cells(row, raw_cells))
-            count += 1
-    return count
 
 
 def _codes(
@@ -204,71 +125,6 @@ def _patrons(session: Session, with_pin_hashes: bool) -> Iterator[list[str]]:
             # column does not travel back until that import accepts pin_hash.
             row.append(patron.pin_hash or "")
         yield row
-
-
-def _holding(item: Item, codes: _Codes) -> Field:
-    subfields = [
-        Subfield("a", codes.branches[item.home_branch_id]),
-        Subfield("b", codes.branches[item.current_branch_id]),
-        Subfield("y", codes.types[item.item_type_id]),
-        Subfield("p", item.barcode),
-    ]
-    for code, value in (
-        ("o", item.call_number),
-        ("c", item.location),
-        ("8", item.collection),
-        ("g", None if item.price_minor is None else money_text(item.price_minor, "")),
-    ):
-        if value:
-            subfields.append(Subfield(code, value))
-    flag = _STATUS_SUBFIELDS.get(item.status)
-    if flag is not None:
-        subfields.append(Subfield(*flag))
-    return Field(tag="952", indicators=Indicators(" ", " "), subfields=subfields)
-
-
-def _record_of(bib: BibRecord) -> Record:
-    """The stored MARC record without its 952s, or one made from the columns."""
-    if bib.marc is not None:
-        record = Record(data=bib.marc, to_unicode=True, force_utf8=True)
-        record.remove_fields("952")
-        return record
-    record = Record(force_utf8=True)
-    if bib.control_number:
-        record.fields.append(Field(tag="001", data=bib.control_number))
-    if bib.isbn:
-        record.fields.append(
-            Field(
-                tag="020",
-                indicators=Indicators(" ", " "),
-                subfields=[Subfield("a", bib.isbn)],
-            )
-        )
-    if bib.author:
-        record.fields.append(
-            Field(
-                tag="100",
-                indicators=Indicators("1", " "),
-                subfields=[Subfield("a", bib.author)],
-            )
-        )
-    record.fields.append(
-        Field(
-            tag="245",
-            indicators=Indicators("0", "0"),
-            subfields=[Subfield("a", bib.title)],
-        )
-    )
-    publication = [
-        Subfield(code, value)
-        for code, value in (("b", bib.publisher), ("c", bib.publication_year))
-        if value
-    ]
-    if publication:
-        record.fields.append(
-            Field(tag="264", indicators=Indicators(" ", "1"), subfields=publication)
-        )
-    return record
 
 
 def _circulation_states(session: Session, item_ids: Sequence[int]) -> dict[int, str]:
@@ -316,12 +172,6 @@ def _item_row(
         item.status.value,
         circulation,
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Codes:
-    branches: dict[int, str]
-    types: dict[int, str]
 
 
 def _catalogue(
