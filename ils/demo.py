@@ -2,7 +2,8 @@
 
 Layer: `ils` (the core). Imports click, SQLAlchemy, `ils.db`, `ils.schema`,
 `ils.models`, `ils.secrets`, `ils.importing`, `ils.circulation` (to place the
-demo holds) and the standard library.
+demo holds), its own `ils.demo_data_tables` and `ils.demo_summary`, and the
+standard library.
 
 The demo is deterministic apart from dates: the same patrons, items and
 barcodes every time, so that the README, the server's tests and a new user can
@@ -12,7 +13,6 @@ ordinary MARC importer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -23,16 +23,41 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ils.circulation import Circulation
-from ils.currency import format_amount
 from ils.db import Database, DatabaseConfigError, display_url
+from ils.demo_data_tables import (
+    BLOCK_NOTE,
+    BRANCHES,
+    CATEGORIES,
+    DEMO_FEES,
+    DEMO_FINE_CAP_MINOR,
+    DEMO_FINE_GRACE_DAYS,
+    DEMO_FINE_MINOR,
+    DEMO_PIN,
+    FIRST_NAMES,
+    FIXED_PATRONS,
+    INSTITUTION_CODE,
+    INSTITUTION_NAME,
+    ITEM_TYPES,
+    LIBRARY_CODE,
+    LOAN_RULES,
+    SURNAMES,
+    TIMEZONE,
+    DemoExistsError,
+    DemoFee,
+    DemoHold,
+    DemoItem,
+    DemoLibrary,
+    DemoPatron,
+    item_barcode,  # noqa: F401 - re-exported
+    patron_barcode,
+)
+from ils.demo_summary import _summary
 from ils.fees import FeeService, fee_views
-from ils.importing.barcodes import BarcodeKind, make_barcode
 from ils.importing.marc import import_marc
 from ils.models import (
     BibRecord,
     Branch,
     Fee,
-    FeeKind,
     Hold,
     HoldStatus,
     Institution,
@@ -46,158 +71,6 @@ from ils.models import (
 )
 from ils.schema import DATABASE_URL_VARIABLE, upgrade_database
 from ils.secrets import hash_secret
-from ils.text import plural
-
-INSTITUTION_CODE = "DEMO"
-INSTITUTION_NAME = "Demo Public Library"
-LIBRARY_CODE = "1234"
-TIMEZONE = "America/New_York"
-DEMO_PIN = "1234"
-BLOCK_NOTE = "Demo: please see staff"
-
-BRANCHES = (("MAIN", "Main Library"), ("EAST", "East Branch"))
-CATEGORIES = (("ADULT", "Adult"), ("CHILD", "Child"), ("STAFF", "Staff"))
-# SIP2 media types: 001 book, 006 CD/CD-ROM (the nearest the standard has to a DVD).
-ITEM_TYPES = (
-    ("BOOK", "Book", "001"),
-    ("DVD", "DVD", "006"),
-    ("REF", "Reference", "001"),
-)
-# (category, item type, loan days, renewals, most loans at once); None is any.
-LOAN_RULES: tuple[tuple[str | None, str | None, int, int, int], ...] = (
-    (None, None, 21, 2, 10),
-    ("CHILD", None, 14, 1, 3),
-    (None, "DVD", 7, 1, 10),
-)
-
-# Overdue fines of the catch-all rule, so that a late return in the demo shows
-# one: 25 cents a day after two days' grace, at most 5.00 a loan. The CHILD and
-# DVD rules fine nothing.
-DEMO_FINE_MINOR = 25
-DEMO_FINE_GRACE_DAYS = 2
-DEMO_FINE_CAP_MINOR = 500
-
-# Made-up names for the generated patrons.
-FIRST_NAMES = (
-    "Ada", "Bruno", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro",
-    "Inés", "Jonas", "Kofi", "Lena", "Mateo", "Nadia", "Oskar", "Priya",
-)  # fmt: skip
-SURNAMES = (
-    "Abernathy", "Bellweather", "Castellano", "Dunmore", "Eklund", "Fairbairn",
-    "Grünwald", "Halloran", "Iverson", "Jablonski", "Kettering", "Lindqvist",
-    "Marchetti", "Nakamura", "Okonkwo", "Pemberton", "Quill",
-)  # fmt: skip
-
-
-class DemoExistsError(RuntimeError):
-    """The database already holds the demo library."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoPatron:
-    """A demo patron as a new user needs to know it."""
-
-    barcode: str
-    name: str
-    category: str
-    pin: str | None
-    # "ok", "expired" or "blocked".
-    state: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoItem:
-    """A demo item: its barcode, what it is and where."""
-
-    barcode: str
-    title: str
-    item_type: str
-    branch: str
-    status: ItemStatus
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoHold:
-    """A demo hold: whose, on what, where it is picked up, and how it stands."""
-
-    patron_barcode: str
-    item_barcode: str
-    title: str
-    pickup_branch: str
-    # "waiting" (on the hold shelf, to be collected) or "pending" (in the queue).
-    state: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoLibrary:
-    """What the demo database holds, with the fixed patrons and items first.
-
-    Attributes:
-        created: False when `if_missing` found the demo already there.
-        patrons: the fixed patrons (serials 1 to 5), in serial order.
-        items: a few available items, the first being 31234000000016.
-    """
-
-    url: str
-    created: bool
-    institution_id: int
-    institution_code: str
-    branch_codes: tuple[str, ...]
-    patron_count: int
-    record_count: int
-    item_count: int
-    patrons: tuple[DemoPatron, ...]
-    items: tuple[DemoItem, ...]
-    holds: tuple[DemoHold, ...] = ()
-    fees: tuple[DemoFee, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoFee:
-    """A demo fee still owed: whose, what for, and how much (minor units)."""
-
-    patron_barcode: str
-    kind: str
-    description: str
-    balance_minor: int
-    currency: str
-
-
-# Bob owes an overdue fine and a damage charge, so a terminal has fees to show
-# and take payment for: (patron serial, kind, minor units, description).
-DEMO_FEES = (
-    (2, FeeKind.OVERDUE, 150, "Overdue: returned 6 days late"),
-    (2, FeeKind.DAMAGE, 80, "Damage: torn dust jacket"),
-)
-
-
-def patron_barcode(serial: int) -> str:
-    """The demo patron barcode with this serial: "2" + "1234" + serial + Luhn."""
-    return make_barcode(BarcodeKind.PATRON, LIBRARY_CODE, serial)
-
-
-def item_barcode(serial: int) -> str:
-    """The demo item barcode with this serial: "3" + "1234" + serial + Luhn."""
-    return make_barcode(BarcodeKind.ITEM, LIBRARY_CODE, serial)
-
-
-@dataclass(frozen=True, slots=True)
-class _FixedPatron:
-    surname: str
-    firstname: str
-    category: str
-    expired: bool = False
-    blocked: bool = False
-
-
-# Serials 1 to 5; the SIP2 server's tests and the README rely on these.
-FIXED_PATRONS = (
-    _FixedPatron("Reader", "Alice", "ADULT"),
-    _FixedPatron("Borrower", "Bob", "ADULT"),
-    _FixedPatron("Small", "Charlie", "CHILD"),
-    _FixedPatron("Lapsed", "Dora", "ADULT", expired=True),
-    _FixedPatron("Stopped", "Evan", "ADULT", blocked=True),
-)
 
 
 def _demo_institution_id(session: Session) -> int | None:
@@ -531,46 +404,6 @@ def build_demo(
         return _describe(database, created=True, today=today)
     finally:
         database.dispose()
-
-
-def _summary(demo: DemoLibrary) -> None:
-    verb = "built" if demo.created else "already present, left as it was"
-    click.echo(f"Demo library {verb}: {display_url(demo.url)}")
-    click.echo(
-        f"Institution {demo.institution_code} (id {demo.institution_id}),"
-        f" branches {', '.join(demo.branch_codes)};"
-        f" {plural(demo.patron_count, 'patron')}, {plural(demo.record_count, 'title')},"
-        f" {plural(demo.item_count, 'item')}."
-    )
-    click.echo("")
-    click.echo("Patrons to try (PINs shown here only because this is a demo):")
-    click.echo(f"  {'barcode':<16}{'name':<18}{'category':<10}{'PIN':<6}state")
-    for patron in demo.patrons:
-        click.echo(
-            f"  {patron.barcode:<16}{patron.name:<18}{patron.category:<10}"
-            f"{patron.pin or '-':<6}{patron.state}"
-        )
-    click.echo("")
-    click.echo("Items to try (available when the demo was built):")
-    for item in demo.items:
-        click.echo(f"  {item.barcode:<16}{item.branch:<6}{item.title}")
-    if demo.holds:
-        click.echo("")
-        click.echo("Holds (waiting: on the hold shelf to collect; pending: queued):")
-        for hold in demo.holds:
-            click.echo(
-                f"  {hold.patron_barcode:<16}{hold.item_barcode:<16}"
-                f"{hold.pickup_branch:<6}{hold.state:<9}{hold.title}"
-            )
-    if demo.fees:
-        click.echo("")
-        click.echo("Fees owed (pay them at a kiosk, or with SIP2's fee paid):")
-        for fee in demo.fees:
-            amount = format_amount(fee.balance_minor, fee.currency)
-            click.echo(
-                f"  {fee.patron_barcode:<16}{amount:>8} {fee.currency}"
-                f"  {fee.description}"
-            )
 
 
 @click.command("demo")
