@@ -7,55 +7,26 @@ or raises `CirculationRefused`. The decisions themselves live in
 `ils.checkout`, `ils.checkin`, `ils.renewals` and `ils.holds`; this module
 runs them in units of work and retries what the database turned away.
 
-Concurrent requests are made safe by the database, not by Python locks, so that
-several server processes can share one PostgreSQL:
-
-- on PostgreSQL rows are locked with `SELECT ... FOR NO KEY UPDATE` in one order
-  everywhere: patrons (several in id order), then the item, then holds. Unlike
-  `FOR UPDATE`, it lets the foreign-key checks of other transactions' inserts
-  through (see `ils.queries`);
-- a use case that must lock a patron it can only find through the item (a
-  checkin's borrower, a cancelled hold's trapped item) reads it first, locks in
-  order, and starts again if what it read changed before the lock was held,
-  rather than lock out of order;
-- on SQLite every write unit starts with `BEGIN IMMEDIATE` (see `ils.db`), which
-  serialises all writers;
-- the partial unique indexes `uq_loan_open_item` and `uq_hold_trapped_item` are
-  the last line: two open loans of one item, or one item trapped for two active
-  holds, are never stored; the loser is retried and then sees the winner's work.
-
-A use case that keeps meeting deadlocks or changing rows is retried after a
-short random pause that doubles with each retry (`retry_pause`), and refused
-with `Refusal.TRY_AGAIN` once its attempts are used up, so that a caller gets a
-refusal, not a database error. (A SQLite writer that outwaits its busy timeout
-still raises `OperationalError`; see `ils.db`.)
-
-Every checkout, renewal, checkin, hold change and refusal writes a
-`CirculationLog` row; a repeated checkout that does not renew changes nothing
-and writes none. A refusal's row is written in the refused transaction itself,
-which is committed: every check is made before anything else is written, so the
-row is all it holds.
+Concurrency, retries and the log of refusals: see `ils.unit_of_work`.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ils import holds, queries
+from ils import circulation_reads as reads
+from ils import holds
 from ils.checkin import check_in
 from ils.checkout import CheckoutRequest, check_out
+from ils.circulation_batches import expire_each, renew_loans
 from ils.db import Database
-from ils.models import BibRecord, CirculationLog, Item, Loan, LoanEvent, utcnow
+from ils.models import utcnow
 from ils.pins import PinOutcome, check_pin
-from ils.pull_list import pull_list
 from ils.queries import branch_zone
 from ils.renewals import renew as renew_in
 from ils.results import (
@@ -70,49 +41,14 @@ from ils.results import (
     PullSlip,
     Refusal,
     RenewAllResult,
-    RenewOutcome,
 )
 from ils.storable import is_code, printable
-from ils.units import Known, LoanChangedHands, Overrides, aware, log_row, request_time
+from ils.unit_of_work import retry_pause, run_unit
+from ils.units import Known, Overrides, aware, request_time
 
-__all__ = ["Circulation", "branch_zone"]
-
-# How often a use case that hit a unique index, a deadlock or rows that changed
-# under it is tried; the retry normally sees the other transaction's work and
-# answers by itself.
-_ATTEMPTS = 5
-
-# PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the
-# transaction was rolled back and may simply be run again.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-
-# The longest pause before the first retry, in seconds; it doubles for each
-# retry after it. Each pause is drawn at random up to that bound, so that
-# terminals that collided do not collide again in step (about 0.15 s at most
-# over all the retries).
-_FIRST_PAUSE = 0.01
+__all__ = ["Circulation", "branch_zone", "retry_pause"]
 
 _Result = TypeVar("_Result")
-
-
-def retry_pause(attempt: int, draw: Callable[[float, float], float]) -> float:
-    """How long to wait before retry number `attempt` (0 for the first): a
-    random time up to `_FIRST_PAUSE` doubled `attempt` times."""
-    return draw(0.0, _FIRST_PAUSE * 2**attempt)
-
-
-def _is_retryable(error: OperationalError) -> bool:
-    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
-
-
-def _is_open_loan_conflict(error: IntegrityError) -> bool:
-    text = str(error.orig)
-    return "uq_loan_open_item" in text or "loan.item_id" in text
-
-
-def _is_trapped_item_conflict(error: IntegrityError) -> bool:
-    text = str(error.orig)
-    return "uq_hold_trapped_item" in text or "hold.trapped_item_id" in text
 
 
 class Circulation:
@@ -196,20 +132,11 @@ class Circulation:
         if not is_code(barcode):
             return None
         pin_valid, _locked = self._pin(barcode, pin, now, printable(terminal))
-        with self._database.read() as session:
-            patron = queries.patron_by_barcode(session, barcode)
-            if patron is None:
-                return None
-            zone = branch_zone(patron.home_branch)
-            return queries.patron_view(session, patron, now, zone, pin_valid=pin_valid)
+        return reads.patron_view(self._database, barcode, now, pin_valid)
 
     def item(self, barcode: str) -> ItemView | None:
         """An item, its loan and its holds, or None when no item has this barcode."""
-        if not is_code(barcode):
-            return None
-        with self._database.read() as session:
-            item = queries.item_by_barcode(session, barcode)
-            return None if item is None else queries.item_view(session, item)
+        return reads.item_view(self._database, barcode)
 
     # Checkout and renewal.
 
@@ -360,77 +287,22 @@ class Circulation:
             terminal, moment, branch=branch_code, patron=patron_barcode
         )
         pin_valid, pin_locked = self._pin(patron_barcode, pin, moment, terminal)
-        with self._database.read() as session:
-            patron = queries.patron_by_barcode(session, patron_barcode)
-            if patron is None:
-                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-            loans = session.execute(
-                sa.select(Item.barcode, BibRecord.title, Loan.due_at)
-                .join(Item, Item.id == Loan.item_id)
-                .join(BibRecord, BibRecord.id == Item.record_id)
-                .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
-                .order_by(Loan.due_at, Loan.id)
-            ).all()
+        loans = reads.open_loans(self._database, patron_barcode)
 
-        outcomes: list[RenewOutcome] = []
-        for barcode, title, due_at in loans:
-            overrides = Overrides(asked=frozenset())
+        outcomes = renew_loans(
+            lambda work: self._unit(work, terminal=terminal, moment=moment),
+            loans,
+            patron_barcode=patron_barcode,
+            branch_code=branch_code,
+            pin_valid=pin_valid,
+            pin_locked=pin_locked,
+            moment=moment,
+            terminal=terminal,
+        )
 
-            def work(
-                session: Session,
-                known: Known,
-                barcode: str = barcode,
-                overrides: Overrides = overrides,
-            ) -> CheckoutResult:
-                return renew_in(
-                    session,
-                    known,
-                    patron_barcode=patron_barcode,
-                    item_barcode=barcode,
-                    branch_code=branch_code,
-                    pin_valid=pin_valid,
-                    pin_locked=pin_locked,
-                    moment=moment,
-                    terminal=terminal,
-                    overrides=overrides,
-                )
-
-            try:
-                result = self._unit(work, terminal=terminal, moment=moment)
-            except CirculationRefused as refusal:
-                if refusal.reason in (Refusal.UNKNOWN_PATRON, Refusal.UNKNOWN_BRANCH):
-                    raise
-                outcomes.append(
-                    RenewOutcome(
-                        item_barcode=barcode,
-                        title=title,
-                        renewed=False,
-                        due_at=due_at,
-                        refusal=refusal.reason,
-                        message=refusal.message,
-                    )
-                )
-            else:
-                outcomes.append(
-                    RenewOutcome(
-                        item_barcode=barcode,
-                        title=title,
-                        renewed=True,
-                        due_at=result.due_at,
-                    )
-                )
-
-        with self._database.read() as session:
-            found = queries.patron_by_barcode(session, patron_barcode)
-            if found is None:
-                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-            view = queries.patron_view(
-                session,
-                found,
-                moment,
-                branch_zone(found.home_branch),
-                pin_valid=pin_valid,
-            )
+        view = reads.patron_view(self._database, patron_barcode, moment, pin_valid)
+        if view is None:
+            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
         return RenewAllResult(patron=view, outcomes=tuple(outcomes))
 
     # Checkin.
@@ -607,17 +479,7 @@ class Circulation:
         Raises:
             CirculationRefused: UNKNOWN_PATRON.
         """
-        if not is_code(patron_barcode):
-            raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-        with self._database.read() as session:
-            patron = queries.patron_by_barcode(session, patron_barcode)
-            if patron is None:
-                raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-            views = holds.holds_of(session, patron)
-        return PatronHolds(
-            available=tuple(view for view in views if view.available),
-            pending=tuple(view for view in views if view.pending),
-        )
+        return reads.holds_of(self._database, patron_barcode)
 
     def hold_queue(
         self, *, record_id: int | None = None, item_barcode: str | None = None
@@ -629,20 +491,7 @@ class Circulation:
             CirculationRefused: UNKNOWN_ITEM for a barcode or record nobody has.
             ValueError: neither is named.
         """
-        with self._database.read() as session:
-            item: Item | None = None
-            if item_barcode is not None:
-                if not is_code(item_barcode):
-                    raise CirculationRefused(Refusal.UNKNOWN_ITEM)
-                item = queries.item_by_barcode(session, item_barcode)
-                if item is None:
-                    raise CirculationRefused(Refusal.UNKNOWN_ITEM)
-                record_id = item.record_id
-            elif record_id is None:
-                raise ValueError("name a record id or an item barcode")
-            elif session.get(BibRecord, record_id) is None:
-                raise CirculationRefused(Refusal.UNKNOWN_ITEM)
-            return tuple(holds.queue(session, record_id, item))
+        return reads.hold_queue(self._database, record_id, item_barcode)
 
     def pull_list(self, branch_code: str | None = None) -> tuple[PullSlip, ...]:
         """The pending holds a copy on an open shelf can fill now, each with the
@@ -652,16 +501,7 @@ class Circulation:
         Raises:
             CirculationRefused: UNKNOWN_BRANCH for a branch nobody has.
         """
-        moment = self._now()
-        with self._database.read() as session:
-            branch = None
-            if branch_code is not None:
-                if not is_code(branch_code):
-                    raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
-                branch = queries.branch_by_code(session, branch_code)
-                if branch is None:
-                    raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
-            return tuple(pull_list(session, moment, branch))
+        return reads.pull_slips(self._database, self._now(), branch_code)
 
     def expire_holds(
         self, now: datetime | None = None, *, terminal: str | None = None
@@ -672,21 +512,12 @@ class Circulation:
         moment = self._now() if now is None else aware(now, "now")
         with self._database.read() as session:
             candidates = holds.expiry_candidates(session, moment)
-        expired: list[HoldView] = []
-        trapped: list[HoldView] = []
-        for hold_id in candidates:
-
-            def work(
-                session: Session, _known: Known, hold_id: int = hold_id
-            ) -> tuple[HoldView, HoldView | None] | None:
-                return holds.expire(session, hold_id, moment, terminal)
-
-            outcome = self._unit(work, terminal=terminal, moment=moment)
-            if outcome is not None:
-                expired.append(outcome[0])
-                if outcome[1] is not None:
-                    trapped.append(outcome[1])
-        return HoldExpiry(expired=tuple(expired), trapped=tuple(trapped))
+        return expire_each(
+            lambda work: self._unit(work, terminal=terminal, moment=moment),
+            candidates,
+            moment,
+            terminal,
+        )
 
     # The unit of work.
 
@@ -697,95 +528,7 @@ class Circulation:
         terminal: str | None,
         moment: datetime,
     ) -> _Result:
-        """Run one use case in its own transaction, logging a refusal in it.
-
-        A use case makes every check before it writes, so a refusal leaves the
-        transaction clean, and the refusal's log row is committed in it. That
-        transaction already holds the rows the log row refers to; taking them
-        afresh in another could deadlock on PostgreSQL, where a foreign key
-        check takes a share lock on the referenced row (and a savepoint would
-        not do: rolling one back releases the row locks taken inside it). A
-        conflict on a unique index, a deadlock or rows that changed under the
-        use case are retried; the retry sees what the other transaction
-        committed. Before each retry the unit waits a short random time (see
-        `retry_pause`), so that terminals fighting over one row spread out.
-        """
-        last_error: Exception | None = None
-        known = Known()
-        for attempt in range(_ATTEMPTS):
-            if attempt:
-                self._pause(retry_pause(attempt - 1, random.uniform))
-            known = Known()
-            refusal: CirculationRefused | None = None
-            try:
-                with self._database.transaction() as session:
-                    try:
-                        return work(session, known)
-                    except CirculationRefused as raised:
-                        # A use case refuses before it writes anything.
-                        if session.new or session.dirty or session.deleted:
-                            raise RuntimeError(
-                                "a use case changed data before refusing"
-                            ) from raised
-                        refusal = raised
-                        session.add(_refusal_row(raised, known, terminal, moment))
-            except IntegrityError as error:
-                if not (
-                    _is_open_loan_conflict(error) or _is_trapped_item_conflict(error)
-                ):
-                    raise
-                last_error = error
-                continue
-            except OperationalError as error:
-                if not _is_retryable(error):
-                    raise
-                last_error = error
-                continue
-            except LoanChangedHands as error:
-                last_error = error
-                continue
-            raise refusal
-        raise self._out_of_attempts(last_error, known, terminal, moment)
-
-    def _out_of_attempts(
-        self,
-        last_error: Exception | None,
-        known: Known,
-        terminal: str | None,
-        moment: datetime,
-    ) -> CirculationRefused:
-        """The refusal, logged, for a unit of work that used up its attempts."""
-        # A lost race for the open-loan index means someone else has the item;
-        # anything else left nothing changed, and the request may be sent again.
-        if isinstance(last_error, IntegrityError) and _is_open_loan_conflict(
-            last_error
-        ):
-            refusal = CirculationRefused(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON)
-        else:
-            refusal = CirculationRefused(Refusal.TRY_AGAIN)
-        try:
-            with self._database.transaction() as session:
-                session.add(_refusal_row(refusal, known, terminal, moment))
-        except OperationalError as error:
-            # The log row is not worth a fault the caller cannot answer.
-            if not _is_retryable(error):
-                raise
-        refusal.__cause__ = last_error
-        return refusal
-
-
-def _refusal_row(
-    refusal: CirculationRefused,
-    known: Known,
-    terminal: str | None,
-    moment: datetime,
-) -> CirculationLog:
-    return log_row(
-        at=moment,
-        event=LoanEvent.REFUSAL,
-        terminal=terminal,
-        item_id=known.item_id,
-        patron_id=known.patron_id,
-        branch_id=known.branch_id,
-        detail=refusal.reason.value,
-    )
+        """Run one use case in its own transaction (see `ils.unit_of_work`)."""
+        return run_unit(
+            self._database, self._pause, work, terminal=terminal, moment=moment
+        )
