@@ -1,4 +1,5 @@
-"""Reading holds: a patron's open holds and a title's queue, as views.
+"""Reading holds: a patron's open holds, a title's queue, and where each of a
+patron's holds stands in its queue, as views.
 
 Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and other
 `ils` modules; never SIP2, Twisted or Kivy, and never `ils.holds` (which
@@ -8,9 +9,10 @@ re-exports these names). It only reads; it never logs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ils import queries
 from ils.models import Hold, HoldStatus, Item, Patron
@@ -54,3 +56,52 @@ def queue(session: Session, record_id: int, item: Item | None) -> list[HoldView]
         h for h in holds if h.status is HoldStatus.PENDING
     ]
     return [queries.hold_view(session, hold) for hold in ordered]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuePlace:
+    """Where one PENDING hold stands in its title's queue.
+
+    The queue is the title's PENDING holds, title-level and item-level alike, in
+    placement order (`placed_at`, then id), as `queries.hold_queue_position`
+    counts it: `position` 1 is next. Holds already trapped (WAITING or
+    IN_TRANSIT) are out of the queue and counted in neither number.
+    """
+
+    hold_id: int
+    position: int
+    length: int
+
+
+def queue_places(session: Session, patron_barcode: str) -> dict[int, QueuePlace]:
+    """The queue place of each of a patron's PENDING holds, by hold id, read in
+    one statement whatever the number of holds (empty for an unknown card)."""
+    mine = aliased(Hold)
+    other = aliased(Hold)
+    # `other` is at or ahead of `mine`: placed earlier, or at the same moment
+    # with a smaller id (the hold itself included, so the count is a position).
+    at_or_ahead = sa.or_(
+        other.placed_at < mine.placed_at,
+        sa.and_(other.placed_at == mine.placed_at, other.id <= mine.id),
+    )
+    rows = session.execute(
+        sa.select(
+            mine.id,
+            sa.func.count(sa.case((at_or_ahead, other.id))),
+            sa.func.count(other.id),
+        )
+        .join(Patron, Patron.id == mine.patron_id)
+        .join(
+            other,
+            sa.and_(
+                other.record_id == mine.record_id,
+                other.status == HoldStatus.PENDING,
+            ),
+        )
+        .where(Patron.barcode == patron_barcode, mine.status == HoldStatus.PENDING)
+        .group_by(mine.id)
+    ).all()
+    return {
+        hold_id: QueuePlace(hold_id=hold_id, position=position, length=length)
+        for hold_id, position, length in rows
+    }
