@@ -6,12 +6,15 @@ and never `ils`; it must not import `kiosk.session` (the session imports it).
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
+from .i18n import Catalogues
+from .mailer import ReceiptMailer, receipt_address
 from .model import Cue, Receipt, Screen, mask
 from .sipclient import SipLinkError
 from .transactions import Result
-from .wording import Refusal
+from .wording import Refusal, Wording
 
 # The same namespace as before the split, so log filters keep matching.
 log = Logger(namespace="kiosk.session")
@@ -19,6 +22,10 @@ log = Logger(namespace="kiosk.session")
 
 class AccountScreen:
     """Loans, holds and fees, renewals and receipts, mixed into `SelfCheck`."""
+
+    #: Sends email receipts: made from `[email]` on first use (a test may set
+    #: its own); None while no SMTP host is configured.
+    mailer: ReceiptMailer | None = None
 
     async def renew(self, barcode: str) -> None:
         """Renew one loan: from an "already yours" row or the account screen."""
@@ -89,9 +96,41 @@ class AccountScreen:
             if not self.devices.print_receipt(card, self.rows, self.language):
                 log.warn("the receipt could not be printed")
         elif kind is Receipt.EMAIL and self.email_offered:
-            # TODO(#6): send email receipts; the kiosk has no mail transport yet.
-            log.info("an email receipt was asked for but cannot be sent yet")
+            self.send_email_receipt()
         self.end_session()
+
+    def send_email_receipt(self) -> defer.Deferred[bool] | None:
+        """Start mailing this session's receipt to the patron's address (from
+        SIP2 BE); the session need not wait for it. None when there is no
+        mailer or no usable address."""
+        mailer = self.receipt_mailer()
+        address = None if self.patron is None else receipt_address(self.patron.email)
+        if mailer is None or address is None or self.patron is None:
+            return None
+        return mailer.send(
+            to=address,
+            card=self.patron.barcode,
+            rows=list(self.rows),
+            language=self.language,
+        )
+
+    def receipt_mailer(self) -> ReceiptMailer | None:
+        """The mailer of `[email]`, made on first use (None without a host)."""
+        if self.mailer is None and self.config.email.host:
+            from twisted.internet import reactor  # noqa: PLC0415
+
+            # Imported here: kiosk.present imports the session, which imports this.
+            from .present import Presenter  # noqa: PLC0415
+
+            config = self.config
+            words = Presenter(
+                Catalogues(config.kiosk.languages),
+                Wording.load(config.messages.catalogue or None),
+            )
+            self.mailer = ReceiptMailer(
+                config.email, reactor, words=words, library_name=config.kiosk.name
+            )
+        return self.mailer
 
     def receipt_lines(self) -> list[str]:
         """The receipt as plain lines (in English; the card number masked)."""

@@ -15,7 +15,7 @@ import re
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -247,6 +247,70 @@ class MessagesSection(_Strict):
     catalogue: str = ""
 
 
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# A plain address (RFC 5321 Mailbox, ASCII only): no display name, no spaces.
+MAIL_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+"
+)
+
+
+class EmailSection(_Strict):
+    """Email receipts: the SMTP server the kiosk hands them to (no host: none)."""
+
+    # Empty: the kiosk sends no mail at all and never offers an email receipt.
+    host: Annotated[str, StringConstraints(strip_whitespace=True)] = ""
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    # "required": STARTTLS or no mail; "if offered": TLS when the server offers
+    # it; "off": never (only for a relay on this machine or a trusted network).
+    starttls: Literal["required", "if offered", "off"] = "required"
+    # A login (AUTH) when set; it needs TLS unless the host is loopback.
+    username: str = ""
+    password: str = ""
+    # The From address (required with a host); the kiosk's name is its label.
+    sender: str = ""
+    # The name sent in EHLO (empty: the sender's domain).
+    helo: str = ""
+    # Seconds to connect and for each reply of the server.
+    timeout: _Seconds = 30.0
+    # A PEM file of CA certificates to trust instead of the system's.
+    ca_file: str = ""
+
+    @field_validator("host", "helo")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if any(character.isspace() for character in value):
+            raise ValueError(f"{value!r} has spaces in it")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not MAIL_ADDRESS.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a plain address like library@example.org"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if not self.host:
+            return self
+        if not self.sender:
+            raise ValueError("sender is required when host is set")
+        if self.password and not self.username:
+            raise ValueError("password is set but username is not")
+        if (
+            self.username
+            and self.starttls != "required"
+            and self.host not in _LOOPBACK_HOSTS
+        ):
+            raise ValueError(
+                'a login needs starttls = "required" (the password would cross '
+                "the network in clear)"
+            )
+        return self
+
+
 class KioskConfig(_Strict):
     """A whole kiosk configuration file."""
 
@@ -261,6 +325,7 @@ class KioskConfig(_Strict):
     display: DisplaySection = Field(default_factory=DisplaySection)
     audio: AudioSection = Field(default_factory=AudioSection)
     messages: MessagesSection = Field(default_factory=MessagesSection)
+    email: EmailSection = Field(default_factory=EmailSection)
 
 
 def _key(location: tuple[int | str, ...]) -> str:
@@ -317,6 +382,7 @@ def _missing_files(config: KioskConfig) -> list[tuple[str, str]]:
     for key, name in (
         ("devices.scanner", config.devices.scanner),
         ("messages.catalogue", config.messages.catalogue),
+        ("email.ca_file", config.email.ca_file),
     ):
         if name and not Path(name).is_file():
             problems.append((key, f"no such file {name!r}"))

@@ -26,6 +26,7 @@ from .config import KioskConfig
 from .devices import PadTag
 from .idle import IdleTimer
 from .items import ItemLoop, _whole_set, _with_loan
+from .mailer import receipt_address
 from .model import (
     TIMED_SCREENS,
     Cue,
@@ -195,11 +196,13 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
 
     @property
     def email_offered(self) -> bool:
-        """An email receipt is offered only when configured and an address is known."""
+        """An email receipt is offered only when the service is on, an SMTP host
+        is configured (`[email] host`) and the patron has a usable address (BE)."""
         return (
             self.config.services.email_receipt
+            and bool(self.config.email.host)
             and self.patron is not None
-            and bool(self.patron.email)
+            and receipt_address(self.patron.email) is not None
         )
 
     @property

@@ -128,6 +128,9 @@ class StaffMode:
             status["server"] += f" ({self.link.problem})"
         if self.devices is not None:
             status.update(self.devices.status())
+        mailer = self.receipt_mailer()
+        if mailer is not None:
+            status.update(mailer.status())
         journal = self.desk.journal
         if self.desk.journal_problem:
             status["offline journal"] = self.desk.journal_problem
