@@ -8,6 +8,7 @@ refusals go through the site's catalogue, everything else through gettext.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .i18n import Catalogues
@@ -48,6 +49,7 @@ _STAFF_LABELS = {
     "printer": N_("Printer"),
     "offline queue": N_("Offline queue"),
     "offline journal": N_("Offline journal"),
+    "email receipts": N_("Email receipts"),
 }
 _STAFF_WORDS = {
     word: word
@@ -70,29 +72,54 @@ _STAFF_WORDS = {
         N_("in flight"),
         N_("done"),
         N_("refused"),
+        N_("sent"),
+        N_("failed"),
     )
 }
-# Money as each language writes it: the decimal separator, and where the
-# currency goes. Symbols for the currencies libraries here use; any other
-# currency is written with its ISO 4217 code.
-_MONEY_STYLE = {"en": (".", "{symbol}{amount}"), "fr": (",", "{amount} {symbol}")}
-_MONEY_STYLE["de"] = _MONEY_STYLE["fr"]
+# Money as each language writes it (CLDR's conventions for en, fr and de): the
+# decimal separator, the separator of thousands, and where the currency goes.
+# French groups with a narrow no-break space (U+202F), so an amount never
+# breaks across lines. Symbols for the currencies libraries here use; any
+# other currency is written with its ISO 4217 code. No process locale
+# (locale.setlocale) is involved: the patron's language may change per session.
+_MONEY_STYLE = {
+    "en": (".", ",", "{symbol}{amount}"),
+    "fr": (",", "\u202f", "{amount} {symbol}"),
+    "de": (",", ".", "{amount} {symbol}"),
+}
 _CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "$"}
+# An amount as SIP2 sends it: an optional sign, digits, optional decimals.
+_AMOUNT = re.compile(r"([+-]?)(\d+)(?:\.(\d+))?")
+
+
+def _grouped(digits: str, separator: str) -> str:
+    """Whole units in groups of three from the right: "1234567" -> "1,234,567"."""
+    head = len(digits) % 3 or 3
+    groups = [digits[:head]] + [
+        digits[start : start + 3] for start in range(head, len(digits), 3)
+    ]
+    return separator.join(groups)
 
 
 def money(language: str, amount: str, currency: str) -> str:
-    """`amount` (as SIP2 sends it, "12.50") written for `language`, with its
-    currency's symbol where known ("$12.50", "12,50 €", "12,50 CHF")."""
-    # TODO(#6): no thousands grouping (fees over 999 print as "1234,50 €").
-    separator, shape = _MONEY_STYLE.get(language, _MONEY_STYLE["en"])
-    text = amount.strip().replace(".", separator)
+    """`amount` (as SIP2 sends it, "1234.50") written for `language`, with its
+    currency's symbol where known ("$1,234.50", "1\u202f234,50 €",
+    "1.234,50 CHF"). An amount that is not a plain number is shown as sent."""
+    decimal, group, shape = _MONEY_STYLE.get(language, _MONEY_STYLE["en"])
+    sign, text = "", amount.strip()
+    number = _AMOUNT.fullmatch(text)
+    if number is not None:
+        # The sign goes before the currency too: "-$1,234.50", a credit.
+        sign, units, cents = number.groups()
+        units = units.lstrip("0") or "0"  # a zero-padded "0012.50" too
+        text = _grouped(units, group) + (decimal + cents if cents else "")
     code = currency.strip().upper()
     if not code:
-        return text
+        return sign + text
     symbol = _CURRENCY_SYMBOLS.get(code)
     if symbol is None:
-        return f"{text} {code}"
-    return shape.format(symbol=symbol, amount=text)
+        return f"{sign}{text} {code}"
+    return sign + shape.format(symbol=symbol, amount=text)
 
 
 _MODE_TITLES = {
