@@ -132,6 +132,10 @@ def receipt_message(
     lines += [words.summary(language, in_order), "", words.t(language, CLOSING)]
 
     message = EmailMessage()
+    # The content first: set_content() drops any Content-* header set before.
+    message.set_content(
+        "\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable"
+    )
     message["Subject"] = words.t(language, SUBJECT, library=library_name)
     message["From"] = Address(display_name=library_name, addr_spec=sender)
     message["To"] = to
@@ -140,9 +144,6 @@ def receipt_message(
     message["Content-Language"] = language
     # RFC 3834: an automatic message, so that no one's auto-reply answers it.
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(
-        "\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable"
-    )
     return message
 
 
