@@ -26,7 +26,7 @@ from ils.checkout import CheckoutRequest, check_out
 from ils.circulation_batches import expire_each, renew_loans
 from ils.db import Database
 from ils.models import utcnow
-from ils.pins import PinOutcome, check_pin
+from ils.pins import PinMemory, PinOutcome, check_pin
 from ils.queries import branch_zone
 from ils.renewals import renew as renew_in
 from ils.results import (
@@ -70,6 +70,9 @@ class Circulation:
         self._database = database
         self._clock = clock
         self._pause = pause
+        # PINs that matched lately, so a kiosk's PIN on every request of a
+        # session costs scrypt only once (see `ils.pins`).
+        self._pins = PinMemory()
 
     def _now(self) -> datetime:
         return aware(self._clock(), "the clock's time")
@@ -112,10 +115,17 @@ class Circulation:
     ) -> tuple[bool | None, bool]:
         """(pin_valid, pin_locked) for a PIN given at a terminal, checked before any
         write lock (scrypt is slow on purpose, and on SQLite a write unit holds
-        the whole database)."""
+        the whole database); a PIN that matched lately is remembered (`ils.pins`)."""
         if pin is None:
             return None, False
-        outcome = check_pin(self._database, barcode, pin, moment, terminal=terminal)
+        outcome = check_pin(
+            self._database,
+            barcode,
+            pin,
+            moment,
+            terminal=terminal,
+            memory=self._pins,
+        )
         return outcome is PinOutcome.MATCH, outcome is PinOutcome.LOCKED
 
     # Look-ups.
