@@ -7,13 +7,20 @@ Twisted.
 The 14 patron status flags come from the core's `PatronConditions`
 (`ils.patron_status`), one to one. A patron information answer gives every
 summary count and, for each summary position the terminal set to Y (not only
-the first), that list, paged by BP/BQ.
+the first), that list, paged by BP/BQ. It carries the limits the core has for
+the patron (BZ, CA, CB, CC) and, with the unavailable holds (CD), this
+server's extension HQ: the patron's place in each listed hold's queue.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
+import sqlalchemy as sa
+
+from ils.hold_views import queue_places
+from ils.models import Branch, Institution, Patron
 from ils.patron_status import PatronStanding, read_standing
 from ils.results import CirculationRefused, HoldView, PatronView
 from sip2server.answers.common import (
@@ -149,6 +156,67 @@ def _hold_entry(hold: HoldView) -> str:
     return hold.trapped_item_barcode or hold.item_barcode or hold.title
 
 
+#: This server's extension field of 64 (docs/sip2-conformance.md, "Hold queue
+#: places in 64"): one per hold of CD still in its queue, in CD's order, as
+#: "<position>/<queue length> <the hold's CD entry>", e.g. "2/3 Salt Roads".
+QUEUE_PLACE = "HQ"
+
+# The most a four-digit limit (BZ, CA, CB) can say.
+_MOST = 9999
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Limits:
+    """The institution's limits for a patron (None: the core has none)."""
+
+    max_holds: int | None
+    overdue_limit: int | None
+    fee_limit_minor: int | None
+
+
+def _four_digits(limit: int | None) -> int | None:
+    return None if limit is None else min(max(limit, 0), _MOST)
+
+
+def _account_extras(
+    services: Services,
+    desk: Desk,
+    barcode: str,
+    pending: Sequence[HoldView],
+) -> tuple[_Limits | None, tuple[tuple[str, str], ...]]:
+    """The patron's institution limits and the HQ fields for `pending` (the CD
+    page being sent), in one read unit: one statement each."""
+    if services.database is None:  # pragma: no cover - every server has one
+        return None, ()
+    wanted = bool(pending) and not (
+        desk.policy.hides(QUEUE_PLACE, required=False)
+        or desk.policy.hides("CD", required=False)
+    )
+    with services.database.read() as session:
+        row = session.execute(
+            sa.select(
+                Institution.max_holds,
+                Institution.overdue_limit,
+                Institution.fee_limit_minor,
+            )
+            .join(Branch, Branch.institution_id == Institution.id)
+            .join(Patron, Patron.home_branch_id == Branch.id)
+            .where(Patron.barcode == barcode)
+        ).first()
+        places = queue_places(session, barcode) if wanted else {}
+    limits = (
+        None
+        if row is None
+        else _Limits(max_holds=row[0], overdue_limit=row[1], fee_limit_minor=row[2])
+    )
+    fields = tuple(
+        (QUEUE_PLACE, f"{place.position}/{place.length} {_hold_entry(hold)}")
+        for hold in pending
+        if (place := places.get(hold.hold_id)) is not None
+    )
+    return limits, fields
+
+
 def patron_information(
     services: Services, desk: Desk, request: PatronInformationRequest
 ) -> PatronInformationResponse:
@@ -196,6 +264,12 @@ def patron_information(
             patron_messages(None),
         )
     summary = request.summary
+    unavailable = standing.holds_unavailable if summary.unavailable_holds else ()
+    limits, queue_fields = _account_extras(services, desk, patron.barcode, unavailable)
+    # A limit is the count (or amount) at which the matching status flag is
+    # set, as the core decides it; the institution's 0 ("any at all") is 1.
+    overdue_limit = None if limits is None else limits.overdue_limit
+    fee_limit = None if limits is None else limits.fee_limit_minor
     return PatronInformationResponse(
         patron_status=status_of(standing.conditions),
         language=request.language,
@@ -209,11 +283,18 @@ def patron_information(
         institution_id=institution,
         patron_identifier=patron.barcode,
         personal_name=patron.full_name,
-        charged_items_limit=patron.max_loans,
+        hold_items_limit=_four_digits(None if limits is None else limits.max_holds),
+        overdue_items_limit=_four_digits(
+            None if overdue_limit is None else max(overdue_limit, 1)
+        ),
+        charged_items_limit=_four_digits(standing.patron.max_loans),
         valid_patron=True,
         valid_patron_password=patron.pin_valid,
         currency_type=_currency(desk, patron),
         fee_amount=money(standing.fines_minor, standing.currency),
+        fee_limit=(
+            None if fee_limit is None else money(max(fee_limit, 1), standing.currency)
+        ),
         hold_items=(
             tuple(_hold_entry(h) for h in standing.holds_available)
             if summary.hold_items
@@ -242,11 +323,7 @@ def patron_information(
             if summary.recall_items
             else ()
         ),
-        unavailable_hold_items=(
-            tuple(_hold_entry(h) for h in standing.holds_unavailable)
-            if summary.unavailable_holds
-            else ()
-        ),
+        unavailable_hold_items=tuple(_hold_entry(h) for h in unavailable),
         email_address=patron.email,
         home_phone_number=patron.phone,
         patron_expiry=(
@@ -270,7 +347,7 @@ def patron_information(
             if summary.extended_fees
             else ()
         ),
-        extra_fields=_extra(desk, patron),
+        extra_fields=(*_extra(desk, patron), *queue_fields),
     )
 
 
