@@ -239,6 +239,13 @@ class Presenter:
         """An account hold as (title, state line)."""
         if hold.ready:
             return hold.title, self.t(language, "Ready for pickup")
+        if hold.queue_position is not None and hold.queue_length:
+            return hold.title, self.t(
+                language,
+                "Waiting: position {position} of {count}",
+                position=hold.queue_position,
+                count=hold.queue_length,
+            )
         if hold.queue_length:
             return hold.title, self.t(
                 language, "Waiting: {count} in the queue", count=hold.queue_length

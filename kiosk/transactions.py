@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import date, datetime
@@ -144,8 +145,62 @@ class Hold:
     barcode: str
     title: str
     ready: bool
-    #: How many are waiting for the item (SIP2 gives no position of one patron).
+    #: How many are waiting: the title's queue when the server sends HQ, else
+    #: the holds the item could fill (18's CF).
     queue_length: int | None
+    #: The patron's place in that queue (from 1), when the server sends HQ.
+    queue_position: int | None = None
+
+
+#: Our server's extension field of 64, one per unavailable hold still queued:
+#: "<position>/<queue length> <the hold's CD entry>" (docs/sip2-conformance.md,
+#: "Hold queue places in 64"). Other servers do not send it.
+QUEUE_PLACE_FIELD = "HQ"
+_QUEUE_PLACE = re.compile(r"([0-9]+)/([0-9]+) (.*)", re.DOTALL)
+# A value this long may have been cut short by the server (SIP2's field limit).
+_FIELD_LIMIT = 255
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QueuePlace:
+    """One HQ field: where the patron stands in the queue of the hold `entry`."""
+
+    position: int
+    length: int
+    entry: str
+    #: The value reached the field limit, so `entry` may be a cut-off start.
+    cut: bool = False
+
+
+def queue_places(reply: PatronInformationResponse) -> list[QueuePlace]:
+    """The HQ fields of a 64, in order; a value not in that form is skipped."""
+    places = []
+    for code, value in reply.extra_fields:
+        if code != QUEUE_PLACE_FIELD:
+            continue
+        found = _QUEUE_PLACE.fullmatch(value)
+        if found is None:
+            continue
+        position, length = int(found[1]), int(found[2])
+        if 1 <= position <= length:
+            places.append(
+                QueuePlace(
+                    position=position,
+                    length=length,
+                    entry=found[3],
+                    cut=len(value) >= _FIELD_LIMIT,
+                )
+            )
+    return places
+
+
+def take_place(entry: str, places: list[QueuePlace]) -> QueuePlace | None:
+    """The first of `places` naming the CD `entry`, removed from the list so that
+    two alike entries get a place each, in order; None when there is none."""
+    for index, place in enumerate(places):
+        if place.entry == entry or (place.cut and entry.startswith(place.entry)):
+            return places.pop(index)
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,20 +384,24 @@ class SipDesk:
                 )
             )
         holds = []
+        # Our server says where the patron stands in each queue (HQ); with
+        # another server, the item's queue length (CF) is all there is.
+        places = queue_places(pending_reply)
         for ready, barcodes in (
             (True, ready_reply.hold_items),
             (False, pending_reply.unavailable_hold_items),
         ):
             for barcode in barcodes:
                 item = await self._item(barcode)
+                place = None if ready else take_place(barcode, places)
+                length = item.hold_queue_length if item else None
                 holds.append(
                     Hold(
                         barcode=barcode,
                         title=item.title_identifier if item else barcode,
                         ready=ready,
-                        # TODO(#6): SIP2 64 gives no queue position of this
-                        # patron; the item's queue length is shown instead.
-                        queue_length=item.hold_queue_length if item else None,
+                        queue_length=length if place is None else place.length,
+                        queue_position=None if place is None else place.position,
                     )
                 )
         return Account(
