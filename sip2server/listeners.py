@@ -20,28 +20,36 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
+from OpenSSL.SSL import Connection
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IStreamServerEndpoint,
+)
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
     KeyPair,
     trustRootFromCertificates,
 )
-from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
-from twisted.protocols.haproxy._info import ProxyInfo
-from twisted.protocols.haproxy._v1parser import V1Parser
-from twisted.protocols.haproxy._v2parser import V2Parser
-from twisted.protocols.haproxy._wrapper import (
-    HAProxyProtocolWrapper,
-    HAProxyWrappingFactory,
-)
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from sip2server.accounts import AccountBook
 from sip2server.config import AccountConfig, ListenerConfig, TlsSettings
+from sip2server.proxy_header import (
+    ProxyAddress,
+    ProxyHeader,
+    ProxyHeaderError,
+    ProxyHeaderParser,
+)
 from sip2server.server import Keepalive, SipServerFactory
+
+log = Logger(namespace="sip2server")
 
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL
@@ -80,7 +88,7 @@ def endpoint_from(reactor: Any, description: str, key: str) -> Any:
         if description.startswith(_PROXIED):
             inner = description[len(_PROXIED) :]
             return ProxiedEndpoint(
-                serverFromString(reactor, with_default_backlog(inner))
+                serverFromString(reactor, with_default_backlog(inner)), reactor
             )
         return serverFromString(reactor, with_default_backlog(description))
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
@@ -98,46 +106,91 @@ def endpoint_from(reactor: Any, description: str, key: str) -> Any:
 
 _PROXIED = "haproxy:"
 
-# The longest PROXY v1 line, CRLF included, as the protocol defines it.
-_V1_MAX = 107
+# Seconds a connection to a PROXY listener has to deliver its whole header; a
+# balancer sends it at once, so only a stray or hostile client takes longer.
+PROXY_HEADER_TIMEOUT = 10.0
 
 
-class ProxyHeaderReader(HAProxyProtocolWrapper):
+class ProxyHeaderReader(ProtocolWrapper):
     """Reads the PROXY header (v1 or v2) before the terminal's own bytes.
 
-    Unlike Twisted's wrapper it tells the connection as soon as the header is
-    read (`proxy_header_read`), so the terminal's address counts before it
-    sends anything; and it accepts v1 `UNKNOWN` (a balancer's own health
-    check), keeping the socket's own address as the peer. It uses Twisted's
-    header parsers, which are private: only Twisted's endpoint is public.
+    The header may arrive in any number of reads; bytes that cannot be a
+    header, or a header not whole within the factory's `header_timeout`, close
+    the connection. Once it is read the connection is told at once
+    (`proxy_header_read`), so the terminal's address counts before it sends
+    anything, and `getPeer` gives that address. A header without one (v1
+    UNKNOWN, v2 LOCAL: a balancer's own check) leaves the socket's address.
     """
 
+    factory: ProxyHeaderFactory
+
+    def __init__(self, factory: ProxyHeaderFactory, wrapped: Any) -> None:
+        super().__init__(factory, wrapped)
+        self.parser = ProxyHeaderParser()
+        self.header: ProxyHeader | None = None
+        self._refused = False
+        self._deadline: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(transport)
+        if self.factory.header_timeout and not self.disconnecting:
+            self._deadline = self.factory.clock.callLater(
+                self.factory.header_timeout, self._header_overdue
+            )
+
     def dataReceived(self, data: bytes) -> None:
-        if self._proxyInfo is not None:
+        if self.header is not None:
             self.wrappedProtocol.dataReceived(data)
             return
-        if self._parser is None and data.startswith(b"PROXY UNKNOWN"):
-            end = data.find(b"\r\n")
-            if 0 <= end <= _V1_MAX - 2:
-                self._proxyInfo = ProxyInfo(data[:end], None, None)
-                self._header_read(data[end + 2 :])
-                return
-        if self._parser is None:
-            if len(data) >= 16 and data[:12] == V2Parser.PREFIX and data[12] >> 4 == 2:
-                self._parser = V2Parser()
-            elif len(data) >= 8 and data[:5] == V1Parser.PROXYSTR:
-                self._parser = V1Parser()
-            else:
-                self.loseConnection()
-                return
-        try:
-            info, remaining = self._parser.feed(data)
-        except InvalidProxyHeader:
-            self.loseConnection()
+        if self._refused:
             return
-        if info is not None:
-            self._proxyInfo = info
-            self._header_read(remaining or b"")
+        try:
+            read = self.parser.feed(data)
+        except ProxyHeaderError as error:
+            self._refuse(str(error))
+            return
+        if read is None:
+            return
+        self.header, remaining = read
+        self._stop_deadline()
+        self._header_read(remaining)
+
+    def getPeer(self) -> Any:
+        if self.header is not None and self.header.source is not None:
+            return _twisted_address(self.header.source)
+        return self.transport.getPeer()
+
+    def getHost(self) -> Any:
+        if self.header is not None and self.header.destination is not None:
+            return _twisted_address(self.header.destination)
+        return self.transport.getHost()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _header_overdue(self) -> None:
+        self._deadline = None
+        if self.header is None and not self._refused:
+            self._refuse(
+                f"no whole header within {self.factory.header_timeout:g} s "
+                f"({self.parser.pending} bytes so far)"
+            )
+
+    def _refuse(self, reason: str) -> None:
+        self._refused = True
+        self._stop_deadline()
+        log.info(
+            "PROXY header refused from peer={peer}: {reason}",
+            peer=_shown(self.transport.getPeer()),
+            reason=reason,
+        )
+        self.loseConnection()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
     def _header_read(self, remaining: bytes) -> None:
         # Through TLS the SIP2 connection is one wrapper further down.
@@ -153,23 +206,48 @@ class ProxyHeaderReader(HAProxyProtocolWrapper):
             self.wrappedProtocol.dataReceived(remaining)
 
 
-class ProxyHeaderFactory(HAProxyWrappingFactory):
-    """Wraps each connection of a PROXY listener in a `ProxyHeaderReader`."""
+def _twisted_address(address: ProxyAddress) -> IPv4Address | IPv6Address:
+    kind = IPv6Address if ":" in address.host else IPv4Address
+    return kind("TCP", address.host, address.port)
 
-    protocol = ProxyHeaderReader
+
+def _shown(address: Any) -> str:
+    host = str(getattr(address, "host", address))
+    port = getattr(address, "port", "")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ProxyHeaderFactory(WrappingFactory):
+    """Wraps each connection of a PROXY listener in a `ProxyHeaderReader`.
+
+    `header_timeout` (seconds, 0 for none) is read at each new connection.
+    """
+
+    protocol = ProxyHeaderReader  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        wrapped: Any,
+        clock: Any,
+        header_timeout: float = PROXY_HEADER_TIMEOUT,
+    ) -> None:
+        super().__init__(wrapped)
+        self.clock = clock
+        self.header_timeout = header_timeout
 
 
 @implementer(IStreamServerEndpoint)
 class ProxiedEndpoint:
     """An endpoint whose connections start with a PROXY protocol header."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, clock: Any) -> None:
         # Named as in Twisted's own wrapping endpoint, for code that looks in.
         self._wrappedEndpoint = inner
+        self._clock = clock
 
     def listen(self, factory: Any) -> Any:
         """Listen on the inner endpoint, reading each connection's header first."""
-        return self._wrappedEndpoint.listen(ProxyHeaderFactory(factory))
+        return self._wrappedEndpoint.listen(ProxyHeaderFactory(factory, self._clock))
 
 
 def _read(path: Path, key: str) -> bytes:
@@ -240,6 +318,22 @@ def tls_options(settings: TlsSettings, key: str) -> CertificateOptions:
     return options
 
 
+@implementer(IOpenSSLServerConnectionCreator)
+class ListenerTls:
+    """A listener's TLS settings as of now, for each new connection's handshake.
+
+    A reload puts new options here (new certificate files read, say): new
+    connections use them, connections already open keep their session.
+    """
+
+    def __init__(self, options: CertificateOptions) -> None:
+        self.options = options
+
+    def serverConnectionForTLS(self, protocol: Any) -> Connection:
+        """A server-side OpenSSL connection from the current options' context."""
+        return Connection(self.options.getContext(), None)
+
+
 @dataclass
 class Listener:
     """One configured listener at run time; a reload swaps its accounts."""
@@ -250,20 +344,32 @@ class Listener:
     factory: SipServerFactory
     tls: CertificateOptions | None = None
     port: IListeningPort | None = field(default=None)
+    _tls_now: ListenerTls | None = field(default=None, repr=False)
 
     @property
     def proxied(self) -> bool:
         """Whether terminals arrive through a PROXY protocol header."""
-        # TODO(#5): Twisted's PROXY wrapper drops a connection whose first read
-        # is shorter than the header's fixed start (8 bytes v1, 16 v2); load
-        # balancers send the header in one segment, but a split one is lost.
         return self.config.endpoint.startswith("haproxy:")
 
     def protocol_factory(self) -> Any:
         """The factory to listen with: the SIP2 one, inside TLS if configured."""
         if self.tls is None:
             return self.factory
-        return TLSMemoryBIOFactory(self.tls, False, self.factory)
+        self._tls_now = ListenerTls(self.tls)
+        return TLSMemoryBIOFactory(self._tls_now, False, self.factory)
+
+    def replace_tls(self, settings: TlsSettings, options: CertificateOptions) -> None:
+        """Handshakes from now on use these TLS options (on reload).
+
+        Raises:
+            ValueError: the listener was started without TLS (that takes a
+                restart: its connections have no TLS layer to give options to).
+        """
+        if self._tls_now is None:
+            raise ValueError(f"{self.key}: started without TLS")
+        self._tls_now.options = options
+        self.tls = options
+        self.config = self.config.model_copy(update={"tls": settings})
 
     def apply(
         self,
@@ -271,17 +377,59 @@ class Listener:
         accounts: list[AccountConfig],
         idle: float,
         reserved: frozenset[str] = frozenset(),
+        login_timeout: float | None = None,
     ) -> None:
-        """Take new settings for new logins and connections (on reload)."""
+        """Take new settings for new logins and connections (on reload).
+
+        With `login_timeout` (the [server] value; the listener's own wins), a
+        connection not logged in yet gets the new deadline, counted from when
+        it connected, or from now if it had none; 0 lifts it.
+        """
         self.config = config
         self.accounts = book_for(config, accounts, reserved)
         self.factory.idle_timeout = (
             idle if config.idle_timeout is None else (config.idle_timeout)
         )
         self.factory.keepalive = keepalive_of(config)
-        # TODO(#5): login_timeout and max_unauthenticated_per_address keep
-        # their values from the start; reload.py (not this module) would have
-        # to pass the new ones here and to Admission.configure.
+        if login_timeout is not None:
+            wanted = (
+                login_timeout if config.login_timeout is None else config.login_timeout
+            )
+            if wanted != self.factory.login_timeout:
+                move_login_deadlines(self.factory, wanted)
+
+
+def move_login_deadlines(factory: SipServerFactory, timeout: float) -> int:
+    """Give a listener a new login timeout, for new and waiting connections.
+
+    A connection not logged in keeps the time it connected: its deadline
+    becomes that time plus `timeout` (at once if already past); one that had no
+    deadline (the old timeout was 0) gets `timeout` from now; 0 lifts every
+    deadline. Returns how many waiting connections were moved.
+    """
+    # TODO(#5): this reaches into SipConnection's login deadline (server.py,
+    # not this module's); a public SipConnection method would be cleaner.
+    old, factory.login_timeout = factory.login_timeout, timeout
+    clock = factory.reactor
+    moved = 0
+    for connection in list(factory.connections):
+        if connection._closed or connection.session.account is not None:
+            continue
+        deadline = connection._login_deadline
+        active = deadline is not None and deadline.active()
+        if timeout <= 0:
+            if active:
+                deadline.cancel()
+            connection._login_deadline = None
+        elif active:
+            due = deadline.getTime() - old + timeout
+            deadline.reset(max(0.0, due - clock.seconds()))
+        else:
+            connection._login_deadline = clock.callLater(
+                timeout, connection._login_overdue
+            )
+        moved += 1
+    return moved
 
 
 def reserved_logins(listeners: Iterable[ListenerConfig]) -> frozenset[str]:
