@@ -106,7 +106,7 @@ class _Message:
 
 
 @implementer(smtp.IMessageDelivery)
-class _Delivery:
+class Delivery:
     def __init__(self, box: Mailbox) -> None:
         self.box = box
         self.sender = ""
@@ -125,7 +125,7 @@ class _Delivery:
         return lambda: _Message(self.box, self.sender, recipient)
 
 
-class _SmtpServer(protocol.ServerFactory):
+class SmtpServer(protocol.ServerFactory):
     """Twisted's ESMTP server, delivering into a `Mailbox`."""
 
     def __init__(self, box: Mailbox) -> None:
@@ -133,7 +133,7 @@ class _SmtpServer(protocol.ServerFactory):
 
     def buildProtocol(self, addr: Any) -> smtp.ESMTP:
         server = smtp.ESMTP()
-        server.delivery = _Delivery(self.box)
+        server.delivery = Delivery(self.box)
         server.factory = self
         return server
 
@@ -148,7 +148,7 @@ async def smtp_server() -> AsyncIterator[tuple[Mailbox, int]]:
     from twisted.internet import reactor  # noqa: PLC0415
 
     box = Mailbox()
-    port = reactor.listenTCP(0, _SmtpServer(box), interface="127.0.0.1")
+    port = reactor.listenTCP(0, SmtpServer(box), interface="127.0.0.1")
     try:
         yield box, port.getHost().port
     finally:
