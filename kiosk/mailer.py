@@ -170,7 +170,7 @@ class _ReceiptSenderFactory(smtp.ESMTPSenderFactory):
     clock: Any = None
 
     def buildProtocol(self, addr: Any) -> Any:
-        sender = super().buildProtocol(addr)
+        sender = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if self.clock is not None:
             sender.callLater = self.clock.callLater
         return sender
@@ -216,7 +216,7 @@ class ReceiptMailer:
                 pem,
                 re.DOTALL,
             )
-            trust = ssl.trustRootFromCertificates(
+            trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
                 [ssl.Certificate.loadPEM(block) for block in blocks]
             )
         return ssl.optionsForClientTLS(self.config.host, trustRoot=trust)
@@ -243,7 +243,7 @@ class ReceiptMailer:
             now=datetime.now(),
         )
         result: defer.Deferred[Any] = defer.Deferred()
-        factory = _ReceiptSenderFactory(
+        factory = _ReceiptSenderFactory(  # type: ignore[no-untyped-call]
             config.username.encode() or None,
             config.password.encode() or None,
             config.sender,
