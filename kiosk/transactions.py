@@ -398,7 +398,9 @@ class SipDesk:
                 holds.append(
                     Hold(
                         barcode=barcode,
-                        title=item.title_identifier if item else barcode,
+                        # A hold on a title is listed by its title, which no
+                        # item has as barcode (18 gives an empty AJ for it).
+                        title=(item.title_identifier if item else "") or barcode,
                         ready=ready,
                         queue_length=length if place is None else place.length,
                         queue_position=None if place is None else place.position,
