@@ -9,8 +9,16 @@ off its listener, given a new password or no longer allowed from its address
 is closed, and the log says why. A file that does not pass is refused with the
 file, key and problem, and the running configuration stays.
 
-What needs a restart (the listeners' endpoints and TLS files, the database,
-the thread count, the metrics port) is reported, not applied.
+Limits take effect too: `max_connections`, the failed-login limit,
+`max_unauthenticated_per_address` for connections from then on, and
+`login_timeout` also for connections not logged in yet (see
+`listeners.move_login_deadlines`). A TLS listener reads its certificate, key
+and client CA files again, so renewed files (at the same paths or new ones)
+serve every new connection; a file that cannot be read refuses the reload.
+
+What needs a restart (a listener's endpoint, TLS turned on or off on a
+listener, a new listener, the database, the thread counts, the metrics port)
+is reported, not applied.
 """
 
 from __future__ import annotations
@@ -30,8 +38,13 @@ from sip2server.app import (
     configured_listeners,
     policy_code_problems,
 )
-from sip2server.config import ConfigError, ServerConfig
-from sip2server.listeners import StartupError, book_for, reserved_logins
+from sip2server.config import ConfigError, ServerConfig, TlsSettings
+from sip2server.listeners import (
+    StartupError,
+    book_for,
+    reserved_logins,
+    tls_options,
+)
 
 log = Logger(namespace="sip2server")
 
@@ -52,9 +65,10 @@ def reload_server(
             problems=str(error),
         )
         return False
+    tls_wanted = _tls_to_read(running, config)
     try:
-        places, problems = yield deferToThreadPool(
-            reactor, running.threadpool, _check, running.database, config
+        places, problems, tls = yield deferToThreadPool(
+            reactor, running.threadpool, _check, running.database, config, tls_wanted
         )
     except StartupError as error:
         log.error(
@@ -71,22 +85,60 @@ def reload_server(
         return False
     for problem in problems:
         log.warn("configuration: {problem}", problem=problem)
-    for note in apply_config(running, config, places):
+    for note in apply_config(running, config, places, tls=tls):
         log.info("reload: {note}", note=note)
     log.info("configuration reloaded: {count} account(s)", count=len(config.accounts))
     return True
 
 
-def _check(database: Any, config: ServerConfig) -> tuple[LibraryPlaces, list[str]]:
-    # In a worker thread: the places every account needs, and codes the
-    # policies name that the database lacks (logged, not refused).
-    return check_database(database, config), policy_code_problems(database, config)
+def _tls_to_read(
+    running: RunningServer, config: ServerConfig
+) -> dict[str, TlsSettings]:
+    # The TLS settings of listeners that run with TLS and keep it (and their
+    # endpoint) in the new file: those can take new files without a restart.
+    wanted = dict(configured_listeners(config, running.listen_override))
+    found = {}
+    for listener in running.listeners:
+        settings = wanted.get(listener.key)
+        if (
+            listener.tls is not None
+            and settings is not None
+            and settings.endpoint == listener.config.endpoint
+            and settings.tls is not None
+        ):
+            found[listener.key] = settings.tls
+    return found
+
+
+def _check(
+    database: Any, config: ServerConfig, tls_wanted: dict[str, TlsSettings]
+) -> tuple[LibraryPlaces, list[str], dict[str, tuple[TlsSettings, Any]]]:
+    # In a worker thread: the places every account needs, codes the policies
+    # name that the database lacks (logged, not refused), and the TLS files
+    # read again (a file that cannot be read raises StartupError).
+    tls = {
+        key: (settings, tls_options(settings, f"{key}.tls"))
+        for key, settings in tls_wanted.items()
+    }
+    return (
+        check_database(database, config),
+        policy_code_problems(database, config),
+        tls,
+    )
 
 
 def apply_config(
-    running: RunningServer, config: ServerConfig, places: LibraryPlaces
+    running: RunningServer,
+    config: ServerConfig,
+    places: LibraryPlaces,
+    *,
+    tls: dict[str, tuple[TlsSettings, Any]] | None = None,
 ) -> list[str]:
-    """Swap a checked configuration into a running server; returns what changed."""
+    """Swap a checked configuration into a running server; returns what changed.
+
+    `tls` holds, per listener key, TLS settings and the options read from
+    their files, for listeners that run with TLS and keep it.
+    """
     notes = _account_changes(running.config, config)
     old = running.config
     running.config = config
@@ -96,6 +148,11 @@ def apply_config(
         max_connections=server.max_connections,
         max_failed_logins=server.max_failed_logins_per_address,
         window=server.failed_login_window,
+    )
+    # Read on the reactor's thread only (as a connection is introduced), as
+    # this runs: for connections from now on; those waiting stay.
+    running.admission.max_unauthenticated_per_address = (
+        server.max_unauthenticated_per_address
     )
     for listener in running.listeners:
         listener.factory.mask_patron_data = server.mask_patron_data
@@ -113,13 +170,23 @@ def apply_config(
             )
             listener.accounts = book_for(listener.config, config.accounts, reserved)
             continue
-        if settings.tls != listener.config.tls:
-            notes.append(f"{listener.key}: TLS settings change at the next restart")
+        if tls and listener.key in tls:
+            new_settings, options = tls[listener.key]
+            listener.replace_tls(new_settings, options)
+            notes.append(
+                f"{listener.key}: TLS files read again; new connections use them"
+            )
+        elif settings.tls != listener.config.tls:
+            notes.append(
+                f"{listener.key}: TLS turned on or off takes a restart "
+                "(until then it keeps its TLS settings)"
+            )
         listener.apply(
             settings.model_copy(update={"tls": listener.config.tls}),
             config.accounts,
             server.idle_timeout,
             reserved,
+            login_timeout=server.login_timeout,
         )
     _rebind_terminals(running)
     running_keys = {listener.key for listener in running.listeners}
