@@ -26,6 +26,8 @@ class AccountScreen:
     #: Sends email receipts: made from `[email]` on first use (a test may set
     #: its own); None while no SMTP host is configured.
     mailer: ReceiptMailer | None = None
+    #: Why the mailer could not be made ("" while it could, or was not tried).
+    mailer_problem = ""
 
     async def renew(self, barcode: str) -> None:
         """Renew one loan: from an "already yours" row or the account screen."""
@@ -96,7 +98,10 @@ class AccountScreen:
             if not self.devices.print_receipt(card, self.rows, self.language):
                 log.warn("the receipt could not be printed")
         elif kind is Receipt.EMAIL and self.email_offered:
-            self.send_email_receipt()
+            try:
+                self.send_email_receipt()
+            except Exception:  # the session must end all the same
+                log.failure("the email receipt could not be started")
         self.end_session()
 
     def send_email_receipt(self) -> defer.Deferred[bool] | None:
@@ -116,7 +121,7 @@ class AccountScreen:
 
     def receipt_mailer(self) -> ReceiptMailer | None:
         """The mailer of `[email]`, made on first use (None without a host)."""
-        if self.mailer is None and self.config.email.host:
+        if self.mailer is None and self.config.email.host and not self.mailer_problem:
             from twisted.internet import reactor  # noqa: PLC0415
 
             # Imported here: kiosk.present imports the session, which imports this.
@@ -127,9 +132,15 @@ class AccountScreen:
                 Catalogues(config.kiosk.languages),
                 Wording.load(config.messages.catalogue or None),
             )
-            self.mailer = ReceiptMailer(
-                config.email, reactor, words=words, library_name=config.kiosk.name
-            )
+            try:
+                self.mailer = ReceiptMailer(
+                    config.email, reactor, words=words, library_name=config.kiosk.name
+                )
+            except (OSError, ValueError) as problem:
+                # A ca_file that cannot be read or holds no usable certificate:
+                # logged once, and no email receipts until the kiosk restarts.
+                self.mailer_problem = str(problem)
+                log.failure("email receipts cannot be set up")
         return self.mailer
 
     def receipt_lines(self) -> list[str]:

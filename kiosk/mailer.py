@@ -205,6 +205,14 @@ class ReceiptMailer:
         self.pending: set[defer.Deferred[bool]] = set()
 
     def _tls_options(self) -> Any:
+        """The client TLS options: the server's certificate is checked against
+        `host`, trusting `ca_file`'s certificates (or the system's).
+
+        Raises:
+            OSError: `ca_file` cannot be read.
+            ValueError: `ca_file` holds no certificate that can be read.
+        """
+        from OpenSSL.crypto import Error as OpenSSLError  # noqa: PLC0415
         from twisted.internet import ssl  # noqa: PLC0415
 
         trust: Any = None
@@ -216,8 +224,14 @@ class ReceiptMailer:
                 pem,
                 re.DOTALL,
             )
+            try:
+                certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
+            except OpenSSLError as problem:
+                raise ValueError(f"email.ca_file: unreadable: {problem}") from None
+            if not certificates:
+                raise ValueError("email.ca_file: no PEM certificate in it")
             trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
-                [ssl.Certificate.loadPEM(block) for block in blocks]
+                certificates
             )
         return ssl.optionsForClientTLS(self.config.host, trustRoot=trust)
 

@@ -15,22 +15,26 @@ import pytest_twisted
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, protocol
+from twisted.logger import globalLogPublisher
 from twisted.mail import smtp
 from zope.interface import implementer
 
 from kiosk.config import parse_config
 from kiosk.i18n import Catalogues
 from kiosk.mailer import ReceiptMailer
+from kiosk.model import Receipt, Screen
 from kiosk.present import Presenter
 from kiosk.wording import Wording
-from tests.kiosk.conftest import PATRON
+from tests.kiosk.conftest import ITEMS, PATRON, LiveServer
 from tests.kiosk.test_mailer import (
     PATRON_ADDRESS,
     Delivery,
     Mailbox,
     SmtpServer,
+    borrow_and_finish,
     email_section,
 )
+from tests.kiosk.test_session import start_kiosk
 
 
 def self_signed_pem(tmp_path: Path) -> tuple[bytes, Path]:
@@ -179,3 +183,43 @@ async def test_nothing_is_sent_when_required_tls_is_not_offered() -> None:
     assert sent is False
     assert "TLS" == mailer.problem
     assert [] == box.mails
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unusable_ca_file_sends_nothing_and_the_session_ends(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A ca_file with no certificate in it: the email receipt is dropped with a
+    logged error, the session ends at once and the staff screen still opens."""
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("not a certificate\n")
+    started = await start_kiosk(
+        live_server,
+        tmp_path,
+        services={"email_receipt": True},
+        email=email_section(25, starttls="required", ca_file=str(ca_file)),
+    )
+    failures: list[BaseException] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "log_failure" in event:
+            failures.append(event["log_failure"].value)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        check = started.check
+        await borrow_and_finish(check, ITEMS[0])
+        assert check.email_offered
+
+        check.receipt(Receipt.EMAIL)
+
+        assert Screen.ATTRACT is check.screen
+        assert check.mailer is None
+        assert "email receipts" not in check.staff_status()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        started.link.stop()
+        started.journal.close()
+    assert ["email.ca_file: no PEM certificate in it"] == [
+        str(failure) for failure in failures
+    ]
