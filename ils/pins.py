@@ -29,7 +29,9 @@ same PIN against the same hash is a MATCH without scrypt. Why this is safe:
 - It only ever answers MATCH for the exact PIN that already matched, by
   scrypt, the very hash the patron's row holds now. It holds an HMAC of the
   card and the PIN under a key made at random for this process and never
-  stored, not the PIN, so what it holds is worthless outside the process.
+  stored, not the PIN. (Whoever can read the process's memory has the key
+  too and could try every short PIN against a digest quickly; but such a
+  reader already sees the PINs arriving in requests.)
 - A guesser gains nothing: a PIN it has not seen match goes to scrypt as
   before and is counted when wrong; a wrong PIN also makes the memory forget
   the card, so the next right PIN is verified again.
