@@ -10,7 +10,8 @@ is closed, and the log says why. A file that does not pass is refused with the
 file, key and problem, and the running configuration stays.
 
 Limits take effect too: `max_connections`, the failed-login limit,
-`max_unauthenticated_per_address` for connections from then on, and
+`login_threads` and `login_backlog`, `max_unauthenticated_per_address` for
+connections from then on, and
 `login_timeout` also for connections not logged in yet (see
 `listeners.move_login_deadlines`). A TLS listener reads its certificate, key
 and client CA files again, so renewed files (at the same paths or new ones)
@@ -143,6 +144,13 @@ def apply_config(
     old = running.config
     running.config = config
     running.circulation = circulation_for(running.database, places)
+    _apply_limits(running, config)
+    notes += _apply_listeners(running, config, tls or {})
+    _rebind_terminals(running)
+    return notes + _restart_notes(old, config)
+
+
+def _apply_limits(running: RunningServer, config: ServerConfig) -> None:
     server = config.server
     running.admission.configure(
         max_connections=server.max_connections,
@@ -154,10 +162,25 @@ def apply_config(
     running.admission.max_unauthenticated_per_address = (
         server.max_unauthenticated_per_address
     )
+    if running.logins is not None:
+        # Logins from now on wait for, and run on, the new numbers of threads.
+        running.logins.backlog = server.login_backlog
+        running.logins.pool.adjustPoolsize(
+            minthreads=min(running.logins.pool.min, server.login_threads),
+            maxthreads=server.login_threads,
+        )
     for listener in running.listeners:
         listener.factory.mask_patron_data = server.mask_patron_data
         listener.factory.max_frame_bytes = server.max_frame_bytes
 
+
+def _apply_listeners(
+    running: RunningServer,
+    config: ServerConfig,
+    tls: dict[str, tuple[TlsSettings, Any]],
+) -> list[str]:
+    notes = []
+    server = config.server
     wanted = dict(configured_listeners(config, running.listen_override))
     reserved = reserved_logins(wanted.values())
     for listener in running.listeners:
@@ -170,7 +193,7 @@ def apply_config(
             )
             listener.accounts = book_for(listener.config, config.accounts, reserved)
             continue
-        if tls and listener.key in tls:
+        if listener.key in tls:
             new_settings, options = tls[listener.key]
             listener.replace_tls(new_settings, options)
             notes.append(
@@ -188,11 +211,18 @@ def apply_config(
             reserved,
             login_timeout=server.login_timeout,
         )
-    _rebind_terminals(running)
     running_keys = {listener.key for listener in running.listeners}
-    for key in wanted:
-        if key not in running_keys:
-            notes.append(f"{key}: a new listener starts at the next restart")
+    notes += [
+        f"{key}: a new listener starts at the next restart"
+        for key in wanted
+        if key not in running_keys
+    ]
+    return notes
+
+
+def _restart_notes(old: ServerConfig, config: ServerConfig) -> list[str]:
+    notes = []
+    server = config.server
     if config.database != old.database:
         notes.append("database settings change at the next restart")
     if config.metrics != old.metrics:

@@ -427,3 +427,24 @@ async def test_tls_added_to_a_plain_listener_waits_for_a_restart(
     assert applied
     assert any("TLS turned on or off takes a restart" in note for note in notes)
     assert b"941" == await in_thread(plain_login)
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_threads_and_backlog_follow_a_reload(servers: Launcher) -> None:
+    """Reloaded, logins are checked on 3 threads with at most 4 waiting."""
+    running = await servers.start(server={"login_threads": 1, "login_backlog": 16})
+
+    applied, _ = await reload(
+        running, servers.config(server={"login_threads": 3, "login_backlog": 4})
+    )
+
+    assert applied
+    assert running.logins is not None
+    assert (3, 4) == (running.logins.pool.max, running.logins.backlog)
+    assert b"941" == await in_thread(login_plain, running)
+
+
+def login_plain(running: RunningServer) -> bytes:
+    """The reply to the kiosk's login over plain TCP."""
+    with RawTerminal(target(running)) as kiosk:
+        return kiosk.exchange(LOGIN_FRAME)
