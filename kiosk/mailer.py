@@ -84,6 +84,7 @@ def receipt_address(email: str | None) -> str | None:
     if not email:
         return None
     first = re.split(r"[,;]", email, maxsplit=1)[0].strip()
+    # TODO(#6): internationalised addresses (SMTPUTF8, RFC 6531) are not offered.
     return first if MAIL_ADDRESS.fullmatch(first) else None
 
 
@@ -202,6 +203,8 @@ class ReceiptMailer:
         #: Why the last failed receipt was not sent ("" when none has failed).
         self.problem = ""
         #: Receipts on their way (each fires, never fails, once settled).
+        # TODO(#6): the kiosk's close() does not wait for these; a mail still on
+        # its way when the kiosk stops is dropped.
         self.pending: set[defer.Deferred[bool]] = set()
 
     def _tls_options(self) -> Any:
