@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from ils import holds, queries
 from ils.fees import charge_fee, lost_item_found, overdue_fine_minor
+from ils.item_lookup import current_item_view
 from ils.models import (
     Branch,
     CirculationLog,
@@ -238,25 +239,19 @@ def check_in(
             detail=None if loan is not None else "not on loan",
         )
     )
-    session.flush()
-    destination = item.transit_to_branch
-    # The loan has just ended, and `_route` has read (and perhaps trapped) the
-    # one hold the item can be trapped for: neither is read again.
-    trapped = (
-        hold
-        if hold is not None and hold.status in queries.TRAPPED_HOLD_STATUSES
-        else None
-    )
+    # The item's new state (its loan ended, its hold trapped or not, its
+    # transit), read back in one statement.
+    view = current_item_view(session, item)
     return CheckinResult(
-        item=queries.item_view(session, item, loan=None, trapped=trapped),
+        item=view,
         was_on_loan=loan is not None,
         patron_barcode=patron_barcode,
         returned_at=moment,
         return_branch_code=branch.code,
         alert=alert,
         permanent_location=item.location,
-        home_branch_code=item.home_branch.code,
-        destination_branch_code=None if destination is None else destination.code,
+        home_branch_code=view.home_branch_code,
+        destination_branch_code=view.in_transit_to,
         hold_patron_barcode=(
             None if hold is None or hold.patron is None else hold.patron.barcode
         ),

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from ils import holds, queries
 from ils.checkin import charge_overdue
 from ils.fees import charge_fee
+from ils.item_lookup import current_item_view
 from ils.models import (
     Branch,
     FeeKind,
@@ -174,17 +175,9 @@ class _Desk:
         due_at: datetime,
         *,
         renewal: bool,
-        lent: Loan | None = None,
     ) -> CheckoutResult:
-        # A new loan: lending released or filled any hold the item was trapped
-        # for (`holds.fulfil_for_checkout`), so there is none to read.
-        view = (
-            queries.item_view(self.session, item)
-            if lent is None
-            else queries.item_view(self.session, item, loan=lent, trapped=None)
-        )
         return CheckoutResult(
-            item=view,
+            item=current_item_view(self.session, item),
             patron=self.patron_view(),
             due_at=due_at,
             renewal=renewal,
@@ -317,7 +310,7 @@ class _Desk:
             loan=loan,
         )
         session.flush()
-        return self.result(item, due_at, renewal=False, lent=loan)
+        return self.result(item, due_at, renewal=False)
 
 
 def check_out(

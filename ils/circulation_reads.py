@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ils import holds, queries
 from ils.db import Database
+from ils.item_lookup import item_view_by_barcode
 from ils.models import BibRecord, Item, Loan
 from ils.pull_list import pull_list
 from ils.queries import branch_zone
@@ -56,8 +57,7 @@ def item_view(database: Database, barcode: str) -> ItemView | None:
     if not is_code(barcode):
         return None
     with database.read() as session:
-        item = queries.item_by_barcode(session, barcode)
-        return None if item is None else queries.item_view(session, item)
+        return item_view_by_barcode(session, barcode)
 
 
 def open_loans(

@@ -35,7 +35,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from pymarc import Leader
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, undefer
 
 from ils.db import Database, DatabaseConfigError
 from ils.export_csv import (
@@ -199,6 +199,7 @@ def _catalogue(
             )
             for bib in session.scalars(
                 sa.select(BibRecord)
+                .options(undefer(BibRecord.marc))
                 .where(BibRecord.id.in_(chunk))
                 .order_by(BibRecord.id)
             ):

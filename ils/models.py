@@ -312,7 +312,11 @@ class BibRecord(Base):
     isbn: Mapped[str | None] = mapped_column(String(32), default=None)
     publisher: Mapped[str | None] = mapped_column(Text, default=None)
     publication_year: Mapped[str | None] = mapped_column(String(16), default=None)
-    marc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Deferred: circulation reads titles on every request and never the record
+    # itself; only the MARC export asks for it (with `undefer`).
+    marc: Mapped[bytes | None] = mapped_column(
+        LargeBinary, default=None, deferred=True
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from ils import holds, queries
 from ils.calendar import BranchCalendar
 from ils.checkin import charge_overdue
+from ils.item_lookup import current_item_view
 from ils.models import Branch, Item, Loan, LoanEvent, LoanRule, Patron
 from ils.results import CheckoutResult, CirculationRefused, Refusal, renewal_message
 from ils.rules.matrix import due_at as rule_due_at
@@ -201,7 +202,7 @@ def renew(
         overrides=overrides,
     )
     return CheckoutResult(
-        item=queries.item_view(session, item),
+        item=current_item_view(session, item),
         patron=queries.patron_view(
             session, patron, moment, zone, pin_valid=pin_valid, branch_id=branch.id
         ),
