@@ -293,8 +293,8 @@ def tls_options(settings: TlsSettings, key: str) -> CertificateOptions:
         ) from None
     authorities = None
     # TODO(#5): any certificate the CA signed admits any account on this
-    # listener; binding a certificate's subject to a SIP login is not done.
-    # New certificate files are read at the next start, not on SIGHUP.
+    # listener; tying a login to certificate subjects needs the login check
+    # (session.py) to see the connection's peer certificate (server.py).
     if settings.client_ca is not None:
         authorities = _certificates(
             _read(settings.client_ca, f"{key}.client_ca"),
