@@ -63,6 +63,14 @@ def _config(port: int, folder: Path, language: str, high_contrast: bool) -> Any:
             "offline": {"enabled": False, "journal": str(folder / "j.sqlite3")},
             "patron": {"card_pattern": r"2\d{13}", "item_pattern": r"3\d{13}"},
             "services": {"email_receipt": True},
+            # So that the finish screen offers email; the tour never presses
+            # it, and nothing listens on this port.
+            "email": {
+                "host": "127.0.0.1",
+                "port": 9,
+                "starttls": "off",
+                "sender": "kiosk@example.invalid",
+            },
             "devices": {"printer": f"file:{folder / 'receipts.bin'}"},
             "display": {"high_contrast": high_contrast},
             "audio": {"enabled": False},
