@@ -223,7 +223,7 @@ class ProxyHeaderFactory(WrappingFactory):
     `header_timeout` (seconds, 0 for none) is read at each new connection.
     """
 
-    protocol = ProxyHeaderReader  # type: ignore[assignment]
+    protocol = ProxyHeaderReader
 
     def __init__(
         self,
