@@ -144,6 +144,18 @@ class Circulation:
         pin_valid, _locked = self._pin(barcode, pin, now, printable(terminal))
         return reads.patron_view(self._database, barcode, now, pin_valid)
 
+    def pin_matches(
+        self, barcode: str, pin: str, *, terminal: str | None = None
+    ) -> bool:
+        """Whether `pin` is the PIN of the card `barcode`, as `patron` checks it (a
+        wrong PIN is counted towards the PIN lock, a locked PIN never matches, an
+        unknown card matches nothing), for a caller that reads the account
+        itself afterwards."""
+        if not is_code(barcode):
+            return False
+        valid, _locked = self._pin(barcode, pin, self._now(), printable(terminal))
+        return bool(valid)
+
     def item(self, barcode: str) -> ItemView | None:
         """An item, its loan and its holds, or None when no item has this barcode."""
         return reads.item_view(self._database, barcode)

@@ -222,12 +222,20 @@ def patron_information(
 ) -> PatronInformationResponse:
     """64: the account with every count, and the lists the summary asks for."""
     institution = desk.institution(request.institution_id)
-    patron = services.circulation.patron(
-        request.patron_identifier,
-        pin=request.patron_password or None,
-        terminal=desk.account.login,
+    # The PIN first, so that a PIN this request locks shows as locked; then the
+    # whole account in one read (its view is the standing's own).
+    pin = request.patron_password or None
+    pin_valid = (
+        None
+        if pin is None
+        else services.circulation.pin_matches(
+            request.patron_identifier, pin, terminal=desk.account.login
+        )
     )
-    if patron is None:
+    standing = _standing(
+        services, desk, request.patron_identifier, request.start_item, request.end_item
+    )
+    if standing is None:
         return unknown_patron_information(
             desk,
             request.language,
@@ -235,6 +243,7 @@ def patron_information(
             request.patron_identifier,
             patron_messages(None),
         )
+    patron = dataclasses.replace(standing.patron, pin_valid=pin_valid)
     if patron.pin_valid is False:
         # Whoever holds the card but not its PIN learns that the card is valid
         # and the PIN wrong (or locked), and nothing of the patron's account.
@@ -252,17 +261,6 @@ def patron_information(
             valid_patron_password=False,
         )
 
-    standing = _standing(
-        services, desk, request.patron_identifier, request.start_item, request.end_item
-    )
-    if standing is None:  # pragma: no cover - the card was there a moment ago
-        return unknown_patron_information(
-            desk,
-            request.language,
-            institution,
-            request.patron_identifier,
-            patron_messages(None),
-        )
     summary = request.summary
     unavailable = standing.holds_unavailable if summary.unavailable_holds else ()
     limits, queue_fields = _account_extras(services, desk, patron.barcode, unavailable)
