@@ -314,9 +314,7 @@ class BibRecord(Base):
     publication_year: Mapped[str | None] = mapped_column(String(16), default=None)
     # Deferred: circulation reads titles on every request and never the record
     # itself; only the MARC export asks for it (with `undefer`).
-    marc: Mapped[bytes | None] = mapped_column(
-        LargeBinary, default=None, deferred=True
-    )
+    marc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
