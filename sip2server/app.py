@@ -307,6 +307,7 @@ def start_server(
         config.database.url,
         pool_size=config.server.threads,
         busy_timeout=config.database.busy_timeout,
+        sqlite_synchronous=config.database.sqlite_synchronous,
     )
     try:
         places = check_database(database, config)

@@ -14,7 +14,7 @@ import enum
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -327,6 +327,9 @@ class DatabaseSection(_Strict):
     # SQLite only: seconds a request waits for another writer before it is
     # refused as "unavailable"; keep it below the terminals' own timeout.
     busy_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # SQLite only: "full" syncs every commit to disk; "normal" only at
+    # checkpoints (faster writes; a power cut may undo the latest ones).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
 
 class ServerConfig(_Strict):

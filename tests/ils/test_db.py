@@ -72,6 +72,26 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(
     database.dispose()
 
 
+def test_sqlite_commits_are_synced_unless_normal_is_asked_for(sqlite_url: str) -> None:
+    """synchronous is FULL (2) by default and NORMAL (1) when asked for."""
+    for setting, expected in ((None, 2), ("normal", 1), ("full", 2)):
+        database = (
+            Database(sqlite_url)
+            if setting is None
+            else Database(sqlite_url, sqlite_synchronous=setting)
+        )
+        with database.read() as session:
+            value = session.execute(sa.text("PRAGMA synchronous")).scalar_one()
+        database.dispose()
+        assert value == expected, setting
+
+
+def test_unknown_sqlite_synchronous_is_refused(sqlite_url: str) -> None:
+    """Only full and normal are offered; OFF would risk a corrupt database."""
+    with pytest.raises(DatabaseConfigError, match=r"sqlite_synchronous.*'off'"):
+        Database(sqlite_url, sqlite_synchronous="off")
+
+
 def test_sqlite_writers_that_read_first_queue_instead_of_failing(
     sqlite_url: str,
 ) -> None:
