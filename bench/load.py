@@ -192,10 +192,15 @@ def start(name: str, command: list[str], folder: Path) -> Server:
     raise SystemExit(f"{name} did not start:\n{output.read_text(errors='replace')}")
 
 
-def start_ours(url: str, folder: Path) -> Server:
-    """`ils serve` with the benchmark's account, on `url`."""
+def start_ours(url: str, folder: Path, synchronous: str = "full") -> Server:
+    """`ils serve` with the benchmark's account, on `url` (on SQLite, with
+    `synchronous` as its `sqlite_synchronous`)."""
     config = folder / "load.toml"
-    config.write_text(CONFIG)
+    config.write_text(
+        CONFIG.replace(
+            "[database]\n", f'[database]\nsqlite_synchronous = "{synchronous}"\n'
+        )
+    )
     return start(
         "ours",
         [
@@ -417,6 +422,12 @@ def main() -> int:
     parser.add_argument("--idle", type=int, metavar="N", help="memory with N idle")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--sqlite-synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="our server's [database] sqlite_synchronous (default full)",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="ROUNDS",
@@ -437,7 +448,11 @@ def main() -> int:
         f" open files limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
     )
     with library(arguments.db) as url, tempfile.TemporaryDirectory() as folder:
-        engine = "PostgreSQL" if url.startswith("postgres") else "SQLite"
+        engine = (
+            "PostgreSQL"
+            if url.startswith("postgres")
+            else f"SQLite, synchronous {arguments.sqlite_synchronous}"
+        )
         print(
             f"library: {ITEMS:,} items, {PATRONS:,} patrons,"
             f" {ITEMS // 2:,} on loan; {engine}"
@@ -445,7 +460,7 @@ def main() -> int:
         if arguments.profile:
             profile(url, arguments.profile)
             return 0
-        servers = [start_ours(url, Path(folder))]
+        servers = [start_ours(url, Path(folder), arguments.sqlite_synchronous)]
         try:
             if not arguments.no_baseline:
                 servers.append(start_baseline(Path(folder)))
