@@ -407,29 +407,11 @@ def move_login_deadlines(factory: SipServerFactory, timeout: float) -> int:
     deadline (the old timeout was 0) gets `timeout` from now; 0 lifts every
     deadline. Returns how many waiting connections were moved.
     """
-    # TODO(#5): this reaches into SipConnection's login deadline (server.py,
-    # not this module's); a public SipConnection method would be cleaner.
     old, factory.login_timeout = factory.login_timeout, timeout
-    clock = factory.reactor
-    moved = 0
-    for connection in list(factory.connections):
-        if connection._closed or connection.session.account is not None:
-            continue
-        deadline = connection._login_deadline
-        active = deadline is not None and deadline.active()
-        if timeout <= 0:
-            if active:
-                deadline.cancel()
-            connection._login_deadline = None
-        elif active:
-            due = deadline.getTime() - old + timeout
-            deadline.reset(max(0.0, due - clock.seconds()))
-        else:
-            connection._login_deadline = clock.callLater(
-                timeout, connection._login_overdue
-            )
-        moved += 1
-    return moved
+    return sum(
+        connection.move_login_deadline(old, timeout)
+        for connection in list(factory.connections)
+    )
 
 
 def reserved_logins(listeners: Iterable[ListenerConfig]) -> frozenset[str]:

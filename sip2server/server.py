@@ -360,6 +360,32 @@ class SipConnection(TimeoutMixin, Protocol):
             )
         self._close()
 
+    def move_login_deadline(self, old_timeout: float, timeout: float) -> bool:
+        """Give this connection a new login timeout, if it is still waiting to log in.
+
+        Its deadline was its connection time plus `old_timeout`; it becomes that
+        time plus `timeout` (at once if already past). Without a deadline (the
+        old timeout was 0) it gets `timeout` from now; a `timeout` of 0 lifts
+        it. Returns False, changing nothing, when the connection is logged in
+        or closed.
+        """
+        if self._closed or self.session.account is not None:
+            return False
+        deadline = self._login_deadline
+        active = deadline is not None and deadline.active()
+        if timeout <= 0:
+            if active:
+                deadline.cancel()
+            self._login_deadline = None
+        elif active:
+            due = deadline.getTime() - old_timeout + timeout
+            deadline.reset(max(0.0, due - self.factory.reactor.seconds()))
+        else:
+            self._login_deadline = self.factory.reactor.callLater(
+                timeout, self._login_overdue
+            )
+        return True
+
     def _logged_in(self) -> None:
         # No deadline and no longer counted against the address's cap.
         if self._login_deadline is not None and self._login_deadline.active():
@@ -383,7 +409,9 @@ class SipConnection(TimeoutMixin, Protocol):
         if self._drain_later is not None and self._drain_later.active():
             self._drain_later.cancel()
         if self.factory.proxied and not self._introduced:
-            # Twisted's PROXY wrapper closes such a connection without a word.
+            # Closed before a whole PROXY header came: the peer hung up, or
+            # our ProxyHeaderReader (listeners.py) refused the header or its
+            # timing and logged why; either way the terminal never began.
             log.warn(
                 "no PROXY header from conn={conn} peer={peer} on listener "
                 "{listener}; closed (a PROXY listener takes only the load "
