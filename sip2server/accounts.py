@@ -1,7 +1,8 @@
 """SIP logins: who may connect as a terminal, from where, and how many at once.
 
-Layer: `sip2server`. Uses `ils.secrets` for password hashes; never logs
-passwords; imports nothing of Twisted.
+Layer: `sip2server`. Uses `ils.secrets` for password hashes and
+`cryptography` to read terminals' TLS certificates; never logs passwords;
+imports nothing of Twisted.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from ils.secrets import hash_secret, verify_secret
-from sip2server.config import AccountConfig
+from sip2server.config import AccountConfig, SubjectKey, fold_value
 
 # Addresses with recent failed logins kept before old entries are swept.
 _MAX_TRACKED_ADDRESSES = 10_000
@@ -57,6 +62,75 @@ class AccountBook:
             expected = account.password or ""
             ok = hmac.compare_digest(password.encode(), expected.encode())
         return account if ok else None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalCertificate:
+    """A terminal's TLS client certificate, as accounts' certificate keys see it.
+
+    `fingerprint` is its SHA-256 as `openssl x509 -fingerprint -sha256` prints
+    it; `subject` its RFC 4514 text, for the log; `subject_key` the subject as
+    `AccountConfig.admits_certificate` compares it.
+    """
+
+    fingerprint: str
+    subject: str
+    subject_key: SubjectKey
+
+    @classmethod
+    def of(cls, certificate: x509.Certificate) -> TerminalCertificate:
+        """The parts of a certificate that accounts are tied to."""
+        digest = certificate.fingerprint(hashes.SHA256()).hex().upper()
+        name = certificate.subject
+        # ASN.1 holds the least specific RDN first; RFC 4514 text, and the
+        # subjects in the configuration, the most specific first.
+        key = tuple(
+            frozenset(
+                (attribute.oid.dotted_string, fold_value(_text(attribute.value)))
+                for attribute in rdn
+            )
+            for rdn in reversed(name.rdns)
+        )
+        return cls(
+            fingerprint=":".join(
+                digest[index : index + 2] for index in range(0, len(digest), 2)
+            ),
+            subject=name.rfc4514_string(),
+            subject_key=key,
+        )
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.hex()
+
+
+def certificate_refusal(
+    account: AccountConfig, *, tls: bool, certificate: TerminalCertificate | None
+) -> str | None:
+    """Why a connection may not log in as `account` for want of the right
+    certificate (for the log; the terminal gets 940), or None if it may.
+
+    An account with no certificate keys admits any connection.
+    """
+    if not account.tied_to_certificates:
+        return None
+    if not tls:
+        return (
+            "the account is tied to client certificates and this connection "
+            "is plain TCP, not TLS"
+        )
+    if certificate is None:
+        return (
+            "the account is tied to client certificates and the terminal sent "
+            "none (only a listener with tls.client_ca asks for one)"
+        )
+    if account.admits_certificate(certificate.fingerprint, certificate.subject_key):
+        return None
+    return (
+        f"the terminal's certificate (subject {certificate.subject}, sha256 "
+        f"{certificate.fingerprint}) is in neither the account's "
+        "certificate_fingerprints nor its certificate_subjects"
+    )
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """The SIP2 server's configuration: a TOML file read into typed, validated objects.
 
-Layer: `sip2server`. Imports the standard library, pydantic and the codec's
-output-setting enums.
+Layer: `sip2server`. Imports the standard library, pydantic, the codec's
+output-setting enums and `cryptography`'s names for certificate subject
+attributes; never imports Twisted or `ils`.
 
 Every problem is reported as a `ConfigError` naming the file, the key and what is
 wrong with it, so an operator can fix a file without reading code. The commented
@@ -11,12 +12,16 @@ example in `config/sip2server.toml` documents every option.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+from cryptography.x509.oid import NameOID
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -87,8 +92,193 @@ MESSAGE_NAMES = (
 )
 
 # Keys of an account that an [institution.CODE] table may not set: they say
-# who the account is, not how it behaves.
-_OWN_KEYS = frozenset({"login", "password", "password_hash", "institution"})
+# who the account is (and which terminals may be it), not how it behaves.
+_OWN_KEYS = frozenset(
+    {
+        "login",
+        "password",
+        "password_hash",
+        "institution",
+        "certificate_fingerprints",
+        "certificate_subjects",
+    }
+)
+
+
+# -- terminals' TLS certificates --------------------------------------------------
+
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def normal_fingerprint(text: str) -> str:
+    """A SHA-256 certificate fingerprint as `openssl x509 -fingerprint -sha256`
+    prints it (`AB:CD:...`, 32 pairs), from that form, plain hex, either case,
+    or the whole `sha256 Fingerprint=...` line.
+
+    Raises:
+        ValueError: saying what is wrong and how to get a fingerprint.
+    """
+    how = "get it with: openssl x509 -in terminal.pem -noout -fingerprint -sha256"
+    given = text.strip()
+    head, equals, tail = given.partition("=")
+    if equals and head.strip().lower().replace("-", "") in (
+        "sha256 fingerprint",
+        "fingerprint",
+    ):
+        given = tail.strip()
+    if given.lower().startswith("sha256:"):
+        given = given[len("sha256:") :]
+    digits = given.replace(":", "").replace(" ", "")
+    if not _HEX.fullmatch(digits):
+        raise ValueError(
+            f"{text!r} is not a SHA-256 fingerprint (hex digits, pairs may be "
+            f"separated by ':'); {how}"
+        )
+    if len(digits) != 64:
+        older = " (that is a SHA-1 fingerprint's length)" if len(digits) == 40 else ""
+        raise ValueError(
+            f"{text!r} has {len(digits)} hex digits, a SHA-256 fingerprint has "
+            f"64{older}; {how}"
+        )
+    upper = digits.upper()
+    return ":".join(upper[index : index + 2] for index in range(0, 64, 2))
+
+
+# Attribute names a subject may use (in any case), as RFC 4514 and OpenSSL
+# write them; any other attribute is written as its dotted OID.
+_SUBJECT_ATTRIBUTES = {
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "STREET": NameOID.STREET_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "TITLE": NameOID.TITLE,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+}
+_DOTTED = re.compile(r"[0-9]+(\.[0-9]+)+")
+
+# A subject as compared: its RDNs in written order (most specific first), each
+# a set of (attribute OID, value folded to lower case with single spaces).
+SubjectKey = tuple[frozenset[tuple[str, str]], ...]
+
+
+def fold_value(value: str) -> str:
+    """An attribute value as compared: case and runs of spaces do not count."""
+    return " ".join(value.split()).casefold()
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    parts, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if escaped:
+        raise ValueError("it ends with a lone backslash")
+    parts.append("".join(current))
+    return parts
+
+
+def _unescaped(value: str) -> str:
+    # RFC 4514 escapes: a backslash before a special character, or two hex
+    # digits for one byte of the UTF-8 value.
+    out = bytearray()
+    index = 0
+    while index < len(value):
+        char = value[index]
+        if char != "\\":
+            out += char.encode()
+            index += 1
+            continue
+        if index + 1 == len(value):
+            # It escaped a trailing space that was stripped; folding drops it.
+            break
+        pair = value[index + 1 : index + 3]
+        if len(pair) == 2 and _HEX.fullmatch(pair):
+            out.append(int(pair, 16))
+            index += 3
+        else:
+            out += value[index + 1].encode()
+            index += 2
+    try:
+        return out.decode()
+    except UnicodeDecodeError:
+        raise ValueError("its \\HH escapes are not UTF-8") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_subject(text: str) -> SubjectKey:
+    """A certificate subject written as RFC 4514 text (`CN=kiosk-1,O=Library`,
+    most specific first, as `openssl x509 -subject -nameopt rfc2253` prints it),
+    ready to compare with a certificate's.
+
+    Spaces around `,`, `+` and `=` and the case of attribute names do not
+    matter; a `,` inside a value is written `\\,`.
+
+    Raises:
+        ValueError: naming the part that does not parse.
+    """
+    rdns: list[frozenset[tuple[str, str]]] = []
+    try:
+        pieces = _split_unescaped(text, ",")
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a certificate subject: {error}") from None
+    for piece in pieces:
+        attributes = set()
+        for part in _split_unescaped(piece, "+"):
+            name, equals, value = part.partition("=")
+            name, value = name.strip(), value.strip()
+            if not equals or not name:
+                raise ValueError(
+                    f"{text!r} is not a certificate subject: {part.strip()!r} is "
+                    "not NAME=value; write it like CN=kiosk-1,O=Library"
+                )
+            oid = _SUBJECT_ATTRIBUTES.get(name.upper())
+            if oid is not None:
+                dotted = oid.dotted_string
+            elif _DOTTED.fullmatch(name):
+                dotted = name
+            else:
+                raise ValueError(
+                    f"{text!r}: {name!r} is not a subject attribute name; use "
+                    + ", ".join(_SUBJECT_ATTRIBUTES)
+                    + " or a dotted OID"
+                )
+            if not value:
+                raise ValueError(f"{text!r}: {name} has no value")
+            if value.startswith("#"):
+                raise ValueError(
+                    f"{text!r}: {name} is given as #hex (BER); write the value as text"
+                )
+            attributes.add((dotted, fold_value(_unescaped(value))))
+        rdns.append(frozenset(attributes))
+    return tuple(rdns)
+
+
+def _fingerprint(value: str) -> str:
+    return normal_fingerprint(value)
+
+
+def _subject(value: str) -> str:
+    parse_subject(value.strip())
+    return value.strip()
+
+
+_Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
+_Subject = Annotated[str, AfterValidator(_subject)]
 
 
 class _Strict(BaseModel):
@@ -146,6 +336,17 @@ class AccountConfig(_Strict):
     # The request types this account may send, by their BX names (see
     # MESSAGE_NAMES); None allows all. Others get a negative reply (or 96).
     messages: tuple[str, ...] | None = None
+    # The terminal's TLS client certificate, for an account that must not log
+    # in with its password alone. Either list given ties the account: a login
+    # is admitted only over TLS with a certificate whose SHA-256 fingerprint is
+    # in `certificate_fingerprints` or whose whole subject is one of
+    # `certificate_subjects`; any other login gets 940, as a wrong password
+    # does. Fingerprints name one certificate exactly (a renewal needs the new
+    # one added); subjects ("CN=kiosk-1,O=Library") survive renewal and trust
+    # every CA in the listener's client_ca to issue them only to that terminal.
+    # Certificates are asked for only on listeners with a tls.client_ca.
+    certificate_fingerprints: tuple[_Fingerprint, ...] = ()
+    certificate_subjects: tuple[_Subject, ...] = ()
     # What this account's terminals are told and allowed beyond the SIP2
     # defaults: checkin routing and sort bins, gates' security markers, checkout
     # refusals, hidden and template fields (sip2server.policy; every key is in
@@ -204,6 +405,18 @@ class AccountConfig(_Strict):
             address in ipaddress.ip_network(network, strict=False)
             for network in self.allowed_networks
         )
+
+    @property
+    def tied_to_certificates(self) -> bool:
+        """Whether a login needs a TLS client certificate this account names."""
+        return bool(self.certificate_fingerprints or self.certificate_subjects)
+
+    def admits_certificate(self, fingerprint: str, subject: SubjectKey) -> bool:
+        """Whether a certificate with this fingerprint (`AB:CD:...`) and subject
+        (`parse_subject`'s form) is one this account's terminals may use."""
+        if fingerprint in self.certificate_fingerprints:
+            return True
+        return any(parse_subject(text) == subject for text in self.certificate_subjects)
 
     def allows_message(self, name: str) -> bool:
         """Whether this account may send the request type with this BX name."""
@@ -376,8 +589,8 @@ class ServerConfig(_Strict):
                 if key not in allowed:
                     raise ValueError(
                         f"{code}.{key}: not an account setting an institution "
-                        "can give (login, passwords and institution are each "
-                        "account's own)"
+                        "can give (login, passwords, institution and "
+                        "certificates are each account's own)"
                     )
         return value
 
@@ -503,7 +716,53 @@ def parse_config(data: dict[str, Any], path: Path | str) -> ServerConfig:
         raise ConfigError(path, problems) from None
     if inherited:
         raise ConfigError(path, [(key, problem) for key, _, problem in inherited])
+    unseen = unseen_certificate_problems(config)
+    if unseen:
+        raise ConfigError(path, unseen)
     return config
+
+
+def unseen_certificate_problems(config: ServerConfig) -> list[tuple[str, str]]:
+    """Accounts tied to certificates that no listener they may use asks for.
+
+    Only a listener with `tls.client_ca` asks terminals for a certificate; an
+    account tied to certificates but admitted only on others could never log
+    in. Each is named by its key, with the problem.
+    """
+    listeners = [listener for _, listener in config.all_listeners()]
+    reserved = {login for listener in listeners for login in listener.accounts or ()}
+    problems = []
+    for index, account in enumerate(config.accounts):
+        if not account.tied_to_certificates:
+            continue
+        admitting = [
+            listener
+            for listener in listeners
+            if (
+                account.login in listener.accounts
+                if listener.accounts is not None
+                else account.login not in reserved
+            )
+        ]
+        if any(
+            listener.tls is not None and listener.tls.client_ca is not None
+            for listener in admitting
+        ):
+            continue
+        key = (
+            "certificate_fingerprints"
+            if account.certificate_fingerprints
+            else "certificate_subjects"
+        )
+        problems.append(
+            (
+                f"accounts[{index}].{key}",
+                f"{account.login!r} is tied to client certificates, but no "
+                "listener it may log in through asks terminals for one; give "
+                "such a listener a [listeners.tls] client_ca",
+            )
+        )
+    return problems
 
 
 def _message(item: Any) -> str:

@@ -292,9 +292,9 @@ def tls_options(settings: TlsSettings, key: str) -> CertificateOptions:
             f"({error})"
         ) from None
     authorities = None
-    # TODO(#5): any certificate the CA signed admits any account on this
-    # listener; tying a login to certificate subjects needs the login check
-    # (session.py) to see the connection's peer certificate (server.py).
+    # Any certificate these authorities signed gets through the handshake; an
+    # account with certificate_fingerprints or certificate_subjects then admits
+    # only its own terminals' (checked at login, accounts.certificate_refusal).
     if settings.client_ca is not None:
         authorities = _certificates(
             _read(settings.client_ca, f"{key}.client_ca"),

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from sip2server.accounts import TerminalCertificate
 from sip2server.config import ErrorDetection, Terminator
 from sip2server.protocol import (
     AcsStatusResponse,
@@ -220,13 +221,15 @@ def _tls_error(reason: Failure | None) -> str | None:
     return str(reason.value) or type(reason.value).__name__
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class SipConnection(TimeoutMixin, Protocol):
     """One terminal's TCP connection.
 
     It is also the producer of its replies: when a terminal stops reading and
     the outgoing buffer fills, the server stops reading its requests too, so a
-    slow reader costs bounded memory.
+    slow reader costs bounded memory. On a TLS listener Twisted tells it when
+    the handshake is done (`handshakeCompleted`), and it hands the terminal's
+    certificate to the session for accounts tied to certificates.
     """
 
     def __init__(self, factory: SipServerFactory) -> None:
@@ -306,6 +309,40 @@ class SipConnection(TimeoutMixin, Protocol):
         port = getattr(peer, "port", "")
         self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.session.address = host
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up (IHandshakeListener): note it and the terminal's certificate."""
+        self.session.tls = True
+        self._read_certificate()
+        certificate = self.session.certificate
+        if certificate is not None:
+            # The fingerprint as an account's certificate_fingerprints takes it.
+            log.info(
+                "TLS client certificate conn={conn} peer={peer} subject={subject} "
+                "sha256={fingerprint}",
+                conn=self.connection_id,
+                peer=self.peer,
+                subject=certificate.subject,
+                fingerprint=certificate.fingerprint,
+            )
+
+    def _read_certificate(self) -> None:
+        # Read again at each login too: a TLS 1.2 renegotiation may have
+        # brought another certificate since the handshake.
+        peer = getattr(self.transport, "getPeerCertificate", lambda: None)()
+        try:
+            self.session.certificate = (
+                None if peer is None else TerminalCertificate.of(peer.to_cryptography())
+            )
+        except ValueError as error:
+            self.session.certificate = None
+            log.warn(
+                "TLS client certificate not readable conn={conn} peer={peer}: "
+                "{problem}",
+                conn=self.connection_id,
+                peer=self.peer,
+                problem=str(error),
+            )
 
     def proxy_header_read(self) -> None:
         """The PROXY header has been read: the peer is now the terminal."""
@@ -669,6 +706,8 @@ class SipConnection(TimeoutMixin, Protocol):
     def _dispatch(self, request: _Request) -> None:
         pool = self.factory.threadpool
         logins = self.factory.logins
+        if isinstance(request.decoded.message, LoginRequest) and self.session.tls:
+            self._read_certificate()
         if isinstance(request.decoded.message, LoginRequest) and logins is not None:
             pool = logins.pool
             logins.waiting += 1

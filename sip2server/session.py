@@ -20,7 +20,12 @@ from typing import Any
 from sqlalchemy.exc import DataError, DBAPIError
 from twisted.logger import Logger
 
-from sip2server.accounts import AccountBook, Admission
+from sip2server.accounts import (
+    AccountBook,
+    Admission,
+    TerminalCertificate,
+    certificate_refusal,
+)
 from sip2server.config import MESSAGE_NAMES, AccountConfig
 from sip2server.health import DatabaseHealth
 from sip2server.mapping import SipCirculation
@@ -157,6 +162,11 @@ class TerminalSession:
         # The terminal's own address (from the PROXY header when there is one),
         # set by the connection before it hands over a login.
         self.address = ""
+        # Whether the connection is TLS, and the certificate its terminal
+        # presented: set by the connection after the handshake, for accounts
+        # tied to certificates.
+        self.tls = False
+        self.certificate: TerminalCertificate | None = None
         self.account: AccountConfig | None = None
 
     @property
@@ -260,9 +270,10 @@ class TerminalSession:
         Called on the reactor's thread by a reload. A logged-in terminal moves
         to the new account of its login, so its policy, sort bins, messages
         and output settings apply from its next request. If that login is gone
-        from this listener, its password changed, or its address is no longer
-        allowed, the account is kept (for the reply in hand) and the reason is
-        returned: the connection is then closed.
+        from this listener, its password changed, its address is no longer
+        allowed, or it is now tied to certificates that do not include this
+        connection's, the account is kept (for the reply in hand) and the
+        reason is returned: the connection is then closed.
         """
         self._circulation = circulation
         current = self.account
@@ -278,6 +289,9 @@ class TerminalSession:
             return "its account's password changed"
         if not new.allows_address(self.address):
             return "its address is no longer in the account's allowed_networks"
+        refusal = certificate_refusal(new, tls=self.tls, certificate=self.certificate)
+        if refusal is not None:
+            return f"its certificate is no longer admitted: {refusal}"
         self.account = new
         return None
 
@@ -309,6 +323,14 @@ class TerminalSession:
                 LoginResponse(ok=False),
                 note="address not in the account's allowed_networks",
             )
+        refusal = certificate_refusal(
+            account, tls=self.tls, certificate=self.certificate
+        )
+        if refusal is not None:
+            # The same 940 as a wrong password: the terminal learns nothing
+            # about which of the two it lacks; the log says.
+            self._count_failure()
+            return Reply(LoginResponse(ok=False), note=refusal)
         if admission is not None and not admission.take_seat(
             self.connection_id, account
         ):
