@@ -97,6 +97,21 @@ def charge_overdue(
     return fine
 
 
+_PATRONS_OF_RETURN = sa.union_all(
+    sa.select(sa.true().label("borrows"), Loan.patron_id)
+    .join(Item, Item.id == Loan.item_id)
+    .where(Item.barcode == sa.bindparam("barcode"), Loan.returned_at.is_(None)),
+    sa.select(sa.false(), Fee.patron_id)
+    .join(Item, Item.id == Fee.item_id)
+    .where(
+        Item.barcode == sa.bindparam("barcode"),
+        Item.status == ItemStatus.LOST,
+        Fee.kind == FeeKind.LOST,
+        Fee.patron_id.is_not(None),
+    ),
+)
+
+
 def _lock_patrons_first(
     session: Session, item_barcode: str
 ) -> tuple[int | None, list[Patron]]:
@@ -104,23 +119,10 @@ def _lock_patrons_first(
     a return may settle; returns the borrower's id as read, and the patrons
     locked (kept by the caller, so that the session's identity map, which holds
     objects weakly, still has them when the loan's patron is looked at)."""
-    borrower_id = session.scalar(
-        sa.select(Loan.patron_id)
-        .join(Item, Item.id == Loan.item_id)
-        .where(Item.barcode == item_barcode, Loan.returned_at.is_(None))
-    )
-    owing = set(
-        session.scalars(
-            sa.select(Fee.patron_id)
-            .join(Item, Item.id == Fee.item_id)
-            .where(
-                Item.barcode == item_barcode,
-                Item.status == ItemStatus.LOST,
-                Fee.kind == FeeKind.LOST,
-                Fee.patron_id.is_not(None),
-            )
-        )
-    )
+    # Both in one statement: (True, borrower) and (False, owing patron) rows.
+    rows = session.execute(_PATRONS_OF_RETURN, {"barcode": item_barcode}).all()
+    borrower_id = next((patron for borrows, patron in rows if borrows), None)
+    owing = {patron for borrows, patron in rows if not borrows}
     # Patrons in id order, so that two such checkins never wait on each other.
     locked = [
         queries.lock_patron(session, patron_id)
@@ -219,7 +221,10 @@ def check_in(
 
     arriving = item.transit_to_branch_id is not None
     item.current_branch = branch
-    alert, hold = _route(session, item, branch, now, terminal)
+    # The item's and loan's changes so far decide nothing `_route` reads (the
+    # holds and rules), so they are written once, with its own, at the end.
+    with session.no_autoflush:
+        alert, hold = _route(session, item, branch, now, terminal)
     if alert is CheckinAlert.NONE:
         if found:
             alert = CheckinAlert.LOST_FOUND
