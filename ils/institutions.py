@@ -9,34 +9,46 @@ read these codes to keep each terminal to the institutions it serves.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from ils.db import Database
 from ils.models import Branch, Institution, Item, Patron
 
 
-def patron_institution(database: Database, barcode: str) -> str | None:
-    """The institution code of the patron with `barcode`; None when unknown."""
-    query = (
+def _owner_of(table: type[Patron] | type[Item]) -> sa.Select[Any]:
+    return (
         sa.select(Institution.code)
         .join(Branch, Branch.institution_id == Institution.id)
-        .join(Patron, Patron.home_branch_id == Branch.id)
-        .where(Patron.barcode == barcode)
+        .join(table, table.home_branch_id == Branch.id)
+        .where(table.barcode == sa.bindparam("barcode"))
+        .limit(1)
     )
-    with database.read() as session:
-        return session.scalars(query).first()
 
 
-def item_institution(database: Database, barcode: str) -> str | None:
-    """The institution code of the item with `barcode`; None when unknown."""
-    query = (
-        sa.select(Institution.code)
-        .join(Branch, Branch.institution_id == Institution.id)
-        .join(Item, Item.home_branch_id == Branch.id)
-        .where(Item.barcode == barcode)
-    )
+# Built once: every SIP2 request that names a patron or an item asks these.
+_PATRON_OWNER = _owner_of(Patron)
+_ITEM_OWNER = _owner_of(Item)
+
+
+def owners(
+    database: Database, *, patron: str | None = None, item: str | None = None
+) -> tuple[str | None, str | None]:
+    """The institution codes of the patron with barcode `patron` and of the item
+    with barcode `item`, in one read unit; None for one not given or unknown."""
+    if not patron and not item:
+        return None, None
     with database.read() as session:
-        return session.scalars(query).first()
+        connection = session.connection()
+
+        def owner(statement: sa.Select[Any], barcode: str | None) -> str | None:
+            if not barcode:
+                return None
+            row = connection.execute(statement, {"barcode": barcode}).first()
+            return None if row is None else row[0]
+
+        return owner(_PATRON_OWNER, patron), owner(_ITEM_OWNER, item)
 
 
 def branch_institutions(database: Database) -> dict[str, str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ils.db import Database
-from ils.institutions import item_institution, patron_institution
+from ils.institutions import owners
 from ils.results import REFUSAL_MESSAGES, Refusal
 from sip2server.answers.common import Desk
 from sip2server.answers.holds import UNKNOWN_PICKUP
@@ -74,14 +74,11 @@ def out_of_reach(
             "institution", named, unknown_patron if patron else unknown_item
         )
 
-    if patron:
-        owner = patron_institution(database, patron)
-        if owner is not None and owner not in served:
-            return OutOfReach("patron", owner, unknown_patron)
-    if item:
-        owner = item_institution(database, item)
-        if owner is not None and owner not in served:
-            return OutOfReach("item", owner, unknown_item)
+    patron_owner, item_owner = owners(database, patron=patron, item=item)
+    if patron_owner is not None and patron_owner not in served:
+        return OutOfReach("patron", patron_owner, unknown_patron)
+    if item_owner is not None and item_owner not in served:
+        return OutOfReach("item", item_owner, unknown_item)
 
     # Where a hold is collected, and where a checkin happens.
     branch, text = "", UNKNOWN_BRANCH_HERE
