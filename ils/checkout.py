@@ -298,17 +298,19 @@ class _Desk:
                 detail=detail,
             )
         )
-        charge_fee(
-            session,
-            patron=self.patron,
-            kind=FeeKind.RENTAL,
-            amount_minor=rule.rental_fee_minor,
-            description=f"rental: {item.record.title}",
-            by=self.request.terminal or SYSTEM,
-            moment=moment,
-            item=item,
-            loan=loan,
-        )
+        if rule.rental_fee_minor:
+            # (The title is read for the fee's description only when one is due.)
+            charge_fee(
+                session,
+                patron=self.patron,
+                kind=FeeKind.RENTAL,
+                amount_minor=rule.rental_fee_minor,
+                description=f"rental: {item.record.title}",
+                by=self.request.terminal or SYSTEM,
+                moment=moment,
+                item=item,
+                loan=loan,
+            )
         session.flush()
         return self.result(item, due_at, renewal=False)
 
