@@ -5,8 +5,9 @@ the database) in full before touching anything, then swaps in the accounts,
 their policies and each listener's account set. A connected terminal moves to
 the new account of its login at once (its next request sees the new policy,
 sort bins, messages and output settings); one whose login was removed, left
-off its listener, given a new password or no longer allowed from its address
-is closed, and the log says why. A file that does not pass is refused with the
+off its listener, given a new password, no longer allowed from its address or
+now tied to certificates that leave out its connection's is closed, and the
+log says why. A file that does not pass is refused with the
 file, key and problem, and the running configuration stays.
 
 Limits take effect too: `max_connections`, the failed-login limit,

@@ -361,6 +361,58 @@ async def test_an_account_without_certificate_keys_logs_in_as_before(
     assert (b"941", b"941", b"941") == (plain, no_certificate, any_certificate)
 
 
+def make_self_signed(folder: Path) -> Terminal:
+    """A terminal's certificate that signs itself (no CA), with its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _subject("kiosk-9")
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certificate_path = folder / "kiosk-9.pem"
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path = folder / "kiosk-9.key"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return Terminal(certificate_path, key_path, hashlib.sha256(der).hexdigest())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_self_signed_terminal_certificate_in_client_ca_is_pinned_by_fingerprint(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """With a self-signed terminal certificate as the listener's client_ca (as
+    the docs advise without a CA), its fingerprint admits that terminal: 941."""
+    site = make_site(tmp_path)
+    kiosk = make_self_signed(tmp_path)
+    only_listener = listeners(site)[0]
+    only_listener["tls"]["client_ca"] = str(kiosk.certificate)
+    running = await launcher.start(
+        listeners=[only_listener],
+        kiosk={"certificate_fingerprints": [kiosk.fingerprint]},
+    )
+
+    answer = await in_thread(tls_login, running, 0, site, kiosk)
+
+    assert b"941" == answer
+
+
 # -- reload ---------------------------------------------------------------------------
 
 
