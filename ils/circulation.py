@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -475,6 +475,31 @@ class Circulation:
             CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND or
                 PICKUP_BRANCH_NOT_ALLOWED.
         """
+        return self.change_hold(
+            patron_barcode,
+            hold_id,
+            pickup_branch_code=pickup_branch_code,
+            terminal=terminal,
+            at=at,
+        )
+
+    def change_hold(
+        self,
+        patron_barcode: str,
+        hold_id: int,
+        *,
+        pickup_branch_code: str | None = None,
+        expires_on: date | Literal[holds.Keep.KEEP] | None = holds.KEEP,
+        terminal: str | None = None,
+        at: datetime | None = None,
+    ) -> HoldView:
+        """Change one of a patron's open holds, in one transaction: its pickup
+        branch, its expiry date (the last day the patron wants it, in the pickup
+        branch's time zone; None for none), or both. What is not given is kept.
+
+        Raises:
+            CirculationRefused: see `ils.holds.change`; nothing is changed.
+        """
         moment = request_time(at, "at", self._now())
         terminal = printable(terminal)
         self._refuse_bad_codes(
@@ -482,12 +507,13 @@ class Circulation:
         )
 
         def work(session: Session, known: Known) -> HoldView:
-            return holds.change_pickup(
+            return holds.change(
                 session,
                 known,
                 patron_barcode=patron_barcode,
                 hold_id=hold_id,
                 pickup_branch_code=pickup_branch_code,
+                expires_on=expires_on,
                 moment=moment,
                 terminal=terminal,
             )

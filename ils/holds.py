@@ -1,5 +1,6 @@
-"""Holds: placing, cancelling and moving them, trapping an item for the next hold
-in the queue, and expiring holds nobody collected.
+"""Holds: placing, cancelling and changing them (pickup branch, expiry date),
+trapping an item for the next hold in the queue, and expiring holds nobody
+collected.
 
 Layer: `ils`, the bottom. Imports SQLAlchemy, the standard library and other
 `ils` modules; never SIP2, Twisted or Kivy. It never logs; every function runs
@@ -34,9 +35,11 @@ trapped for two active holds, whatever a caller does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -63,6 +66,7 @@ from ils.hold_trapping import (
 from ils.hold_views import _open_holds, holds_of, queue
 from ils.models import (
     BibRecord,
+    Branch,
     FeeKind,
     Hold,
     HoldStatus,
@@ -79,14 +83,16 @@ from ils.units import SYSTEM, Known, LoanChangedHands, card_refusal, log_row
 
 # Moved to ils.hold_trapping and ils.hold_views; still importable from here.
 __all__ = [
+    "KEEP",
     "_UNHOLDABLE",
     "HoldRequest",
+    "Keep",
     "_holds_ahead",
     "_open_holds",
     "_spare_copies",
     "arrive",
     "cancel",
-    "change_pickup",
+    "change",
     "expire",
     "expiry_candidates",
     "finish",
@@ -313,29 +319,29 @@ def cancel(
     return queries.hold_view(session, hold)
 
 
-def change_pickup(
-    session: Session,
-    known: Known,
-    *,
-    patron_barcode: str,
-    hold_id: int,
-    pickup_branch_code: str,
-    moment: datetime,
-    terminal: str | None,
-) -> HoldView:
-    """Move a hold's pickup to another branch; an item already trapped for it goes
-    in transit there (or waits, if it is there already).
+# The sentences for an expiry change a patron may not make.
+EXPIRY_PASSED = "That last date has already passed; please give a later one."
+EXPIRY_OF_TRAPPED = (
+    "A copy is already set aside for this reservation; it waits until its pickup"
+    " deadline, and that cannot be changed here."
+)
 
-    Raises:
-        CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND, or
-            PICKUP_BRANCH_NOT_ALLOWED by the rule for the hold's copies.
-    """
-    pickup = queries.branch_by_code(session, pickup_branch_code)
-    if pickup is None:
-        raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
-    known.branch_id = pickup.id
-    patron, hold, item = _patrons_hold(session, known, patron_barcode, hold_id)
 
+class Keep(enum.Enum):
+    """A setting that a change leaves as it is (where None has a meaning of its
+    own: a hold's expiry of None means it never expires)."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+
+def _pickup_allowed(
+    session: Session, patron: Patron, hold: Hold, item: Item | None, pickup: Branch
+) -> bool:
+    """Whether the rule lets the hold's copies (its trapped item, its named item,
+    or any copy of the title) be picked up at `pickup`."""
     copies: Sequence[Item]
     if item is not None:
         copies = [item]
@@ -345,39 +351,101 @@ def change_pickup(
         copies = session.scalars(
             sa.select(Item).where(Item.record_id == hold.record_id).order_by(Item.id)
         ).all()
-    if not any(
+    return any(
         hold_policy_refusal(
             session, category_id=patron.category_id, item=copy, pickup=pickup
         )[0]
         is None
         for copy in copies
-    ):
-        raise CirculationRefused(Refusal.PICKUP_BRANCH_NOT_ALLOWED)
-    if hold.pickup_branch_id == pickup.id:
-        return queries.hold_view(session, hold)
-
-    hold.pickup_branch = pickup
-    if item is not None:
-        if item.current_branch_id == pickup.id and item.transit_to_branch_id is None:
-            hold.status = HoldStatus.WAITING
-            hold.pickup_deadline = pickup_deadline(session, pickup, moment)
-        else:
-            hold.status = HoldStatus.IN_TRANSIT
-            hold.pickup_deadline = None
-            item.transit_to_branch_id = pickup.id
-            item.transit_since = moment
-    session.add(
-        log_row(
-            at=moment,
-            event=LoanEvent.HOLD_CHANGED,
-            terminal=terminal,
-            item_id=None if item is None else item.id,
-            patron_id=patron.id,
-            branch_id=pickup.id,
-            detail=f"hold {hold.id} pickup at {pickup.code}",
-        )
     )
-    session.flush()
+
+
+def _move(
+    session: Session, hold: Hold, item: Item | None, pickup: Branch, moment: datetime
+) -> None:
+    """Point the hold at `pickup`; a trapped item waits there if it is there
+    already, otherwise it goes in transit there."""
+    hold.pickup_branch = pickup
+    if item is None:
+        return
+    if item.current_branch_id == pickup.id and item.transit_to_branch_id is None:
+        hold.status = HoldStatus.WAITING
+        hold.pickup_deadline = pickup_deadline(session, pickup, moment)
+    else:
+        hold.status = HoldStatus.IN_TRANSIT
+        hold.pickup_deadline = None
+        item.transit_to_branch_id = pickup.id
+        item.transit_since = moment
+
+
+def change(
+    session: Session,
+    known: Known,
+    *,
+    patron_barcode: str,
+    hold_id: int,
+    pickup_branch_code: str | None,
+    expires_on: date | Literal[Keep.KEEP] | None,
+    moment: datetime,
+    terminal: str | None,
+) -> HoldView:
+    """Change an open hold's pickup branch, its expiry date, or both: all of it or,
+    when anything is refused, none of it. One HOLD_CHANGED log row says what
+    changed; a change to what the hold already has writes nothing.
+
+    A new pickup branch sends an item already trapped for the hold in transit
+    there (or leaves it waiting, if it is there already). A new expiry (the last
+    day the patron wants the hold, a date in the pickup branch's time zone; None
+    for none) is only for a PENDING hold: once a copy is trapped, the hold lasts
+    until its pickup deadline instead.
+
+    Raises:
+        CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND (no
+            open hold of this patron's with this id), HOLDS_NOT_ALLOWED (an
+            expiry for a hold no longer PENDING, or a day before today), or
+            PICKUP_BRANCH_NOT_ALLOWED by the rule for the hold's copies, in that
+            order.
+    """
+    pickup: Branch | None = None
+    if pickup_branch_code is not None:
+        pickup = queries.branch_by_code(session, pickup_branch_code)
+        if pickup is None:
+            raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
+        known.branch_id = pickup.id
+    patron, hold, item = _patrons_hold(session, known, patron_barcode, hold_id)
+    destination = hold.pickup_branch if pickup is None else pickup
+
+    # Every check comes before the first write.
+    if expires_on is not KEEP:
+        if hold.status is not HoldStatus.PENDING:
+            raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, EXPIRY_OF_TRAPPED)
+        if expires_on is not None and expires_on < local_today(moment, destination):
+            raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, EXPIRY_PASSED)
+    if pickup is not None and not _pickup_allowed(session, patron, hold, item, pickup):
+        raise CirculationRefused(Refusal.PICKUP_BRANCH_NOT_ALLOWED)
+
+    changes: list[str] = []
+    if pickup is not None and hold.pickup_branch_id != pickup.id:
+        _move(session, hold, item, pickup, moment)
+        changes.append(f"pickup at {pickup.code}")
+    if expires_on is not KEEP and expires_on != hold.expires_on:
+        hold.expires_on = expires_on
+        changes.append(
+            "no expiry" if expires_on is None else f"expires {expires_on:%Y-%m-%d}"
+        )
+    if changes:
+        session.add(
+            log_row(
+                at=moment,
+                event=LoanEvent.HOLD_CHANGED,
+                terminal=terminal,
+                item_id=None if item is None else item.id,
+                patron_id=patron.id,
+                branch_id=destination.id,
+                detail=f"hold {hold.id} {', '.join(changes)}",
+            )
+        )
+        session.flush()
     return queries.hold_view(session, hold)
 
 

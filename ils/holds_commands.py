@@ -1,4 +1,4 @@
-"""`ils holds`: place, cancel and move a patron's holds and list them; expire
+"""`ils holds`: place, cancel, move and change a patron's holds and list them; expire
 holds nobody collected, show a title's queue, and list the copies to pull from
 the shelves for pending holds.
 
@@ -10,7 +10,8 @@ characters), as a list on a screen may be seen by others.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import click
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from ils.circulation import Circulation
 from ils.db import Database
+from ils.holds import KEEP, Keep
 from ils.models import Branch, Hold, HoldStatus, Patron
 from ils.queries import branch_zone
 from ils.results import CirculationRefused, HoldView, PullSlip
@@ -67,7 +69,7 @@ def _line(hold: HoldView, zones: Mapping[str, ZoneInfo]) -> str:
 
 @click.group("holds")
 def holds_group() -> None:
-    """Holds: place, cancel, move and list a patron's; expire those nobody
+    """Holds: place, cancel, move, change and list a patron's; expire those nobody
     collected; show a title's queue; list the copies to pull."""
 
 
@@ -226,6 +228,61 @@ def pickup_command(hold_id: int, branch: str, url: str | None) -> None:
         )
         zones = _zones(database)
     click.echo(f"moved {_line(hold, zones)}")
+
+
+@holds_group.command("change")
+@click.argument("hold_id", type=int)
+@click.option("--pickup", "pickup", help="The new pickup branch's code.")
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The new last day the hold is wanted (YYYY-MM-DD, the pickup branch's"
+    " date); only while no copy is set aside for it.",
+)
+@click.option(
+    "--no-expiry",
+    "no_expiry",
+    is_flag=True,
+    help="Remove the hold's last day: it waits for as long as it takes.",
+)
+@db_option
+def change_command(
+    *,
+    hold_id: int,
+    pickup: str | None,
+    expires: datetime | None,
+    no_expiry: bool,
+    url: str | None,
+) -> None:
+    """Change hold HOLD_ID: its pickup branch, its last day, or both at once
+    (all of it or, if any of it is refused, none of it)."""
+    if expires is not None and no_expiry:
+        raise click.UsageError("give either --expires DATE or --no-expiry, not both")
+    if pickup is None and expires is None and not no_expiry:
+        raise click.UsageError("name --pickup BRANCH, --expires DATE or --no-expiry")
+    expiry: date | Literal[Keep.KEEP] | None = KEEP
+    if no_expiry:
+        expiry = None
+    elif expires is not None:
+        expiry = expires.date()
+    with open_database(url) as database:
+        patron = _holder(database, hold_id)
+        hold = refused(
+            lambda: Circulation(database).change_hold(
+                patron,
+                hold_id,
+                pickup_branch_code=pickup,
+                expires_on=expiry,
+                terminal=staff_name(),
+            )
+        )
+        zones = _zones(database)
+    last_day = (
+        "no last day"
+        if hold.expires_on is None
+        else f"wanted until {hold.expires_on:%Y-%m-%d}"
+    )
+    click.echo(f"changed {_line(hold, zones)}, {last_day}")
 
 
 @holds_group.command("list")

@@ -10,6 +10,11 @@ absent), BW the last day the patron wants it (a day already past is
 refused), BY 3 (specific copy) an item-level hold. With both AB and AJ, AB
 says what is held, and an AJ that is not that item's title is refused.
 Cancel and change find the patron's open hold by the item or the title given.
+Change (*) sets the pickup branch to BS and the last day to BW, either or both,
+in one transaction: a refusal of either (an unknown or disallowed branch, a day
+already past, a last day for a hold whose copy is already set aside) changes
+nothing. What is not sent is kept; a BW cannot clear the last day, since a blank
+BW reads as no BW.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import date, datetime, time
 
 import sqlalchemy as sa
 
+from ils.holds import KEEP
 from ils.models import BibRecord
 from ils.results import CirculationRefused, HoldView, Refusal
 from sip2server.answers.common import Desk, Services
@@ -93,15 +99,20 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
             text = "Reservation cancelled."
         else:
             found = _find_hold(services, request)
-            # TODO(#5): a change of BW (expiry) needs a core call that does not
-            # exist yet; only the pickup branch (BS) is changed.
-            view = services.circulation.change_hold_pickup(
+            view = services.circulation.change_hold(
                 request.patron_identifier,
                 found.hold_id,
-                pickup_branch_code=request.pickup_location or found.pickup_branch_code,
+                pickup_branch_code=request.pickup_location or None,
+                expires_on=KEEP
+                if request.expiration_date is None
+                else _local_day(desk, request.expiration_date),
                 terminal=desk.account.login,
             )
-            text = f"Reservation to be collected at {view.pickup_branch_code}."
+            text = f"Reservation to be collected at {view.pickup_branch_code}" + (
+                "."
+                if view.expires_on is None
+                else f", wanted until {view.expires_on:%d %B %Y}."
+            )
     except CirculationRefused as refusal:
         text = refusal.message
         if refusal.reason is Refusal.UNKNOWN_BRANCH and request.pickup_location:
@@ -140,10 +151,22 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day, time(23, 59, 59))
 
 
+def _local_day(desk: Desk, moment: datetime) -> date:
+    """The branch's date of a SIP2 date: as written when it is local (no zone),
+    turned into the branch's time zone when it names one (`   Z`)."""
+    if moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(desk.zone).date()
+
+
 def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
     # BW is the branch's local date: a day before today is already over.
-    expires = request.expiration_date
-    if expires is not None and expires.date() < desk.now.date():
+    expires = (
+        None
+        if request.expiration_date is None
+        else _local_day(desk, request.expiration_date)
+    )
+    if expires is not None and expires < desk.now.date():
         raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, PAST_EXPIRY)
     if request.item_identifier and request.title_identifier:
         # AB decides what is held; an AJ naming another title is a mistake.
@@ -164,9 +187,7 @@ def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
         item_barcode=request.item_identifier or None,
         record_id=record_id,
         item_level=request.hold_type is HoldType.SPECIFIC_COPY,
-        expires_on=None
-        if request.expiration_date is None
-        else request.expiration_date.date(),
+        expires_on=expires,
         pin=request.patron_password or None,
         terminal=desk.account.login,
     )
