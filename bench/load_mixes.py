@@ -14,6 +14,7 @@ import datetime as dt
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,58 +280,9 @@ async def connect_all(port: int, count: int) -> list[Terminal]:
     return terminals
 
 
-def profile(url: str, rounds: int) -> None:
-    """Kiosk rounds and sorter pairs through the session code, under cProfile.
-
-    The server runs requests in worker threads, which cProfile does not follow;
-    here the same `TerminalSession.handle` runs in this thread, with decoding
-    and encoding, on the same library, and every SQL statement is timed.
-    """
-    import cProfile  # noqa: PLC0415
-    import pstats  # noqa: PLC0415
-    import tomllib  # noqa: PLC0415
-
-    from bench.core import StatementTimes  # noqa: PLC0415
-    from ils.db import Database  # noqa: PLC0415
-    from sip2server.app import check_database, circulation_for  # noqa: PLC0415
-    from sip2server.config import ListenerConfig, parse_config  # noqa: PLC0415
-    from sip2server.listeners import book_for  # noqa: PLC0415
-    from sip2server.protocol import decode  # noqa: PLC0415
-    from sip2server.session import TerminalSession  # noqa: PLC0415
-
-    config = parse_config(tomllib.loads(CONFIG), "<bench>")
-    database = Database(url, pool_size=2, busy_timeout=config.database.busy_timeout)
-    session = TerminalSession(
-        book_for(ListenerConfig(endpoint="tcp:0"), config.accounts),
-        circulation_for(database, check_database(database, config)),
-    )
-    session.address = "127.0.0.1"
-    session.handle(LoginRequest(login_user_id=LOGIN, login_password=PASSWORD))
-    times = StatementTimes()
-    times.watch(database.engine)
-    wall: dict[str, float] = defaultdict(float)
-    calls: dict[str, int] = defaultdict(int)
-    sql_calls: dict[str, int] = defaultdict(int)
-    sql_seconds: dict[str, float] = defaultdict(float)
-
-    def ask(message: Message) -> Any:
-        before_calls = sum(times.calls.values())
-        before_sql = sum(times.seconds.values())
-        started = time.perf_counter()
-        frame = encode(message, sequence=0, error_detection=True)
-        reply = session.handle(decode(frame[:-1]).message).message
-        assert reply is not None, f"no reply to {message.command}"
-        encode(reply, sequence=0, error_detection=True)
-        wall[message.command] += time.perf_counter() - started
-        calls[message.command] += 1
-        sql_calls[message.command] += sum(times.calls.values()) - before_calls
-        sql_seconds[message.command] += sum(times.seconds.values()) - before_sql
-        return reply
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    sorter_items = SorterItems()
-    for number in range(rounds):
+def _rounds(ask: Callable[[Message], Any], numbers: range, sorter: SorterItems) -> None:
+    """Kiosk rounds (63, three 11, 29, three 09) and a sorter pair (17, 09) each."""
+    for number in numbers:
         patron = patron_barcode(1 + number % PATRONS)
         items = [item_barcode(2 * (3 * number + k + 1)) for k in range(3)]
         account = ask(
@@ -370,7 +322,7 @@ def profile(url: str, rounds: int) -> None:
         )
         for item in items:
             ask(_checkin(item))
-        item = sorter_items.take()
+        item = sorter.take()
         ask(
             ItemInformationRequest(
                 transaction_date=_now(),
@@ -379,10 +331,88 @@ def profile(url: str, rounds: int) -> None:
             )
         )
         ask(_checkin(item))
+
+
+def profile(url: str, rounds: int) -> None:
+    """Kiosk rounds and sorter pairs through the session code: first timed plainly
+    (CPU time of this thread per message), then as many more under cProfile.
+
+    The server runs requests in worker threads, which cProfile does not follow;
+    here the same `TerminalSession.handle` runs in this thread, with decoding
+    and encoding, on the same library, and every SQL statement is timed.
+    """
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+    import tomllib  # noqa: PLC0415
+
+    from bench.core import StatementTimes  # noqa: PLC0415
+    from ils.db import Database  # noqa: PLC0415
+    from sip2server.app import check_database, circulation_for  # noqa: PLC0415
+    from sip2server.config import ListenerConfig, parse_config  # noqa: PLC0415
+    from sip2server.listeners import book_for  # noqa: PLC0415
+    from sip2server.protocol import decode  # noqa: PLC0415
+    from sip2server.session import TerminalSession  # noqa: PLC0415
+
+    config = parse_config(tomllib.loads(CONFIG), "<bench>")
+    database = Database(url, pool_size=2, busy_timeout=config.database.busy_timeout)
+    session = TerminalSession(
+        book_for(ListenerConfig(endpoint="tcp:0"), config.accounts),
+        circulation_for(database, check_database(database, config)),
+    )
+    session.address = "127.0.0.1"
+    session.handle(LoginRequest(login_user_id=LOGIN, login_password=PASSWORD))
+
+    def answer(message: Message) -> Any:
+        frame = encode(message, sequence=0, error_detection=True)
+        reply = session.handle(decode(frame[:-1]).message).message
+        assert reply is not None, f"no reply to {message.command}"
+        encode(reply, sequence=0, error_detection=True)
+        return reply
+
+    cpu: dict[str, float] = defaultdict(float)
+    cpu_calls: dict[str, int] = defaultdict(int)
+
+    def timed(message: Message) -> Any:
+        started = time.thread_time()
+        reply = answer(message)
+        cpu[message.command] += time.thread_time() - started
+        cpu_calls[message.command] += 1
+        return reply
+
+    sorter_items = SorterItems()
+    _rounds(timed, range(rounds), sorter_items)
+    print("CPU time per message, this thread, no profiler (decode, session, encode):")
+    for command in sorted(cpu):
+        print(
+            f"    {command}  n={cpu_calls[command]:>5}"
+            f"  {cpu[command] / cpu_calls[command] * 1e3:6.2f} ms"
+        )
+
+    times = StatementTimes()
+    times.watch(database.engine)
+    wall: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    sql_calls: dict[str, int] = defaultdict(int)
+    sql_seconds: dict[str, float] = defaultdict(float)
+
+    def ask(message: Message) -> Any:
+        before_calls = sum(times.calls.values())
+        before_sql = sum(times.seconds.values())
+        started = time.perf_counter()
+        reply = answer(message)
+        wall[message.command] += time.perf_counter() - started
+        calls[message.command] += 1
+        sql_calls[message.command] += sum(times.calls.values()) - before_calls
+        sql_seconds[message.command] += sum(times.seconds.values()) - before_sql
+        return reply
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _rounds(ask, range(rounds, 2 * rounds), sorter_items)
     profiler.disable()
     database.dispose()
 
-    print("per message, in this one thread (decode, session, encode):")
+    print("per message under cProfile, in this one thread (decode, session, encode):")
     for command in sorted(calls):
         count = calls[command]
         print(
