@@ -4,7 +4,8 @@ Layer: sans-I/O, the bottom of `sip2server`. It imports only the standard librar
 no Twisted, no `ils`, no logging. Bytes come in through `Framer.feed` and `decode`;
 messages go out through `encode`, whose keyword options carry an account's output
 settings (`DelimiterPolicy`, `FieldOrder`, the encoding); `write_due_date` shapes a
-due date in a `DueDateStyle`. Every error is a `ProtocolError` (a `ValueError`); a
+due date in a `DueDateStyle`; `layout_view` shows, read-only, where each field
+of a message sits on the wire. Every error is a `ProtocolError` (a `ValueError`); a
 `RemoteProtocolError` says what the server should reply.
 """
 
@@ -25,6 +26,7 @@ from ._enums import (
     Tristate,
 )
 from ._framing import Frame, Framer
+from ._layout_view import FieldKind, FieldView, LayoutView, layout_view, layout_views
 from ._messages_item import (
     CheckinRequest,
     CheckinResponse,
@@ -103,7 +105,9 @@ __all__ = [
     "FeePaidRequest",
     "FeePaidResponse",
     "FeeType",
+    "FieldKind",
     "FieldOrder",
+    "FieldView",
     "Frame",
     "FrameTooLong",
     "Framer",
@@ -117,6 +121,7 @@ __all__ = [
     "ItemStatusUpdateRequest",
     "ItemStatusUpdateResponse",
     "Language",
+    "LayoutView",
     "LocalProtocolError",
     "LoginRequest",
     "LoginResponse",
@@ -154,6 +159,8 @@ __all__ = [
     "decode",
     "encode",
     "encoding_problem",
+    "layout_view",
+    "layout_views",
     "redact",
     "redact_frame",
     "write_due_date",
