@@ -8,6 +8,14 @@ still be checked field by field (and `decodes` says whether it must be
 readable). A step that gets no reply in time, or whose connection closes, fails
 with that reason; the next step opens a new connection. Frames in the report
 have passwords and PINs (CO, AC, AD) masked.
+
+Sequence numbers are a terminal's: each message the runner numbers carries the
+next AY of its connection, 0 to 9 and round again, starting at 0 on each new
+connection (a step's `sequence` sends its own and the count goes on from it);
+96 and 97 carry none, and a raw frame without `add_checksum` goes as typed and
+leaves the count alone. A reply must echo the AY of its request (the reply to
+a 97 that of the request before it). Values a step captures from its reply are
+kept by variable name for the later steps that use them.
 """
 
 from __future__ import annotations
@@ -15,22 +23,36 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sip2server.client import SipClient, SipClientError
-from sip2server.conformance_plan import OK_FIELDS, Expectation, Plan, Step
+from sip2server.conformance_plan import (
+    OK_FIELDS,
+    Capture,
+    Expectation,
+    Plan,
+    PlanError,
+    Step,
+    resolve_step,
+)
 from sip2server.protocol import (
     LocalProtocolError,
     ProtocolError,
     checksum,
     decode,
+    encode,
+    layout_view,
     redact_frame,
 )
-from sip2server.protocol._layouts import BY_COMMAND
 
 _SECRET_CODES = frozenset({"AC", "AD", "CO"})
 _TRAILER_CODES = frozenset({"AY", "AZ"})
+# The resend messages carry no sequence number (SIP2 2.00).
+_NO_SEQUENCE = frozenset({"96", "97"})
+# The AY of a frame: just before AZ and its four hex digits, or last.
+_SEQUENCE = re.compile(r"AY(\d)(?:AZ[0-9A-Fa-f]{4})?\|?$")
 
 
 class Outcome(enum.Enum):
@@ -53,6 +75,8 @@ class StepResult:
     reasons: tuple[str, ...] = ()
     sent: str = ""
     received: str = ""
+    #: The values this step captured from its reply, by variable name.
+    captured: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The result as plain data for the JSON report."""
@@ -65,6 +89,7 @@ class StepResult:
             "reasons": list(self.reasons),
             "sent": self.sent,
             "received": self.received,
+            "captured": dict(self.captured),
         }
 
 
@@ -113,6 +138,10 @@ class Report:
             arrow = f"{step.request_command} -> {step.expect.command or '?'}"
             label = {PASS: "PASS", FAIL: "FAIL", SKIPPED: "SKIP"}[result.outcome]
             lines.append(f"{label} {step.number:3d} {step.name} ({arrow})")
+            lines.extend(
+                f"         captured {name} = {value!r}"
+                for name, value in result.captured.items()
+            )
             if result.outcome == PASS:
                 continue
             lines.extend(f"         {reason}" for reason in result.reasons)
@@ -127,14 +156,42 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+class _Line:
+    """The connection steps run on, opened when needed, and its AY count."""
+
+    def __init__(self, client_for: Callable[[], SipClient]) -> None:
+        self.client_for = client_for
+        self.client: SipClient | None = None
+        #: The AY the next numbered message carries.
+        self.next_sequence = 0
+        #: The AY of the last frame sent on this connection (None: none sent,
+        #: or it carried none); the reply to a 97 repeats it.
+        self.last_sequence: int | None = None
+
+    def open(self) -> SipClient:
+        if self.client is None:
+            client = self.client_for()
+            client.connect()
+            self.client = client
+            self.next_sequence, self.last_sequence = 0, None
+        return self.client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
 def run_plan(plan: Plan, client_for: Callable[[], SipClient], server: str) -> Report:
     """Run every step of `plan` in order on connections from `client_for`.
 
     A step that fails stops the plan when its `on_failure` is "stop"; the steps
-    after it are reported as skipped.
+    after it are reported as skipped, as is a step that uses a value no
+    earlier step captured.
     """
     results: list[StepResult] = []
-    client: SipClient | None = None
+    line = _Line(client_for)
+    captured: dict[str, str] = {}
     stopped_at: Step | None = None
     try:
         for step in plan.steps:
@@ -147,67 +204,109 @@ def run_plan(plan: Plan, client_for: Callable[[], SipClient], server: str) -> Re
                     )
                 )
                 continue
-            if step.new_connection and client is not None:
-                client.close()
-                client = None
-            result, client = _run_step(step, client, client_for)
+            if step.new_connection:
+                line.close()
+            result = _run_step(plan, step, line, captured)
+            captured.update(result.captured)
             results.append(result)
             if result.outcome == FAIL and step.stop_on_failure:
                 stopped_at = step
     finally:
-        if client is not None:
-            client.close()
+        line.close()
     return Report(plan=plan, server=server, results=tuple(results))
 
 
 def _run_step(
-    step: Step, client: SipClient | None, client_for: Callable[[], SipClient]
-) -> tuple[StepResult, SipClient | None]:
+    plan: Plan, step: Step, line: _Line, captured: Mapping[str, str]
+) -> StepResult:
+    missing = sorted(
+        name
+        for name in step.waits_for
+        if name not in captured and name not in plan.variables
+    )
+    if missing:
+        reasons = tuple(
+            f"not run: ${{{name}}} was not captured "
+            f"(step {plan.captured_by[name]} captures it)"
+            for name in missing
+        )
+        return StepResult(step=step, outcome=SKIPPED, reasons=reasons)
     try:
-        if client is None:
-            client = client_for()
-            client.connect()
+        step = resolve_step(plan, step, captured)
+    except PlanError as error:
+        reason = f"cannot be sent with the captured values: {error}"
+        return StepResult(step=step, outcome=FAIL, reasons=(reason,))
+
+    try:
+        client = line.open()
         client.deadline = step.timeout
         client.timeout = step.timeout
-        if step.message is not None:
-            try:
-                client.request(step.message)
-            except LocalProtocolError as error:
-                reason = f"the plan's request cannot be encoded: {error}"
-                return StepResult(step=step, outcome=FAIL, reasons=(reason,)), client
-            except ProtocolError:
-                pass  # the reply came but does not decode: `judge` says why
-        else:
-            text = step.raw or ""
-            if step.add_checksum:
-                # TODO(#5): the sequence is the step's number, not the client's
-                # running AY count; a server that checks AY order would object.
-                head = f"{text}AY{step.number % 10}AZ"
-                text = head + checksum(head.encode(client.encoding))
-            client.exchange(text.encode(client.encoding) + client.terminator)
+        try:
+            frame, sequence = _frame(step, line, client)
+        except LocalProtocolError as error:
+            reason = f"the plan's request cannot be encoded: {error}"
+            return StepResult(step=step, outcome=FAIL, reasons=(reason,))
+        echoed = line.last_sequence if step.request_command == "97" else sequence
+        if step.request_command != "97":
+            line.last_sequence = sequence
+        payload = client.exchange(frame)
     except SipClientError as error:
         sent = ""
-        if client is not None:
-            sent = _shown(client.last_request)
-            client.close()
+        if line.client is not None:
+            sent = _shown(line.client.last_request)
         # A late reply on this connection would answer the wrong step: start anew.
-        return StepResult(
-            step=step, outcome=FAIL, reasons=(str(error),), sent=sent
-        ), None
+        line.close()
+        return StepResult(step=step, outcome=FAIL, reasons=(str(error),), sent=sent)
 
-    payload = client.last_reply
-    sent = _shown(client.last_request)
-    reasons = judge(step.expect, payload, client.encoding)
-    return (
-        StepResult(
-            step=step,
-            outcome=FAIL if reasons else PASS,
-            reasons=tuple(reasons),
-            sent=sent,
-            received=_shown(payload),
-        ),
-        client,
+    failures = judge(step.expect, payload, client.encoding, sequence=echoed)
+    values, missed = capture(step.captures, payload, client.encoding)
+    failures.extend(missed)
+    return StepResult(
+        step=step,
+        outcome=FAIL if failures else PASS,
+        reasons=tuple(failures),
+        sent=_shown(client.last_request),
+        received=_shown(payload),
+        captured=values,
     )
+
+
+def _frame(step: Step, line: _Line, client: SipClient) -> tuple[bytes, int | None]:
+    """The bytes a step sends and the AY they carry; moves the count on.
+
+    Raises:
+        LocalProtocolError: the step's message cannot be encoded.
+    """
+    command = step.request_command
+    numbered = command not in _NO_SEQUENCE and (
+        step.message is not None or step.add_checksum
+    )
+    sequence = None
+    if numbered and (client.error_detection or step.message is None):
+        sequence = line.next_sequence if step.sequence is None else step.sequence
+        line.next_sequence = (sequence + 1) % 10
+    elif numbered and step.sequence is not None:
+        raise LocalProtocolError(
+            f"sequence = {step.sequence} needs error detection (not --no-checksums)"
+        )
+
+    if step.message is not None:
+        frame = encode(
+            step.message,
+            sequence=sequence,
+            error_detection=client.error_detection,
+            encoding=client.encoding,
+            terminator=client.terminator,
+        )
+        return frame, sequence
+    text = step.raw or ""
+    if step.add_checksum:
+        head = text + ("AZ" if sequence is None else f"AY{sequence}AZ")
+        text = head + checksum(head.encode(client.encoding))
+    else:
+        typed = _SEQUENCE.search(text)
+        sequence = int(typed.group(1)) if typed else None
+    return text.encode(client.encoding) + client.terminator, sequence
 
 
 def _shown(frame: bytes) -> str:
@@ -227,30 +326,92 @@ def _quoted(code: str, value: str) -> str:
     return "'***'" if code in _SECRET_CODES else repr(value)
 
 
-def judge(expect: Expectation, payload: bytes, encoding: str = "utf-8") -> list[str]:
+def _parsed(
+    payload: bytes, encoding: str
+) -> tuple[str, str, dict[str, str], dict[str, list[str]]]:
+    """The reply's text, command, fixed fields (cut by the widths of its own
+    layout) and variable fields (`CODE value |` runs, AY and AZ left out)."""
+    text = payload.decode(encoding, errors="replace")
+    command = text[:2]
+    layout = layout_view(command)
+    fixed: dict[str, str] = {}
+    position = 2
+    for field in () if layout is None else layout.fixed:
+        width = field.width or 0
+        fixed[field.name] = text[position : position + width]
+        position += width
+    return text, command, fixed, _fields(text, position)
+
+
+def judge(
+    expect: Expectation,
+    payload: bytes,
+    encoding: str = "utf-8",
+    *,
+    sequence: int | None = None,
+) -> list[str]:
     """Why the reply `payload` does not meet `expect` (empty when it does).
 
-    Fixed fields are cut from the frame by the widths of the reply's own layout;
-    variable fields are read as `CODE value |` runs, AY and AZ left out.
+    `sequence` is the AY the reply must carry back (None: not checked); a 96
+    is never checked, having no sequence of its own.
     """
     if expect.decodes:
         try:
             decode(payload, encoding=encoding)
         except ProtocolError as error:
             return [f"the reply does not decode: {error}"]
-    text = payload.decode(encoding, errors="replace")
-    command = text[:2]
+    text, command, fixed, fields = _parsed(payload, encoding)
     if expect.command is not None and command != expect.command:
         return [f"command: expected {expect.command}, got {command or 'nothing'}"]
+    reasons = _reasons(expect, command, fixed, fields)
+    if sequence is not None and expect.echo_sequence and command not in _NO_SEQUENCE:
+        echoed = _SEQUENCE.search(text)
+        if echoed is None:
+            reasons.append(f"AY: expected {sequence} (the request's), missing")
+        elif int(echoed.group(1)) != sequence:
+            reasons.append(
+                f"AY: expected {sequence} (the request's), got {echoed.group(1)}"
+            )
+    return reasons
 
-    layout = BY_COMMAND.get(command)
-    fixed: dict[str, str] = {}
-    position = 2
-    for field in () if layout is None else layout.fixed:
-        fixed[field.name] = text[position : position + field.width]
-        position += field.width
-    fields = _fields(text, position)
-    return _reasons(expect, command, fixed, fields)
+
+def capture(
+    captures: tuple[Capture, ...], payload: bytes, encoding: str = "utf-8"
+) -> tuple[dict[str, str], list[str]]:
+    """The values `captures` take from the reply `payload`, by variable name,
+    and why each one that found nothing failed."""
+    values: dict[str, str] = {}
+    reasons: list[str] = []
+    if not captures:
+        return values, reasons
+    _, command, fixed, fields = _parsed(payload, encoding)
+    for wanted in captures:
+        found = fixed.get(wanted.field) if wanted.fixed else None
+        candidates = [found] if found is not None else fields.get(wanted.field, [])
+        what = f"capture {wanted.variable}: {wanted.describe()}"
+        if not candidates:
+            reasons.append(f"{what}: the {command} reply has no {wanted.field}")
+            continue
+        if wanted.pattern is not None:
+            matches = [wanted.pattern.search(value) for value in candidates]
+            candidates = [
+                match.group(1 if wanted.pattern.groups else 0)
+                for match in matches
+                if match is not None
+            ]
+        if len(candidates) < wanted.index:
+            count = len(candidates)
+            reasons.append(
+                f"{what}: the {command} reply has {count} such "
+                f"value{'s' if count != 1 else ''}, not {wanted.index}"
+            )
+            continue
+        value = candidates[wanted.index - 1]
+        if not value.strip():
+            reasons.append(f"{what}: the value is empty")
+            continue
+        values[wanted.variable] = value
+    return values, reasons
 
 
 def _reasons(
