@@ -8,6 +8,7 @@ tests run what operators run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,13 +297,21 @@ def start_server(
     reactor: Any,
     *,
     listen: Sequence[str] | None = None,
+    instance: str | None = None,
 ) -> Any:
     """Start listening as configured; fires with a `RunningServer`.
+
+    `instance` (by default the `ILS_INSTANCE` environment variable, which the
+    template unit ils-sip2@.service sets to its instance name) replaces
+    `{instance}` in `metrics.listen` and `server.transaction_log`, so that
+    processes started with one file have a metrics port and a log each.
 
     Raises:
         StartupError: the database is not ready for this configuration, or a
             listener cannot be set up.
     """
+    instance = instance or os.environ.get(INSTANCE_VARIABLE) or None
+    log_path = _transaction_log_path(config, instance)
     database = Database(
         config.database.url,
         pool_size=config.server.threads,
@@ -325,16 +334,11 @@ def start_server(
             for key, settings in listeners
             if settings.tls is not None
         }
-        transactions = (
-            TransactionLog(config.server.transaction_log)
-            if config.server.transaction_log is not None
-            else None
-        )
+        transactions = TransactionLog(log_path) if log_path is not None else None
     except OSError as error:
         database.dispose()
         raise StartupError(
-            f"server.transaction_log: cannot open {config.server.transaction_log}: "
-            f"{error.strerror}"
+            f"server.transaction_log: cannot open {log_path}: {error.strerror}"
         ) from None
     except Exception:
         database.dispose()
@@ -376,7 +380,9 @@ def start_server(
     )
     try:
         for key, settings in listeners:
-            endpoint = endpoint_from(reactor, settings.endpoint, f"{key}")
+            endpoint = endpoint_from(
+                reactor, settings.endpoint, key, reuse_port=settings.reuse_port
+            )
             listener = _make_listener(running, reactor, key, settings, tls.get(key))
             running.listeners.append(listener)
             try:
@@ -384,7 +390,10 @@ def start_server(
             except CannotListenError as error:
                 raise _cannot_listen(key, settings.endpoint, error, listeners) from None
         if config.metrics.listen:
-            endpoint = endpoint_from(reactor, config.metrics.listen, "metrics.listen")
+            metrics_listen = for_instance(
+                config.metrics.listen, "metrics.listen", instance
+            )
+            endpoint = endpoint_from(reactor, metrics_listen, "metrics.listen")
             try:
                 operations_port = yield endpoint.listen(
                     operations_site(
@@ -396,8 +405,8 @@ def start_server(
                     )
                 )
             except CannotListenError as error:
-                raise _cannot_listen(
-                    "metrics.listen", config.metrics.listen, error, listeners
+                raise _cannot_listen_metrics(
+                    config.metrics.listen, metrics_listen, error, listeners, instance
                 ) from None
             running.operations_port = operations_port
     except Exception:
@@ -405,6 +414,54 @@ def start_server(
         raise
     running.check_database_later(reactor)
     return running
+
+
+# The environment variable naming this process among several with one file,
+# and the text in a setting that is replaced by it.
+INSTANCE_VARIABLE = "ILS_INSTANCE"
+INSTANCE_FIELD = "{instance}"
+
+
+def for_instance(text: str, key: str, instance: str | None) -> str:
+    """A setting with `{instance}` replaced by this process's instance name.
+
+    Raises:
+        StartupError: the setting has `{instance}` but no instance is named.
+    """
+    if INSTANCE_FIELD not in text:
+        return text
+    if instance is None:
+        raise StartupError(
+            f"{key}: {text!r} has {INSTANCE_FIELD}, but {INSTANCE_VARIABLE} is "
+            "not set; the template unit ils-sip2@.service sets it to the "
+            f"instance name (or start with {INSTANCE_VARIABLE}=NAME ils serve ...)"
+        )
+    return text.replace(INSTANCE_FIELD, instance)
+
+
+def _transaction_log_path(config: ServerConfig, instance: str | None) -> Path | None:
+    path = config.server.transaction_log
+    if path is None:
+        return None
+    return Path(for_instance(str(path), "server.transaction_log", instance))
+
+
+def _cannot_listen_metrics(
+    configured: str,
+    endpoint: str,
+    error: CannotListenError,
+    listeners: Sequence[tuple[str, ListenerConfig]],
+    instance: str | None,
+) -> StartupError:
+    """A metrics listen failure; an instance sharing one file is told the fix."""
+    problem = _cannot_listen("metrics.listen", endpoint, error, listeners)
+    if instance is None or INSTANCE_FIELD in configured:
+        return problem
+    return StartupError(
+        f"{problem}; each instance of a server that shares its SIP2 port needs "
+        f"a metrics port of its own: put {INSTANCE_FIELD} in metrics.listen "
+        "(docs/deployment.md, 'Several processes on one port')"
+    )
 
 
 def _cannot_listen(

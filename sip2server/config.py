@@ -15,6 +15,7 @@ import enum
 import functools
 import ipaddress
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -27,6 +28,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -451,6 +453,15 @@ class TlsSettings(_Strict):
     client_ca: Path | None = None
 
 
+_REUSE_PORT_HINTS = {
+    "ssl": "; for TLS on a shared port, give a tcp: endpoint a [listeners.tls] table",
+    "systemd": (
+        "; a systemd: socket belongs to its socket unit and is handed to one "
+        "service; give each process a tcp: listener with reuse_port instead"
+    ),
+}
+
+
 class ListenerConfig(_Strict):
     """One listening endpoint, with the accounts that may log in through it."""
 
@@ -475,6 +486,32 @@ class ListenerConfig(_Strict):
     keepalive_count: Annotated[int, Field(ge=1, le=127)] = 4
     # Whether a status request (99) is answered before the terminal logs in.
     status_before_login: bool = True
+    # Bind a tcp: or tcp6: endpoint (also inside haproxy:) with SO_REUSEPORT,
+    # so that several `ils serve` processes with this same file share the one
+    # port and the kernel spreads new connections among them (Linux and the
+    # BSDs; docs/deployment.md, "Several processes on one port"). Every process
+    # on the port must set it; one that binds without it keeps the port alone.
+    reuse_port: bool = False
+
+    @field_validator("reuse_port")
+    @classmethod
+    def _reusable_endpoint(cls, value: bool, info: ValidationInfo) -> bool:
+        endpoint = info.data.get("endpoint")
+        if not value or endpoint is None:
+            return value
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise ValueError(
+                "this platform has no SO_REUSEPORT, so processes cannot share a "
+                "port; run one process, or several on their own ports behind a "
+                "load balancer"
+            )
+        kind = endpoint.lower().removeprefix("haproxy:").partition(":")[0]
+        if kind not in ("tcp", "tcp6"):
+            raise ValueError(
+                f"only tcp: and tcp6: endpoints (also inside haproxy:) can share "
+                f"a port, not {endpoint!r}{_REUSE_PORT_HINTS.get(kind, '')}"
+            )
+        return value
 
 
 class MetricsSection(_Strict):

@@ -14,6 +14,7 @@ inside TLS.)
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
 from OpenSSL.SSL import Connection
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLServerConnectionCreator,
@@ -77,9 +80,12 @@ def with_default_backlog(description: str) -> str:
     return description
 
 
-def endpoint_from(reactor: Any, description: str, key: str) -> Any:
+def endpoint_from(
+    reactor: Any, description: str, key: str, *, reuse_port: bool = False
+) -> Any:
     """The endpoint a listen string describes, with `DEFAULT_BACKLOG` for a TCP
-    or TLS one that gives no backlog.
+    or TLS one that gives no backlog; with `reuse_port`, a `ReusePortEndpoint`
+    (inside `haproxy:` too) for a tcp: or tcp6: one.
 
     Raises:
         StartupError: naming the configuration key and what is wrong.
@@ -88,9 +94,9 @@ def endpoint_from(reactor: Any, description: str, key: str) -> Any:
         if description.startswith(_PROXIED):
             inner = description[len(_PROXIED) :]
             return ProxiedEndpoint(
-                serverFromString(reactor, with_default_backlog(inner)), reactor
+                _inner_endpoint(reactor, inner, key, reuse_port), reactor
             )
-        return serverFromString(reactor, with_default_backlog(description))
+        return _inner_endpoint(reactor, description, key, reuse_port)
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
         hint = "write it like tcp:6001:interface=127.0.0.1"
         if description.startswith("systemd:"):
@@ -102,6 +108,80 @@ def endpoint_from(reactor: Any, description: str, key: str) -> Any:
             f"{key}: {description!r} is not a listening endpoint "
             f"({type(error).__name__}: {error}); {hint}"
         ) from None
+
+
+def _inner_endpoint(reactor: Any, description: str, key: str, reuse_port: bool) -> Any:
+    endpoint = serverFromString(reactor, with_default_backlog(description))
+    if not reuse_port:
+        return endpoint
+    # Twisted has parsed the string (escapes, defaults); its TCP endpoints keep
+    # what they parsed in these attributes, which have not changed in years.
+    port = getattr(endpoint, "_port", None)
+    backlog = getattr(endpoint, "_backlog", None)
+    interface = getattr(endpoint, "_interface", None)
+    if not (
+        isinstance(port, int) and isinstance(backlog, int) and interface is not None
+    ):
+        raise StartupError(
+            f"{key}.reuse_port: {description!r} is not a tcp: or tcp6: endpoint"
+        )
+    if not interface:
+        # No interface given: every address, as Twisted's own tcp: and tcp6: do.
+        interface = "::" if description.lower().startswith("tcp6:") else "0.0.0.0"  # noqa: S104
+    return ReusePortEndpoint(reactor, port, str(interface), backlog)
+
+
+@implementer(IStreamServerEndpoint)
+class ReusePortEndpoint:
+    """A TCP endpoint whose socket is bound with SO_REUSEPORT, for sharing a port.
+
+    Twisted's `listenTCP` sets no SO_REUSEPORT, so the socket is made, bound and
+    put to listen here and handed to the reactor with `adoptStreamPort`, the
+    way a socket from systemd is: the factory given to `listen` (TLS, the PROXY
+    header reader, the SIP2 server) is the same as for any other endpoint.
+    Several processes whose sockets all have SO_REUSEPORT (and run as one user)
+    share the port; the kernel gives each new connection to one of them.
+    """
+
+    def __init__(self, reactor: Any, port: int, interface: str, backlog: int) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.interface = interface
+        self.backlog = backlog
+
+    def listen(self, factory: Any) -> Any:
+        """Bind, listen and adopt; fails with `CannotListenError` as listenTCP does."""
+        return defer.execute(self._listen_now, factory)
+
+    def _listen_now(self, factory: Any) -> IListeningPort:
+        try:
+            # Numeric only: an interface is an address, never a name to look up.
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.interface,
+                self.port,
+                type=socket.SOCK_STREAM,
+                flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE,
+            )[0]
+        except socket.gaierror as error:
+            raise CannotListenError(self.interface, self.port, error) from None
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
+            raise CannotListenError(self.interface, self.port, error) from None
+        try:
+            port: IListeningPort = self.reactor.adoptStreamPort(
+                sock.fileno(), family, factory
+            )
+        finally:
+            # The reactor listens on its own duplicate of the descriptor.
+            sock.close()
+        return port
 
 
 _PROXIED = "haproxy:"
