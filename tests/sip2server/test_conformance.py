@@ -25,12 +25,15 @@ import pytest_twisted
 from click.testing import CliRunner, Result
 from twisted.internet import protocol
 
+from ils.fees import FeeService
+from ils.models import FeeKind
 from sip2server.conformance import judge
 from sip2server.conformance_plan import PlanError, load_plan
 from sip2server.sip_command import sip
 from tests.conftest import REPO_ROOT
 from tests.sip2server.conftest import (
     ADA,
+    BEN,
     INSTITUTION,
     ITEMS,
     LOCATION,
@@ -124,11 +127,20 @@ def test_shipped_plan_passes_against_ils_serve_over_ils_demo(demo_server: int) -
 
     assert 0 == result.returncode, result.stdout + result.stderr
     assert "PASS   1 login (93 -> 94)\n" in result.stdout
-    assert "PASS  11 a bad checksum is answered with 96 (99 -> 96)\n" in result.stdout
-    assert "PASS  12 an unknown message is answered with 96 (XX -> 96)\n" in (
+    assert "PASS   8 renew the item the patron's loans listed (29 -> 30)\n" in (
         result.stdout
     )
-    assert result.stdout.endswith("13 steps: 13 passed, 0 failed, 0 skipped\n")
+    # The demo's first item on loan is the one checked out; Bob's first fee is 1.
+    assert "         captured loaned = '31234000000016'\n" in result.stdout
+    assert "         captured hold_title = 'Moby-Dick, or, The whale'\n" in (
+        result.stdout
+    )
+    assert "         captured fee_id = '1'\n" in result.stdout
+    assert "PASS  16 a bad checksum is answered with 96 (99 -> 96)\n" in result.stdout
+    assert "PASS  17 an unknown message is answered with 96 (XX -> 96)\n" in (
+        result.stdout
+    )
+    assert result.stdout.endswith("18 steps: 18 passed, 0 failed, 0 skipped\n")
     assert "kiosk1-demo" not in result.stdout
 
 
@@ -137,21 +149,30 @@ def test_shipped_plan_passes_on_another_library_given_its_variables(
     sip_target: SipTarget,
 ) -> Any:
     """With --login, --password, --institution, --location and --var for the
-    patron and item, the shipped plan passes on the test library (both engines)."""
+    patrons, items and currency, the shipped plan passes on the test library
+    (both engines), paying a cent of the fee whose id the 64 listed."""
+    owed = FeeService(sip_target.library.database).charge(
+        BEN, kind=FeeKind.DAMAGE, amount_minor=250, description="torn", by="desk"
+    )
     args = [
         "--port", str(sip_target.port), "--login", LOGIN, "--password", PASSWORD,
         "--institution", INSTITUTION, "--location", LOCATION,
         "conform", "--plan", str(SHIPPED_PLAN), "--report", "json",
         "--var", f"patron={ADA}", "--var", f"item={ITEMS[5]}", "--var", f"pin={PIN}",
+        "--var", f"hold_item={ITEMS[6]}", "--var", f"fee_patron={BEN}",
+        "--var", "currency=GBP",
     ]  # fmt: skip
 
     result = yield in_thread(CliRunner().invoke, sip, args)
     report = json.loads(result.output)
 
     assert 0 == result.exit_code, result.output
-    assert {"steps": 13, "passed": 13, "failed": 0, "skipped": 0} == report["totals"]
+    assert {"steps": 18, "passed": 18, "failed": 0, "skipped": 0} == report["totals"]
     assert report["passed"] is True
     assert report["steps"][0]["sent"].startswith(f"9300CN{LOGIN}|CO***|CPNORTH|AY0AZ")
+    assert {"fee_id": str(owed.id)} == report["steps"][12]["captured"]
+    assert f"|CG{owed.id}|" in report["steps"][13]["sent"]
+    assert {"loaned": ITEMS[5]} == report["steps"][5]["captured"]
     assert PASSWORD not in result.output
 
 
