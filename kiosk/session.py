@@ -213,6 +213,11 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
     # -- moving between screens ---------------------------------------------------
 
     def _go(self, screen: Screen) -> None:
+        if screen is not self.screen:
+            # Keys typed on one screen (a staff code on the out-of-order screen,
+            # half a card number) never carry into the next, nor to the next
+            # patron.
+            self.entry = ""
         self.screen = screen
         if screen in TIMED_SCREENS:
             self.idle.poke()
