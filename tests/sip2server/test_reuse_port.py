@@ -312,3 +312,36 @@ async def test_instances_on_one_metrics_port_are_told_to_use_instance(
         raised.value
     )
     assert "put {instance} in metrics.listen" in str(raised.value)
+
+
+# --- the template unit -----------------------------------------------------------
+
+UNITS = Path(__file__).resolve().parents[2] / "systemd"
+
+
+def _settings(unit: str, section: str) -> set[str]:
+    text = (UNITS / unit).read_text().split(f"[{section}]", 1)[1].split("\n[", 1)[0]
+    return {
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+
+def test_template_unit_has_the_services_hardening_and_names_its_instance() -> None:
+    """ils-sip2@.service keeps every hardening line of ils-sip2server.service,
+    sets ILS_INSTANCE to its instance name, and needs no socket unit."""
+    single = _settings("ils-sip2server.service", "Service")
+    template = _settings("ils-sip2@.service", "Service")
+    hardening = {
+        line
+        for line in single
+        if line.startswith(("Protect", "Restrict", "Private", "NoNew", "System"))
+        or line.startswith(("Capability", "Ambient", "LockPersonality", "RemoveIPC"))
+        or line.startswith(("UMask", "ProcSubset", "User=", "Group="))
+    }
+
+    assert len(hardening) >= 20
+    assert set() == hardening - template
+    assert "Environment=ILS_INSTANCE=%i" in template
+    assert not any(".socket" in line for line in _settings("ils-sip2@.service", "Unit"))
