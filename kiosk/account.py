@@ -31,24 +31,37 @@ class AccountScreen:
 
     async def renew(self, barcode: str) -> None:
         """Renew one loan: from an "already yours" row or the account screen."""
-        if self.patron is None:
+        if self.patron is None or barcode in self.renewing:
+            # A second tap while the first renewal is on its way does nothing.
             return
         session = self._session
         self.touch()
         self.busy = True
         self._changed()
-        outcome = await self.desk.renew(self.patron, barcode)
+        self.renewing.add(barcode)
+        try:
+            outcome = await self.desk.renew(self.patron, barcode)
+        finally:
+            self.renewing.discard(barcode)
         if session != self._session:
             return
         self.busy = False
         if self.screen is Screen.ACCOUNT:
             self.notice = None
+            self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
+            if outcome.result is Result.REFUSED and any(
+                row.barcode == barcode and row.result is Result.DONE
+                for row in self.account_rows
+            ):
+                # Renewed in this session already: a later refusal (too soon
+                # to renew again) does not hide that it was done.
+                self._changed()
+                return
             # Shown on the account screen, and kept for the receipt.
             self.account_rows = [r for r in self.account_rows if r.barcode != barcode]
             self.account_rows.insert(0, outcome)
             self.rows = [r for r in self.rows if r.barcode != barcode]
             self.rows.insert(0, outcome)
-            self._cue(Cue.FAILURE if outcome.result is Result.REFUSED else Cue.SUCCESS)
             if outcome.result is Result.DONE:
                 await self._load_account(session)
             self._changed()
@@ -82,7 +95,15 @@ class AccountScreen:
         self._changed()
 
     def finish(self) -> None:
-        """Done: offer a receipt (or end at once when there is nothing to show)."""
+        """Done: offer a receipt (or end at once when there is nothing to show).
+
+        Tapped while an item is still with the server, it waits for that item
+        (and any scanned after it), so that the item is shown and on the receipt.
+        """
+        if self.items_in_flight():
+            self.finish_pending = True
+            return
+        self.finish_pending = False
         if not self.rows:
             self.end_session()
             return

@@ -149,6 +149,13 @@ class ItemLoop:
             self._show(outcome)
         finally:
             self._lock.release()
+            if self.finish_pending and session == self._session:
+                # Finish was tapped meanwhile: now, unless more items wait.
+                self.finish()
+
+    def items_in_flight(self) -> bool:
+        """Whether an item is with the server, or waiting for its turn."""
+        return bool(self._lock.locked or self._lock.waiting)
 
     def _already_done(self, action: Action, barcode: str) -> bool:
         if action not in {Action.BORROW, Action.RETURN}:

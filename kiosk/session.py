@@ -147,6 +147,10 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         self.pin_locked = False
         #: Items from the RFID pad already handled in this session.
         self.pad_done: set[str] = set()
+        #: Loans whose renewal is with the server now (a second tap waits).
+        self.renewing: set[str] = set()
+        #: Finish was tapped while an item was with the server.
+        self.finish_pending = False
         self.countdown: int | None = None
         self.busy = False
         self.language = self.config.kiosk.default_language
