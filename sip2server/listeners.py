@@ -9,6 +9,10 @@ TLS given in a listener's `tls` table sits inside the endpoint: with
 a TCP load balancer in front of TLS terminals sends. (Twisted's own `ssl:`
 endpoint works too, but wrapped in `haproxy:` it would expect the PROXY header
 inside TLS.)
+
+A tcp: or tcp6: listener with `reuse_port` binds its own socket with
+SO_REUSEPORT and hands it to the reactor (`ReusePortEndpoint`), so that several
+server processes share one port; the factory on top is the same as ever.
 """
 
 from __future__ import annotations
