@@ -30,13 +30,12 @@ from typing import Any
 from sip2server.client import SipClient, SipClientError
 from sip2server.conformance_plan import (
     OK_FIELDS,
-    Capture,
     Expectation,
     Plan,
-    PlanError,
     Step,
     resolve_step,
 )
+from sip2server.conformance_values import Capture, PlanError
 from sip2server.protocol import (
     LocalProtocolError,
     ProtocolError,

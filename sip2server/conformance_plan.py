@@ -13,7 +13,7 @@ of its reply into variables (`[steps.capture]`) that later steps use as
 `${name}`; such a step is checked when the plan is read and built again, with
 the captured values, when it runs (`resolve_step`). `config/conformance-plan.toml`
 documents every key. Every mistake is a `PlanError` naming the file, the step
-and the key.
+and the key. Variables and captures are read by `sip2server.conformance_values`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sip2server.conformance_values import (
+    Capture,
+    PlanError,
+    Scope,
+    Where,
+    as_flag,
+    as_pattern,
+    as_table,
+    check_keys,
+    first_captures,
+    read_captures,
+    substitute,
+    variables_used,
+)
 from sip2server.protocol import (
     BlockPatronRequest,
     CheckinRequest,
@@ -49,6 +63,18 @@ from sip2server.protocol import (
     ScStatusRequest,
     layout_view,
 )
+
+__all__ = [
+    "OK_FIELDS",
+    "REQUESTS",
+    "Capture",
+    "Expectation",
+    "Plan",
+    "PlanError",
+    "Step",
+    "load_plan",
+    "resolve_step",
+]
 
 #: Requests a step may send, by name (the spec's message names, snake case).
 REQUESTS: Mapping[str, type[Message]] = {
@@ -110,8 +136,6 @@ _REPLY_TO: Mapping[str, str | None] = {
     for request in REQUESTS.values()
 }
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CODE = re.compile(r"[A-Z]{2}")
 _PLAN_KEYS = frozenset({"plan", "variables", "steps"})
 _HEADER_KEYS = frozenset(
@@ -145,7 +169,6 @@ _EXPECT_KEYS = frozenset(
         "echo_sequence",
     }
 )
-_CAPTURE_KEYS = frozenset({"field", "index", "pattern", "extension"})
 _ON_FAILURE = ("continue", "stop")
 # SIP2 2.00: the resend messages carry AZ only, never a sequence number.
 _NO_SEQUENCE = frozenset({"96", "97"})
@@ -169,10 +192,6 @@ OK_FIELDS: Mapping[str, str] = {
 }
 
 
-class PlanError(ValueError):
-    """A plan file that cannot be run: the message names the file, step and key."""
-
-
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Expectation:
     """What a step's reply must show; None and empty mean "not checked"."""
@@ -188,32 +207,6 @@ class Expectation:
     #: The reply must carry back the AY its request carried (SIP2 2.00 error
     #: detection); a 96 is never checked, having no sequence of its own.
     echo_sequence: bool = True
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Capture:
-    """One value a step takes from its reply into a variable."""
-
-    #: The variable it sets, used as ${variable} by later steps.
-    variable: str
-    #: A two-letter field code, or the name of a fixed field.
-    field: str
-    #: True when `field` names a fixed field.
-    fixed: bool = False
-    #: Which value of a repeated field (1 is the first); with `pattern`, which
-    #: of the values that match it.
-    index: int = 1
-    #: Keep only values this matches; its group (or the whole match) is taken.
-    pattern: re.Pattern[str] | None = None
-
-    def describe(self) -> str:
-        """The field as a report names it: `FE`, `AU (value 2)`, `AV matching ...`."""
-        text = self.field
-        if self.pattern is not None:
-            text += f" matching {self.pattern.pattern!r}"
-        if self.index != 1:
-            text += f" (value {self.index})"
-        return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,30 +260,6 @@ class Plan:
     captured_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
-class _Where:
-    """Builds error messages that name the file (unless left out) and the key."""
-
-    def __init__(self, path: Path, *, show_path: bool = True) -> None:
-        self.path = path
-        self.show_path = show_path
-
-    def error(self, key: str, problem: str) -> PlanError:
-        if not self.show_path:
-            return PlanError(f"{key}: {problem}")
-        return PlanError(f"{self.path}: {key}: {problem}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Scope:
-    """The variables a step may use: known ones with their values, and those
-    captured by earlier steps (filled in at run time) or by this step or later
-    ones (an error to use), each with the step that captures it first."""
-
-    values: Mapping[str, str]
-    captured_before: Mapping[str, int]
-    captured_later: Mapping[str, int]
-
-
 def load_plan(
     path: Path,
     overrides: Mapping[str, str] | None = None,
@@ -305,7 +274,7 @@ def load_plan(
             variable or one before a step captures it, captures a field the
             reply cannot have, or holds a value the field cannot take.
     """
-    where = _Where(path)
+    where = Where(path)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -313,15 +282,15 @@ def load_plan(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise PlanError(f"{path}: not a valid TOML file: {error}") from error
 
-    _no_unknown_keys(where, "", document, _PLAN_KEYS)
-    header = _table(where, "plan", document.get("plan", {}))
-    _no_unknown_keys(where, "plan.", header, _HEADER_KEYS)
+    check_keys(where, "", document, _PLAN_KEYS)
+    header = as_table(where, "plan", document.get("plan", {}))
+    check_keys(where, "plan.", header, _HEADER_KEYS)
     timeout = _number(where, "plan.timeout", header.get("timeout", 10.0))
     stop = _on_failure(where, "plan.on_failure", header.get("on_failure", "continue"))
-    echo = _flag(where, "plan.echo_sequence", header.get("echo_sequence", True))
+    echo = as_flag(where, "plan.echo_sequence", header.get("echo_sequence", True))
 
     variables: dict[str, str] = dict(defaults or {})
-    for name, value in _table(
+    for name, value in as_table(
         where, "variables", document.get("variables", {})
     ).items():
         if not isinstance(value, str | int):
@@ -332,10 +301,10 @@ def load_plan(
     steps_data = document.get("steps")
     if not isinstance(steps_data, list) or not steps_data:
         raise where.error("steps", "the plan needs at least one [[steps]] table")
-    captured_by = _captured_by(where, steps_data)
+    captured_by = first_captures(where, steps_data)
     steps = []
     for number, data in enumerate(steps_data, start=1):
-        scope = _Scope(
+        scope = Scope(
             values=variables,
             captured_before={n: s for n, s in captured_by.items() if s < number},
             captured_later={n: s for n, s in captured_by.items() if s >= number},
@@ -372,8 +341,8 @@ def resolve_step(plan: Plan, step: Step, captured: Mapping[str, str]) -> Step:
     """
     if not step.waits_for:
         return step
-    where = _Where(plan.path, show_path=False)
-    scope = _Scope(
+    where = Where(plan.path, show_path=False)
+    scope = Scope(
         values={**plan.variables, **captured}, captured_before={}, captured_later={}
     )
     message, raw, expect = _request(
@@ -388,98 +357,24 @@ def _step_key(number: int, name: str) -> str:
     return f"steps[{number}] ({name})"
 
 
-def _captured_by(where: _Where, steps: list[Any]) -> dict[str, int]:
-    """Which step first captures each variable (the capture tables are checked
-    in full by `_captures`)."""
-    found: dict[str, int] = {}
-    for number, data in enumerate(steps, start=1):
-        if isinstance(data, dict) and isinstance(data.get("capture"), dict):
-            for name in data["capture"]:
-                found.setdefault(name, number)
-    return found
-
-
-def _no_unknown_keys(
-    where: _Where, prefix: str, data: Mapping[str, Any], known: frozenset[str]
-) -> None:
-    for key in data:
-        if key not in known:
-            allowed = ", ".join(sorted(known))
-            raise where.error(f"{prefix}{key}", f"unknown key (known: {allowed})")
-
-
-def _table(where: _Where, key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise where.error(key, "must be a table")
-    return value
-
-
-def _number(where: _Where, key: str, value: Any) -> float:
+def _number(where: Where, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise where.error(key, "must be a number of seconds above 0")
     return float(value)
 
 
-def _flag(where: _Where, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise where.error(key, "must be true or false")
-    return value
-
-
-def _on_failure(where: _Where, key: str, value: Any) -> bool:
+def _on_failure(where: Where, key: str, value: Any) -> bool:
     if value not in _ON_FAILURE:
         raise where.error(key, f"must be 'continue' or 'stop', not {value!r}")
     return bool(value == "stop")
 
 
-def _substitute(where: _Where, key: str, text: str, scope: _Scope) -> str | None:
-    """`text` with its ${names} filled in, or None when it uses a variable an
-    earlier step captures (known only at run time)."""
-    waiting = False
-
-    def value(match: re.Match[str]) -> str:
-        nonlocal waiting
-        name = match.group(1)
-        if name in scope.captured_before:
-            waiting = True
-            return ""
-        if name in scope.values:
-            return scope.values[name]
-        if name in scope.captured_later:
-            raise where.error(
-                key,
-                f"variable ${{{name}}} is used before any step captures it "
-                f"(step {scope.captured_later[name]} is the first to capture it)",
-            )
-        raise where.error(
-            key,
-            f"variable ${{{name}}} is not set (give it in [variables], "
-            f"with --var {name}=VALUE, or capture it in an earlier step)",
-        )
-
-    text = _VARIABLE.sub(value, text)
-    return None if waiting else text
-
-
-def _used(data: Any) -> set[str]:
-    """Every ${name} in the strings of a step's table, its captures left out."""
-    if isinstance(data, str):
-        return set(_VARIABLE.findall(data))
-    if isinstance(data, dict):
-        return set().union(
-            *(_used(value) for key, value in data.items() if key != "capture")
-        )
-    if isinstance(data, list):
-        return set().union(*(_used(value) for value in data))
-    return set()
-
-
 def _step(
-    where: _Where,
+    where: Where,
     number: int,
     data: Any,
     *,
-    scope: _Scope,
+    scope: Scope,
     timeout: float,
     stop: bool,
     echo: bool,
@@ -488,13 +383,15 @@ def _step(
         raise where.error(f"steps[{number}]", "must be a table")
     name = str(data.get("name", f"step {number}"))
     key = _step_key(number, name)
-    _no_unknown_keys(where, f"{key}.", data, _STEP_KEYS)
+    check_keys(where, f"{key}.", data, _STEP_KEYS)
 
     send, raw = data.get("send"), data.get("raw")
     if (send is None) == (raw is None):
         raise where.error(key, "give exactly one of 'send' (a message) or 'raw'")
-    add_checksum = _flag(where, f"{key}.add_checksum", data.get("add_checksum", False))
-    new_connection = _flag(
+    add_checksum = as_flag(
+        where, f"{key}.add_checksum", data.get("add_checksum", False)
+    )
+    new_connection = as_flag(
         where, f"{key}.new_connection", data.get("new_connection", False)
     )
     defaults = Expectation(echo_sequence=echo)
@@ -518,15 +415,15 @@ def _step(
         timeout=_number(where, f"{key}.timeout", data.get("timeout", timeout)),
         expect=expect,
         sequence=sequence,
-        captures=_captures(where, key, data.get("capture", {}), expect.command),
-        waits_for=frozenset(_used(data) & scope.captured_before.keys()),
+        captures=read_captures(where, key, data.get("capture", {}), expect.command),
+        waits_for=frozenset(variables_used(data) & scope.captured_before.keys()),
         command=command,
         source=data,
     )
 
 
 def _sequence(
-    where: _Where, key: str, data: Mapping[str, Any], command: str, checksummed: bool
+    where: Where, key: str, data: Mapping[str, Any], command: str, checksummed: bool
 ) -> int | None:
     if "sequence" not in data:
         return None
@@ -546,10 +443,10 @@ def _sequence(
 
 
 def _request(
-    where: _Where,
+    where: Where,
     key: str,
     data: Mapping[str, Any],
-    scope: _Scope,
+    scope: Scope,
     defaults: Expectation,
 ) -> tuple[Message | None, str | None, Expectation]:
     """The message (or raw frame) and the expectation of a step's table."""
@@ -560,7 +457,7 @@ def _request(
     elif not isinstance(raw, str):
         raise where.error(f"{key}.raw", "must be a string (the frame as typed)")
     else:
-        filled = _substitute(where, f"{key}.raw", raw, scope)
+        filled = substitute(where, f"{key}.raw", raw, scope)
         raw = raw if filled is None else filled
         if "fields" in data:
             raise where.error(f"{key}.fields", "a raw step takes no fields")
@@ -578,7 +475,7 @@ def _request(
     return message, raw, expect
 
 
-def _message_type(where: _Where, key: str, send: Any) -> type[Message]:
+def _message_type(where: Where, key: str, send: Any) -> type[Message]:
     by_code = {request.command: request for request in REQUESTS.values()}
     message_type = REQUESTS.get(send) or by_code.get(send)
     if message_type is None:
@@ -598,11 +495,11 @@ _WAITING = object()
 
 
 def _message(
-    where: _Where,
+    where: Where,
     key: str,
     send: Any,
     fields: Any,
-    scope: _Scope,
+    scope: Scope,
 ) -> Message | None:
     message_type = _message_type(where, key, send)
     layout = _layout(message_type)
@@ -611,7 +508,7 @@ def _message(
 
     # attribute name -> (the key as the plan wrote it, the value)
     given: dict[str, tuple[str, Any]] = {}
-    for field_key, value in _table(where, f"{key}.fields", fields).items():
+    for field_key, value in as_table(where, f"{key}.fields", fields).items():
         name = names_by_code.get(field_key, field_key)
         if name not in views:
             raise where.error(
@@ -642,14 +539,12 @@ def _message(
         raise where.error(f"{key}.fields", str(error)) from error
 
 
-def _convert(
-    where: _Where, key: str, field: FieldView, value: Any, scope: _Scope
-) -> Any:
+def _convert(where: Where, key: str, field: FieldView, value: Any, scope: Scope) -> Any:
     if isinstance(value, bool | int):
         return value
     if not isinstance(value, str):
         raise where.error(key, "must be a string (the value as written on the wire)")
-    text = _substitute(where, key, value, scope)
+    text = substitute(where, key, value, scope)
     if text is None:
         return _WAITING
     if text == "now" and field.kind is FieldKind.DATE:
@@ -662,16 +557,16 @@ def _convert(
 
 
 def _expectation(
-    where: _Where,
+    where: Where,
     key: str,
     data: Any,
     *,
-    scope: _Scope,
+    scope: Scope,
     request: str | None,
     defaults: Expectation,
 ) -> Expectation:
-    data = _table(where, key, data)
-    _no_unknown_keys(where, f"{key}.", data, _EXPECT_KEYS)
+    data = as_table(where, key, data)
+    check_keys(where, f"{key}.", data, _EXPECT_KEYS)
     command = data.get("command")
     if command is None and request is not None:
         command = _REPLY_TO.get(request)
@@ -682,8 +577,8 @@ def _expectation(
         raise where.error(f"{key}.ok", "must be true or false")
     if ok is not None and command is not None and command not in OK_FIELDS:
         raise where.error(f"{key}.ok", f"a {command} reply has no ok flag")
-    decodes = _flag(where, f"{key}.decodes", data.get("decodes", True))
-    echo = _flag(
+    decodes = as_flag(where, f"{key}.decodes", data.get("decodes", True))
+    echo = as_flag(
         where,
         f"{key}.echo_sequence",
         data.get("echo_sequence", defaults.echo_sequence),
@@ -703,7 +598,7 @@ def _expectation(
     for code, text in _strings(
         where, f"{key}.match", data.get("match", {}), scope
     ).items():
-        patterns[code] = _pattern(where, f"{key}.match.{code}", text)
+        patterns[code] = as_pattern(where, f"{key}.match.{code}", text)
     present = _codes(where, f"{key}.present", data.get("present", []))
     absent = _codes(where, f"{key}.absent", data.get("absent", []))
     for field_key, code in [
@@ -725,106 +620,22 @@ def _expectation(
     )
 
 
-def _pattern(where: _Where, key: str, text: str) -> re.Pattern[str]:
-    try:
-        return re.compile(text)
-    except re.error as error:
-        raise where.error(key, f"not a regular expression: {error}") from error
-
-
-def _strings(where: _Where, key: str, data: Any, scope: _Scope) -> dict[str, str]:
+def _strings(where: Where, key: str, data: Any, scope: Scope) -> dict[str, str]:
     """The table's strings, substituted; a string that waits for a captured
     value is left out here (the step is built again when it runs)."""
     result = {}
-    for name, value in _table(where, key, data).items():
+    for name, value in as_table(where, key, data).items():
         if not isinstance(value, str):
             raise where.error(f"{key}.{name}", "must be a string")
-        text = _substitute(where, f"{key}.{name}", value, scope)
+        text = substitute(where, f"{key}.{name}", value, scope)
         if text is not None:
             result[name] = text
     return result
 
 
-def _codes(where: _Where, key: str, data: Any) -> tuple[str, ...]:
+def _codes(where: Where, key: str, data: Any) -> tuple[str, ...]:
     if not isinstance(data, list) or not all(
         isinstance(code, str) and _CODE.fullmatch(code) for code in data
     ):
         raise where.error(key, "must be a list of two-letter field codes")
     return tuple(data)
-
-
-def _captures(
-    where: _Where, key: str, data: Any, command: str | None
-) -> tuple[Capture, ...]:
-    captures = []
-    for variable, written in _table(where, f"{key}.capture", data).items():
-        here = f"{key}.capture.{variable}"
-        if not _NAME.fullmatch(variable):
-            raise where.error(here, "a variable name is letters, digits and _")
-        spec = _table(
-            where, here, {"field": written} if isinstance(written, str) else written
-        )
-        _no_unknown_keys(where, f"{here}.", spec, _CAPTURE_KEYS)
-        field = spec.get("field")
-        if not isinstance(field, str):
-            raise where.error(here, "needs a field: a two-letter code or a fixed field")
-        index = spec.get("index", 1)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
-            raise where.error(f"{here}.index", "must be a whole number from 1")
-        pattern = None
-        if "pattern" in spec:
-            if not isinstance(spec["pattern"], str):
-                raise where.error(f"{here}.pattern", "must be a string")
-            pattern = _pattern(where, f"{here}.pattern", spec["pattern"])
-            if pattern.groups > 1:
-                raise where.error(
-                    f"{here}.pattern", "may hold at most one group (the value taken)"
-                )
-        extension = _flag(where, f"{here}.extension", spec.get("extension", False))
-        fixed = _capture_field(where, here, field, command, extension=extension)
-        captures.append(
-            Capture(
-                variable=variable,
-                field=field,
-                fixed=fixed,
-                index=index,
-                pattern=pattern,
-            )
-        )
-    return tuple(captures)
-
-
-def _capture_field(
-    where: _Where, key: str, field: str, command: str | None, *, extension: bool
-) -> bool:
-    """Whether `field` is a fixed field of the reply; raises when the reply
-    cannot have it."""
-    if command is None:
-        raise where.error(
-            key, "the reply's command is not known: set expect.command to capture"
-        )
-    layout = layout_view(command)
-    if extension:
-        if not _CODE.fullmatch(field):
-            raise where.error(f"{key}.field", "an extension field is a two-letter code")
-        return False
-    if layout is None:
-        raise where.error(
-            key,
-            f"a {command} reply has no known fields: capture with extension = true",
-        )
-    if any(view.name == field for view in layout.fixed):
-        return True
-    if _CODE.fullmatch(field):
-        if not any(view.code == field for view in layout.variable):
-            codes = " ".join(view.code or "" for view in layout.variable)
-            raise where.error(
-                f"{key}.field",
-                f"a {command} reply has no field {field} (its fields: {codes}; "
-                "for another server's own field, add extension = true)",
-            )
-        return False
-    raise where.error(
-        f"{key}.field",
-        f"a {command} reply has no fixed field {field!r} and it is no field code",
-    )
