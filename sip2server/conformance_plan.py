@@ -301,7 +301,7 @@ def load_plan(
     steps_data = document.get("steps")
     if not isinstance(steps_data, list) or not steps_data:
         raise where.error("steps", "the plan needs at least one [[steps]] table")
-    captured_by = first_captures(where, steps_data)
+    captured_by = first_captures(steps_data)
     steps = []
     for number, data in enumerate(steps_data, start=1):
         scope = Scope(

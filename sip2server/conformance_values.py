@@ -63,6 +63,7 @@ class Where:
         self.show_path = show_path
 
     def error(self, key: str, problem: str) -> PlanError:
+        """The error for `problem` at `key` (`steps[3] (pay).fields.CG`)."""
         if not self.show_path:
             return PlanError(f"{key}: {problem}")
         return PlanError(f"{self.path}: {key}: {problem}")
@@ -79,7 +80,7 @@ class Scope:
     captured_later: Mapping[str, int]
 
 
-def first_captures(where: Where, steps: list[Any]) -> dict[str, int]:
+def first_captures(steps: list[Any]) -> dict[str, int]:
     """Which step first captures each variable (the capture tables are checked
     in full by `read_captures`)."""
     found: dict[str, int] = {}
@@ -93,6 +94,7 @@ def first_captures(where: Where, steps: list[Any]) -> dict[str, int]:
 def check_keys(
     where: Where, prefix: str, data: Mapping[str, Any], known: frozenset[str]
 ) -> None:
+    """Raise on the first key of `data` not in `known`, listing the known ones."""
     for key in data:
         if key not in known:
             allowed = ", ".join(sorted(known))
@@ -100,12 +102,14 @@ def check_keys(
 
 
 def as_table(where: Where, key: str, value: Any) -> dict[str, Any]:
+    """`value` if it is a TOML table; raises PlanError otherwise."""
     if not isinstance(value, dict):
         raise where.error(key, "must be a table")
     return value
 
 
 def as_flag(where: Where, key: str, value: Any) -> bool:
+    """`value` if it is true or false; raises PlanError otherwise."""
     if not isinstance(value, bool):
         raise where.error(key, "must be true or false")
     return value
@@ -154,6 +158,7 @@ def variables_used(data: Any) -> set[str]:
 
 
 def as_pattern(where: Where, key: str, text: str) -> re.Pattern[str]:
+    """`text` compiled as a regular expression; raises PlanError if it is none."""
     try:
         return re.compile(text)
     except re.error as error:
@@ -163,6 +168,13 @@ def as_pattern(where: Where, key: str, text: str) -> re.Pattern[str]:
 def read_captures(
     where: Where, key: str, data: Any, command: str | None
 ) -> tuple[Capture, ...]:
+    """The captures of a step's `[steps.capture]` table, checked against the
+    layout of its reply's `command`.
+
+    Raises:
+        PlanError: a variable name, key, index or pattern is wrong, or the
+            reply cannot carry the field (unless marked `extension`).
+    """
     captures = []
     for variable, written in as_table(where, f"{key}.capture", data).items():
         here = f"{key}.capture.{variable}"
