@@ -69,6 +69,17 @@ __all__ = [
 AFTER_TIMEOUT_GRACE = 5.0
 
 
+# The longest barcode or tag id the kiosk sends (ISO 28560 item ids are at most
+# 32 characters, library barcodes far shorter).
+LONGEST_CODE = 64
+
+
+def usable_code(code: str) -> bool:
+    """Whether a scanned code can go to the server as it is: printable, without
+    SIP2's field separator, and of a barcode's length."""
+    return len(code) <= LONGEST_CODE and code.isprintable() and "|" not in code
+
+
 class SelfCheck(ItemLoop, AccountScreen, StaffMode):
     """The view model of the whole kiosk."""
 
@@ -354,6 +365,11 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         if not code:
             return
         self.touch()
+        if not usable_code(code):
+            # Never sent: SIP2 would change it (a `|` or a control byte becomes
+            # a space, a long value is cut), and the reply would not match.
+            self._refuse(Refusal.SCAN_UNREADABLE)
+            return
         screen = self.screen
         if screen is Screen.ATTRACT:
             await self._scan_at_attract(code)

@@ -1,5 +1,5 @@
-"""What is typed on the keypad stays on its screen: never shown to the next
-patron, never carried into the PIN."""
+"""What is typed or scanned reaches only where it belongs: keypad digits stay
+on their screen, and a code SIP2 cannot carry as it is never leaves the kiosk."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest_twisted
 from kiosk.config import hash_staff_code
 from kiosk.model import Screen
 from kiosk.sipclient import LinkState
-from tests.kiosk.conftest import PATRON, PIN, LiveServer
-from tests.kiosk.test_session import Kiosk, kiosk, start_kiosk
+from kiosk.transactions import Action, Result
+from kiosk.wording import Refusal
+from tests.kiosk.conftest import ITEMS, PATRON, PIN, LiveServer
+from tests.kiosk.test_session import Kiosk, kiosk, sign_in, start_kiosk
 from tests.kiosk.test_sipclient import reached
 
 __all__ = ["kiosk"]
@@ -69,3 +71,25 @@ async def test_digits_typed_before_a_card_is_scanned_do_not_reach_the_pin(
 
     assert check.screen is Screen.MENU
     assert check.patron is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_codes_sip2_would_change_are_refused_before_sending(
+    kiosk: Kiosk,
+) -> None:
+    """A `|`, a control byte or an overlong code is asked to be scanned again;
+    the link stays up and the next good item is lent."""
+    check = kiosk.check
+    await sign_in(check)
+    check.choose(Action.BORROW)
+    for code in (ITEMS[2] + "|AA21234000000026", "3123400\x000000016", "3" * 300):
+        await check.scan(code)
+        assert check.notice is not None
+        assert check.notice.refusal is Refusal.SCAN_UNREADABLE
+        assert check.rows == []
+        assert kiosk.link.state is LinkState.ONLINE
+
+    await check.scan(ITEMS[2])
+    assert [(row.barcode, row.result) for row in check.rows] == [
+        (ITEMS[2], Result.DONE)
+    ]
