@@ -205,8 +205,18 @@ def _apply_listeners(
                 f"{listener.key}: TLS turned on or off takes a restart "
                 "(until then it keeps its TLS settings)"
             )
+        if settings.reuse_port != listener.config.reuse_port:
+            notes.append(
+                f"{listener.key}: reuse_port changes at the next restart (the "
+                "socket is bound once)"
+            )
         listener.apply(
-            settings.model_copy(update={"tls": listener.config.tls}),
+            settings.model_copy(
+                update={
+                    "tls": listener.config.tls,
+                    "reuse_port": listener.config.reuse_port,
+                }
+            ),
             config.accounts,
             server.idle_timeout,
             reserved,

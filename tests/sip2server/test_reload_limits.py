@@ -430,6 +430,23 @@ async def test_tls_added_to_a_plain_listener_waits_for_a_restart(
 
 
 @pytest_twisted.ensureDeferred
+async def test_reuse_port_turned_on_waits_for_a_restart(servers: Launcher) -> None:
+    """A reload that asks for reuse_port says it takes a restart, and the running
+    listener keeps the setting its socket was bound with."""
+    endpoint = "tcp:0:interface=127.0.0.1"
+    running = await servers.start(listeners=[{"endpoint": endpoint}])
+
+    applied, notes = await reload(
+        running,
+        servers.config(listeners=[{"endpoint": endpoint, "reuse_port": True}]),
+    )
+
+    assert applied
+    assert any("reuse_port changes at the next restart" in note for note in notes)
+    assert running.listeners[0].config.reuse_port is False
+
+
+@pytest_twisted.ensureDeferred
 async def test_login_threads_and_backlog_follow_a_reload(servers: Launcher) -> None:
     """Reloaded, logins are checked on 3 threads with at most 4 waiting."""
     running = await servers.start(server={"login_threads": 1, "login_backlog": 16})
