@@ -53,9 +53,9 @@ def test_a_fee_id_cut_from_the_second_av_is_paid_by_a_later_step(
     sqlite_target: SipTarget,  # noqa: F811
     tmp_path: Path,
 ) -> Any:
-    """The id cut by a pattern from the second AV of a 64, and the fixed
-    fine_items_count, are captured; the 37 pays that fee by CG, so the first
-    fee is still owed in full."""
+    """The id cut by a pattern from the second AV of a 64, the fixed
+    fine_items_count and AA are captured; the 37 pays that fee by CG, so the
+    first fee is still owed in full, and a raw 23 is sent for that AA."""
     fees = FeeService(sqlite_target.library.database)
     torn = fees.charge(
         ADA, kind=FeeKind.DAMAGE, amount_minor=250, description="torn", by="desk"
@@ -74,6 +74,7 @@ def test_a_fee_id_cut_from_the_second_av_is_paid_by_a_later_step(
         [steps.capture]
         second = { field = "AV", pattern = '^(\\d+) ', index = 2 }
         owed = "fine_items_count"
+        seen = "AA"
 
         [[steps]]
         name = "pay the second"
@@ -87,6 +88,12 @@ def test_a_fee_id_cut_from_the_second_av_is_paid_by_a_later_step(
         [steps.expect]
         ok = true
         match = { AF = "^Paid 1.00 GBP; 2.50 GBP still owed" }
+
+        [[steps]]
+        name = "a raw 23 for the patron the 64 named"
+        raw = "2300120261204    120000AOCITY|AA${seen}|AC|AD${pin}|"
+        add_checksum = true
+        expect = { command = "24", ok = true, equal = { AA = "${seen}" } }
         """,
     )
 
@@ -94,8 +101,10 @@ def test_a_fee_id_cut_from_the_second_av_is_paid_by_a_later_step(
     report = json.loads(result.output)
 
     assert 0 == result.exit_code, result.output
-    assert {"second": str(card.id), "owed": "0002"} == report["steps"][1]["captured"]
+    captured = report["steps"][1]["captured"]
+    assert {"second": str(card.id), "owed": "0002", "seen": ADA} == captured
     assert f"|CG{card.id}|" in report["steps"][2]["sent"]
+    assert f"|AA{ADA}|AC|AD***|AY3AZ" in report["steps"][3]["sent"]
     left = {fee.id: fee.balance_minor for fee in fees.fees_of(ADA)}
     assert {torn.id: 250} == left
 
