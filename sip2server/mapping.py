@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +38,7 @@ from sip2server.answers.common import (
 from sip2server.answers.output import apply_policy
 from sip2server.answers.scope import out_of_reach
 from sip2server.config import AccountConfig
-from sip2server.policy import DEFAULT_POLICY
+from sip2server.policy import DEFAULT_POLICY, REWRITE_TIMEOUT, TerminalPolicy
 from sip2server.protocol import (
     AcsStatusResponse,
     BlockPatronRequest,
@@ -105,6 +107,11 @@ _log = Logger(namespace="sip2server.mapping")
 
 _UTC = ZoneInfo("UTC")
 
+# The same warning about one account (a rewrite that ran out of time, a reply
+# the policy could not be applied to) is logged at most once in this many
+# seconds; the next one says how many were not logged.
+QUIET_SECONDS = 300.0
+
 # Descriptors a server needs besides its terminals' sockets: the database pool,
 # listeners, the metrics port, log files, the reactor's own.
 DESCRIPTOR_MARGIN = 64
@@ -129,6 +136,40 @@ def descriptor_shortfall(
         "terminals, requests fail; raise LimitNOFILE (systemd) or ulimit -n, or "
         "lower server.max_connections"
     )
+
+
+class QuietPeriods:
+    """Which repeated warnings are due: the first of each kind, then at most
+    one per `seconds`, each with the count of those held back since.
+
+    Thread-safe: the worker threads answer requests side by side.
+
+    Args:
+        seconds: how long a warning of one kind keeps the next ones quiet.
+        clock: seconds on a monotonic clock; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        seconds: float = QUIET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        # kind -> (when it was last logged, how many were held back since)
+        self._kinds: dict[tuple[str, ...], tuple[float, int]] = {}
+
+    def due(self, *kind: str) -> int | None:
+        """None to stay quiet, else how many of this kind were held back."""
+        now = self._clock()
+        with self._lock:
+            last = self._kinds.get(kind)
+            if last is not None and now - last[0] < self._seconds:
+                self._kinds[kind] = (last[0], last[1] + 1)
+                return None
+            self._kinds[kind] = (now, 0)
+            return 0 if last is None else last[1]
 
 
 _Answer = Callable[[Services, Desk, Any], Message]
@@ -201,6 +242,7 @@ class SipCirculation:
         if fees is None:
             del self._answers[FeePaidRequest]
             self._supported = dataclasses.replace(self._supported, fee_paid=False)
+        self.quiet = QuietPeriods()
 
     @property
     def supported(self) -> SupportedMessages:
@@ -251,7 +293,9 @@ class SipCirculation:
                 refused = self.refuse(message, beyond.text, account)
                 if refused is not None:
                     return refused
-        return apply_policy(answer(self._services, desk, message), desk.policy)
+        return self.as_policy_says(
+            answer(self._services, desk, message), desk.policy, account.login
+        )
 
     def desk(self, account: AccountConfig) -> Desk:
         """The circumstances of a request from `account`, now."""
@@ -305,7 +349,50 @@ class SipCirculation:
         refusal = _refusal(desk, command, text, institution, patron, item, language)
         if refusal is None:
             return None
-        return refusal if account is None else apply_policy(refusal, desk.policy)
+        if account is None:
+            return refusal
+        return self.as_policy_says(refusal, desk.policy, account.login)
+
+    def as_policy_says(
+        self, reply: Message, policy: TerminalPolicy, login: str
+    ) -> Message:
+        """`reply` after the account's output policy (`apply_policy`).
+
+        The reply may follow a committed change (a checkout), so a fault here
+        must not turn it into a 96 the terminal would resend: if the policy
+        cannot be applied, the reply is sent with its screen messages as they
+        were (fields are still hidden) and the fault is logged, once per
+        account in `QUIET_SECONDS`. A rewrite that runs out of time leaves its
+        text as it was and is logged the same way.
+        """
+
+        def slow(pattern: str) -> None:
+            held_back = self.quiet.due("slow rewrite", login, pattern)
+            if held_back is not None:
+                _log.warn(
+                    "screen rewrite {pattern!r} of account {terminal} ran out of "
+                    "time ({seconds} s) and was skipped ({held_back} more since "
+                    "the last warning); make the pattern simpler",
+                    pattern=pattern,
+                    terminal=login,
+                    seconds=REWRITE_TIMEOUT,
+                    held_back=held_back,
+                )
+
+        try:
+            return apply_policy(reply, policy, slow=slow)
+        except Exception:
+            held_back = self.quiet.due("policy fault", login)
+            if held_back is not None:
+                _log.failure(
+                    "fault while applying the output policy of account "
+                    "{terminal} to a {command} ({held_back} more since the last "
+                    "report); sent with its screen messages not rewritten",
+                    terminal=login,
+                    command=reply.command,
+                    held_back=held_back,
+                )
+        return apply_policy(reply, policy, rewrite=False)
 
     # -- building blocks -------------------------------------------------------
 

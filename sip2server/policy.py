@@ -1,8 +1,10 @@
 """Per-account terminal policy: what a kiosk, gate or sorter is told and allowed.
 
-Layer: `sip2server`. Imports the standard library, pydantic, the sibling
-modules `sortbins` and `templates`, and the core's refusal reasons
-(`ils.results`, `ils.models.ItemStatus`); never Twisted or the codec. The mapping layer
+Layer: `sip2server`. Imports the standard library, pydantic, `regex` (which
+runs screen rewrites with a time limit), the sibling modules `sortbins` and
+`templates`, the codec's read-only layout view (to know which fields a message
+carries), and the core's refusal reasons (`ils.results`,
+`ils.models.ItemStatus`); never Twisted. The mapping layer
 (`sip2server.mapping`) reads a `TerminalPolicy` from the account that sent a
 request; this module only describes and validates it.
 
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import re
 import re._parser as regex_parser  # type: ignore[import-not-found]  # no stubs
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +36,7 @@ from pydantic import (
 from ils.currency import exponent
 from ils.models import ItemStatus
 from ils.results import CirculationRefused, Refusal
+from sip2server.protocol import layout_view
 from sip2server.sortbins import SortBinError, SortBinRules, parse_sort_bins
 from sip2server.templates import Template, TemplateError
 
@@ -65,7 +70,13 @@ class _Strict(BaseModel):
 
 
 class ScreenRewrite(_Strict):
-    """One regular-expression rewrite of every screen message (AF) sent."""
+    """One regular-expression rewrite of every screen message (AF) sent.
+
+    The pattern is Python `re` syntax; rewrites run on the `regex` module,
+    which reads it the same way and can stop a match that runs too long
+    (`REWRITE_TIMEOUT`). The replacement is `re.sub`'s: `\\1` or `\\g<name>`
+    for a group, `\\\\` for a backslash.
+    """
 
     pattern: Annotated[str, StringConstraints(min_length=1)]
     replace: str = ""
@@ -77,12 +88,32 @@ class ScreenRewrite(_Strict):
             re.compile(value)
         except re.error as error:
             raise ValueError(f"not a regular expression: {error}") from None
+        # The obvious stalls are refused here, with a clear reason; the others
+        # are cut short by the time limit when they run.
         if _repeats_a_repeat(regex_parser.parse(value), False):
             raise ValueError(
                 f"{value!r} repeats an unbounded repetition (like (a+)+), which "
                 "can stall the server on one long screen message; write it "
                 "without the outer repeat"
             )
+        try:
+            regex.compile(value)
+        except regex.error as error:
+            raise ValueError(
+                f"not a regular expression the rewrite engine reads: {error}"
+            ) from None
+        return value
+
+    @field_validator("replace")
+    @classmethod
+    def _replacement_reads(cls, value: str, info: ValidationInfo) -> str:
+        pattern = info.data.get("pattern")
+        if pattern is None:
+            # The pattern's own problem is reported; this one cannot be judged.
+            return value
+        problem = _replacement_problem(pattern, value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -90,11 +121,16 @@ class ScreenRewrite(_Strict):
 # cut off first): a bound on what any pattern can cost on text a terminal sent.
 REWRITE_LIMIT = 200
 
+# How long, in seconds, one rewrite of one screen message may run. Ordinary
+# rewrites of 200 characters take microseconds; one that backtracks without end
+# (such as (a|a)+$ on a run of a's) is stopped here and leaves the text as it
+# was. The match runs without Python's global lock, so other terminals are
+# served meanwhile.
+REWRITE_TIMEOUT = 0.1
+
 _REPEAT_OPS = (regex_parser.MAX_REPEAT, regex_parser.MIN_REPEAT)
 
 
-# TODO(#5): overlapping alternatives under a repeat, such as (a|aa)+, can also
-# backtrack badly and are not detected; only REWRITE_LIMIT bounds them.
 def _repeats_a_repeat(parsed: Any, under_repeat: bool) -> bool:
     """Whether a parsed pattern has an unbounded repeat inside another repeat."""
     for op, argument in parsed:
@@ -113,6 +149,81 @@ def _repeats_a_repeat(parsed: Any, under_repeat: bool) -> bool:
         if any(_repeats_a_repeat(part, under) for part, under in inner):
             return True
     return False
+
+
+def _replacement_problem(pattern: str, replace: str) -> str | None:
+    """Why `replace` cannot replace a match of `pattern`, or None if it can."""
+    # The engine reads a replacement only when the pattern first matches. This
+    # probe has the pattern's groups (numbers and names) and also matches the
+    # empty string, so the replacement is read at once. (The newline ends a
+    # comment of a verbose pattern before the probe's own parenthesis.)
+    try:
+        probe = regex.compile(f"(?:{pattern}\n)|")
+    except regex.error:
+        return None
+    try:
+        probe.sub(replace, "", count=1, timeout=REWRITE_TIMEOUT)
+    except (regex.error, IndexError) as error:
+        return (
+            f"{replace!r} is not a replacement for {pattern!r}: {error} (name a "
+            "group of the pattern as \\1 or \\g<name>, and write \\\\ for a "
+            "backslash)"
+        )
+    except TimeoutError:  # pragma: no cover - matching the empty string
+        return None
+    return None
+
+
+# Where templates go: patron fields into 24, 26 and 64, item fields into 10,
+# 12, 18 and 30 (sip2server.answers).
+_PATRON_TEMPLATE_MESSAGES = ("24", "26", "64")
+_ITEM_TEMPLATE_MESSAGES = ("10", "12", "18", "30")
+# Fields of those messages' layouts that this server never fills, so a template
+# may give them (a library has used PB for the home branch); the mapping layer
+# still drops a template's field if the message ever fills its own.
+_SPARE_FIELDS = frozenset(
+    {
+        "AG",  # print line: repeatable, and never sent by this server
+        "BD",  # home address (64): the core keeps none
+        "PB",  # birth date (64): the core keeps none
+        "PI",  # internet profile (64)
+        "CI",  # security inhibit (12, 30)
+        "CJ",  # recall date (18)
+    }
+)
+# Fields this server adds to those messages beyond their layouts: HQ (queue
+# places, 64), CT (where an item in transit goes, 18) and CQ (a refused PIN,
+# 12 and 30).
+_PATRON_EXTENSIONS = {"HQ": "the queue places of 64"}
+_ITEM_EXTENSIONS = {
+    "CT": "the destination location of 10 and 18",
+    "CQ": "the PIN check of 12 and 30",
+}
+
+
+def _own_fields(
+    commands: tuple[str, ...], extensions: Mapping[str, str]
+) -> dict[str, str]:
+    """The fields the server itself sends in `commands`: code -> what it is."""
+    own: dict[str, str] = dict.fromkeys(_UNTOUCHABLE, "the frame's error detection")
+    own |= extensions
+    for command in commands:
+        view = layout_view(command)
+        for field in () if view is None else view.variable:
+            if field.code is None or field.code in _SPARE_FIELDS:
+                continue
+            what = field.name.replace("_", " ")
+            carried = [
+                other
+                for other in commands
+                if (found := layout_view(other)) and found.field(field.code)
+            ]
+            own.setdefault(field.code, f"the {what} of {', '.join(carried)}")
+    return own
+
+
+_OWN_PATRON_FIELDS = _own_fields(_PATRON_TEMPLATE_MESSAGES, _PATRON_EXTENSIONS)
+_OWN_ITEM_FIELDS = _own_fields(_ITEM_TEMPLATE_MESSAGES, _ITEM_EXTENSIONS)
 
 
 class TerminalPolicy(_Strict):
@@ -201,7 +312,7 @@ class TerminalPolicy(_Strict):
     _item_templates: tuple[tuple[str, Template], ...] = PrivateAttr(default=())
     _name_template: Template | None = PrivateAttr(default=None)
     _screens: dict[str, Template] = PrivateAttr(default_factory=dict)
-    _rewrites: tuple[tuple[re.Pattern[str], str], ...] = PrivateAttr(default=())
+    _rewrites: tuple[tuple[regex.Pattern[str], str], ...] = PrivateAttr(default=())
 
     @field_validator("sort_bin")
     @classmethod
@@ -239,11 +350,22 @@ class TerminalPolicy(_Strict):
 
     @field_validator("patron_fields", "item_fields")
     @classmethod
-    def _no_trailer_fields(cls, value: dict[str, str]) -> dict[str, str]:
+    def _not_the_messages_own(
+        cls, value: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        # A second AA or AB would leave a terminal to guess which card or item
+        # the reply is about; AY and AZ belong to the frame's error detection.
+        own = (
+            _OWN_PATRON_FIELDS
+            if info.field_name == "patron_fields"
+            else _OWN_ITEM_FIELDS
+        )
         for code in value:
-            if code in _UNTOUCHABLE:
+            if code in own:
                 raise ValueError(
-                    f"{code} belongs to error detection and is not a field"
+                    f"{code} is {own[code]}, which the server sends itself; a "
+                    "template may not add a second one (use a code of your own, "
+                    "such as one starting with X)"
                 )
         return value
 
@@ -298,7 +420,7 @@ class TerminalPolicy(_Strict):
         self._item_templates = item
         self._name_template = name
         self._rewrites = tuple(
-            (re.compile(rewrite.pattern), rewrite.replace)
+            (regex.compile(rewrite.pattern), rewrite.replace)
             for rewrite in self.screen_rewrites
         )
         return self
@@ -346,12 +468,25 @@ class TerminalPolicy(_Strict):
         template = self._screens.get(reason)
         return default if template is None else template.render(values or {})
 
-    def rewrite(self, text: str) -> str:
+    def rewrite(self, text: str, slow: Callable[[str], None] | None = None) -> str:
         """A screen message after this policy's rewrites (its first
-        `REWRITE_LIMIT` characters: longer text is cut before rewriting)."""
+        `REWRITE_LIMIT` characters: longer text is cut before rewriting).
+
+        Each rewrite may run `REWRITE_TIMEOUT` seconds; one that runs longer
+        is stopped and leaves the text as it was before it (the rewrites after
+        it still run), and `slow` is called with its pattern.
+        """
         text = text[:REWRITE_LIMIT]
         for pattern, replacement in self._rewrites:
-            text = pattern.sub(replacement, text)
+            try:
+                # concurrent: the match runs without the global lock (a str
+                # cannot change under it), so the reactor thread goes on.
+                text = pattern.sub(
+                    replacement, text, timeout=REWRITE_TIMEOUT, concurrent=True
+                )
+            except TimeoutError:
+                if slow is not None:
+                    slow(pattern.pattern)
         return text
 
     def hides(self, code: str, *, required: bool) -> bool:
@@ -372,6 +507,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "POLICY_REASONS",
     "REWRITE_LIMIT",
+    "REWRITE_TIMEOUT",
     "ScreenRewrite",
     "TerminalPolicy",
 ]
