@@ -52,6 +52,19 @@ def pickup_deadline(session: Session, branch: Branch, moment: datetime) -> datet
     return due_after_days(moment, days, calendar)
 
 
+def same_institution(session: Session, item: Item, branch_id: int) -> bool:
+    """Whether the item's home branch and branch `branch_id` belong to one
+    institution: only then may the item fill a hold picked up at that branch
+    (title-level holds are queued and filled per institution)."""
+    home = session.get(Branch, item.home_branch_id)
+    there = session.get(Branch, branch_id)
+    return (
+        home is not None
+        and there is not None
+        and home.institution_id == there.institution_id
+    )
+
+
 def hold_policy_refusal(
     session: Session, *, category_id: int, item: Item, pickup: Branch
 ) -> tuple[Refusal | None, LoanRule | None]:
@@ -85,7 +98,9 @@ def next_hold(
     skip_patron_id: int | None = None,
 ) -> Hold | None:
     """The first hold in the queue this item can fill by its rules, if any. Only
-    an AVAILABLE item fills a hold: one that cannot be lent is not trapped."""
+    an AVAILABLE item fills a hold: one that cannot be lent is not trapped, nor
+    one of another institution than the hold's pickup branch (`fillable_holds`
+    leaves those holds out)."""
     if item.status is not ItemStatus.AVAILABLE:
         return None
     for hold in queries.fillable_holds(session, item, today, lock=lock):
@@ -207,9 +222,14 @@ def fulfil_for_checkout(
     """The patron's hold that this checkout fills, marked FULFILLED: the hold the
     item is trapped for, or else their first pending hold it can fill."""
     trapped = queries.trapped_hold(session, item, lock=True)
-    if trapped is not None and trapped.patron_id != patron.id:
+    if trapped is not None and (
+        trapped.patron_id != patron.id
+        or not same_institution(session, item, trapped.pickup_branch_id)
+    ):
         # Lent to someone else by a staff override: the other patron's hold goes
         # back to its place in the queue rather than wait for an item on loan.
+        # So does a hold of another institution the item was trapped for before
+        # that was refused: another library's copy never fills it.
         requeue(session, trapped, item, moment)
         trapped = None
     if trapped is not None:

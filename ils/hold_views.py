@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from ils import queries
-from ils.models import Hold, HoldStatus, Item, Patron
+from ils.models import Branch, Hold, HoldStatus, Item, Patron
 from ils.results import HoldView
 
 
@@ -63,9 +63,11 @@ class QueuePlace:
     """Where one PENDING hold stands in its title's queue.
 
     The queue is the title's PENDING holds, title-level and item-level alike, in
-    placement order (`placed_at`, then id), as `queries.hold_queue_position`
-    counts it: `position` 1 is next. Holds already trapped (WAITING or
-    IN_TRANSIT) are out of the queue and counted in neither number.
+    placement order (`placed_at`, then id), picked up in the institution of
+    this hold's pickup branch (queues are kept per institution), as
+    `queries.hold_queue_position` counts it: `position` 1 is next. Holds
+    already trapped (WAITING or IN_TRANSIT) are out of the queue and counted in
+    neither number.
     """
 
     hold_id: int
@@ -78,6 +80,8 @@ def queue_places(session: Session, patron_barcode: str) -> dict[int, QueuePlace]
     one statement whatever the number of holds (empty for an unknown card)."""
     mine = aliased(Hold)
     other = aliased(Hold)
+    mine_pickup = aliased(Branch)
+    other_pickup = aliased(Branch)
     # `other` is at or ahead of `mine`: placed earlier, or at the same moment
     # with a smaller id (the hold itself included, so the count is a position).
     at_or_ahead = sa.or_(
@@ -91,11 +95,19 @@ def queue_places(session: Session, patron_barcode: str) -> dict[int, QueuePlace]
             sa.func.count(other.id),
         )
         .join(Patron, Patron.id == mine.patron_id)
+        .join(mine_pickup, mine_pickup.id == mine.pickup_branch_id)
         .join(
             other,
             sa.and_(
                 other.record_id == mine.record_id,
                 other.status == HoldStatus.PENDING,
+            ),
+        )
+        .join(
+            other_pickup,
+            sa.and_(
+                other_pickup.id == other.pickup_branch_id,
+                other_pickup.institution_id == mine_pickup.institution_id,
             ),
         )
         .where(Patron.barcode == patron_barcode, mine.status == HoldStatus.PENDING)

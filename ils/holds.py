@@ -10,7 +10,12 @@ transaction and its retries.
 How holds behave (docs/loan-rules.md says the same for librarians):
 
 - A hold is for a title (any copy will do) or for one item. A title's queue is
-  its PENDING holds in placement order.
+  its PENDING holds in placement order, kept per institution: a hold belongs to
+  the institution of its pickup branch, and only that institution's copies (by
+  their home branch) may be held for it, fill it or be trapped for it, even
+  when one terminal serves several institutions. A hold for pickup at a branch
+  of A is refused (PICKUP_BRANCH_NOT_ALLOWED) when the title has copies only in
+  other institutions, and a hold cannot be moved to such a branch.
 - Whether a hold may be placed, and where it may be picked up, is the loan rule's
   (`holds_allowed`, `hold_pickup_branches`) for the patron's category and the
   item's type at the pickup branch. A title-level hold needs one copy whose rule
@@ -60,6 +65,7 @@ from ils.hold_trapping import (
     pass_on,
     pickup_deadline,
     requeue,
+    same_institution,
     shelf_copies,
     trap,
 )
@@ -107,6 +113,7 @@ __all__ = [
     "place",
     "queue",
     "requeue",
+    "same_institution",
     "shelf_copies",
     "trap",
 ]
@@ -192,6 +199,12 @@ def place(
         raise CirculationRefused(refusal)
 
     item, record_id, copies = _copies(session, known, request)
+
+    # Only the pickup institution's own copies can ever fill the hold.
+    if copies:
+        copies = [c for c in copies if same_institution(session, c, pickup.id)]
+        if not copies:
+            raise CirculationRefused(Refusal.PICKUP_BRANCH_NOT_ALLOWED)
 
     # The rule: a copy whose rule allows the hold, picked up here.
     outcomes = [
@@ -352,7 +365,8 @@ def _pickup_allowed(
             sa.select(Item).where(Item.record_id == hold.record_id).order_by(Item.id)
         ).all()
     return any(
-        hold_policy_refusal(
+        same_institution(session, copy, pickup.id)
+        and hold_policy_refusal(
             session, category_id=patron.category_id, item=copy, pickup=pickup
         )[0]
         is None

@@ -21,7 +21,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ils.calendar import BranchCalendar, OpeningHours
 from ils.models import (
@@ -125,12 +125,25 @@ def trapped_hold(session: Session, item: Item, *, lock: bool = False) -> Hold | 
     return session.scalars(query).first()
 
 
+def _branches_of_institution_of(branch_id: int) -> sa.Select[int]:
+    """The ids of the branches of the institution that branch `branch_id` is of,
+    as a subquery (no statement of its own)."""
+    home = aliased(Branch)
+    return sa.select(Branch.id).where(
+        Branch.institution_id
+        == sa.select(home.institution_id).where(home.id == branch_id).scalar_subquery()
+    )
+
+
 def fillable_holds(
     session: Session, item: Item, today: date, *, lock: bool = False
 ) -> Sequence[Hold]:
     """The PENDING holds on the item's title that this item could fill, in queue
     order: title-level holds and item-level holds on this very item, leaving out
-    those whose `expires_on` has passed by `today`.
+    those whose `expires_on` has passed by `today`, and those picked up at a
+    branch of another institution than the item's (its home branch's): a title's
+    queue is kept per institution, and one library's copy never fills another's
+    hold, whichever institutions a terminal serves.
 
     Locked holds are taken in queue order, so two checkins of copies of one title
     lock them alike; a hold another transaction trapped meanwhile drops out.
@@ -142,6 +155,7 @@ def fillable_holds(
             Hold.status == HoldStatus.PENDING,
             sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
             sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= today),
+            Hold.pickup_branch_id.in_(_branches_of_institution_of(item.home_branch_id)),
         )
         .order_by(Hold.placed_at, Hold.id)
     )
@@ -153,7 +167,8 @@ def fillable_holds(
 
 
 def hold_queue_position(session: Session, hold: Hold) -> int | None:
-    """Where a PENDING hold stands among its title's PENDING holds, from 1."""
+    """Where a PENDING hold stands among its title's PENDING holds picked up in
+    the same institution (see `fillable_holds`), from 1."""
     if hold.status is not HoldStatus.PENDING:
         return None
     ahead = session.scalar(
@@ -162,6 +177,9 @@ def hold_queue_position(session: Session, hold: Hold) -> int | None:
         .where(
             Hold.record_id == hold.record_id,
             Hold.status == HoldStatus.PENDING,
+            Hold.pickup_branch_id.in_(
+                _branches_of_institution_of(hold.pickup_branch_id)
+            ),
             sa.or_(
                 Hold.placed_at < hold.placed_at,
                 sa.and_(Hold.placed_at == hold.placed_at, Hold.id < hold.id),
