@@ -74,6 +74,12 @@ class Desk:
         return due_date(moment, self.zone, self.style)
 
 
+def served_institutions(desk: Desk) -> frozenset[str]:
+    """The institution codes the desk's account may serve: its own and those its
+    policy lists in `serves_institutions`."""
+    return frozenset({desk.account.institution, *desk.policy.serves_institutions})
+
+
 def policy_of(account: AccountConfig) -> TerminalPolicy:
     """The account's terminal policy (the defaults when it has none)."""
     policy = getattr(account, "policy", None)
@@ -168,11 +174,13 @@ def patron_messages(patron: PatronView | None) -> tuple[str, ...]:
 def pin_refusal(services: Services, desk: Desk, barcode: str, pin: str) -> str | None:
     """The screen message refusing a request for a wrong, locked or missing PIN.
 
-    For requests whose core call does not check the PIN itself (37, and 65 for
-    a patron with nothing on loan): a given PIN (AD) is checked as 11 and 63
+    For requests whose core call does not check the PIN itself (37, 15, and 65
+    for a patron with nothing on loan): a given PIN (AD) is checked as 11 and 63
     check it, counting a wrong one towards the lock; none is needed unless the
-    account requires one. None when the request may go on (an unknown card
-    included: the request's own answer says so).
+    account requires one. With `pin` empty nothing is read: 23, 25, 29 and 63
+    call it so to refuse a request without AD under `patron_pin_required`.
+    None when the request may go on (an unknown card included: the request's
+    own answer says so).
     """
     reason: Refusal | None = None
     if not pin:

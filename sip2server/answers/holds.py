@@ -4,7 +4,9 @@ Layer: `sip2server`. Imports `ils` results, models (to find a title by name)
 and services, and the codec; never Twisted.
 
 A hold names its title by an item (AB) or by the title itself (AJ, matched
-exactly but without regard to case; a title that matches several records is
+exactly but without regard to case, among the records with a copy in an
+institution the account serves: a title only other institutions hold is not
+recognised, as an unknown item is; a title that matches several records is
 refused as ambiguous). BS is the pickup branch (the terminal's branch when
 absent), BW the last day the patron wants it (a day already past is
 refused), BY 3 (specific copy) an item-level hold. With both AB and AJ, AB
@@ -15,6 +17,11 @@ in one transaction: a refusal of either (an unknown or disallowed branch, a day
 already past, a last day for a hold whose copy is already set aside) changes
 nothing. What is not sent is kept; a BW cannot clear the last day, since a blank
 BW reads as no BW.
+
+A given AD is checked before any of the three modes (a wrong or locked PIN
+refuses, as for 37); under the account's `patron_pin_required` a request without
+AD is refused with "Please enter your PIN." and nothing is placed, cancelled or
+changed.
 """
 
 from __future__ import annotations
@@ -24,9 +31,14 @@ from datetime import date, datetime, time
 import sqlalchemy as sa
 
 from ils.holds import KEEP
-from ils.models import BibRecord
+from ils.models import BibRecord, Branch, Institution, Item
 from ils.results import CirculationRefused, HoldView, Refusal
-from sip2server.answers.common import Desk, Services
+from sip2server.answers.common import (
+    Desk,
+    Services,
+    pin_refusal,
+    served_institutions,
+)
 from sip2server.protocol import HoldMode, HoldRequest, HoldResponse, HoldType
 
 AMBIGUOUS_TITLE = (
@@ -41,13 +53,26 @@ TITLE_MISMATCH = (
 )
 
 
-def _record_by_title(services: Services, title: str) -> int | None:
+def _record_by_title(
+    services: Services, title: str, served: frozenset[str]
+) -> int | None:
+    """The record with this title that has a copy (by its home branch) in one of
+    the `served` institutions; a title only other libraries hold is not found."""
     if services.database is None:
         return None
+    held_here = (
+        sa.select(Item.id)
+        .join(Branch, Item.home_branch_id == Branch.id)
+        .join(Institution, Branch.institution_id == Institution.id)
+        .where(Item.record_id == BibRecord.id, Institution.code.in_(sorted(served)))
+    )
     with services.database.read() as session:
         found = session.scalars(
             sa.select(BibRecord.id)
-            .where(sa.func.lower(BibRecord.title) == title.strip().lower())
+            .where(
+                sa.func.lower(BibRecord.title) == title.strip().lower(),
+                held_here.exists(),
+            )
             .limit(2)
         ).all()
     if len(found) > 1:
@@ -77,6 +102,13 @@ def _find_hold(services: Services, request: HoldRequest) -> HoldView:
 def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
     """Place, cancel or change a hold, by the request's hold mode."""
     institution = desk.institution(request.institution_id)
+    # Under patron_pin_required no hold is placed, cancelled or changed for a
+    # card without its PIN; a given PIN is checked first, as for 37.
+    refused = pin_refusal(
+        services, desk, request.patron_identifier, request.patron_password or ""
+    )
+    if refused is not None:
+        return _refused(desk, institution, request, refused)
     try:
         if request.hold_mode is HoldMode.ADD:
             view = _place(services, desk, request)
@@ -118,16 +150,11 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
         if refusal.reason is Refusal.UNKNOWN_BRANCH and request.pickup_location:
             # The core's sentence speaks of the terminal's branch; here it was BS.
             text = UNKNOWN_PICKUP
-        return HoldResponse(
-            ok=False,
-            available=False,
-            transaction_date=desk.now,
-            institution_id=institution,
-            patron_identifier=request.patron_identifier,
-            item_identifier=request.item_identifier,
-            title_identifier=request.title_identifier,
-            pickup_location=request.pickup_location,
-            screen_message=(desk.policy.screen_text(refusal.reason.value, text),),
+        return _refused(
+            desk,
+            institution,
+            request,
+            desk.policy.screen_text(refusal.reason.value, text),
         )
     return HoldResponse(
         ok=True,
@@ -142,6 +169,23 @@ def hold(services: Services, desk: Desk, request: HoldRequest) -> HoldResponse:
         or view.item_barcode
         or request.item_identifier,
         title_identifier=view.title,
+        screen_message=(text,),
+    )
+
+
+def _refused(
+    desk: Desk, institution: str, request: HoldRequest, text: str
+) -> HoldResponse:
+    """16 with ok 0: nothing placed, cancelled or changed."""
+    return HoldResponse(
+        ok=False,
+        available=False,
+        transaction_date=desk.now,
+        institution_id=institution,
+        patron_identifier=request.patron_identifier,
+        item_identifier=request.item_identifier,
+        title_identifier=request.title_identifier,
+        pickup_location=request.pickup_location,
         screen_message=(text,),
     )
 
@@ -178,7 +222,9 @@ def _place(services: Services, desk: Desk, request: HoldRequest) -> HoldView:
     if not request.item_identifier:
         if not request.title_identifier:
             raise CirculationRefused(Refusal.UNKNOWN_ITEM, NO_TITLE)
-        record_id = _record_by_title(services, request.title_identifier)
+        record_id = _record_by_title(
+            services, request.title_identifier, served_institutions(desk)
+        )
         if record_id is None:
             raise CirculationRefused(Refusal.UNKNOWN_ITEM)
     return services.circulation.place_hold(

@@ -207,6 +207,20 @@ def renew(services: Services, desk: Desk, request: RenewRequest) -> RenewRespons
     """Renew one loan, named by item (AB) or by title (AJ)."""
     institution = desk.institution(request.institution_id)
     policy = desk.policy
+    if not request.patron_password:
+        # The core checks a given PIN; one not given is refused here when the
+        # account requires it (before AJ is looked for among the loans).
+        missing = pin_refusal(services, desk, request.patron_identifier, "")
+        if missing is not None:
+            return renew_refused(
+                desk,
+                institution=institution,
+                patron=request.patron_identifier,
+                item=request.item_identifier or "",
+                title=request.title_identifier or "",
+                text=missing,
+                pin_refused=True,
+            )
     barcode = request.item_identifier
     if not barcode and request.title_identifier:
         barcode = _loan_by_title(

@@ -30,6 +30,7 @@ from sip2server.answers.common import (
     patron_messages,
     patron_status,
     patron_values,
+    pin_refusal,
     status_of,
     template_fields,
 )
@@ -79,6 +80,13 @@ def _currency(desk: Desk, patron: PatronView) -> str:
     return desk.policy.currency or patron.currency
 
 
+def _pin_missing(services: Services, desk: Desk, pin: str | None) -> str | None:
+    """The screen message for a request without AD from an account that requires
+    the patron's PIN (`pin_refusal`'s), or None when the request may go on (a
+    given PIN is checked by the answer itself, as before)."""
+    return None if pin else pin_refusal(services, desk, "", "")
+
+
 def patron_status_answer(
     services: Services, desk: Desk, request: PatronStatusRequest
 ) -> PatronStatusResponse:
@@ -88,6 +96,22 @@ def patron_status_answer(
         pin=request.patron_password or None,
         terminal=desk.account.login,
     )
+    missing = _pin_missing(services, desk, request.patron_password)
+    if missing is not None and patron is not None:
+        # As for a wrong PIN: the card is valid, its PIN not given; nothing of
+        # the account (name, fees) is told.
+        return dataclasses.replace(
+            patron_status_refused(
+                desk,
+                desk.institution(request.institution_id),
+                request.patron_identifier,
+                request.language,
+                missing,
+            ),
+            patron_status=patron_status(patron),
+            valid_patron=True,
+            valid_patron_password=False,
+        )
     standing = (
         None if patron is None else _standing(services, desk, request.patron_identifier)
     )
@@ -244,15 +268,17 @@ def patron_information(
             patron_messages(None),
         )
     patron = dataclasses.replace(standing.patron, pin_valid=pin_valid)
-    if patron.pin_valid is False:
+    missing = _pin_missing(services, desk, pin)
+    if patron.pin_valid is False or missing is not None:
         # Whoever holds the card but not its PIN learns that the card is valid
-        # and the PIN wrong (or locked), and nothing of the patron's account.
+        # and the PIN wrong, locked or (where one is required) not given, and
+        # nothing of the patron's account.
         withheld = unknown_patron_information(
             desk,
             request.language,
             institution,
             request.patron_identifier,
-            patron_messages(patron),
+            patron_messages(patron) if missing is None else (missing,),
         )
         return dataclasses.replace(
             withheld,
@@ -395,8 +421,10 @@ def patron_enable(
         pin=request.patron_password or None,
         terminal=desk.account.login,
     )
-    if patron is None or patron.pin_valid is False:
-        # Nothing is lifted for an unknown card or a wrong PIN.
+    missing = _pin_missing(services, desk, request.patron_password)
+    if patron is None or patron.pin_valid is False or missing is not None:
+        # Nothing is lifted for an unknown card, a wrong PIN, or no PIN where
+        # the account requires one.
         return PatronEnableResponse(
             patron_status=patron_status(patron),
             transaction_date=desk.now,
@@ -405,7 +433,11 @@ def patron_enable(
             personal_name="",
             valid_patron=patron is not None,
             valid_patron_password=None if patron is None else False,
-            screen_message=patron_messages(patron),
+            screen_message=(
+                (missing,)
+                if missing is not None and patron is not None
+                else patron_messages(patron)
+            ),
         )
 
     enabled = services.terminal_requests.enable_patron(

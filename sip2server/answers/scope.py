@@ -7,6 +7,9 @@ home branch, a branch to its own. An account serves its own institution and
 those its policy lists in `serves_institutions`; a request that names a patron,
 an item, a branch or an AO outside them is answered as if the patron or item
 did not exist, so a terminal of one library learns nothing of another's.
+A 15 that names its title by AJ finds it only among the records that have a
+copy of a served institution (`sip2server.answers.holds`), and the core never
+lets one institution's copy fill another's hold (`ils.holds`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from ils.db import Database
 from ils.institutions import owners
 from ils.results import REFUSAL_MESSAGES, Refusal
-from sip2server.answers.common import Desk
+from sip2server.answers.common import Desk, served_institutions
 from sip2server.answers.holds import UNKNOWN_PICKUP
 from sip2server.protocol import CheckinRequest, HoldRequest, Message
 
@@ -36,11 +39,6 @@ class OutOfReach:
     what: str
     owner: str
     text: str
-
-
-def served_institutions(desk: Desk) -> frozenset[str]:
-    """The institution codes the desk's account may serve."""
-    return frozenset({desk.account.institution, *desk.policy.serves_institutions})
 
 
 def out_of_reach(
