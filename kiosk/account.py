@@ -83,7 +83,10 @@ class AccountScreen:
         self._changed()
         try:
             account = await self.desk.account(self.patron)
-        except SipLinkError:
+        except Exception as error:
+            if not isinstance(error, SipLinkError):
+                # Never leave the patron at a busy screen with no answer.
+                log.failure("reading the account failed")
             if session == self._session:
                 self.busy = False
                 self._refuse(Refusal.SERVER_UNREACHABLE)

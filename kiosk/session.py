@@ -453,7 +453,15 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         session = self._session
         self.busy = True
         self._changed()
-        found = await self.desk.identify(self.card, pin)
+        try:
+            found = await self.desk.identify(self.card, pin)
+        except Exception:
+            # Never leave the patron at a busy screen with no answer.
+            log.failure("identifying a patron failed")
+            if session == self._session:
+                self.busy = False
+                self._refuse(Refusal.SERVER_UNREACHABLE)
+            return
         if session != self._session:
             return
         self.busy = False

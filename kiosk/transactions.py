@@ -156,7 +156,8 @@ class Hold:
 #: "<position>/<queue length> <the hold's CD entry>" (docs/sip2-conformance.md,
 #: "Hold queue places in 64"). Other servers do not send it.
 QUEUE_PLACE_FIELD = "HQ"
-_QUEUE_PLACE = re.compile(r"([0-9]+)/([0-9]+) (.*)", re.DOTALL)
+# At most 9 digits each: no queue is longer, and no huge number is ever read.
+_QUEUE_PLACE = re.compile(r"([0-9]{1,9})/([0-9]{1,9}) (.*)", re.DOTALL)
 # A value this long may have been cut short by the server (SIP2's field limit).
 _FIELD_LIMIT = 255
 
@@ -660,33 +661,43 @@ class SipDesk:
         self._replaying = True
         sent = 0
         try:
-            for entry in self.journal.pending():
-                if not self.online:
-                    break
-                self.journal.mark_in_flight(entry)
-                try:
-                    reply = await self._link.request(self._replay_request(entry))
-                except SipLinkError as problem:
-                    if problem.sent:
-                        self.journal.mark_result(
-                            entry, EntryState.UNKNOWN, str(problem), self._now()
-                        )
-                    else:
-                        self.journal.mark_not_sent(entry)
-                    break
-                ok = bool(getattr(reply, "ok", False))
-                self.journal.mark_result(
-                    entry,
-                    EntryState.DONE if ok else EntryState.REFUSED,
-                    _screen(reply) or ("accepted" if ok else "refused"),
-                    self._now(),
-                )
-                sent += 1
+            sent = await self._replay_entries(self.journal)
+        except (JournalError, sqlite3.Error) as error:
+            # The journal cannot be read or marked: stop, and tell staff. The
+            # patrons are served online meanwhile; nothing offline is taken.
+            self.journal_problem = str(error)
+            log.error("offline journal failed during the replay: {error}", error=error)
         finally:
             self._replaying = False
             waiters, self._replay_waiters = self._replay_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+        return sent
+
+    async def _replay_entries(self, journal: Journal) -> int:
+        sent = 0
+        for entry in journal.pending():
+            if not self.online:
+                break
+            journal.mark_in_flight(entry)
+            try:
+                reply = await self._link.request(self._replay_request(entry))
+            except SipLinkError as problem:
+                if problem.sent:
+                    journal.mark_result(
+                        entry, EntryState.UNKNOWN, str(problem), self._now()
+                    )
+                else:
+                    journal.mark_not_sent(entry)
+                break
+            ok = bool(getattr(reply, "ok", False))
+            journal.mark_result(
+                entry,
+                EntryState.DONE if ok else EntryState.REFUSED,
+                _screen(reply) or ("accepted" if ok else "refused"),
+                self._now(),
+            )
+            sent += 1
         return sent
 
     def _replay_request(self, entry: JournalEntry) -> Message:

@@ -197,6 +197,10 @@ class Code:
         return code
 
 
+# The most digits a count may have: beyond any real count, and below 2**63.
+_LONGEST_COUNT = 18
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Number:
     """A count. Fixed ones are zero-padded; variable ones (BP, BQ) are read with or
@@ -214,6 +218,10 @@ class Number:
             return 0
         if not stripped.isascii() or not stripped.isdigit():
             raise BadValueError(f"{text!r} is not a number")
+        if len(stripped) > _LONGEST_COUNT:
+            # No count has that many digits (and Python refuses to read an int
+            # of over 4,300 digits with a ValueError of its own).
+            raise BadValueError(f"{stripped[:20]}... is too long for a count")
         return int(stripped)
 
     def write(self, value: Any) -> str:

@@ -207,3 +207,17 @@ def test_hq_values_out_of_form_are_skipped_and_alike_entries_pair_in_order() -> 
     assert cut is not None
     assert (7, 9) == (cut.position, cut.length)
     assert [] == places
+
+
+def test_hq_numbers_of_more_than_nine_digits_are_skipped() -> None:
+    """A position or length of 10 or 5,000 digits is skipped, never read (Python
+    would refuse an int of 5,000 digits with an error of its own)."""
+    reply = reply_with(
+        ("HQ", "9" * 5000 + "/1 Salt Roads"),
+        ("HQ", "1/" + "9" * 10 + " Salt Roads"),
+        ("HQ", "1/999999999 Salt Roads"),
+    )
+
+    places = queue_places(reply)
+
+    assert [(1, 999999999)] == [(p.position, p.length) for p in places]

@@ -139,3 +139,17 @@ def test_every_codec_error_is_a_value_error() -> None:
 def test_frame_too_long_asks_for_resend() -> None:
     """FrameTooLong, raised by a server for an oversize frame, replies 96."""
     assert Reply.RESEND == FrameTooLong("frame over 8192 bytes").reply
+
+
+@pytest.mark.parametrize("digits", [19, 5000])
+def test_a_count_with_too_many_digits_is_a_precise_field_error(digits: int) -> None:
+    """A BP of 19 or 5,000 digits is an InvalidFieldValue naming BP, never
+    Python's own ValueError for an int too long to read."""
+    frame = (
+        b"63001" + b"20261204    120000" + b"Y         "
+        b"AOinst|AApatron|BP" + b"9" * digits + b"|BQ5|"
+    )
+    with pytest.raises(InvalidFieldValue) as caught:
+        decode(frame)
+    assert "BP" in str(caught.value)
+    assert isinstance(caught.value, ProtocolError)
