@@ -357,9 +357,20 @@ def _step_key(number: int, name: str) -> str:
     return f"steps[{number}] ({name})"
 
 
+# The longest a step may wait for its reply: an hour is already far past any
+# terminal's patience (and a timeout past what a clock can hold would fail).
+_LONGEST_WAIT = 3600.0
+
+
 def _number(where: Where, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise where.error(key, "must be a number of seconds above 0")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= _LONGEST_WAIT
+    ):
+        raise where.error(
+            key, f"must be a number of seconds above 0 and at most {_LONGEST_WAIT:g}"
+        )
     return float(value)
 
 
@@ -457,6 +468,12 @@ def _request(
     elif not isinstance(raw, str):
         raise where.error(f"{key}.raw", "must be a string (the frame as typed)")
     else:
+        if "\r" in raw or "\n" in raw:
+            raise where.error(
+                f"{key}.raw",
+                "holds a line break, which would end the frame there and send the"
+                " rest as a second one: write one frame per step",
+            )
         filled = substitute(where, f"{key}.raw", raw, scope)
         raw = raw if filled is None else filled
         if "fields" in data:

@@ -358,6 +358,18 @@ _INFO = '[[steps]]\nname = "i"\nsend = "patron_information"\nfields = { AA = "1"
             '[plan]\necho_sequence = "yes"\n[[steps]]\nraw = "99"\n',
             "plan.echo_sequence: must be true or false",
         ),
+        (
+            '[plan]\ntimeout = 1e308\n[[steps]]\nraw = "99"\n',
+            "plan.timeout: must be a number of seconds above 0 and at most 3600",
+        ),
+        (
+            '[plan]\ntimeout = nan\n[[steps]]\nraw = "99"\n',
+            "plan.timeout: must be a number of seconds above 0 and at most 3600",
+        ),
+        (
+            '[[steps]]\nname = "s"\nraw = "9900302.00\\r\\n9900302.00"\n',
+            "steps[1] (s).raw: holds a line break",
+        ),
     ],
 )
 def test_capture_and_sequence_mistakes_name_the_file_step_and_key(
