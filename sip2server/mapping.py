@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ils.circulation import Circulation
 from ils.db import Database
@@ -388,6 +388,7 @@ class SipCirculation:
                     "fault while applying the output policy of account "
                     "{terminal} to a {command} ({held_back} more since the last "
                     "report); sent with its screen messages not rewritten",
+                    level=LogLevel.error,
                     terminal=login,
                     command=reply.command,
                     held_back=held_back,
