@@ -13,11 +13,14 @@ from .i18n import Catalogues
 from .mailer import ReceiptMailer, receipt_address
 from .model import Cue, Receipt, Screen, mask
 from .sipclient import SipLinkError
-from .transactions import Result
+from .transactions import Action, Result
 from .wording import Refusal, Wording
 
 # The same namespace as before the split, so log filters keep matching.
 log = Logger(namespace="kiosk.session")
+
+#: The actions that make a loan with a due date.
+LOANS = {Action.BORROW, Action.RENEW}
 
 
 class AccountScreen:
@@ -74,6 +77,8 @@ class AccountScreen:
             return
         session = self._session
         self.account_rows = []
+        # The last reading is not shown while the new one is on its way.
+        self.account = None
         self._go(Screen.ACCOUNT)
         await self._load_account(session)
 
@@ -180,5 +185,7 @@ class AccountScreen:
                 Result.OFFER_RENEW: "not done",
             }[row.result]
             due = f" due {row.due:%Y-%m-%d}" if row.due else ""
+            if not row.due and row.result is Result.DONE and row.action in LOANS:
+                due = " due date not known"
             lines.append(f"{row.action}: {row.title or row.barcode}{due} ({state})")
         return lines

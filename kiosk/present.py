@@ -28,6 +28,18 @@ _DONE = {
     Action.RENEW: N_("Renewed. Due back {date}."),
     Action.RETURN: N_("Returned. Thank you."),
 }
+# A loan or renewal done whose due date (AH) the kiosk could not read: the
+# patron is told so, never left with a bare "Done."
+_DONE_DUE_UNKNOWN = {
+    Action.BORROW: N_(
+        "Borrowed. We could not read the due date: please ask at the desk."
+    ),
+    Action.RENEW: N_(
+        "Renewed. We could not read the new due date: please ask at the desk."
+    ),
+}
+#: The account's and the receipts' line for a loan whose due date is unknown.
+DUE_UNKNOWN = N_("Due date not known: please ask at the desk.")
 _NOTES = {
     ReturnNote.HOLD_SHELF: N_("Returned. Please put it on the holds trolley."),
     ReturnNote.OTHER_BRANCH: N_("Returned. Please put it in the transfer bin."),
@@ -176,7 +188,7 @@ class Presenter:
                 day = self.catalogues.date(language, outcome.due) if outcome.due else ""
                 detail = self.t(language, _DONE[outcome.action], date=day)
             else:
-                detail = self.t(language, "Done.")
+                detail = self.t(language, _DONE_DUE_UNKNOWN[outcome.action])
             return RowText(outcome.barcode, title, detail, True, False)
         if outcome.result is Result.QUEUED:
             detail = self.t(language, _QUEUED[outcome.action])
@@ -229,7 +241,7 @@ class Presenter:
     def loan(self, language: str, loan: Loan) -> tuple[str, str]:
         """An account loan as (title, due line)."""
         if loan.due is None:
-            return loan.title, ""
+            return loan.title, self.t(language, DUE_UNKNOWN)
         day = self.catalogues.date(language, loan.due)
         if loan.overdue:
             return loan.title, self.t(language, "Overdue: was due {date}", date=day)

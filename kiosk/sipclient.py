@@ -12,9 +12,11 @@ whether the kiosk can serve (`LinkState.ONLINE`) or is out of order.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -204,13 +206,15 @@ class SipLink:
         except ProtocolError as problem:
             self._drop(wire, f"unusable reply: {problem}")
             raise SipLinkError(f"unusable reply: {problem}", sent=True) from None
-        mismatch = _mismatch(message, decoded, sequence)
+        mismatch = _unchecked(decoded, self._server.error_detection) or _mismatch(
+            message, decoded, sequence
+        )
         if mismatch:
             # Replies and requests are out of step (a reply duplicated or lost):
             # nothing more on this connection can be trusted.
             self._drop(wire, mismatch)
             raise SipLinkError(mismatch, sent=True)
-        return decoded.message
+        return without_controls(decoded.message)
 
     def _frame_arrived(self, wire: _Wire, payload: bytes) -> None:
         waiting, self._waiting = self._waiting, None
@@ -354,11 +358,69 @@ def _same_id(asked: object, told: object) -> bool:
     return asked.strip().casefold() == told.strip().casefold()
 
 
+def _unchecked(decoded: Decoded, error_detection: bool) -> str:
+    """Why a reply cannot be trusted under error detection ("" when it can be).
+
+    With error detection on, every reply carries its checksum (AZ), and every
+    reply but 96 its sequence number (AY) too; a wrong checksum already fails
+    in `decode`. A reply without them is refused: an LF or CR inside a reply
+    cuts it into a first part, without the trailer, that would otherwise be
+    taken for the whole reply.
+    """
+    if not error_detection:
+        return ""
+    if decoded.checksum is None:
+        return f"{decoded.message.command} without a checksum (AZ)"
+    if decoded.sequence is None and not isinstance(decoded.message, RequestScResend):
+        return f"{decoded.message.command} without a sequence number (AY)"
+    return ""
+
+
+# C0 and C1 control characters (NUL, ESC, LF, CR, TAB... and DEL), and the
+# Unicode line and paragraph separators: nothing a patron should see.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+_T = TypeVar("_T")
+
+
+def _clean(value: object) -> object:
+    if type(value) is str:
+        return _CONTROLS.sub(" ", value)
+    if type(value) is tuple:
+        return tuple(_clean(part) for part in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return without_controls(value)
+    return value
+
+
+def without_controls(message: _T) -> _T:
+    """`message` with every control character in its text turned into a space.
+
+    Every text the server sends (titles, names, screen messages, fee
+    descriptions, extension fields), however deep in the reply, is cleaned
+    before a screen, receipt or email can show it: a NUL would cut a label
+    short, an ESC reach a receipt printer, an LF break a mail header.
+    """
+    if not dataclasses.is_dataclass(message) or isinstance(message, type):
+        return message
+    changes: dict[str, object] = {}
+    for field in dataclasses.fields(message):
+        if not field.init:
+            continue
+        value = getattr(message, field.name)
+        cleaned = _clean(value)
+        if cleaned != value:
+            changes[field.name] = cleaned
+    return dataclasses.replace(message, **changes) if changes else message
+
+
 def _mismatch(request: Message, decoded: Decoded, sequence: int | None) -> str:
     """Why `decoded` cannot be the reply to `request` ("" when it can be).
 
     The reply must be the request's response command (or 96), carry the same
-    sequence number (AY) when error detection is on and the reply has one, and
+    sequence number (AY) when error detection is on (`_unchecked` makes sure
+    it has one), and
     name the same patron and item when both name one. The words are for staff
     and the log: they name no patron or item.
     """
@@ -387,4 +449,5 @@ __all__ = [
     "SipLink",
     "SipLinkError",
     "UnsupportedRequestError",
+    "without_controls",
 ]

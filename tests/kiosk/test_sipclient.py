@@ -22,9 +22,11 @@ from sip2server.protocol import (
     ItemInformationRequest,
     ItemInformationResponse,
     LoginResponse,
+    Message,
     RenewRequest,
     RequestScResend,
     SupportedMessages,
+    decode,
     encode,
 )
 from tests.kiosk.conftest import ITEMS, PATRON, LiveServer, kiosk_config
@@ -190,39 +192,54 @@ async def test_reconnects_with_doubling_delays_after_the_server_stops(
 
 
 class _SilentAfterLogin(protocol.Protocol):
-    """A SIP2 server that logs the kiosk in, reports its status, then says nothing."""
+    """A SIP2 server that logs the kiosk in, reports its status, then says nothing.
+
+    Its replies carry the trailer (AY and AZ) when the request did, as a server
+    doing error detection must.
+    """
 
     heard: ClassVar[list[bytes]] = []
 
     def connectionMade(self) -> None:
         self.framer = Framer()
+        self.sequence: int | None = None
 
     def other(self) -> None:
         """What it does with any other request: nothing."""
 
+    def reply(self, message: Message) -> None:
+        """Send `message` with the trailer of the request it answers."""
+        resend = isinstance(message, RequestScResend)
+        self.transport.write(
+            encode(
+                message,
+                sequence=None if resend else self.sequence,
+                error_detection=self.sequence is not None,
+            )
+        )
+
     def dataReceived(self, data: bytes) -> None:
         for frame in self.framer.feed(data):
             self.heard.append(frame.payload)
+            self.sequence = decode(frame.payload).sequence
             if not frame.payload.startswith((b"93", b"99")):
                 self.other()
             elif frame.payload.startswith(b"93"):
-                self.transport.write(encode(LoginResponse(ok=True)))
+                self.reply(LoginResponse(ok=True))
             elif frame.payload.startswith(b"99"):
-                self.transport.write(
-                    encode(
-                        AcsStatusResponse(
-                            online_status=True,
-                            checkin_ok=True,
-                            checkout_ok=True,
-                            acs_renewal_policy=True,
-                            status_update_ok=False,
-                            offline_ok=False,
-                            timeout_period=100,
-                            retries_allowed=3,
-                            date_time_sync=None,
-                            institution_id="DEMO",
-                            supported_messages=SupportedMessages(),
-                        )
+                self.reply(
+                    AcsStatusResponse(
+                        online_status=True,
+                        checkin_ok=True,
+                        checkout_ok=True,
+                        acs_renewal_policy=True,
+                        status_update_ok=False,
+                        offline_ok=False,
+                        timeout_period=100,
+                        retries_allowed=3,
+                        date_time_sync=None,
+                        institution_id="DEMO",
+                        supported_messages=SupportedMessages(),
                     )
                 )
 
@@ -233,7 +250,7 @@ class _ResendAsker(_SilentAfterLogin):
     heard: ClassVar[list[bytes]] = []
 
     def other(self) -> None:
-        self.transport.write(encode(RequestScResend()))
+        self.reply(RequestScResend())
 
 
 @pytest_twisted.ensureDeferred
