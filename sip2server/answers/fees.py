@@ -24,6 +24,26 @@ _METHODS = {
 }
 
 
+# Fee ids are database keys: the fee table's id is an INTEGER, whose largest
+# value on PostgreSQL is 2**31 - 1 (SQLite's is larger). Anything else names
+# no fee and must not reach the database, whose driver would fail on it.
+LARGEST_FEE_ID = 2**31 - 1
+
+
+def fee_number(text: str) -> int | None:
+    """The fee id CG names, or None when it cannot name one.
+
+    Only ASCII digits count (`str.isdigit` also takes fullwidth and
+    superscript digits), and only ids from 1 to LARGEST_FEE_ID; longer text is
+    not converted at all.
+    """
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 10:
+        return None
+    number = int(digits)
+    return number if 0 < number <= LARGEST_FEE_ID else None
+
+
 def fee_paid(
     services: Services, desk: Desk, request: FeePaidRequest
 ) -> FeePaidResponse:
@@ -50,9 +70,9 @@ def fee_paid(
             raise CirculationRefused(Refusal.WRONG_CURRENCY)
         fee_id: int | None = None
         if request.fee_identifier:
-            if not request.fee_identifier.strip().isdigit():
+            fee_id = fee_number(request.fee_identifier)
+            if fee_id is None:
                 raise CirculationRefused(Refusal.FEE_NOT_FOUND)
-            fee_id = int(request.fee_identifier.strip())
         amount = parse_amount(request.fee_amount, currency)
         receipt = services.fees.pay(
             request.patron_identifier,
