@@ -154,6 +154,32 @@ class Journal:
         )
         return self.entry(entry_id)
 
+    def record_unknown(
+        self, kind: EntryKind, *, item: str, at: datetime, why: str
+    ) -> None:
+        """Write a transaction sent online whose reply never came, for staff.
+
+        It is never replayed: the server may have done it already, and doing
+        it again later could undo what happened since (a return replayed
+        after the book was lent again closes the new loan). It is written in
+        one statement as UNKNOWN, so no crash can leave it pending.
+        """
+        if at.tzinfo is None:
+            raise ValueError("journal times must carry their zone")
+        self._write(
+            "INSERT INTO journal (uuid, kind, patron, item, happened_at, state,"
+            " attempts, result, replayed_at) VALUES (?, ?, NULL, ?, ?, ?, 1, ?, ?)",
+            (
+                uuid.uuid4().hex,
+                kind,
+                item,
+                at.isoformat(),
+                EntryState.UNKNOWN,
+                f"sent online, no reply ({why}); check it by hand",
+                at.isoformat(),
+            ),
+        )
+
     def checkouts_for(self, patron: str) -> int:
         """How many checkouts this patron has in the journal, not yet replayed."""
         row = self._db.execute(

@@ -579,8 +579,11 @@ class SipDesk:
         )
         try:
             reply = await self._link.request(request)
-        except SipLinkError:
-            # A return sent twice is harmless (the second finds no loan).
+        except UnsupportedRequestError:
+            return self._refused(Action.RETURN, item, Refusal.SERVER_UNREACHABLE)
+        except SipLinkError as problem:
+            if problem.sent:
+                return self._return_unconfirmed(item, str(problem))
             return self._return_offline(item)
         if not isinstance(reply, CheckinResponse):
             return self._refused(Action.RETURN, item, Refusal.OTHER)
@@ -618,6 +621,24 @@ class SipDesk:
         except (JournalError, sqlite3.Error) as error:
             return self._journal_failed(Action.RETURN, item, error)
         return ItemOutcome(action=Action.RETURN, barcode=item, result=Result.QUEUED)
+
+    def _return_unconfirmed(self, item: str, why: str) -> ItemOutcome:
+        """A return sent whose reply never came: the server may have done it.
+
+        It is never journalled for a replay: sent again later, after the item
+        was lent to someone else, it would close that new loan. It is kept
+        for staff to check by hand, and the patron hands the item in at the
+        desk.
+        """
+        if self.journal is not None:
+            try:
+                self.journal.record_unknown(
+                    EntryKind.RETURN, item=item, at=self._now(), why=why
+                )
+            except (JournalError, sqlite3.Error) as error:
+                self.journal_problem = str(error)
+                log.error("offline journal failed: {error}", error=error)
+        return self._refused(Action.RETURN, item, Refusal.RETURN_UNCONFIRMED)
 
     @staticmethod
     def _refused(action: Action, item: str, refusal: Refusal) -> ItemOutcome:

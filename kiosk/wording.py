@@ -49,6 +49,8 @@ class Refusal(enum.StrEnum):
     SERVER_UNREACHABLE = "server_unreachable"
     OFFLINE_LIMIT = "offline_limit"
     NOT_RECORDED = "not_recorded"
+    # A return sent while online whose reply never came: it may have been done.
+    RETURN_UNCONFIRMED = "return_unconfirmed"
     PIN_NOT_SCANNED = "pin_not_scanned"
     SESSION_ENDED = "session_ended"
     OTHER = "other"
