@@ -165,7 +165,7 @@ def _replacement_problem(pattern: str, replace: str) -> str | None:
         probe.sub(replace, "", count=1, timeout=REWRITE_TIMEOUT)
     except (regex.error, IndexError) as error:
         return (
-            f"{replace!r} is not a replacement for {pattern!r}: {error} (name a "
+            f"'{replace}' is not a replacement for '{pattern}': {error} (name a "
             "group of the pattern as \\1 or \\g<name>, and write \\\\ for a "
             "backslash)"
         )
