@@ -7,7 +7,6 @@ window or Twisted's reactor.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -66,24 +65,19 @@ def kiosk(config_path: Path, windowed: bool, hash_staff_code: bool) -> None:
     Config.set("kivy", "exit_on_escape", "0" if fullscreen else "1")
 
     # One loop for Twisted and Kivy (DESIGN.md, Runtime).
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
-    from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer])
-    reactor.startRunning(installSignalHandlers=False)
 
-    from kiosk.journal import JournalError
-    from kiosk.runtime import run
+    from kiosk.loop import shared_loop
 
-    try:
-        loop.run_until_complete(run(config, reactor))
-    except JournalError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        loop.close()
+    with shared_loop() as (loop, reactor):
+        from kiosk.journal import JournalError
+        from kiosk.runtime import run
+
+        try:
+            # Kivy's async_run needs an asyncio task, not a Deferred.
+            loop.run_until_complete(run(config, reactor))
+        except JournalError as error:
+            raise click.ClickException(str(error)) from None

@@ -15,12 +15,14 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
+
+from .loop import run_on_shared_loop  # noqa: F401 (used by the tours and bench)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_CONFIG = REPO_ROOT / "config" / "sip2server.toml"
@@ -83,24 +85,6 @@ def demo_server() -> Iterator[int]:
         finally:
             server.terminate()
             server.wait(timeout=30)
-
-
-def run_on_shared_loop(main: Callable[[Any], Awaitable[None]]) -> None:
-    """Install Twisted's asyncio reactor on a new loop and run `main(reactor)`."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor  # noqa: PLC0415
-
-    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
-    from twisted.internet import reactor  # noqa: PLC0415
-
-    reactor.startRunning(installSignalHandlers=False)
-
-    async def whole() -> None:
-        await main(reactor)
-
-    done: defer.Deferred[None] = defer.ensureDeferred(whole())
-    loop.run_until_complete(done.asFuture(loop))
 
 
 async def frames(count: int = 2) -> None:
