@@ -274,6 +274,15 @@ def _route(
 ) -> tuple[CheckinAlert, Hold | None]:
     """Decide where the item goes from `here`: a hold, home, or the shelf."""
     trapped = queries.trapped_hold(session, item, lock=True)
+    if trapped is not None and not holds.same_institution(
+        session, item, trapped.pickup_branch_id
+    ):
+        # Trapped for another institution's hold before holds were kept per
+        # institution: the hold goes back to its queue, the item home.
+        holds.requeue(
+            session, trapped, item, now, "its item belongs to another institution"
+        )
+        trapped = None
     if trapped is not None:
         if trapped.pickup_branch_id == here.id:
             holds.arrive(session, trapped, item, now)

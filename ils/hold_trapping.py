@@ -230,7 +230,15 @@ def fulfil_for_checkout(
         # back to its place in the queue rather than wait for an item on loan.
         # So does a hold of another institution the item was trapped for before
         # that was refused: another library's copy never fills it.
-        requeue(session, trapped, item, moment)
+        requeue(
+            session,
+            trapped,
+            item,
+            moment,
+            "its item was lent by override"
+            if trapped.patron_id != patron.id
+            else "its item belongs to another institution",
+        )
         trapped = None
     if trapped is not None:
         finish(session, trapped, HoldStatus.FULFILLED, moment, None, event=None)
@@ -244,9 +252,15 @@ def fulfil_for_checkout(
     return None
 
 
-def requeue(session: Session, hold: Hold, item: Item, moment: datetime) -> None:
+def requeue(
+    session: Session,
+    hold: Hold,
+    item: Item,
+    moment: datetime,
+    why: str = "its item was lent by override",
+) -> None:
     """Release a trapped hold's item and put the hold back in the queue (it keeps
-    its placement time, so its place)."""
+    its placement time, so its place); `why` ends the log row's detail."""
     hold.status = HoldStatus.PENDING
     hold.trapped_item_id = None
     hold.trapped_at = None
@@ -259,7 +273,7 @@ def requeue(session: Session, hold: Hold, item: Item, moment: datetime) -> None:
             item_id=item.id,
             patron_id=hold.patron_id,
             branch_id=hold.pickup_branch_id,
-            detail=f"hold {hold.id} back in the queue: its item was lent by override",
+            detail=f"hold {hold.id} back in the queue: {why}",
         )
     )
     session.flush()

@@ -57,14 +57,19 @@ def _view_statement() -> sa.Select[Any]:
     borrower = patron.alias("borrower")
     holder = patron.alias("holder")
     queue = hold.alias("queue")
+    queue_pickup = branch.alias("queue_pickup")
 
+    # Pending holds this copy could fill, picked up in its own institution
+    # (a title's queue is kept per institution: `queries.fillable_holds`).
     queue_length = (
         sa.select(sa.func.count())
         .select_from(queue)
+        .join(queue_pickup, queue_pickup.c.id == queue.c.pickup_branch_id)
         .where(
             queue.c.record_id == item.c.record_id,
             queue.c.status == HoldStatus.PENDING,
             sa.or_(queue.c.item_id.is_(None), queue.c.item_id == item.c.id),
+            queue_pickup.c.institution_id == home.c.institution_id,
         )
         .scalar_subquery()
     )

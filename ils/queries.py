@@ -395,6 +395,8 @@ def item_view(
             Hold.record_id == item.record_id,
             Hold.status == HoldStatus.PENDING,
             sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
+            # The queue of the item's own institution (see `fillable_holds`).
+            Hold.pickup_branch_id.in_(_branches_of_institution_of(item.home_branch_id)),
         )
     )
     transit_to = item.transit_to_branch

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from ils import queries
 from ils.circulation import Circulation
 from ils.models import Branch, Hold, HoldStatus, Institution, Item
 from ils.results import CheckinAlert, Refusal
@@ -173,3 +174,52 @@ def test_a_stale_trap_across_institutions_is_not_filled_by_the_checkout(
     circulation.checkout("O1", "B1", branch_code="NORTH")
 
     assert hold_states(two) == [("O1", PENDING, None)]
+
+
+def test_a_stale_trap_across_institutions_is_released_at_checkin(
+    two: Library, circulation: Circulation
+) -> None:
+    """CITY's copy left trapped in transit for OTHER's hold, checked in at its
+    home branch: the hold goes back to OTHER's queue and the copy stays home."""
+    view = circulation.place_hold("O1", item_barcode="B2", pickup_branch_code="OMAIN")
+    with two.database.transaction() as session:
+        hold = session.get(Hold, view.hold_id)
+        b1 = session.scalars(sa.select(Item).where(Item.barcode == "B1")).one()
+        assert hold is not None
+        hold.status = HoldStatus.IN_TRANSIT
+        hold.trapped_item_id = b1.id
+        hold.trapped_at = NOW
+        b1.transit_to_branch_id = hold.pickup_branch_id
+
+    result = circulation.checkin("B1", branch_code="NORTH")
+
+    assert result.alert is not CheckinAlert.HOLD_TRANSIT
+    assert result.destination_branch_code is None
+    assert result.hold_patron_barcode is None
+    assert hold_states(two) == [("O1", PENDING, None)]
+    assert transit_of(two, "B1") is None
+
+
+def test_an_items_queue_length_counts_its_own_institutions_holds(
+    two: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """Two OTHER holds and one CITY hold on the title: CITY's copy reports a
+    queue of 1 and OTHER's copy a queue of 2, in the one-statement view and in
+    the ORM view alike."""
+    library = two
+    library.add_patron("O2", surname="Kovacs", home_branch="OMAIN")
+    circulation.place_hold("O1", item_barcode="B2", pickup_branch_code="OMAIN")
+    clock.now = NOW + timedelta(minutes=1)
+    circulation.place_hold("O2", item_barcode="B2", pickup_branch_code="OMAIN")
+    clock.now = NOW + timedelta(minutes=2)
+    circulation.place_hold("P1", item_barcode="B1", pickup_branch_code="NORTH")
+
+    city, other = circulation.item("B1"), circulation.item("B2")
+
+    assert city is not None
+    assert other is not None
+    assert (city.hold_queue_length, other.hold_queue_length) == (1, 2)
+    with library.database.read() as session:
+        for barcode, expected in (("B1", 1), ("B2", 2)):
+            item = session.scalars(sa.select(Item).where(Item.barcode == barcode)).one()
+            assert queries.item_view(session, item).hold_queue_length == expected
