@@ -122,6 +122,10 @@ class SipLink:
         self._status_call: Any = None
         self._running = False
         self._problem_on_loss = ""
+        # A connection attempt is under way whose outcome a request should
+        # wait for: the first one, and the one after a live connection broke.
+        self._trying = False
+        self._settle_waiters: list[defer.Deferred[None]] = []
 
     # -- lifetime --------------------------------------------------------------
 
@@ -132,11 +136,13 @@ class SipLink:
     def start(self) -> None:
         """Connect, log in and keep the connection up until `stop`."""
         self._running = True
+        self._trying = True
         self._connect_soon(0)
 
     def stop(self) -> None:
         """Close the connection and stop reconnecting."""
         self._running = False
+        self._settle()
         for call in (self._reconnect_call, self._status_call):
             if call is not None and call.active():
                 call.cancel()
@@ -151,6 +157,43 @@ class SipLink:
                 self._reconnect_call.cancel()
             self._delay = self._server.reconnect_min
             self._connect_soon(0)
+
+    @property
+    def trying(self) -> bool:
+        """Whether the link is (re)connecting after a start or a lost connection,
+        so that whether the server can be asked is not known yet."""
+        return self._running and self._trying
+
+    async def settled(self) -> None:
+        """Wait while the link is `trying`, at most `server.timeout` seconds.
+
+        A request made while the kiosk logs in (at start, or just after a live
+        connection broke) waits to be sent online instead of being counted as
+        offline at once; when the attempt fails, or takes too long, the wait
+        ends and the state says what to do.
+        """
+        if not self.trying:
+            return
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._settle_waiters.append(waiter)
+        limit = self._clock.callLater(self._server.timeout, self._settle_one, waiter)
+        try:
+            await waiter
+        finally:
+            if limit.active():
+                limit.cancel()
+
+    def _settle_one(self, waiter: defer.Deferred[None]) -> None:
+        if waiter in self._settle_waiters:
+            self._settle_waiters.remove(waiter)
+            waiter.callback(None)
+
+    def _settle(self) -> None:
+        """The attempt has an outcome (or was given up): release the waiters."""
+        self._trying = False
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     # -- requests --------------------------------------------------------------
 
@@ -263,9 +306,12 @@ class SipLink:
 
     def _connect_failed(self, failure: Any) -> None:
         self._back_off()
+        # Listeners hear of the state after the attempt is over, waiters after them.
+        self._trying = False
         self._set_state(
             LinkState.OUT_OF_ORDER, f"cannot connect: {failure.getErrorMessage()}"
         )
+        self._settle()
 
     def _back_off(self) -> None:
         delay = self._delay
@@ -313,10 +359,12 @@ class SipLink:
         self._status_call = self._clock.callLater(
             self._server.status_interval, self._poll, wire
         )
+        self._trying = False
         if reply.online_status:
             self._set_state(LinkState.ONLINE)
         else:
             self._set_state(LinkState.OUT_OF_ORDER, "the server says it is offline")
+        self._settle()
 
     def _poll(self, wire: _Wire) -> None:
         self._status_call = None
@@ -337,6 +385,9 @@ class SipLink:
         if wire is not self._wire:
             return
         self._wire = None
+        # A live connection broke: the next attempt (after the back-off) is
+        # worth waiting for. One that broke while logging in was the attempt.
+        was_online = self.state is LinkState.ONLINE
         reason = self._problem_on_loss or "connection lost"
         self._problem_on_loss = ""
         self._fail_waiting(reason)
@@ -345,7 +396,11 @@ class SipLink:
         self._status_call = None
         if self._running:
             self._back_off()
+        retrying = was_online and self._running
+        self._trying = retrying
         self._set_state(LinkState.OUT_OF_ORDER, reason)
+        if not retrying:
+            self._settle()
 
 
 #: Requests whose reply is not the next command number.

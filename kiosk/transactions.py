@@ -54,6 +54,8 @@ class Link(Protocol):
 
     async def request(self, message: Message) -> Message: ...
 
+    async def settled(self) -> None: ...
+
 
 class Action(enum.StrEnum):
     """What the patron asked for with an item."""
@@ -288,6 +290,7 @@ class SipDesk:
 
     async def identify(self, barcode: str, pin: str | None) -> Identified:
         """Look the patron up (63 with their loans), checking the PIN if given."""
+        await self._link.settled()
         await self._after_replay()
         if not self.online:
             return self._identify_offline(barcode)
@@ -456,6 +459,7 @@ class SipDesk:
 
     async def borrow(self, patron: Patron, item: str) -> ItemOutcome:
         """Check an item out (11), or offer renewal when it is already theirs."""
+        await self._link.settled()
         await self._after_replay()
         if item in patron.loans:
             title = ""
@@ -513,6 +517,7 @@ class SipDesk:
 
     async def renew(self, patron: Patron, item: str) -> ItemOutcome:
         """Renew one loan (29); a server that does not renew is said so plainly."""
+        await self._link.settled()
         await self._after_replay()
         if patron.offline or not self.online:
             return self._refused(Action.RENEW, item, Refusal.SERVER_UNREACHABLE)
@@ -564,6 +569,7 @@ class SipDesk:
 
     async def give_back(self, item: str) -> ItemOutcome:
         """Return an item (09), or journal it when the server is out of reach."""
+        await self._link.settled()
         await self._after_replay()
         if not self.online:
             return self._return_offline(item)
