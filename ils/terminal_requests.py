@@ -5,8 +5,11 @@ Layer: `ils`, the bottom. Knows nothing of SIP2: the server's mapping layer
 calls these for its block patron, patron enable and item status update requests.
 
 A block placed here is a manual block (`PatronBlock`) marked with the terminal
-that placed it, so staff see where it came from. Lifting works only on blocks a
-terminal placed: a block staff placed stays until staff lift it.
+that placed it, so staff see where it came from. A terminal keeps at most one
+open block per card: asking again updates that block's note and time instead
+of adding another (a looping or hostile terminal cannot grow the table).
+Lifting works only on blocks a terminal placed: a block staff placed stays
+until staff lift it.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ _MAX_PROPERTIES = 2000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BlockResult:
-    """A block placed on a patron's card."""
+    """A block placed (or renewed) on a patron's card."""
 
     patron_barcode: str
     note: str
     card_retained: bool
     placed_at: datetime
+    # False when the terminal's open block on the card was renewed instead.
+    added: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,8 +64,18 @@ def place_block(
     moment: datetime,
     logged_by: str,
     detail: str | None,
-) -> None:
+    renew_own: bool = False,
+) -> bool:
     """Block a card inside the caller's transaction, with its log row.
+
+    With `renew_own`, an open block on the card that `placed_by` placed
+    (the newest, should there be several from before) gets the new note and
+    `moment` instead of a second block being added; blocks anyone else placed
+    are not touched. The patron row is locked first, so two such requests at
+    once still leave one block.
+
+    Returns:
+        True when a block was added, False when an open one was renewed.
 
     Raises:
         CirculationRefused: UNKNOWN_PATRON.
@@ -68,20 +83,44 @@ def place_block(
     patron = patron_by_barcode(session, patron_barcode, lock=True)
     if patron is None:
         raise CirculationRefused(Refusal.UNKNOWN_PATRON)
-    session.add(
-        PatronBlock(
-            patron_id=patron.id, note=note, placed_by=placed_by, placed_at=moment
-        )
+    own = (
+        session.scalars(
+            sa.select(PatronBlock)
+            .where(
+                PatronBlock.patron_id == patron.id,
+                PatronBlock.placed_by == placed_by,
+                PatronBlock.lifted_at.is_(None),
+            )
+            .order_by(PatronBlock.placed_at.desc(), PatronBlock.id.desc())
+            .limit(1)
+        ).first()
+        if renew_own
+        else None
     )
+    if own is None:
+        session.add(
+            PatronBlock(
+                patron_id=patron.id, note=note, placed_by=placed_by, placed_at=moment
+            )
+        )
+    else:
+        own.note = note
+        own.placed_at = moment
     session.add(
         CirculationLog(
             at=moment,
             event=LoanEvent.PATRON_BLOCKED,
             patron_id=patron.id,
             terminal=logged_by,
-            detail=detail,
+            detail=detail if own is None else _renewed(detail),
         )
     )
+    return own is None
+
+
+def _renewed(detail: str | None) -> str:
+    """The log detail of a block a terminal asked for again."""
+    return "open block renewed" if detail is None else f"{detail}; open block renewed"
 
 
 class TerminalRequests:
@@ -109,6 +148,10 @@ class TerminalRequests:
         """Block a patron's card at a terminal's request (a kiosk kept the card, or
         saw it used by someone else).
 
+        A terminal that already has an open block on the card renews it (the
+        new note, placed now) rather than adding a second; `BlockResult.added`
+        says which.
+
         Raises:
             CirculationRefused: UNKNOWN_PATRON.
         """
@@ -117,7 +160,7 @@ class TerminalRequests:
         if card_retained:
             text = f"{text} (card retained by the terminal)".strip()
         with self._database.transaction() as session:
-            place_block(
+            added = place_block(
                 session,
                 patron_barcode,
                 note=text,
@@ -125,12 +168,14 @@ class TerminalRequests:
                 moment=moment,
                 logged_by=terminal,
                 detail="card retained" if card_retained else None,
+                renew_own=True,
             )
         return BlockResult(
             patron_barcode=patron_barcode,
             note=text,
             card_retained=card_retained,
             placed_at=moment,
+            added=added,
         )
 
     def enable_patron(self, patron_barcode: str, *, terminal: str) -> EnableResult:
