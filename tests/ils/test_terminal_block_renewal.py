@@ -138,7 +138,7 @@ def test_blocks_sent_at_once_still_leave_one_open_block(library: Library) -> Non
         start.wait()
         try:
             requests.block_patron("P1", note=f"try {n}", terminal="kiosk1")
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             failures.append(error)
 
     workers = [threading.Thread(target=block, args=(n,)) for n in range(6)]
