@@ -114,6 +114,7 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         # lock on staff-code entry they caused; both outlive sessions.
         self._staff_failures = 0
         self._staff_locked_until = 0.0
+        self._staff_last_failure = float("-inf")
         self._returns_from = 0.0
         #: The tags now on the RFID pad, by UID (the pad outlives sessions).
         self.pad: dict[str, PadTag] = {}
@@ -479,8 +480,13 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
                 # Unknown card: back to the card prompt, revealing nothing more.
                 self.card = ""
                 self._go(Screen.IDENTIFY)
-            if refusal is Refusal.CARD_NOT_RECOGNISED:
-                # Perhaps a staff code guessed on the keypad (no card pattern).
+            if (
+                refusal is Refusal.CARD_NOT_RECOGNISED
+                and not self.config.patron.card_pattern
+            ):
+                # Perhaps a staff code guessed on the keypad: without a card
+                # pattern it cannot be told from a card. With one, a card-like
+                # code is a patron's typo, never counted against staff.
                 self._staff_code_failed()
             self._refuse(refusal, found.screen_message)
             return

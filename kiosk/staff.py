@@ -22,6 +22,8 @@ STAFF_CODE_FREE_TRIES = 3
 STAFF_CODE_LOCK_FIRST = 30.0
 #: The longest lock, in seconds.
 STAFF_CODE_LOCK_MAX = 3600.0
+#: Wrong codes are forgotten after this many seconds without one.
+STAFF_CODE_FORGET_AFTER = 3600.0
 
 
 class StaffMode:
@@ -49,15 +51,27 @@ class StaffMode:
         return matched
 
     def _staff_code_failed(self) -> None:
-        """A wrong staff code (or an unknown card): lock entry for a growing time."""
+        """A wrong staff code (or an unknown card): lock entry for a growing time.
+
+        A code typed while entry is locked was not checked, so it does not
+        count (the right code typed then must not lengthen the lock), and
+        failures are forgotten after an hour without one, so that patrons'
+        typos spread over a day never lock staff out.
+        """
         if not self.config.kiosk.staff_code_hash:
             return
+        now = self._clock.seconds()
+        if now < self._staff_locked_until:
+            return
+        if now - self._staff_last_failure >= STAFF_CODE_FORGET_AFTER:
+            self._staff_failures = 0
+        self._staff_last_failure = now
         self._staff_failures += 1
         extra = self._staff_failures - STAFF_CODE_FREE_TRIES
         if extra < 0:
             return
         seconds = min(STAFF_CODE_LOCK_FIRST * 2 ** min(extra, 20), STAFF_CODE_LOCK_MAX)
-        self._staff_locked_until = self._clock.seconds() + seconds
+        self._staff_locked_until = now + seconds
         log.warn(
             "{count} wrong staff codes or unknown cards in a row: staff code entry "
             "locked for {seconds:.0f} s",

@@ -90,7 +90,9 @@ async def test_staff_card_and_code_work_on_the_out_of_order_screen(
 async def test_wrong_staff_codes_lock_staff_code_entry_for_a_growing_time(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    """After three wrong staff codes even the right one fails until the lock ends."""
+    """After three wrong staff codes even the right one fails until the lock
+    ends; a code typed during the lock does not lengthen it; a wrong code after
+    it locks for twice as long."""
     kiosk = await start_kiosk(
         live_server, tmp_path, kiosk={"staff_code_hash": hash_staff_code("0917")}
     )
@@ -101,21 +103,30 @@ async def test_wrong_staff_codes_lock_staff_code_entry_for_a_growing_time(
             _type(check, wrong)
             await check.submit()
             assert Screen.IDENTIFY is check.screen
-        # Locked for 30 s; a try while locked counts too (the lock is now 60 s).
+        # Locked for 30 s; a try while locked is not checked, nor counted.
         _type(check, "0917")
         await check.submit()
         assert Screen.IDENTIFY is check.screen
         assert check.notice is not None
         assert Refusal.NOT_A_CARD is check.notice.refusal
 
-        kiosk.clock.advance(59)
+        kiosk.clock.advance(29)
         check.end_session()
         check.start()
         _type(check, "0917")
         await check.submit()
         assert Screen.IDENTIFY is check.screen
 
-        kiosk.clock.advance(121)
+        # The lock is over; one more wrong code locks for 60 s.
+        kiosk.clock.advance(2)
+        _type(check, "0004")
+        await check.submit()
+        kiosk.clock.advance(59)
+        _type(check, "0917")
+        await check.submit()
+        assert Screen.IDENTIFY is check.screen
+
+        kiosk.clock.advance(2)
         check.end_session()
         check.start()
         _type(check, "0917")
