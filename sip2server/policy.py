@@ -287,6 +287,14 @@ class TerminalPolicy(_Strict):
     inhouse_item_types: tuple[_Code, ...] = ()
     inhouse_patron_categories: tuple[_Code, ...] = ()
 
+    # -- patron information (63/64) --------------------------------------------
+    # How many entries of each list the summary asks for are sent when the 63
+    # gives no BP/BQ range (BP alone: this many from BP on). The counts are
+    # always whole; a terminal pages on with BP/BQ. However many are asked for,
+    # a 64 never carries more than `sip2server.answers.patrons.MOST_LIST_ITEMS`
+    # entries a list, nor more than fit in its `REPLY_BYTES`.
+    default_list_items: Annotated[int, Field(ge=1, le=1000)] = 50
+
     # -- what is sent ---------------------------------------------------------
     # Field codes never sent (a required one is sent empty, as the spec needs
     # it present). With allow_fields set, optional fields not listed are not
