@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
+import functools
 import ipaddress
 import itertools
 import re
@@ -104,6 +106,11 @@ _QUOTED = re.compile(r"'([^']{0,2})[^']{3,}'")
 
 _connection_ids = itertools.count(1)
 
+# The queue of every connection with no frames waiting. An empty deque holds a
+# block of 64 slots (about 700 bytes); an idle terminal needs none, so its
+# connection shares this one, which can hold nothing, until frames arrive.
+_NO_FRAMES: deque[Frame] = deque(maxlen=0)
+
 # An error-detection trailer at the end of a frame: the terminal wants AZ in 96.
 _TRAILER = re.compile(rb"(?:AY(\d))?AZ[0-9A-Fa-f]{1,4}\s*$")
 
@@ -146,6 +153,34 @@ class _Request:
     started: float = 0.0
 
 
+# glibc's mallopt parameter for the size from which blocks are mapped on their
+# own (and unmapped when freed), and the size we fix it at.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+@functools.cache
+def return_hash_memory() -> bool:
+    """Have the C library give large blocks back to the system when freed.
+
+    Each login check runs scrypt, whose table is 8 MiB (n = 2**13, r = 8). By
+    default glibc raises its mapping threshold past a block that size once the
+    first one is freed, so every thread that has hashed a password keeps 8 to
+    16 MiB in its own arena for good: about 30 MB with two login threads,
+    measured with `bench/load.py --idle`. Fixing the threshold at 1 MiB makes
+    such blocks mapped and unmapped each time. Process-wide and done once;
+    False, changing nothing, where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+
+
 class LoginSlots:
     """The threads that check login passwords, and the logins waiting for them.
 
@@ -154,10 +189,12 @@ class LoginSlots:
     make every terminal's checkouts wait behind them. Logins get their own
     small pool instead, and at most `backlog` of them wait: a login beyond
     that is refused at once as busy (940), which a terminal retries.
-    Used on the reactor's thread only.
+    Used on the reactor's thread only. Making one also makes the hashes'
+    memory go back to the system after each check (`return_hash_memory`).
     """
 
     def __init__(self, pool: ThreadPool, backlog: int) -> None:
+        return_hash_memory()
         self.pool = pool
         self.backlog = backlog
         self.waiting = 0
@@ -241,7 +278,7 @@ class SipConnection(TimeoutMixin, Protocol):
         self.host = ""
         self._admitted = False
         self._introduced = False
-        self._queue: deque[Frame] = deque()
+        self._queue = _NO_FRAMES
         self._unframed = bytearray()
         self._busy = False
         self._closed = False
@@ -492,7 +529,10 @@ class SipConnection(TimeoutMixin, Protocol):
         while self._unframed and len(self._queue) < MAX_QUEUED_FRAMES:
             chunk = bytes(self._unframed[:FRAMING_CHUNK])
             del self._unframed[:FRAMING_CHUNK]
-            self._queue.extend(self.framer.feed(chunk))
+            frames = self.framer.feed(chunk)
+            if frames and self._queue is _NO_FRAMES:
+                self._queue = deque()
+            self._queue.extend(frames)
 
     def timeoutConnection(self) -> None:
         if self._busy:
@@ -529,6 +569,8 @@ class SipConnection(TimeoutMixin, Protocol):
         budget = IMMEDIATE_REPLIES_PER_TURN
         while not (self._busy or self._closed or self._output_blocked):
             if not self._queue:
+                # Idle again: the connection's own queue goes (see _NO_FRAMES).
+                self._queue = _NO_FRAMES
                 self._fill_queue()
                 if not self._queue:
                     break
