@@ -31,6 +31,15 @@ them in `override`; the waiver holds only when the applicable rule has
 `staff_override`, and the log row of the checkout names what was waived. A
 checkout that fills the patron's own hold marks it FULFILLED, and a rule's
 rental fee is charged.
+
+A checkout the terminal already made offline (`Overrides.offline`: it lent the
+item while it could not reach us, and now reports it) is recorded over every
+refusal in `ils.units.OFFLINE_WAIVABLE`, and its log row names them. Unknown
+patrons and items, the item's status (step 3) and a missing rule still refuse.
+An item on loan to another patron is checked in for them at the offline
+checkout's time and lent, if their loan began before that time; a loan that
+began after it (lent again since) refuses: staff sort it out. The terminal's own
+due date is kept when it falls after the checkout and no later than the rule's.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from sqlalchemy.orm import Session
 
 from ils import holds, queries
 from ils.checkin import charge_overdue
-from ils.fees import charge_fee
+from ils.fees import borrowing_block, charge_fee
 from ils.item_lookup import current_item_view
 from ils.models import (
     Branch,
@@ -96,12 +105,17 @@ class CheckoutRequest:
     moment: datetime
     renew_if_on_loan: bool
     checkin_if_on_loan_to_other: bool
+    # The due date the terminal gave the patron, for a checkout made offline.
+    due_at: datetime | None = None
 
 
-def _lock_patrons(session: Session, request: CheckoutRequest) -> int | None:
-    """With check-in-and-lend-again, lock the current borrower as well as the
-    patron, in id order and before the item; returns the borrower's id as read."""
-    if not request.checkin_if_on_loan_to_other:
+def _lock_patrons(
+    session: Session, request: CheckoutRequest, relend: bool
+) -> int | None:
+    """With check-in-and-lend-again (`relend`), lock the current borrower as well
+    as the patron, in id order and before the item; returns the borrower's id as
+    read."""
+    if not relend:
         return None
     borrower_id = session.scalar(
         sa.select(Loan.patron_id)
@@ -273,6 +287,10 @@ class _Desk:
         item.transit_since = None
         calendar = queries.branch_calendar(session, self.branch, self.zone)
         due_at = rule_due_at(rule, moment, calendar)
+        told = self.request.due_at
+        if told is not None and moment < told <= due_at:
+            # Offline, the terminal gave the patron this date: it stands.
+            due_at = told
         loan = Loan(
             item_id=item.id,
             patron_id=self.patron.id,
@@ -315,6 +333,53 @@ class _Desk:
         return self.result(item, due_at, renewal=False)
 
 
+def _waive_card(
+    desk: _Desk, card: Refusal | None, rule: LoanRule | None, item: Item
+) -> None:
+    """Waive the card's refusals, or refuse for the first that is not waived.
+
+    Raises:
+        CirculationRefused: for that refusal.
+    """
+    for reason in _card_reasons(desk, card):
+        if not desk.overrides.waive(reason, rule):
+            raise desk.refuse(reason, item)
+
+
+def _card_reasons(desk: _Desk, first: Refusal | None) -> list[Refusal]:
+    """The card's refusals to waive: the first found, and for a checkout made
+    offline every other as well, so that the log row names them all."""
+    if first is None or not desk.overrides.offline:
+        return [] if first is None else [first]
+    patron, moment = desk.patron, desk.request.moment
+    found = [first] if first in _PIN_REFUSALS else []
+    found += [
+        reason
+        for reason, applies in (
+            (Refusal.CARD_LOST, patron.card_lost),
+            (Refusal.CARD_EXPIRED, queries.card_expired(patron, moment, desk.zone)),
+            (Refusal.PATRON_BLOCKED, bool(desk.blocks)),
+        )
+        if applies
+    ]
+    automatic = borrowing_block(desk.session, patron, moment)
+    if automatic is not None:
+        found.append(automatic)
+    return found
+
+
+_PIN_REFUSALS = (Refusal.PIN_LOCKED, Refusal.WRONG_PIN, Refusal.PIN_REQUIRED)
+
+
+def _may_end(request: CheckoutRequest, overrides: Overrides, loan: Loan) -> bool:
+    """Whether another patron's loan of the item may end for this checkout: by
+    policy, or offline when it began before the item was lent (the item was in
+    hand then, so that loan was over; one made since is a newer fact)."""
+    if request.checkin_if_on_loan_to_other:
+        return True
+    return overrides.offline and loan.checked_out_at <= request.moment
+
+
 def check_out(
     session: Session,
     known: Known,
@@ -333,7 +398,8 @@ def check_out(
     known.branch_id = branch.id
 
     # The patron, locked first: their loan count must not move under us.
-    borrower_id = _lock_patrons(session, request)
+    relend = request.checkin_if_on_loan_to_other or overrides.offline
+    borrower_id = _lock_patrons(session, request, relend)
     patron = queries.patron_by_barcode(session, request.patron_barcode, lock=True)
     if patron is None:
         raise CirculationRefused(Refusal.UNKNOWN_PATRON)
@@ -358,7 +424,7 @@ def check_out(
         pin_required=request.pin_required,
         blocks=desk.blocks,
     )
-    if card is not None and card not in overrides.asked:
+    if card is not None and not overrides.may_waive(card):
         raise desk.refuse(card)
 
     # The item, locked second.
@@ -372,11 +438,7 @@ def check_out(
 
     loan = queries.open_loan(session, item, lock=True)
     others_loan = loan is not None and loan.patron_id != patron.id
-    if (
-        request.checkin_if_on_loan_to_other
-        and loan is not None
-        and loan.patron_id not in (None, borrower_id)
-    ):
+    if relend and loan is not None and loan.patron_id not in (None, borrower_id):
         raise LoanChangedHands
     choice = queries.loan_rule_choice(
         session,
@@ -384,9 +446,8 @@ def check_out(
         category_id=patron.category_id,
         item_type_id=item.item_type_id,
     )
-    if card is not None and not overrides.waive(card, choice.rule):
-        raise desk.refuse(card, item)
-    if others_loan and not request.checkin_if_on_loan_to_other:
+    _waive_card(desk, card, choice.rule, item)
+    if loan is not None and others_loan and not _may_end(request, overrides, loan):
         raise desk.refuse(Refusal.ITEM_ON_LOAN_TO_OTHER_PATRON, item)
 
     if loan is not None and not others_loan:

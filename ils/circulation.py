@@ -175,6 +175,9 @@ class Circulation:
         renew_if_on_loan: bool = True,
         checkin_if_on_loan_to_other: bool = False,
         override: frozenset[Refusal] = frozenset(),
+        offline: bool = False,
+        offline_policy: tuple[str, ...] = (),
+        terminal_due_at: datetime | None = None,
     ) -> CheckoutResult:
         """Lend an item to a patron, or renew it if they already have it.
 
@@ -200,16 +203,32 @@ class Circulation:
             override: refusals a member of staff waives (see
                 `ils.units.OVERRIDABLE`); honoured only where the rule has
                 `staff_override`, and logged.
+            offline: the terminal already lent the item while it could not reach
+                the library system: it is recorded over the refusals in
+                `ils.units.OFFLINE_WAIVABLE`, which the log row names (see
+                `ils.checkout`). Give `at`, the time it was lent.
+            offline_policy: with `offline`, the names of the caller's own
+                policy refusals it recorded over, for the log row.
+            terminal_due_at: with `offline`, the due date the terminal gave the
+                patron; kept when after `at` and no later than the rule's.
 
         Raises:
             CirculationRefused: for the first reason in `ils.checkout` that
                 applies; TRY_AGAIN when the database kept turning it away.
             ValueError: `override` names a refusal that can never be waived, or
-                `at` is naive or before 1900.
+                `at` or `terminal_due_at` is naive or before 1900.
         """
-        moment = request_time(at, "at", self._now())
+        now = self._now()
+        moment = request_time(at, "at", now)
         terminal = printable(terminal)
-        overrides = Overrides(asked=frozenset(override))
+        overrides = Overrides(
+            asked=frozenset(override),
+            offline=offline,
+            offline_policy=tuple(printable(name) or "" for name in offline_policy),
+        )
+        told = None
+        if offline and terminal_due_at is not None:
+            told = aware(terminal_due_at, "terminal_due_at")
         self._refuse_bad_codes(
             terminal,
             moment,
@@ -229,10 +248,11 @@ class Circulation:
             moment=moment,
             renew_if_on_loan=renew_if_on_loan,
             checkin_if_on_loan_to_other=checkin_if_on_loan_to_other,
+            due_at=told,
         )
 
         def work(session: Session, known: Known) -> CheckoutResult:
-            overrides.used.clear()
+            overrides.clear()
             return check_out(session, known, request, overrides)
 
         return self._unit(work, terminal=terminal, moment=moment)

@@ -44,6 +44,29 @@ OVERRIDABLE = frozenset(
     }
 )
 
+# What a checkout a terminal already made offline (it lent the item while it
+# could not reach the library system) is recorded over: the borrowing policy's
+# limits and blocks, and the PIN the terminal could not check. The patron has
+# the item; refusing would only lose the record of where it is. Unknown patrons
+# and items, the item's own status, a missing loan rule and a newer loan of the
+# item to someone else still refuse (see `ils.checkout`).
+OFFLINE_WAIVABLE = frozenset(
+    {
+        Refusal.PIN_LOCKED,
+        Refusal.WRONG_PIN,
+        Refusal.PIN_REQUIRED,
+        Refusal.CARD_LOST,
+        Refusal.CARD_EXPIRED,
+        Refusal.PATRON_BLOCKED,
+        Refusal.FEES_OVER_LIMIT,
+        Refusal.OVERDUES_OVER_LIMIT,
+        Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON,
+        Refusal.ITEM_IN_TRANSIT,
+        Refusal.ITEM_IN_HOUSE_ONLY,
+        Refusal.MAX_LOANS_REACHED,
+    }
+)
+
 # Who is named as having charged a fee when no terminal is given.
 SYSTEM = "system"
 
@@ -99,7 +122,8 @@ class LoanChangedHands(Exception):  # noqa: N818 - a signal to retry, not an err
 
 @dataclass(slots=True)
 class Overrides:
-    """The refusals a member of staff asked to waive, and those actually waived.
+    """The refusals a member of staff asked to waive, and those actually waived;
+    for a checkout made offline, also those recorded over (`OFFLINE_WAIVABLE`).
 
     Raises:
         ValueError: a reason that can never be waived was asked for.
@@ -107,6 +131,13 @@ class Overrides:
 
     asked: frozenset[Refusal]
     used: list[Refusal] = field(default_factory=list)
+    # The terminal lent the item offline: OFFLINE_WAIVABLE reasons are recorded
+    # over, whatever the rule's `staff_override` says.
+    offline: bool = False
+    # Reasons the caller's own policy (not the core's) recorded over offline,
+    # named in the log row with the core's own.
+    offline_policy: tuple[str, ...] = ()
+    offline_used: list[Refusal] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         never = self.asked - OVERRIDABLE
@@ -114,19 +145,39 @@ class Overrides:
             names = ", ".join(sorted(reason.name for reason in never))
             raise ValueError(f"these refusals cannot be overridden: {names}")
 
+    def clear(self) -> None:
+        """Forget what was waived (a unit of work starting again)."""
+        self.used.clear()
+        self.offline_used.clear()
+
+    def may_waive(self, reason: Refusal) -> bool:
+        """Whether `reason` could be waived once the rule is known."""
+        return reason in self.asked or (self.offline and reason in OFFLINE_WAIVABLE)
+
     def waive(self, reason: Refusal, rule: LoanRule | None) -> bool:
-        """Whether `reason` is waived: asked for, and allowed by `rule`."""
+        """Whether `reason` is waived: asked for and allowed by `rule`, or
+        recorded over for a checkout made offline."""
         if reason in self.asked and rule is not None and rule.staff_override:
             if reason not in self.used:
                 self.used.append(reason)
+            return True
+        if self.offline and reason in OFFLINE_WAIVABLE:
+            if reason not in self.offline_used:
+                self.offline_used.append(reason)
             return True
         return False
 
     def note(self) -> str:
         """The words the log row carries for what was waived ("" for nothing)."""
-        if not self.used:
-            return ""
-        return "; staff override: " + " ".join(reason.value for reason in self.used)
+        words = ""
+        if self.used:
+            words += "; staff override: " + " ".join(r.value for r in self.used)
+        offline = [*self.offline_policy, *(r.value for r in self.offline_used)]
+        if offline:
+            words += "; offline, recorded over: " + " ".join(offline)
+        elif self.offline:
+            words += "; offline"
+        return words
 
 
 def card_refusal(
