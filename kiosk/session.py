@@ -115,6 +115,7 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         self._staff_failures = 0
         self._staff_locked_until = 0.0
         self._staff_last_failure = float("-inf")
+        self._choices_call: Any = None
         self._returns_from = 0.0
         #: The tags now on the RFID pad, by UID (the pad outlives sessions).
         self.pad: dict[str, PadTag] = {}
@@ -298,6 +299,31 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         if self.screen in TIMED_SCREENS:
             self.idle.poke()
             self.countdown = None
+            self._changed()
+        else:
+            self._forget_choices_later()
+
+    def _forget_choices_later(self) -> None:
+        """Language and display choices made on the welcome screen by someone
+        who then starts no session are undone after `timeouts.idle`, so the
+        next person finds the defaults."""
+        if self._choices_call is not None and self._choices_call.active():
+            self._choices_call.cancel()
+        self._choices_call = self._clock.callLater(
+            self.config.timeouts.idle, self._forget_choices
+        )
+
+    def _forget_choices(self) -> None:
+        self._choices_call = None
+        if self.screen in TIMED_SCREENS:
+            return  # a session started: its own end resets them
+        defaults = (
+            self.config.kiosk.default_language,
+            self.config.display.large_text,
+            self.config.display.high_contrast,
+        )
+        if (self.language, self.large_text, self.high_contrast) != defaults:
+            self.language, self.large_text, self.high_contrast = defaults
             self._changed()
 
     def choose_language(self, code: str) -> None:
