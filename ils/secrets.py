@@ -89,9 +89,45 @@ def _parse(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
     power_of_two = n > 1 and n & (n - 1) == 0
     if not (power_of_two and n <= _MAX_N and 0 < r <= _MAX_R and 0 < p <= _MAX_P):
         return None
+    if _memory(n, r, p) > _MAX_MEMORY:
+        # hashlib.scrypt would refuse it with a ValueError of its own.
+        return None
     if not salt or not expected:
         return None
     return n, r, p, salt, expected
+
+
+def _memory(n: int, r: int, p: int) -> int:
+    # What OpenSSL's scrypt reserves (and checks against maxmem): 128 * r * p
+    # bytes of blocks and 128 * r * (n + 2) of its table.
+    return 128 * r * p + 128 * r * (n + 2)
+
+
+def hash_problem(stored: str) -> str | None:
+    """Why `stored` is not a hash `verify_secret` can check, or None if it is.
+
+    A configuration file can refuse such a hash when it is read, instead of
+    every password checked against it failing.
+    """
+    if _parse(stored) is not None:
+        return None
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != SCHEME:
+        return (
+            f"not a {SCHEME}$n$r$p$salt$hash value; make one with `ils hash-password`"
+        )
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+    except ValueError:
+        return "its cost parameters n, r and p are not whole numbers"
+    if not (n > 1 and n & (n - 1) == 0 and n <= _MAX_N):
+        return f"its n ({parts[1]}) is not a power of two from 2 to {_MAX_N}"
+    if not (0 < r <= _MAX_R and 0 < p <= _MAX_P):
+        return f"its r ({r}) or p ({p}) is outside 1..{_MAX_R} and 1..{_MAX_P}"
+    if _memory(n, r, p) > _MAX_MEMORY:
+        mebibytes = _MAX_MEMORY // (1024 * 1024)
+        return f"n={n}, r={r} would need more than the {mebibytes} MiB allowed"
+    return "its salt or hash is empty or not URL-safe base64"
 
 
 def verify_secret(secret: str, stored: str) -> bool:

@@ -29,7 +29,7 @@ from ils.db import Database, display_url
 from ils.models import Branch, Institution, ItemType, LoanRule, PatronCategory
 from ils.schema import current_revision, head_revision
 from sip2server.accounts import AccountBook, Admission
-from sip2server.config import ListenerConfig, ServerConfig
+from sip2server.config import ListenerConfig, ServerConfig, location_problems
 from sip2server.health import DatabaseHealth
 from sip2server.listeners import (
     Listener,
@@ -180,7 +180,9 @@ class LibraryPlaces:
 
 
 def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
-    """Refuse to start on a database without the schema or the accounts' places.
+    """Refuse to start on a database without the schema or the accounts' places
+    (each account's institution, and its location a branch of that institution
+    or of one its policy serves).
 
     Raises:
         StartupError: naming what is missing and the command that fixes it.
@@ -214,6 +216,14 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
             row.code: row.timezone
             for row in session.execute(select(Branch.code, Branch.timezone))
         }
+        branch_institutions = {
+            str(row.branch): str(row.institution)
+            for row in session.execute(
+                select(
+                    Branch.code.label("branch"), Institution.code.label("institution")
+                ).join(Institution, Branch.institution_id == Institution.id)
+            )
+        }
     problems = []
     for index, account in enumerate(config.accounts):
         where = f"accounts[{index}] ({account.login})"
@@ -227,6 +237,7 @@ def check_database(database: Database, config: ServerConfig) -> LibraryPlaces:
                 f"{where}: location {account.location!r} is not a branch in the "
                 f"database (it has: {', '.join(sorted(branches)) or 'none'})"
             )
+    problems += location_problems(config, branch_institutions)
     if problems:
         raise StartupError("\n".join(problems))
     return LibraryPlaces(

@@ -20,6 +20,7 @@ from sip2server.config import (
     load_config,
     missing_tls_files,
     socket_activation_warnings,
+    transaction_log_problem,
 )
 
 
@@ -212,6 +213,28 @@ def _check_listeners(config_path: Path, config: ServerConfig) -> None:
                 tls_options(settings.tls, f"{key}.tls")
         except StartupError as error:
             raise click.ClickException(f"{config_path}: {error}") from None
+    _check_metrics_endpoint(config_path, config, reactor)
+
+
+def _check_metrics_endpoint(
+    config_path: Path, config: ServerConfig, reactor: Any
+) -> None:
+    # Parsed as `ils serve` parses it; nothing is bound.
+    from sip2server.app import INSTANCE_FIELD, StartupError, listener
+
+    endpoint = config.metrics.listen
+    if endpoint is None:
+        return
+    if INSTANCE_FIELD in endpoint:
+        click.echo(
+            f"metrics.listen: {endpoint} has {INSTANCE_FIELD}, so it is checked "
+            "when each instance starts"
+        )
+        return
+    try:
+        listener(reactor, endpoint, "metrics.listen")
+    except StartupError as error:
+        raise click.ClickException(f"{config_path}: {error}") from None
 
 
 @click.command("check-config")
@@ -230,6 +253,9 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     for warning in socket_activation_warnings(config):
         click.echo(f"warning: {config_path}: {warning}")
     missing = missing_tls_files(config)
+    log_problem = transaction_log_problem(config)
+    if log_problem is not None:
+        missing.append(f"server.transaction_log: {log_problem}")
     if missing:
         raise click.ClickException(
             "\n".join(f"{config_path}: {problem}" for problem in missing)
@@ -267,8 +293,9 @@ def check_config(config_path: Path, database_url: str | None, offline: bool) -> 
     finally:
         database.dispose()
     click.echo(
-        "database: schema current; every account's institution and branch exist, "
-        "and every item type, patron category and institution the policies name"
+        "database: schema current; every account's institution and branch exist "
+        "(the branch its institution's), and every item type, patron category "
+        "and institution the policies name"
     )
     if rules == 0:
         click.echo(

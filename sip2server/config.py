@@ -1,8 +1,9 @@
 """The SIP2 server's configuration: a TOML file read into typed, validated objects.
 
 Layer: `sip2server`. Imports the standard library, pydantic, the codec's
-output-setting enums and `cryptography`'s names for certificate subject
-attributes; never imports Twisted or `ils`.
+output-setting enums, `cryptography`'s names for certificate subject
+attributes and `ils.secrets` (to check password hashes); never imports Twisted
+or the rest of `ils`.
 
 Every problem is reported as a `ConfigError` naming the file, the key and what is
 wrong with it, so an operator can fix a file without reading code. The commented
@@ -17,6 +18,7 @@ import ipaddress
 import re
 import socket
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -33,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from ils.secrets import hash_problem, verify_secret
 from sip2server.policy import TerminalPolicy
 from sip2server.protocol import (
     DelimiterPolicy,
@@ -50,7 +53,11 @@ class ConfigError(ValueError):
     def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
         self.path = Path(path)
         self.problems = problems
-        lines = [f"{self.path}: {key}: {problem}" for key, problem in problems]
+        # A problem of the whole file (not TOML at all) has no key.
+        lines = [
+            f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}"
+            for key, problem in problems
+        ]
         super().__init__("\n".join(lines))
 
 
@@ -73,6 +80,11 @@ class ErrorDetection(enum.Enum):
 _Code = Annotated[
     str, StringConstraints(min_length=1, max_length=32, strip_whitespace=True)
 ]
+
+# The longest timeout a setting may have: a day. Longer (or inf) is a slip of
+# the keyboard, and no timer needs it.
+MAX_TIMEOUT = 86_400.0
+_Seconds = Annotated[float, Field(ge=0, le=MAX_TIMEOUT, allow_inf_nan=False)]
 
 # The request types an account may be allowed, by their names in BX of 98.
 # Login (93), status (99) and resend (97) are the session's own machinery and
@@ -304,6 +316,33 @@ def _unmapped(network: str) -> str:
     return str(ipaddress.IPv4Network((address, parsed.prefixlen - 96)))
 
 
+def unsendable(text: str) -> str | None:
+    """Why a terminal could never send `text` as a SIP2 field value, or None.
+
+    SIP2 ends a variable field at `|` and a frame at CR; control characters do
+    not survive the terminals' own handling (they are spaces in our replies).
+    """
+    if "|" in text:
+        return "it contains '|', which ends a SIP2 field"
+    for char in text:
+        if unicodedata.category(char) == "Cc":
+            return f"it contains the control character U+{ord(char):04X}"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _hashes_empty_password(stored: str) -> bool:
+    # One scrypt per distinct hash (about 26 ms), so a reload of an unchanged
+    # file does not pay again.
+    return verify_secret("", stored)
+
+
+_EMPTY_ADVICE = (
+    "an empty password lets in anyone who knows the login; give a real one, "
+    "hashed with `ils hash-password`"
+)
+
+
 class AccountConfig(_Strict):
     """One SIP login: a terminal (kiosk, gate, sorter) or a group of them."""
 
@@ -392,6 +431,39 @@ class AccountConfig(_Strict):
                 )
         return value
 
+    @field_validator("login")
+    @classmethod
+    def _sendable_login(cls, value: str) -> str:
+        problem = unsendable(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; no terminal could send it as CN in a 93")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _real_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value == "":
+            raise ValueError(_EMPTY_ADVICE)
+        problem = unsendable(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; no terminal could send it as CO in a 93")
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _usable_hash(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = hash_problem(value)
+        if problem is not None:
+            # Every login would fail as a wrong password: say so now instead.
+            raise ValueError(f"not a usable password hash: {problem}")
+        if _hashes_empty_password(value):
+            raise ValueError(f"it is the hash of an empty password: {_EMPTY_ADVICE}")
+        return value
+
     def allows_address(self, host: str) -> bool:
         """Whether a terminal at `host` may log in as this account."""
         if not self.allowed_networks:
@@ -474,9 +546,9 @@ class ListenerConfig(_Strict):
     # TLS inside this endpoint (after the PROXY header, if any).
     tls: TlsSettings | None = None
     # Seconds of silence before a connection is closed; None: [server] value.
-    idle_timeout: Annotated[float, Field(ge=0)] | None = None
+    idle_timeout: _Seconds | None = None
     # Seconds to log in before a connection is closed; None: [server] value.
-    login_timeout: Annotated[float, Field(ge=0)] | None = None
+    login_timeout: _Seconds | None = None
     # TCP keepalive probes, so that a terminal that vanished (power cut, NAT
     # table flushed) is noticed: seconds idle before the first probe, seconds
     # between probes, unanswered probes before the connection is dropped.
@@ -545,14 +617,17 @@ class ServerSection(_Strict):
     # Largest accepted frame in bytes; longer input is answered with 96.
     max_frame_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 8192
     # Seconds without a byte from a terminal before its connection is closed;
-    # 0 keeps idle connections open. Kiosks send 99 every few minutes.
-    idle_timeout: Annotated[float, Field(ge=0)] = 0
+    # 0 keeps idle connections open. Kiosks send 99 every few minutes. Every
+    # timeout is at most MAX_TIMEOUT (a day).
+    idle_timeout: _Seconds = 0
     # Connections open at once, all listeners together; more are closed at once.
     max_connections: Annotated[int, Field(ge=1)] = 5000
     # Failed logins from one address within failed_login_window seconds after
     # which further logins from that address are refused until the window ends.
     max_failed_logins_per_address: Annotated[int, Field(ge=1)] = 20
-    failed_login_window: Annotated[float, Field(gt=0)] = 300
+    failed_login_window: Annotated[
+        float, Field(gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+    ] = 300
     # Threads that check login passwords (a deliberately slow hash), apart from
     # the request threads, so a flood of logins never delays circulation; and
     # logins that may wait for one: more are refused at once (940) as busy.
@@ -560,7 +635,7 @@ class ServerSection(_Strict):
     login_backlog: Annotated[int, Field(ge=1)] = 16
     # Seconds a connection may stay open without logging in (0: no limit), so
     # idle connections that never log in cannot fill max_connections.
-    login_timeout: Annotated[float, Field(ge=0)] = 30
+    login_timeout: _Seconds = 30
     # Connections from one address (an IPv6 /64) open at once and not logged
     # in; more from there are closed at once. Logged-in ones do not count.
     max_unauthenticated_per_address: Annotated[int, Field(ge=1)] = 50
@@ -708,6 +783,149 @@ def socket_activation_warnings(config: ServerConfig) -> list[str]:
     return warnings
 
 
+# The text in a setting that `ils serve` replaces by its instance name.
+_INSTANCE_FIELD = "{instance}"
+# Addresses that bind every interface: compared, never bound, here.
+_ANY_IPV4 = ipaddress.ip_address("0.0.0.0")  # noqa: S104
+_ANY_ADDRESS = ipaddress.ip_address("::")
+
+
+def bound_address(endpoint: str) -> tuple[str, int] | None:
+    """The interface and port a tcp:, tcp6: or ssl: endpoint string (also
+    inside haproxy:) binds, as Twisted reads it; None for other kinds, port 0
+    (any free port) and text that does not parse (Twisted names that).
+    """
+    try:
+        parts = [
+            re.sub(r"\\(.)", r"\1", part)
+            for part in _split_unescaped(endpoint.strip(), ":")
+        ]
+    except ValueError:
+        return None
+    if parts[0].lower() == "haproxy":
+        parts = parts[1:] or [""]
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return None
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    given = [part for part in parts[1:] if "=" not in part]
+    port_text = named.get("port", given[0] if given else "")
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) == 0:
+        return None
+    wildcard = _ANY_ADDRESS if kind == "tcp6" else _ANY_IPV4
+    interface = named.get("interface", str(wildcard))
+    try:
+        interface = str(ipaddress.ip_address(interface))
+    except ValueError:
+        interface = interface.lower()
+    return interface, int(port_text)
+
+
+def _overlap(one: str, other: str) -> bool:
+    # Whether two interfaces on one port collide in bind(): the same address,
+    # 0.0.0.0 with any IPv4 address, or :: (dual stack) with any address.
+    if one == other:
+        return True
+    try:
+        first, second = ipaddress.ip_address(one), ipaddress.ip_address(other)
+    except ValueError:
+        return False
+    for wildcard, address in ((first, second), (second, first)):
+        if wildcard == _ANY_ADDRESS or (wildcard == _ANY_IPV4 and address.version == 4):
+            return True
+    return False
+
+
+def endpoint_clashes(config: ServerConfig) -> list[tuple[str, str]]:
+    """Listeners (and metrics.listen) that would bind the same port twice.
+
+    Each is named by its key with the earlier key it collides with; `ils serve`
+    would stop with "Address already in use". Port 0, systemd: sockets and
+    endpoints with {instance} are not compared.
+    """
+    found = [
+        (f"{key}.endpoint" if key.startswith("listeners[") else key, settings.endpoint)
+        for key, settings in config.all_listeners()
+    ]
+    if config.metrics.listen is not None:
+        found.append(("metrics.listen", config.metrics.listen))
+    seen: list[tuple[str, str, str, int]] = []
+    problems = []
+    for key, endpoint in found:
+        address = None if _INSTANCE_FIELD in endpoint else bound_address(endpoint)
+        if address is None:
+            continue
+        interface, port = address
+        for other_key, other, other_interface, other_port in seen:
+            if port == other_port and _overlap(interface, other_interface):
+                problems.append(
+                    (
+                        key,
+                        f"{endpoint!r} binds port {port} on {interface}, which "
+                        f"{other_key} ({other!r}) already binds; give each "
+                        "listener and the metrics endpoint a port of its own",
+                    )
+                )
+                break
+        else:
+            seen.append((key, endpoint, interface, port))
+    return problems
+
+
+def transaction_log_problem(config: ServerConfig) -> str | None:
+    """Why `server.transaction_log` cannot be opened as a file, or None.
+
+    The server creates no folders: the log's folder must exist (and be the
+    server user's to write). A path with {instance} is checked as far as the
+    part without it.
+    """
+    path = config.server.transaction_log
+    if path is None:
+        return None
+    folder = path.parent
+    if _INSTANCE_FIELD not in str(folder):
+        if not folder.exists():
+            return (
+                f"the folder {folder} does not exist; the server creates none: "
+                "make it, writable by the server's user"
+            )
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+    if _INSTANCE_FIELD not in str(path) and path.is_dir():
+        return f"{path} is a folder; name a file in it, such as {path}/transactions.log"
+    return None
+
+
+def location_problems(
+    config: ServerConfig, branch_institutions: dict[str, str]
+) -> list[str]:
+    """Accounts whose location is a branch of another institution.
+
+    `branch_institutions` maps each branch code in the database to its
+    institution's code. An account's location must be a branch of its own
+    institution or of one in its policy's serves_institutions; otherwise its
+    returns would be taken in at another library's branch. Branches the
+    database lacks are reported by the caller.
+    """
+    problems = []
+    for index, account in enumerate(config.accounts):
+        owner = branch_institutions.get(account.location)
+        allowed = {account.institution, *account.policy.serves_institutions}
+        if owner is None or owner in allowed:
+            continue
+        problems.append(
+            f"accounts[{index}] ({account.login}): location {account.location!r} "
+            f"is a branch of {owner!r}, not of {account.institution!r}"
+            + (
+                " or of its policy.serves_institutions"
+                if account.policy.serves_institutions
+                else ""
+            )
+            + "; give a branch of the account's own institution"
+        )
+    return problems
+
+
 def _merge_under(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """An account's keys over its institution's; tables (policy) merge key by key."""
     merged = dict(defaults)
@@ -753,7 +971,7 @@ def parse_config(data: dict[str, Any], path: Path | str) -> ServerConfig:
         raise ConfigError(path, problems) from None
     if inherited:
         raise ConfigError(path, [(key, problem) for key, _, problem in inherited])
-    unseen = unseen_certificate_problems(config)
+    unseen = unseen_certificate_problems(config) + endpoint_clashes(config)
     if unseen:
         raise ConfigError(path, unseen)
     return config
@@ -853,5 +1071,16 @@ def load_config(path: Path | str) -> ServerConfig:
     except FileNotFoundError:
         raise ConfigError(path, [("(file)", "no such file")]) from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(path, [("(syntax)", str(error))]) from None
-    return parse_config(data, path)
+        raise ConfigError(path, [("", f"not a valid TOML file ({error})")]) from None
+    except RecursionError:
+        # tomllib reads nested arrays and tables by recursion, and gives up
+        # with Python's own error past its depth.
+        raise ConfigError(
+            path, [("", "not a valid TOML file (arrays or tables nested too deeply)")]
+        ) from None
+    try:
+        return parse_config(data, path)
+    except RecursionError:
+        raise ConfigError(
+            path, [("", "not a usable configuration (values nested too deeply)")]
+        ) from None

@@ -15,6 +15,7 @@ logrotate can move it away.
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from collections.abc import Callable
@@ -72,7 +73,15 @@ class TransactionLog:
         self._file: IO[str] = self._open()
 
     def _open(self) -> IO[str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # No folder is made: a missing one is a mistake in the path (or a
+        # mount not there), and a service may not create folders anyway.
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"{folder} is not an existing folder (the server creates "
+                "none: make it, writable by the server's user)",
+            )
         return self.path.open("a", encoding="utf-8", buffering=1)
 
     def record(

@@ -64,6 +64,8 @@ async def test_transaction_log_has_one_masked_line_per_transaction(
 ) -> None:
     """Checkout and checkin each write a line with masked ids; lookups write none."""
     log_path = tmp_path / "log" / "transactions.log"
+    # The server makes no folders: the log's must exist.
+    log_path.parent.mkdir()
     running = await servers.start(server={"transaction_log": str(log_path)})
 
     def talk() -> None:
