@@ -298,14 +298,24 @@ class SipDesk:
             reply = await self._link.request(
                 self._patron_information(barcode, pin, Summary(charged_items=True))
             )
-        except SipLinkError:
+        except SipLinkError as problem:
+            if problem.sent:
+                # Asked, and no usable answer (a lost reply, or one that does
+                # not match): the card and PIN are unchecked, never taken at
+                # their word as an offline patron. The patron tries again.
+                return Identified(patron=None, refusal=Refusal.SERVER_UNREACHABLE)
             return self._identify_offline(barcode)
         if not isinstance(reply, PatronInformationResponse):
             return Identified(patron=None, refusal=Refusal.OTHER)
         screen = _screen(reply)
+        valid_pin = reply.valid_patron_password
+        if pin is not None and valid_pin is None:
+            # SIP2 makes CQ optional; a PIN sent and not said to be right is
+            # not taken as right.
+            valid_pin = False
         refusal = patron_refusal(
             valid_patron=reply.valid_patron,
-            valid_pin=reply.valid_patron_password,
+            valid_pin=valid_pin,
             status=reply.patron_status,
             screen_message=screen,
             wording=self._wording,

@@ -130,13 +130,17 @@ class _FakeServer:
     port: int
 
 
-async def _kiosk_on(server: type[protocol.Protocol], tmp_path: Path) -> Any:
+async def _kiosk_on(
+    server: type[protocol.Protocol], tmp_path: Path, **sections: dict[str, Any]
+) -> Any:
+    """A kiosk view model online against `server`, listening on loopback."""
     listening = _reactor().listenTCP(
         0, protocol.Factory.forProtocol(server), interface="127.0.0.1"
     )
     kiosk = await start_kiosk(
         _FakeServer(listening.getHost().port),  # type: ignore[arg-type]
         tmp_path,
+        **sections,
     )
     return kiosk, listening
 
