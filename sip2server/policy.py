@@ -254,10 +254,12 @@ class TerminalPolicy(_Strict):
     # Refuse a checkin when the item is wanted for a hold (so staff handle it),
     # as Koha's holds_block_checkin; by default the hold traps the item.
     holds_block_checkin: bool = False
-    # How many days back a terminal may date a return (09's return date), for
-    # returns it recorded offline; the loan ends, and is fined, then. 0 (the
-    # default) dates every return when it reaches the server; a date further
-    # back, or in the future, is not believed and the return is dated now.
+    # How many days back any return (09's return date, with or without no
+    # block) may be dated; the loan ends, and is fined, then. 0 (the default)
+    # dates a live return when it reaches the server; a date further back, or
+    # in the future, is not believed and the return is dated now. Returns sent
+    # with no block Y (replayed from a terminal's offline journal) are believed
+    # within the larger of this and offline_days.
     offline_return_days: Annotated[int, Field(ge=0, le=365)] = 0
     # Sort-bin rules for CL, in order, first match wins (see sip2server.sortbins).
     sort_bin: tuple[dict[str, Any], ...] = ()
@@ -274,6 +276,23 @@ class TerminalPolicy(_Strict):
     status_security_markers: dict[str, Literal["00", "01", "02", "03"]] = Field(
         default_factory=dict
     )
+
+    # -- offline transactions (no block Y in 09 and 11) ------------------------
+    # How many days back a request sent with no block Y (a terminal reporting
+    # what it did while it could not reach the server) may be dated: 11's
+    # transaction date becomes the loan's start (its due date counts from
+    # there), 09's return date the return's. A date further back, or in the
+    # future, is not believed: the request is dated when it arrives. 0 dates
+    # every such request on arrival.
+    offline_days: Annotated[int, Field(ge=0, le=365)] = 7
+    # What 11 with no block Y means: "record" (SIP2's meaning: the terminal has
+    # already lent the item, so the loan is recorded over the loan limit,
+    # fines, overdues, card blocks and expiry, holds, transit and this
+    # account's own checkout policies, each named in the loan's log row; an
+    # unknown patron or item, an item not for loan, lost, missing or withdrawn,
+    # no loan rule, or a newer loan of the item to someone else still refuse),
+    # or "refuse" (no block is ignored: judged as a live checkout, dated now).
+    no_block_checkouts: Literal["record", "refuse"] = "record"
 
     # -- checkout (11/12) -----------------------------------------------------
     # Item types this terminal may not lend at all.

@@ -11,7 +11,7 @@ the sort bin from the account's `sort_bin` rules (`sip2server.sortbins`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ils.models import ItemStatus
 from ils.results import (
@@ -30,6 +30,7 @@ from sip2server.answers.common import (
     patron_values,
     template_fields,
 )
+from sip2server.answers.loans import offline_time
 from sip2server.protocol import (
     AlertType,
     CheckinRequest,
@@ -142,17 +143,15 @@ def predicted_facts(item: ItemView, branch: str) -> dict[str, str]:
     }
 
 
-def _return_date(desk: Desk, given: datetime | None) -> datetime | None:
+def _return_date(desk: Desk, given: datetime | None, no_block: bool) -> datetime | None:
     """The request's return date if the policy lets the terminal date returns
-    that far back, else None (the core dates it now)."""
+    that far back, else None (the core dates it now): `offline_return_days` for
+    any return, and for one sent with no block (replayed from an offline
+    journal) at least `offline_days`."""
     days = desk.policy.offline_return_days
-    if not days or given is None:
-        return None
-    # A date without a zone is the branch's local time.
-    moment = given if given.tzinfo is not None else given.replace(tzinfo=desk.zone)
-    if desk.moment - timedelta(days=days) <= moment <= desk.moment:
-        return moment
-    return None
+    if no_block:
+        days = max(days, desk.policy.offline_days)
+    return offline_time(desk, given, days)
 
 
 def checkin(services: Services, desk: Desk, request: CheckinRequest) -> CheckinResponse:
@@ -179,7 +178,7 @@ def checkin(services: Services, desk: Desk, request: CheckinRequest) -> CheckinR
             barcode,
             branch_code=desk.account.location,
             terminal=desk.account.login,
-            returned_at=_return_date(desk, request.return_date),
+            returned_at=_return_date(desk, request.return_date, request.no_block),
         )
     except CirculationRefused as refusal:
         return checkin_refused(

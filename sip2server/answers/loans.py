@@ -8,9 +8,17 @@ types, items and patron categories for in-house use only, and patrons with a
 lost or an overdue item on loan. Each refusal carries a screen message (which
 the policy's `screen_messages` may reword) and is not recorded in the core's
 log, since the core was never asked.
+
+An 11 with no block Y is a terminal reporting a checkout it already made
+offline. Under the policy's `no_block_checkouts = "record"` (the default) it is
+recorded over those policies and the core's limits and blocks, dated by its
+transaction date within the policy's `offline_days` (see `ils.checkout` for
+what still refuses).
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from ils.patron_status import read_standing
 from ils.results import CirculationRefused, Refusal
@@ -85,15 +93,43 @@ def policy_refusal(
     return None
 
 
+def offline_time(desk: Desk, given: datetime | None, days: int) -> datetime | None:
+    """A date a terminal gave for what it did offline, if it falls within the
+    last `days` days (and not in the future), else None (dated on arrival).
+
+    A date without a zone is the branch's local time, as SIP2 writes dates.
+    """
+    if not days or given is None:
+        return None
+    moment = given if given.tzinfo is not None else given.replace(tzinfo=desk.zone)
+    if desk.moment - timedelta(days=days) <= moment <= desk.moment:
+        return moment
+    return None
+
+
+def _local(given: datetime | None, desk: Desk) -> datetime | None:
+    """A SIP2 date as an aware time (one without a zone is the branch's)."""
+    if given is None or given.tzinfo is not None:
+        return given
+    return given.replace(tzinfo=desk.zone)
+
+
 def checkout(
     services: Services, desk: Desk, request: CheckoutRequest
 ) -> CheckoutResponse:
-    """Lend an item (or renew it, when the terminal's renewal policy says so)."""
+    """Lend an item (or renew it, when the terminal's renewal policy says so);
+    with no block Y, record one the terminal already lent offline."""
     institution = desk.institution(request.institution_id)
     policy = desk.policy
+    offline = request.no_block and policy.no_block_checkouts == "record"
     refused = policy_refusal(
         services, desk, request.patron_identifier, request.item_identifier
     )
+    waived: tuple[str, ...] = ()
+    if refused is not None and offline:
+        # The terminal lent it already: this account's own policy is noted in
+        # the loan's log row, not enforced.
+        waived, refused = (refused[0],), None
     if refused is not None:
         reason, values = refused
         return checkout_refused(
@@ -115,6 +151,14 @@ def checkout(
             # SC renewal policy N: a repeated checkout (a kiosk retrying after a
             # lost reply) confirms the loan instead of renewing it.
             renew_if_on_loan=request.sc_renewal_policy,
+            at=(
+                offline_time(desk, request.transaction_date, policy.offline_days)
+                if offline
+                else None
+            ),
+            offline=offline,
+            offline_policy=waived,
+            terminal_due_at=_local(request.nb_due_date, desk) if offline else None,
         )
     except CirculationRefused as refusal:
         return checkout_refused(
@@ -143,7 +187,8 @@ def checkout(
         due_date=desk.due(result.due_at),
         media_type=media_type(result.item.media_type),
         screen_message=(
-            f"{'Renewed' if result.renewal else 'Checked out'}; due back "
+            f"{'Renewed' if result.renewal else 'Checked out'}"
+            f"{' (recorded from offline)' if offline else ''}; due back "
             f"{due:%d %B %Y}.",
         ),
         extra_fields=template_fields(
