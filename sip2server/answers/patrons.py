@@ -7,15 +7,18 @@ Twisted.
 The 14 patron status flags come from the core's `PatronConditions`
 (`ils.patron_status`), one to one. A patron information answer gives every
 summary count and, for each summary position the terminal set to Y (not only
-the first), that list, paged by BP/BQ. It carries the limits the core has for
-the patron (BZ, CA, CB, CC) and, with the unavailable holds (CD), this
+the first), that list, paged by BP/BQ. Without BP/BQ a list gets the
+account's `default_list_items` entries; no list gets more than
+`MOST_LIST_ITEMS`, and a 64 that would be longer than `REPLY_BYTES` carries
+fewer entries a list (the counts stay whole). It carries the limits the core
+has for the patron (BZ, CA, CB, CC) and, with the unavailable holds (CD), this
 server's extension HQ: the patron's place in each listed hold's queue.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -47,7 +50,9 @@ from sip2server.protocol import (
     PatronStatus,
     PatronStatusRequest,
     PatronStatusResponse,
+    encode,
 )
+from sip2server.protocol.errors import LocalProtocolError
 
 
 def _standing(
@@ -207,9 +212,10 @@ def _account_extras(
     desk: Desk,
     barcode: str,
     pending: Sequence[HoldView],
-) -> tuple[_Limits | None, tuple[tuple[str, str], ...]]:
-    """The patron's institution limits and the HQ fields for `pending` (the CD
-    page being sent), in one read unit: one statement each."""
+) -> tuple[_Limits | None, tuple[tuple[str, str] | None, ...]]:
+    """The patron's institution limits and, for each hold of `pending` (the CD
+    page being sent) in its order, its HQ field (None: no place in a queue), in
+    one read unit: one statement each."""
     if services.database is None:  # pragma: no cover - every server has one
         return None, ()
     wanted = bool(pending) and not (
@@ -234,11 +240,62 @@ def _account_extras(
         else _Limits(max_holds=row[0], overdue_limit=row[1], fee_limit_minor=row[2])
     )
     fields = tuple(
-        (QUEUE_PLACE, f"{place.position}/{place.length} {_hold_entry(hold)}")
+        None
+        if (place := places.get(hold.hold_id)) is None
+        else (QUEUE_PLACE, f"{place.position}/{place.length} {_hold_entry(hold)}")
         for hold in pending
-        if (place := places.get(hold.hold_id)) is not None
     )
     return limits, fields
+
+
+#: The most entries of one list a 64 carries, however many BP/BQ ask for.
+MOST_LIST_ITEMS = 1000
+
+#: The longest 64 this server sends with lists in it, in bytes as encoded in
+#: UTF-8 with error detection: the server's default `max_frame_bytes` (what it
+#: reads itself), which terminals also read. A 64 that would be longer carries
+#: fewer entries a list, the same number in each, as many as fit.
+REPLY_BYTES = 8192
+
+
+def list_range(default: int, start: int | None, end: int | None) -> tuple[int, int]:
+    """The entries (from 1, both ends included) each list of a 64 gets: BP to
+    BQ as given; `default` entries (the account's `default_list_items`) from BP,
+    or from 1, when BQ is not given; never more than `MOST_LIST_ITEMS`. A BQ
+    before BP asks for nothing, as before."""
+    first = max(start or 1, 1)
+    last = first + default - 1 if end is None else end
+    return first, min(last, first + MOST_LIST_ITEMS - 1)
+
+
+def _frame_bytes(response: PatronInformationResponse) -> int | None:
+    """How long `response` is on the wire (UTF-8, with AY and AZ); None when it
+    cannot be encoded (the sending side then reports why)."""
+    try:
+        return len(encode(response, sequence=0, error_detection=True))
+    except LocalProtocolError:
+        return None
+
+
+def _fitted(
+    build: Callable[[int | None], PatronInformationResponse], longest: int
+) -> PatronInformationResponse:
+    """The response `build` makes with every list whole (None) if it fits in
+    `REPLY_BYTES`; else with the most entries a list (below `longest`) that
+    fit, found by halving; with none if even that is too long."""
+    whole = build(None)
+    size = _frame_bytes(whole)
+    if size is None or size <= REPLY_BYTES or longest == 0:
+        return whole
+    fits, too_many = 0, longest
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        length = _frame_bytes(build(middle))
+        if length is not None and length <= REPLY_BYTES:
+            fits = middle
+        else:
+            too_many = middle
+    return build(fits)
 
 
 def patron_information(
@@ -256,9 +313,10 @@ def patron_information(
             request.patron_identifier, pin, terminal=desk.account.login
         )
     )
-    standing = _standing(
-        services, desk, request.patron_identifier, request.start_item, request.end_item
+    first, last = list_range(
+        desk.policy.default_list_items, request.start_item, request.end_item
     )
+    standing = _standing(services, desk, request.patron_identifier, first, last)
     if standing is None:
         return unknown_patron_information(
             desk,
@@ -289,74 +347,71 @@ def patron_information(
 
     summary = request.summary
     unavailable = standing.holds_unavailable if summary.unavailable_holds else ()
-    limits, queue_fields = _account_extras(services, desk, patron.barcode, unavailable)
+    limits, queue_places = _account_extras(services, desk, patron.barcode, unavailable)
     # A limit is the count (or amount) at which the matching status flag is
     # set, as the core decides it; the institution's 0 ("any at all") is 1.
     overdue_limit = None if limits is None else limits.overdue_limit
     fee_limit = None if limits is None else limits.fee_limit_minor
-    return PatronInformationResponse(
-        patron_status=status_of(standing.conditions),
-        language=request.language,
-        transaction_date=desk.now,
-        hold_items_count=standing.holds_available_count,
-        overdue_items_count=standing.overdue_count,
-        charged_items_count=standing.charged_count,
-        fine_items_count=standing.fees_count,
-        recall_items_count=standing.recalls_count,
-        unavailable_holds_count=standing.holds_unavailable_count,
-        institution_id=institution,
-        patron_identifier=patron.barcode,
-        personal_name=patron.full_name,
-        hold_items_limit=_four_digits(None if limits is None else limits.max_holds),
-        overdue_items_limit=_four_digits(
-            None if overdue_limit is None else max(overdue_limit, 1)
-        ),
-        charged_items_limit=_four_digits(standing.patron.max_loans),
-        valid_patron=True,
-        valid_patron_password=patron.pin_valid,
-        currency_type=_currency(desk, patron),
-        fee_amount=money(standing.fines_minor, standing.currency),
-        fee_limit=(
-            None if fee_limit is None else money(max(fee_limit, 1), standing.currency)
-        ),
-        hold_items=(
-            tuple(_hold_entry(h) for h in standing.holds_available)
-            if summary.hold_items
-            else ()
-        ),
-        overdue_items=(
-            tuple(loan.item_barcode for loan in standing.overdue)
-            if summary.overdue_items
-            else ()
-        ),
-        charged_items=(
-            tuple(loan.item_barcode for loan in standing.charged)
-            if summary.charged_items
-            else ()
-        ),
-        fine_items=(
-            tuple(
+    hold_items = standing.holds_available if summary.hold_items else ()
+    overdue = standing.overdue if summary.overdue_items else ()
+    charged = standing.charged if summary.charged_items else ()
+    fees = standing.fees if summary.fine_items else ()
+    recalls = standing.recalls if summary.recall_items else ()
+    details = standing.fees if summary.extended_fees else ()
+    longest = max(
+        map(len, (hold_items, overdue, charged, fees, recalls, unavailable, details))
+    )
+
+    def build(most: int | None) -> PatronInformationResponse:
+        # Every list cut to its first `most` entries (None: as paged).
+        cut = slice(most)
+        queue_fields = tuple(f for f in queue_places[cut] if f is not None)
+        return PatronInformationResponse(
+            patron_status=status_of(standing.conditions),
+            language=request.language,
+            transaction_date=desk.now,
+            hold_items_count=standing.holds_available_count,
+            overdue_items_count=standing.overdue_count,
+            charged_items_count=standing.charged_count,
+            fine_items_count=standing.fees_count,
+            recall_items_count=standing.recalls_count,
+            unavailable_holds_count=standing.holds_unavailable_count,
+            institution_id=institution,
+            patron_identifier=patron.barcode,
+            personal_name=patron.full_name,
+            hold_items_limit=_four_digits(None if limits is None else limits.max_holds),
+            overdue_items_limit=_four_digits(
+                None if overdue_limit is None else max(overdue_limit, 1)
+            ),
+            charged_items_limit=_four_digits(standing.patron.max_loans),
+            valid_patron=True,
+            valid_patron_password=patron.pin_valid,
+            currency_type=_currency(desk, patron),
+            fee_amount=money(standing.fines_minor, standing.currency),
+            fee_limit=(
+                None
+                if fee_limit is None
+                else money(max(fee_limit, 1), standing.currency)
+            ),
+            hold_items=tuple(_hold_entry(h) for h in hold_items[cut]),
+            overdue_items=tuple(loan.item_barcode for loan in overdue[cut]),
+            charged_items=tuple(loan.item_barcode for loan in charged[cut]),
+            fine_items=tuple(
                 f"{fee.id} {money(fee.balance_minor, fee.currency)} {fee.description}"
-                for fee in standing.fees
-            )
-            if summary.fine_items
-            else ()
-        ),
-        recall_items=(
-            tuple(loan.item_barcode for loan in standing.recalls)
-            if summary.recall_items
-            else ()
-        ),
-        unavailable_hold_items=tuple(_hold_entry(h) for h in unavailable),
-        email_address=patron.email,
-        home_phone_number=patron.phone,
-        patron_expiry=(
-            None if patron.expires_on is None else patron.expires_on.strftime("%Y%m%d")
-        ),
-        patron_class=patron.category_code,
-        screen_message=patron_messages(patron),
-        fee_details=(
-            tuple(
+                for fee in fees[cut]
+            ),
+            recall_items=tuple(loan.item_barcode for loan in recalls[cut]),
+            unavailable_hold_items=tuple(_hold_entry(h) for h in unavailable[cut]),
+            email_address=patron.email,
+            home_phone_number=patron.phone,
+            patron_expiry=(
+                None
+                if patron.expires_on is None
+                else patron.expires_on.strftime("%Y%m%d")
+            ),
+            patron_class=patron.category_code,
+            screen_message=patron_messages(patron),
+            fee_details=tuple(
                 FeeDetail(
                     fee_remaining=money(fee.balance_minor, fee.currency),
                     item_barcode=fee.item_barcode,
@@ -366,13 +421,12 @@ def patron_information(
                     fee_type=fee.kind.value,
                     fee_paid=money(fee.amount_minor - fee.balance_minor, fee.currency),
                 )
-                for fee in standing.fees
-            )
-            if summary.extended_fees
-            else ()
-        ),
-        extra_fields=(*_extra(desk, patron), *queue_fields),
-    )
+                for fee in details[cut]
+            ),
+            extra_fields=(*_extra(desk, patron), *queue_fields),
+        )
+
+    return _fitted(build, longest)
 
 
 def block_patron(
