@@ -257,6 +257,10 @@ class KioskApp(App):
     disabled_bg = ColorProperty(NORMAL_COLOURS["disabled_bg"])
     disabled_fg = ColorProperty(NORMAL_COLOURS["disabled_fg"])
 
+    # Kivy's own settings panel (F1) is no place for a patron: it would change
+    # the display, and write its choices to KIVY_HOME's config.ini.
+    use_kivy_settings = False
+
     def __init__(
         self,
         check: SelfCheck,
@@ -304,6 +308,10 @@ class KioskApp(App):
         Window.bind(on_key_down=self._key_down)
         self._refresh_soon()
         return root
+
+    def open_settings(self, *_: Any) -> bool:
+        """Never: the kiosk has no settings panel (Kivy opens one on F1)."""
+        return False
 
     def on_stop(self) -> None:
         """Stop following the keyboard."""
@@ -467,8 +475,9 @@ class KioskApp(App):
                 check.press_key(text)
             else:
                 self.wedge.key(text)
-            return True
-        return False
+        # Every key is the kiosk's: none reaches Kivy's own bindings (F1 opens
+        # its settings panel, Escape may quit the app).
+        return True
 
     def buttons(self) -> list[KioskButton]:
         """The usable buttons now on screen, top to bottom, left to right."""

@@ -62,7 +62,9 @@ def kiosk(config_path: Path, windowed: bool, hash_staff_code: bool) -> None:
     Config.set("graphics", "show_cursor", "0" if fullscreen else "1")
     Config.set("graphics", "width", str(config.display.width))
     Config.set("graphics", "height", str(config.display.height))
-    Config.set("kivy", "exit_on_escape", "0" if fullscreen else "1")
+    # Escape never quits: a patron's keyboard (or a scanner sending it) must
+    # not end the kiosk; a window is closed from its title bar.
+    Config.set("kivy", "exit_on_escape", "0")
 
     # One loop for Twisted and Kivy (DESIGN.md, Runtime).
     from twisted.logger import globalLogBeginner, textFileLogObserver

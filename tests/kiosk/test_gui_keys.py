@@ -1,0 +1,47 @@
+"""No key on an attached keyboard leads out of the kiosk.
+
+Finding 3 of the second adversarial trial of issue #6: F1 opened Kivy's
+settings panel over the kiosk (rotation, fullscreen, logging...), which the
+idle timeout never removed, and Escape quit a windowed kiosk. The whole app
+runs offscreen against the real server (the `gui` fixture of test_gui.py);
+keys are sent as SDL sends them: on_key_down, then on_keyboard unless taken.
+"""
+
+from __future__ import annotations
+
+import pytest_twisted
+
+from kiosk.model import Screen
+from kiosk.runtime import Kiosk
+from tests.kiosk.test_gui import frames, gui  # noqa: F401 (the fixture)
+
+KEY_F1 = 282
+KEY_ESCAPE = 27
+
+
+def _press_as_sdl(key: int) -> None:
+    from kivy.core.window import Window  # noqa: PLC0415
+
+    if not Window.dispatch("on_key_down", key, 0, None, []):
+        Window.dispatch("on_keyboard", key, 0, None, [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_f1_and_escape_do_nothing_but_touch_the_screen(gui: Kiosk) -> None:  # noqa: F811
+    """After F1 and Escape on the welcome screen no settings panel is open, the
+    app still runs, and the screen is still the welcome screen."""
+    from kivy.core.window import Window  # noqa: PLC0415
+    from kivy.uix.settings import Settings  # noqa: PLC0415
+
+    app = gui.app
+    _press_as_sdl(KEY_F1)
+    await frames()
+    panels = [w for w in Window.children if isinstance(w, Settings)]
+    _press_as_sdl(KEY_ESCAPE)
+    await frames()
+
+    assert [] == panels
+    assert app.root is not None
+    assert app.root in Window.children
+    assert Screen.ATTRACT is gui.check.screen
+    assert app.open_settings() is False
