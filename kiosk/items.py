@@ -37,10 +37,21 @@ class ItemLoop:
             self._refuse(Refusal.SCAN_UNREADABLE)
             return
         first = readable[0].item_id or ""
-        if self.screen is Screen.IDENTIFY or (
-            self.screen is Screen.ATTRACT and not self._looks_like_item(first)
-        ):
-            # An RFID library card: the same as scanning its barcode.
+        if self.screen is Screen.IDENTIFY:
+            # An RFID library card: the same as scanning its barcode. Items put
+            # on the pad at the card prompt (a common order) wait for the item
+            # loop; they are neither a card nor a staff code.
+            cards = [
+                tag.item_id
+                for tag in readable
+                if tag.item_id and not self._looks_like_item(tag.item_id)
+            ]
+            if cards:
+                await self.scan(cards[0])
+            else:
+                self._changed()
+            return
+        if self.screen is Screen.ATTRACT and not self._looks_like_item(first):
             await self.scan(first)
             return
         # Items on the pad at the welcome screen wait for the patron's choice

@@ -424,7 +424,7 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
             return
         if session != self._session or self.screen is not screen:
             return
-        if not self._looks_like_card(code):
+        if not self._looks_like_card(code) and self._may_be_staff_code(code):
             self._staff_code_failed()
         await self._card(code)
 

@@ -35,7 +35,16 @@ class StaffMode:
             if self.screen is Screen.OUT_OF_ORDER:
                 self.open_staff()
             return
-        self._staff_code_failed()
+        if self._may_be_staff_code(code):
+            self._staff_code_failed()
+
+    def _may_be_staff_code(self, code: str) -> bool:
+        """Whether a wrong `code` counts against staff-code entry: not when it
+        looks like an item, or like a card when a card pattern is set (a
+        patron's scan or typo, never a guess at the staff code)."""
+        if self._looks_like_item(code):
+            return False
+        return not (self.config.patron.card_pattern and self._looks_like_card(code))
 
     async def _is_staff_code(self, code: str) -> bool:
         """Whether `code` is the staff code; checked off the event loop (scrypt).
