@@ -255,6 +255,9 @@ MOST_LIST_ITEMS = 1000
 #: UTF-8 with error detection: the server's default `max_frame_bytes` (what it
 #: reads itself), which terminals also read. A 64 that would be longer carries
 #: fewer entries a list, the same number in each, as many as fit.
+# TODO(#5): follow the server's configured max_frame_bytes (and the account's
+# encoding) instead of this fixed size; the answers do not see the server's
+# settings yet.
 REPLY_BYTES = 8192
 
 
