@@ -651,7 +651,7 @@ class DatabaseSection(_Strict):
     url: Annotated[str, StringConstraints(min_length=1)]
     # SQLite only: seconds a request waits for another writer before it is
     # refused as "unavailable"; keep it below the terminals' own timeout.
-    busy_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    busy_timeout: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
     # SQLite only: "full" syncs every commit to disk; "normal" only at
     # checkpoints (faster writes; a power cut may undo the latest ones).
     sqlite_synchronous: Literal["full", "normal"] = "full"

@@ -402,6 +402,15 @@ def test_a_listener_timeout_over_a_day_is_refused(key: str) -> None:
     assert [f"listeners[0].{key}"] == list(found)
 
 
+def test_a_busy_timeout_that_is_nan_is_refused_as_not_finite() -> None:
+    """NaN in database.busy_timeout is named as not a finite number."""
+    found = problems_of(
+        database={"url": "sqlite:///unused.sqlite3", "busy_timeout": float("nan")}
+    )
+
+    assert {"database.busy_timeout": "Input should be a finite number"} == found
+
+
 def test_a_timeout_of_a_day_is_accepted() -> None:
     """86,400 seconds, the bound itself, loads."""
     config = config_of(server={"idle_timeout": 86_400, "login_timeout": 86_400})
