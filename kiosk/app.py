@@ -10,6 +10,7 @@ asyncio loop that Twisted's asyncio reactor also uses
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,15 @@ class KioskButton(Button):
     focused = BooleanProperty(False)
     #: A secondary action: drawn plain instead of in the accent colour.
     quiet = BooleanProperty(False)
+
+    def on_touch_down(self, touch: Any) -> bool:
+        """A touch, unless the screen has only just changed under the finger."""
+        app = App.get_running_app()
+        if isinstance(app, KioskApp) and app.screen_is_new():
+            # The second tap of a double tap (Finish, then "No receipt" where
+            # Finish was) is dropped, not taken for a choice on the new screen.
+            return bool(self.collide_point(*touch.pos))
+        return bool(super().on_touch_down(touch))
 
 
 class ItemRow(BoxLayout):
@@ -260,6 +270,9 @@ class KioskApp(App):
     # Kivy's own settings panel (F1) is no place for a patron: it would change
     # the display, and write its choices to KIVY_HOME's config.ini.
     use_kivy_settings = False
+    #: Seconds after a screen change during which touches on buttons are
+    #: dropped (a double tap must not press what appeared under the finger).
+    tap_guard = 0.35
 
     def __init__(
         self,
@@ -278,6 +291,7 @@ class KioskApp(App):
         self._refresh_soon = KivyClock.create_trigger(self.refresh, 0)
         self._show_busy = KivyClock.create_trigger(self._busy_now, BUSY_DELAY)
         self._focus_index = -1
+        self._screen_shown_at = float("-inf")
         #: Async work started from the screen and not yet finished.
         self.working: set[Any] = set()
 
@@ -308,6 +322,10 @@ class KioskApp(App):
         Window.bind(on_key_down=self._key_down)
         self._refresh_soon()
         return root
+
+    def screen_is_new(self) -> bool:
+        """Whether the screen changed less than `tap_guard` seconds ago."""
+        return time.monotonic() - self._screen_shown_at < self.tap_guard
 
     def open_settings(self, *_: Any) -> bool:
         """Never: the kiosk has no settings panel (Kivy opens one on F1)."""
@@ -391,6 +409,7 @@ class KioskApp(App):
         manager = self.root.ids.screens
         if manager.current != check.screen.value:
             manager.current = check.screen.value
+            self._screen_shown_at = time.monotonic()
             self.wedge.clear()
             # Lists are filled again on entry, so nothing of a session lingers.
             for name in ("items", "account"):

@@ -1,13 +1,16 @@
 """No key on an attached keyboard leads out of the kiosk.
 
-Finding 3 of the second adversarial trial of issue #6: F1 opened Kivy's
-settings panel over the kiosk (rotation, fullscreen, logging...), which the
-idle timeout never removed, and Escape quit a windowed kiosk. The whole app
+Findings 3 and 10 of the second adversarial trial of issue #6: F1 opened
+Kivy's settings panel over the kiosk (rotation, fullscreen, logging...), which
+the idle timeout never removed, and Escape quit a windowed kiosk; the second
+tap of a double tap pressed the button that appeared under the finger. The whole app
 runs offscreen against the real server (the `gui` fixture of test_gui.py);
 keys are sent as SDL sends them: on_key_down, then on_keyboard unless taken.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest_twisted
 
@@ -45,3 +48,34 @@ async def test_f1_and_escape_do_nothing_but_touch_the_screen(gui: Kiosk) -> None
     assert app.root in Window.children
     assert Screen.ATTRACT is gui.check.screen
     assert app.open_settings() is False
+
+
+def _tap(button: Any) -> None:
+    """A finger down and up on the middle of `button`."""
+    from kivy.tests.common import UnitTestTouch  # noqa: PLC0415
+
+    x, y = button.to_window(*button.center)
+    touch = UnitTestTouch(x, y)
+    touch.touch_down()
+    touch.touch_up()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tap_just_after_a_screen_change_is_dropped(gui: Kiosk) -> None:  # noqa: F811
+    """The second tap of a double tap on "Return items" does not press "Finish"
+    on the item screen that appeared under the finger; a tap later does."""
+    app = gui.app
+    # Wide enough that no slow frame lets the second tap through.
+    app.tap_guard = 60.0
+    _tap(app.button("returns"))
+    await frames()
+    assert Screen.ITEMS is gui.check.screen
+    _tap(app.button("finish"))
+    await frames()
+    dropped = gui.check.screen
+    app.tap_guard = 0.0
+    _tap(app.button("finish"))
+    await frames()
+
+    assert Screen.ITEMS is dropped
+    assert Screen.ATTRACT is gui.check.screen
