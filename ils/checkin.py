@@ -180,6 +180,11 @@ def check_in(
     loan = queries.open_loan(session, item, lock=True)
     if loan is not None and loan.patron_id not in (None, borrower_id):
         raise LoanChangedHands
+    if loan is not None and returned_at < loan.checked_out_at:
+        # A return recorded offline, sent after the item was lent again: it
+        # ended an earlier loan, never this one. Nothing changes; the refusal
+        # (logged) tells staff to look at the item.
+        raise CirculationRefused(Refusal.RETURN_BEFORE_LOAN)
 
     # The loan ends at the time of return, never before it began or was last
     # renewed.

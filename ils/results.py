@@ -64,6 +64,8 @@ class Refusal(enum.Enum):
     INVALID_AMOUNT = "invalid_amount"
     LOANS_OPEN = "loans_open"
     FEES_OPEN = "fees_open"
+    # A return dated (offline) before the item's current loan began.
+    RETURN_BEFORE_LOAN = "return_before_loan"
 
 
 # One plain sentence per reason, fit for a kiosk screen or a staff log.
@@ -106,6 +108,10 @@ REFUSAL_MESSAGES: dict[Refusal, str] = {
         "This item is on its way to another branch; please take it to staff."
     ),
     Refusal.ITEM_NOT_ON_LOAN: "This item is not on loan to this card.",
+    Refusal.RETURN_BEFORE_LOAN: (
+        "This return is dated before the item was lent again, so the new loan"
+        " stays open; please ask staff to check the item."
+    ),
     Refusal.DUE_DATE_NOT_LATER: (
         "Renewing now would not give a later due date; please try again later."
     ),

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ils.circulation import Circulation
 from ils.fees import charge_fee
-from ils.models import FeeKind, ItemStatus, Patron
+from ils.models import FeeKind, ItemStatus, LoanEvent, Patron
 from ils.queries import item_by_barcode
 from ils.results import CheckinAlert, Refusal
 from tests.ils.circulation_support import (
@@ -20,6 +20,7 @@ from tests.ils.circulation_support import (
     fees_of,
     library,
     library_templates,
+    log_details,
     refusal_of,
     update_rule,
 )
@@ -79,6 +80,38 @@ def test_offline_return_is_fined_for_the_days_late_when_it_was_returned(
     assert result.returned_at == datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
     assert result.fine_minor == 60
     assert fees_of(library, "P1") == [(FeeKind.OVERDUE, 60, 60)]
+
+
+def test_offline_return_sent_after_the_item_was_lent_again_leaves_the_new_loan(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """P1 returns B1 at an offline kiosk at 10:00; the desk lends it to P2 at
+    10:30; the kiosk's return reaches the server at 11:00 dated 10:00: it is
+    refused (and logged), and P2's loan stays open."""
+    library.add_patron("P1")
+    library.add_patron("P2")
+    library.add_item("B1")
+    clock.now = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+    circulation.checkout("P1", "B1", branch_code="NORTH")
+    clock.now = datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
+    circulation.checkout(
+        "P2", "B1", branch_code="NORTH", checkin_if_on_loan_to_other=True
+    )
+    clock.now = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
+
+    refused = refusal_of(
+        lambda: circulation.checkin(
+            "B1",
+            branch_code="NORTH",
+            returned_at=datetime(2026, 1, 15, 10, 0, tzinfo=UTC),
+        )
+    )
+
+    assert refused is Refusal.RETURN_BEFORE_LOAN
+    item = circulation.item("B1")
+    assert item is not None
+    assert item.borrower_barcode == "P2"
+    assert log_details(library, LoanEvent.REFUSAL)[-1] == "return_before_loan"
 
 
 def test_lost_item_found_at_checkin_cancels_its_lost_fee(
