@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from ils.secrets import hash_problem, verify_secret
+from sip2server.endpoint_text import clashes, split_unescaped
 from sip2server.policy import TerminalPolicy
 from sip2server.protocol import (
     DelimiterPolicy,
@@ -186,26 +187,6 @@ def fold_value(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-def _split_unescaped(text: str, separator: str) -> list[str]:
-    parts, current, escaped = [], [], False
-    for char in text:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            current.append(char)
-            escaped = True
-        elif char == separator:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if escaped:
-        raise ValueError("it ends with a lone backslash")
-    parts.append("".join(current))
-    return parts
-
-
 def _unescaped(value: str) -> str:
     # RFC 4514 escapes: a backslash before a special character, or two hex
     # digits for one byte of the UTF-8 value.
@@ -247,12 +228,12 @@ def parse_subject(text: str) -> SubjectKey:
     """
     rdns: list[frozenset[tuple[str, str]]] = []
     try:
-        pieces = _split_unescaped(text, ",")
+        pieces = split_unescaped(text, ",")
     except ValueError as error:
         raise ValueError(f"{text!r} is not a certificate subject: {error}") from None
     for piece in pieces:
         attributes = set()
-        for part in _split_unescaped(piece, "+"):
+        for part in split_unescaped(piece, "+"):
             name, equals, value = part.partition("=")
             name, value = name.strip(), value.strip()
             if not equals or not name:
@@ -785,55 +766,6 @@ def socket_activation_warnings(config: ServerConfig) -> list[str]:
 
 # The text in a setting that `ils serve` replaces by its instance name.
 _INSTANCE_FIELD = "{instance}"
-# Addresses that bind every interface: compared, never bound, here.
-_ANY_IPV4 = ipaddress.ip_address("0.0.0.0")  # noqa: S104
-_ANY_ADDRESS = ipaddress.ip_address("::")
-
-
-def bound_address(endpoint: str) -> tuple[str, int] | None:
-    """The interface and port a tcp:, tcp6: or ssl: endpoint string (also
-    inside haproxy:) binds, as Twisted reads it; None for other kinds, port 0
-    (any free port) and text that does not parse (Twisted names that).
-    """
-    try:
-        parts = [
-            re.sub(r"\\(.)", r"\1", part)
-            for part in _split_unescaped(endpoint.strip(), ":")
-        ]
-    except ValueError:
-        return None
-    if parts[0].lower() == "haproxy":
-        parts = parts[1:] or [""]
-    kind = parts[0].lower()
-    if kind not in ("tcp", "tcp6", "ssl"):
-        return None
-    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
-    given = [part for part in parts[1:] if "=" not in part]
-    port_text = named.get("port", given[0] if given else "")
-    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) == 0:
-        return None
-    wildcard = _ANY_ADDRESS if kind == "tcp6" else _ANY_IPV4
-    interface = named.get("interface", str(wildcard))
-    try:
-        interface = str(ipaddress.ip_address(interface))
-    except ValueError:
-        interface = interface.lower()
-    return interface, int(port_text)
-
-
-def _overlap(one: str, other: str) -> bool:
-    # Whether two interfaces on one port collide in bind(): the same address,
-    # 0.0.0.0 with any IPv4 address, or :: (dual stack) with any address.
-    if one == other:
-        return True
-    try:
-        first, second = ipaddress.ip_address(one), ipaddress.ip_address(other)
-    except ValueError:
-        return False
-    for wildcard, address in ((first, second), (second, first)):
-        if wildcard == _ANY_ADDRESS or (wildcard == _ANY_IPV4 and address.version == 4):
-            return True
-    return False
 
 
 def endpoint_clashes(config: ServerConfig) -> list[tuple[str, str]]:
@@ -849,27 +781,9 @@ def endpoint_clashes(config: ServerConfig) -> list[tuple[str, str]]:
     ]
     if config.metrics.listen is not None:
         found.append(("metrics.listen", config.metrics.listen))
-    seen: list[tuple[str, str, str, int]] = []
-    problems = []
-    for key, endpoint in found:
-        address = None if _INSTANCE_FIELD in endpoint else bound_address(endpoint)
-        if address is None:
-            continue
-        interface, port = address
-        for other_key, other, other_interface, other_port in seen:
-            if port == other_port and _overlap(interface, other_interface):
-                problems.append(
-                    (
-                        key,
-                        f"{endpoint!r} binds port {port} on {interface}, which "
-                        f"{other_key} ({other!r}) already binds; give each "
-                        "listener and the metrics endpoint a port of its own",
-                    )
-                )
-                break
-        else:
-            seen.append((key, endpoint, interface, port))
-    return problems
+    return clashes(
+        [(key, endpoint) for key, endpoint in found if _INSTANCE_FIELD not in endpoint]
+    )
 
 
 def transaction_log_problem(config: ServerConfig) -> str | None:

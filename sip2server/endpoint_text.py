@@ -1,0 +1,120 @@
+"""Twisted endpoint strings read as text: which interface and port each binds,
+and which of several would bind the same one twice.
+
+Layer: `sip2server`. Standard library only (no Twisted: the configuration
+checks a file with it before any reactor exists).
+
+Twisted separates an endpoint's arguments with `:` and escapes a `:` inside
+one with a backslash (`tcp6:6001:interface=\\:\\:1`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+
+def split_unescaped(text: str, separator: str) -> list[str]:
+    """`text` split at each `separator` not escaped by a backslash; the
+    backslashes stay in the parts.
+
+    Raises:
+        ValueError: the text ends with a lone backslash.
+    """
+    parts, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if escaped:
+        raise ValueError("it ends with a lone backslash")
+    parts.append("".join(current))
+    return parts
+
+
+# Addresses that bind every interface: compared, never bound, here.
+_ANY_IPV4 = ipaddress.ip_address("0.0.0.0")  # noqa: S104
+_ANY_ADDRESS = ipaddress.ip_address("::")
+
+
+def bound_address(endpoint: str) -> tuple[str, int] | None:
+    """The interface and port a tcp:, tcp6: or ssl: endpoint string (also
+    inside haproxy:) binds, as Twisted reads it; None for other kinds, port 0
+    (any free port) and text that does not parse (Twisted names that).
+    """
+    try:
+        parts = [
+            re.sub(r"\\(.)", r"\1", part)
+            for part in split_unescaped(endpoint.strip(), ":")
+        ]
+    except ValueError:
+        return None
+    if parts[0].lower() == "haproxy":
+        parts = parts[1:] or [""]
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return None
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    given = [part for part in parts[1:] if "=" not in part]
+    port_text = named.get("port", given[0] if given else "")
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) == 0:
+        return None
+    wildcard = _ANY_ADDRESS if kind == "tcp6" else _ANY_IPV4
+    interface = named.get("interface", str(wildcard))
+    try:
+        interface = str(ipaddress.ip_address(interface))
+    except ValueError:
+        interface = interface.lower()
+    return interface, int(port_text)
+
+
+def _overlap(one: str, other: str) -> bool:
+    # Whether two interfaces on one port collide in bind(): the same address,
+    # 0.0.0.0 with any IPv4 address, or :: (dual stack) with any address.
+    if one == other:
+        return True
+    try:
+        first, second = ipaddress.ip_address(one), ipaddress.ip_address(other)
+    except ValueError:
+        return False
+    for wildcard, address in ((first, second), (second, first)):
+        if wildcard == _ANY_ADDRESS or (wildcard == _ANY_IPV4 and address.version == 4):
+            return True
+    return False
+
+
+def clashes(endpoints: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each (key, endpoint) that binds a port an earlier one binds, with the
+    problem naming that earlier key; `ils serve` would stop at it with
+    "Address already in use". Port 0 and kinds other than tcp, tcp6 and ssl
+    are not compared.
+    """
+    seen: list[tuple[str, str, str, int]] = []
+    problems = []
+    for key, endpoint in endpoints:
+        address = bound_address(endpoint)
+        if address is None:
+            continue
+        interface, port = address
+        for other_key, other, other_interface, other_port in seen:
+            if port == other_port and _overlap(interface, other_interface):
+                problems.append(
+                    (
+                        key,
+                        f"{endpoint!r} binds port {port} on {interface}, which "
+                        f"{other_key} ({other!r}) already binds; give each "
+                        "listener and the metrics endpoint a port of its own",
+                    )
+                )
+                break
+        else:
+            seen.append((key, endpoint, interface, port))
+    return problems
