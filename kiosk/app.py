@@ -475,7 +475,12 @@ class KioskApp(App):
             code = self.wedge.enter()
             if on_keypad and check.entry:
                 self.submit()
-            elif code and self.check.config.devices.keyboard_wedge:
+            elif code and (
+                self.check.config.devices.keyboard_wedge
+                or check.screen is Screen.OUT_OF_ORDER
+            ):
+                # Out of order, typed keys and Enter are the staff code's way
+                # in, with or without a keyboard-wedge scanner.
                 self.do(check.scan(code))
             else:
                 self._press_focused()

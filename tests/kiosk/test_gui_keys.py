@@ -1,22 +1,36 @@
 """No key on an attached keyboard leads out of the kiosk.
 
-Findings 3 and 10 of the second adversarial trial of issue #6: F1 opened
+Findings 3, 10 and 11b of the second adversarial trial of issue #6: F1 opened
 Kivy's settings panel over the kiosk (rotation, fullscreen, logging...), which
 the idle timeout never removed, and Escape quit a windowed kiosk; the second
-tap of a double tap pressed the button that appeared under the finger. The whole app
+tap of a double tap pressed the button that appeared under the finger (10);
+without the keyboard wedge staff could not type their code on an out-of-order
+kiosk (11b). The whole app
 runs offscreen against the real server (the `gui` fixture of test_gui.py);
 keys are sent as SDL sends them: on_key_down, then on_keyboard unless taken.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+from twisted.internet.task import Clock
 
+from kiosk.config import hash_staff_code
+from kiosk.harness import start_app
 from kiosk.model import Screen
-from kiosk.runtime import Kiosk
-from tests.kiosk.test_gui import frames, gui  # noqa: F401 (the fixture)
+from kiosk.runtime import Kiosk, assemble
+from kiosk.sipclient import LinkState
+from tests.kiosk.conftest import LiveServer, kiosk_config
+from tests.kiosk.test_gui import (  # noqa: F401 (gui is the fixture)
+    frames,
+    gui,
+    settle,
+    type_keys,
+)
+from tests.kiosk.test_sipclient import reached
 
 KEY_F1 = 282
 KEY_ESCAPE = 27
@@ -79,3 +93,38 @@ async def test_a_tap_just_after_a_screen_change_is_dropped(gui: Kiosk) -> None: 
 
     assert Screen.ITEMS is dropped
     assert Screen.ATTRACT is gui.check.screen
+
+
+@pytest_twisted.ensureDeferred
+async def test_staff_type_their_code_on_an_out_of_order_kiosk_without_a_wedge(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """With `devices.keyboard_wedge = false` and no staff card, the staff code
+    typed on a keyboard and Enter open the staff screen of an out-of-service
+    kiosk."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    config = kiosk_config(
+        live_server.port,
+        tmp_path,
+        devices={"keyboard_wedge": False},
+        kiosk={"staff_code_hash": hash_staff_code("4711")},
+    )
+    kiosk = assemble(config, reactor, clock=Clock())
+    kiosk.link.start()
+    await reached(kiosk.link, LinkState.ONLINE)
+    running = await start_app(kiosk.app)
+    try:
+        kiosk.check.set_out_of_service(True)
+        kiosk.check.end_session()
+        await frames()
+        assert Screen.OUT_OF_ORDER is kiosk.check.screen
+        type_keys("4711")
+        await settle(kiosk)
+        screen = kiosk.check.screen
+    finally:
+        kiosk.app.stop()
+        await running
+        kiosk.close()
+
+    assert Screen.STAFF is screen
