@@ -443,6 +443,17 @@ def test_serve_names_a_toml_file_nested_too_deeply(tmp_path: Path) -> None:
     assert not isinstance(result.exception, RecursionError)
 
 
+def test_check_config_names_a_toml_file_nested_too_deeply(tmp_path: Path) -> None:
+    """`ils check-config` says the file is not valid TOML, with no traceback."""
+    path = _file(tmp_path, "x = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n")
+
+    result = CliRunner().invoke(check_config, ["--offline", str(path)])
+
+    assert 1 == result.exit_code
+    assert f"{path}: not a valid TOML file (" in result.output
+    assert not isinstance(result.exception, RecursionError)
+
+
 def test_a_toml_syntax_error_is_not_a_valid_toml_file(tmp_path: Path) -> None:
     """A file tomllib cannot read is named, with tomllib's line and column."""
     path = _file(tmp_path, "[server\n")
