@@ -124,8 +124,15 @@ class AccountScreen:
             return
         if kind is Receipt.PRINT and self.print_offered and self.devices is not None:
             card = None if self.patron is None else self.patron.barcode
-            if not self.devices.print_receipt(card, self.rows, self.language):
-                log.warn("the receipt could not be printed")
+
+            def printed(done: object) -> None:
+                if done is not True:
+                    log.warn("the receipt could not be printed")
+
+            # Printed off the event loop; the session ends meanwhile.
+            self.devices.print_receipt_later(
+                card, list(self.rows), self.language
+            ).addBoth(printed)
         elif kind is Receipt.EMAIL and self.email_offered:
             try:
                 self.send_email_receipt()

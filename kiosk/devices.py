@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from .config import DevicesSection
@@ -123,6 +124,19 @@ class KioskDevices:
         self._readers: list[Any] = []
         self._tasks: list[asyncio.Future[None]] = []
         self.pad: RfidPad | None = None
+        # A serial or network printer is spoken to in a thread, one exchange
+        # at a time: a mute one must not stop the event loop (Kivy and the
+        # SIP2 link with it). Its state for staff is the last one read.
+        self._printer_lock = threading.Lock()
+        self._printer_state = "unknown"
+        self._printer_asking = False
+        #: Called (on the event loop) when the printer's state has been read.
+        self.on_printer_state: Callable[[], object] | None = None
+
+    @property
+    def _printer_spools(self) -> bool:
+        """A spool file: written at once, never waited for."""
+        return self.settings.printer.startswith("file:")
 
     def start_scanners(
         self,
@@ -227,21 +241,56 @@ class KioskDevices:
         else:
             from drivers.printer import PrinterStatus  # noqa: PLC0415
 
-            state = self.printer.status()
-            if state is PrinterStatus.UNKNOWN and self.settings.printer.startswith(
-                "file:"
-            ):
+            if not self._printer_spools:
+                self._ask_printer()
+                lines["printer"] = self._printer_state
+            elif self.printer.status() is PrinterStatus.UNKNOWN:
                 # A spool file cannot report paper; it is there to be written.
                 lines["printer"] = "spool file"
             else:
-                lines["printer"] = state.value.replace("_", " ")
+                lines["printer"] = self.printer.status().value.replace("_", " ")
         return lines
+
+    def _ask_printer(self) -> None:
+        """Ask the printer its state in a thread (one question at a time)."""
+        if self._printer_asking or self.printer is None:
+            return
+        self._printer_asking = True
+        printer = self.printer
+
+        def ask() -> str:
+            with self._printer_lock:
+                return str(printer.status().value.replace("_", " "))
+
+        def answered(state: object) -> None:
+            self._printer_asking = False
+            self._printer_state = state if isinstance(state, str) else "unknown"
+            if self.on_printer_state is not None:
+                self.on_printer_state()
+
+        threads.deferToThread(ask).addBoth(answered)
 
     def _reason(self, row: ItemOutcome, language: str) -> str | None:
         """Why an item was not done, in the patron's words (None when it was)."""
         if row.refusal is None or self.wording is None:
             return None
         return self.wording.text(row.refusal, language, row.screen_message)
+
+    def print_receipt_later(
+        self, card: str | None, rows: list[ItemOutcome], language: str = "en"
+    ) -> defer.Deferred[bool]:
+        """Print the receipt without holding up the event loop: a spool file at
+        once, a serial or network printer in a thread. Fires with whether it
+        was printed."""
+        if self._printer_spools or self.printer is None:
+            return defer.succeed(self.print_receipt(card, rows, language))
+        rows = list(rows)
+
+        def printing() -> bool:
+            with self._printer_lock:
+                return self.print_receipt(card, rows, language)
+
+        return threads.deferToThread(printing)
 
     def print_receipt(
         self, card: str | None, rows: list[ItemOutcome], language: str = "en"

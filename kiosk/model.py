@@ -69,6 +69,10 @@ class Devices(Protocol):
         self, card: str | None, rows: list[ItemOutcome], language: str
     ) -> bool: ...
 
+    def print_receipt_later(
+        self, card: str | None, rows: list[ItemOutcome], language: str
+    ) -> Any: ...
+
     def set_security(self, uids: list[str], secured: bool) -> Any: ...
 
 

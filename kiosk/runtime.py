@@ -101,6 +101,7 @@ def assemble(config: KioskConfig, reactor: Any, *, clock: Any = None) -> Kiosk:
         config, desk, link, clock if clock is not None else reactor, devices=devices
     )
     link.on_state(check.link_changed)
+    devices.on_printer_state = check.devices_changed
     presenter = Presenter(catalogues, wording)
     app = KioskApp(check, presenter, AudioCues(config.audio))
     return Kiosk(app=app, check=check, link=link, journal=journal, devices=devices)

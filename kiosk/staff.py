@@ -129,6 +129,11 @@ class StaffMode:
         self.run(self._replay())
         self.touch()
 
+    def devices_changed(self) -> None:
+        """A device's state was read again: the staff screen shows it."""
+        if self.screen is Screen.STAFF:
+            self._changed()
+
     def staff_results(self, limit: int = 20) -> list[str]:
         """The offline replay results for the staff screen, those to check by
         hand (unknown outcome) first."""
