@@ -13,7 +13,7 @@ from .i18n import Catalogues
 from .mailer import ReceiptMailer, receipt_address
 from .model import Cue, Receipt, Screen, mask
 from .sipclient import SipLinkError
-from .transactions import Action, Result
+from .transactions import Action, ItemOutcome, Result
 from .wording import Refusal, Wording
 
 # The same namespace as before the split, so log filters keep matching.
@@ -63,13 +63,32 @@ class AccountScreen:
             # Shown on the account screen, and kept for the receipt.
             self.account_rows = [r for r in self.account_rows if r.barcode != barcode]
             self.account_rows.insert(0, outcome)
-            self.rows = [r for r in self.rows if r.barcode != barcode]
-            self.rows.insert(0, outcome)
+            self._keep_renewal(outcome)
             if outcome.result is Result.DONE:
                 await self._load_account(session)
             self._changed()
         else:
             self._show(outcome)
+
+    def _keep_renewal(self, outcome: ItemOutcome) -> None:
+        """Put a renewal from the account screen on the session's receipt.
+
+        It replaces an earlier renewal of the item, never what else happened
+        to it in this session (a loan made, a return): and a refused renewal
+        of an item lent or renewed in this session is left off, so the
+        receipt still says the item was lent, with its due date.
+        """
+        barcode = outcome.barcode
+        self.rows = [
+            r
+            for r in self.rows
+            if not (r.barcode == barcode and r.action is Action.RENEW)
+        ]
+        done_here = any(
+            r.barcode == barcode and r.result is Result.DONE for r in self.rows
+        )
+        if outcome.result is Result.DONE or not done_here:
+            self.rows.insert(0, outcome)
 
     async def open_account(self) -> None:
         """Show the patron's loans, holds and fees."""
