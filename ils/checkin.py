@@ -31,7 +31,7 @@ neither on loan nor arriving from a transit; else NONE.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -149,6 +149,11 @@ def _last_renewed_at(session: Session, loan: Loan) -> datetime:
     return loan.checked_out_at if renewed is None else max(renewed, loan.checked_out_at)
 
 
+# How far before a loan's start a return may be dated and still end that loan
+# (at its start): terminals' clocks drift, and SIP2 dates drop the fraction.
+CLOCK_SLACK = timedelta(minutes=5)
+
+
 def check_in(
     session: Session,
     known: Known,
@@ -180,10 +185,12 @@ def check_in(
     loan = queries.open_loan(session, item, lock=True)
     if loan is not None and loan.patron_id not in (None, borrower_id):
         raise LoanChangedHands
-    if loan is not None and returned_at < loan.checked_out_at:
+    if loan is not None and returned_at < loan.checked_out_at - CLOCK_SLACK:
         # A return recorded offline, sent after the item was lent again: it
         # ended an earlier loan, never this one. Nothing changes; the refusal
-        # (logged) tells staff to look at the item.
+        # (logged) tells staff to look at the item. (Within CLOCK_SLACK it is
+        # this loan's return: SIP2 dates have whole seconds, and a terminal's
+        # clock may be a little behind the server's.)
         raise CirculationRefused(Refusal.RETURN_BEFORE_LOAN)
 
     # The loan ends at the time of return, never before it began or was last

@@ -15,7 +15,7 @@ import enum
 import re
 import sqlite3
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -738,7 +738,9 @@ class SipDesk:
         return sent
 
     def _replay_request(self, entry: JournalEntry) -> Message:
-        at = _local(entry.happened_at)
+        # In UTC (sent as `   Z`): the server reads a zone-less date as its
+        # branch's local time, which need not be this machine's zone.
+        at = entry.happened_at.astimezone(UTC)
         if entry.kind is EntryKind.RETURN:
             return CheckinRequest(
                 no_block=True,

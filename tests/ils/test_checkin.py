@@ -114,6 +114,26 @@ def test_offline_return_sent_after_the_item_was_lent_again_leaves_the_new_loan(
     assert log_details(library, LoanEvent.REFUSAL)[-1] == "return_before_loan"
 
 
+def test_a_return_dated_a_little_before_its_loan_began_still_ends_it(
+    library: Library, circulation: Circulation, clock: SettableClock
+) -> None:
+    """A return dated two minutes before the checkout (a terminal's clock behind
+    the server's) ends that loan, at the moment it began."""
+    library.add_patron("P1")
+    library.add_item("B1")
+    clock.now = datetime(2026, 1, 15, 10, 0, 30, tzinfo=UTC)
+    circulation.checkout("P1", "B1", branch_code="NORTH")
+
+    result = circulation.checkin(
+        "B1",
+        branch_code="NORTH",
+        returned_at=datetime(2026, 1, 15, 9, 58, 30, tzinfo=UTC),
+    )
+
+    assert result.was_on_loan is True
+    assert result.returned_at == datetime(2026, 1, 15, 10, 0, 30, tzinfo=UTC)
+
+
 def test_lost_item_found_at_checkin_cancels_its_lost_fee(
     library: Library, circulation: Circulation
 ) -> None:

@@ -5,6 +5,8 @@ it went over, and the kiosk keeps the result for staff.
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest_twisted
@@ -43,7 +45,13 @@ async def test_offline_checkouts_over_the_servers_limit_are_recorded(
         assert [Result.QUEUED, Result.QUEUED] == [row.result for row in check.rows]
         check.end_session()
 
-        # While the kiosk was offline the library allowed no loans at all.
+        # The loans were made two hours ago (the journal says so), and while
+        # the kiosk was offline the library allowed no loans at all.
+        made = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+        journal = sqlite3.connect(str(tmp_path / "journal.sqlite3"))
+        with journal:
+            journal.execute("UPDATE journal SET happened_at = ?", (made.isoformat(),))
+        journal.close()
         engine = sa.create_engine(live_server.library.url)
         with engine.begin() as connection:
             connection.execute(sa.update(LoanRule).values(max_loans=0))
@@ -64,6 +72,15 @@ async def test_offline_checkouts_over_the_servers_limit_are_recorded(
                 .where(Patron.barcode == PATRON, Loan.returned_at.is_(None))
             ).scalars()
             assert set(ITEMS[1:3]) <= set(lent)
+            # Dated when they were made, whatever the kiosk machine's zone.
+            started = connection.execute(
+                sa.select(Loan.checked_out_at)
+                .join(Item, Item.id == Loan.item_id)
+                .where(Item.barcode.in_(ITEMS[1:3]), Loan.returned_at.is_(None))
+            ).scalars()
+            assert [made.replace(tzinfo=None)] * 2 == [
+                moment.replace(tzinfo=None) for moment in started
+            ]
             details = connection.execute(
                 sa.select(CirculationLog.detail)
                 .join(Item, Item.id == CirculationLog.item_id)
