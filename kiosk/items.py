@@ -115,7 +115,13 @@ class ItemLoop:
             secured = False
         else:
             return outcome
-        written = await self.devices.set_security(uids, secured)
+        try:
+            written = await self.devices.set_security(uids, secured)
+        except Exception:
+            # Whatever the reader's driver raises, the loan or return is done:
+            # the patron sees it, and takes the item to the desk.
+            log.failure("writing the tags' security failed")
+            written = False
         return outcome if written else replace(outcome, security_failed=True)
 
     async def item(self, barcode: str, uids: list[str] | None = None) -> None:
