@@ -109,7 +109,9 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
             on_tick=self._countdown,
             on_expire=self._timed_out,
         )
-        self.out_of_service = False
+        #: Taken out of service by staff; kept across restarts (a marker file
+        #: beside the journal), so a crash or power cut does not undo it.
+        self.out_of_service = self._service_marker().exists()
         # Wrong staff codes (and unknown cards) in a row, and the end of the
         # lock on staff-code entry they caused; both outlive sessions.
         self._staff_failures = 0

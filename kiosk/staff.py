@@ -6,6 +6,8 @@ and never `ils`; it must not import `kiosk.session` (the session imports it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet import threads
 from twisted.logger import Logger
 
@@ -113,10 +115,26 @@ class StaffMode:
         self.end_session()
 
     def set_out_of_service(self, value: bool) -> None:
-        """Take the kiosk out of service (or put it back)."""
+        """Take the kiosk out of service (or put it back), across restarts."""
         self.out_of_service = value
+        marker = self._service_marker()
+        try:
+            if value:
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as error:
+            log.error(
+                "out of service not kept across a restart ({path}): {error}",
+                path=str(marker),
+                error=str(error),
+            )
         self.touch()
         self._changed()
+
+    def _service_marker(self) -> Path:
+        """The file whose presence says staff took the kiosk out of service."""
+        return Path(self.config.offline.journal).with_suffix(".out-of-service")
 
     def retry_connection(self) -> None:
         """Staff asked to try the server again now."""
