@@ -112,6 +112,11 @@ class ServerSection(_Strict):
     reconnect_max: _Seconds = 60.0
     error_detection: bool = True
     encoding: str = "utf-8"
+    # Speak TLS to a TLS listener of the server; its certificate must name
+    # `host` and be signed by a certificate in `ca_file` (the system's when
+    # empty).
+    tls: bool = False
+    ca_file: str = ""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -383,6 +388,7 @@ def _missing_files(config: KioskConfig) -> list[tuple[str, str]]:
         ("devices.scanner", config.devices.scanner),
         ("messages.catalogue", config.messages.catalogue),
         ("email.ca_file", config.email.ca_file),
+        ("server.ca_file", config.server.ca_file),
     ):
         if name and not Path(name).is_file():
             problems.append((key, f"no such file {name!r}"))

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from .config import MAIL_ADDRESS, EmailSection
 from .i18n import Catalogues
+from .tls import client_tls_options
 from .transactions import ItemOutcome
 
 log = Logger()
@@ -215,28 +216,9 @@ class ReceiptMailer:
             OSError: `ca_file` cannot be read.
             ValueError: `ca_file` holds no certificate that can be read.
         """
-        from OpenSSL.crypto import Error as OpenSSLError  # noqa: PLC0415
-        from twisted.internet import ssl  # noqa: PLC0415
-
-        trust: Any = None
-        if self.config.ca_file:
-            with open(self.config.ca_file, "rb") as file:
-                pem = file.read()
-            blocks = re.findall(
-                rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
-                pem,
-                re.DOTALL,
-            )
-            try:
-                certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
-            except OpenSSLError as problem:
-                raise ValueError(f"email.ca_file: unreadable: {problem}") from None
-            if not certificates:
-                raise ValueError("email.ca_file: no PEM certificate in it")
-            trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
-                certificates
-            )
-        return ssl.optionsForClientTLS(self.config.host, trustRoot=trust)
+        return client_tls_options(
+            self.config.host, self.config.ca_file, key="email.ca_file"
+        )
 
     def send(
         self,

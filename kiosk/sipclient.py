@@ -19,7 +19,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet import defer, protocol
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
 from twisted.logger import Logger
 
 from sip2server.protocol import (
@@ -38,6 +42,7 @@ from sip2server.protocol import (
 )
 
 from .config import AccountSection, ServerSection
+from .tls import client_tls_options
 
 log = Logger()
 
@@ -122,6 +127,13 @@ class SipLink:
         self._status_call: Any = None
         self._running = False
         self._problem_on_loss = ""
+        #: The client TLS options with `server.tls` (read once: a `ca_file`
+        #: that cannot be used stops the kiosk at start, naming the key).
+        self._tls = (
+            client_tls_options(server.host, server.ca_file, key="server.ca_file")
+            if server.tls
+            else None
+        )
         # A connection attempt is under way whose outcome a request should
         # wait for: the first one, and the one after a live connection broke.
         self._trying = False
@@ -295,12 +307,15 @@ class SipLink:
 
     def _connect(self) -> None:
         self._reconnect_call = None
-        endpoint = TCP4ClientEndpoint(
+        endpoint: Any = TCP4ClientEndpoint(
             self._reactor,
             self._server.host,
             self._server.port,
             timeout=max(1, int(self._server.timeout)),
         )
+        if self._tls is not None:
+            # TODO(#6): no client certificate yet, for listeners with client_ca.
+            endpoint = wrapClientTLS(self._tls, endpoint)
         attempt = connectProtocol(endpoint, _Wire(self))  # type: ignore[no-untyped-call]
         attempt.addCallbacks(self._connected, self._connect_failed)
 
