@@ -26,6 +26,13 @@ from sip2server.config import AccountConfig, SubjectKey, fold_value
 # Addresses with recent failed logins kept before old entries are swept.
 _MAX_TRACKED_ADDRESSES = 10_000
 
+# Failed logins from one address, whatever the login, that lock the address out,
+# as a multiple of the per-login limit (`max_failed_logins_per_address`).
+ADDRESS_WIDE_FACTOR = 5
+
+# Characters of a login that key its failed-login count.
+LOGIN_KEY_LENGTH = 64
+
 
 class AccountBook:
     """The SIP accounts of one server configuration, looked up by login."""
@@ -165,7 +172,8 @@ class Admission:
     """Who may be connected and logged in right now, across all listeners.
 
     Shared by every connection of a server: the cap on open connections, each
-    account's connection limit, and the failed-login count per address. Logins
+    account's connection limit, and the failed-login counts per address and
+    login, and per address. Logins
     run in worker threads and connections open and close on the reactor's, so
     every change happens under one lock.
     """
@@ -189,7 +197,7 @@ class Admission:
         self._live: set[int] = set()
         self._seats: dict[str, set[int]] = {}
         self._holder: dict[int, str] = {}
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[str | tuple[str, str], deque[float]] = {}
 
     def configure(
         self, *, max_connections: int, max_failed_logins: int, window: float
@@ -284,33 +292,65 @@ class Admission:
         if login is not None:
             self._seats[login].discard(token)
 
-    # -- failed logins per address --------------------------------------------
+    # -- failed logins per address and login ---------------------------------
 
-    def address_blocked(self, host: str) -> bool:
-        """Whether too many logins from `host` failed within the window."""
+    def login_blocked(self, host: str, login: str) -> str | None:
+        """Why logins as `login` from `host` are refused for now, or None.
+
+        Failures count per (address, login): a guesser at one account locks
+        out that account from that address, not the other terminals behind
+        the same address (a local TLS terminator brings them all from
+        loopback). A wider cap, `ADDRESS_WIDE_FACTOR` times as many failures
+        from the address whatever the login, stops spraying many logins.
+        """
+        address = address_key(host)
         with self._lock:
-            return self._recent_failures(address_key(host)) >= self.max_failed_logins
+            if self._recent_failures((address, _login_key(login))) >= (
+                self.max_failed_logins
+            ):
+                return "too many failed logins for this login from this address"
+            if self._recent_failures(address) >= self.address_wide_limit:
+                return "too many failed logins from this address"
+        return None
 
-    def login_failed(self, host: str) -> int:
-        """Count a failed login from `host`; returns the count in the window."""
-        host = address_key(host)
+    @property
+    def address_wide_limit(self) -> int:
+        """Failed logins from one address, any login, before all are refused."""
+        return self.max_failed_logins * ADDRESS_WIDE_FACTOR
+
+    def address_blocked(self, host: str, login: str = "") -> bool:
+        """Whether logins as `login` from `host` are refused for now."""
+        return self.login_blocked(host, login) is not None
+
+    def login_failed(self, host: str, login: str = "") -> int:
+        """Count a failed login as `login` from `host`; returns that login's
+        count from that address in the window."""
+        address = address_key(host)
+        pair = (address, _login_key(login))
         with self._lock:
             if len(self._failures) > _MAX_TRACKED_ADDRESSES:
                 # A scan from many addresses must not grow the table without end.
                 for known in list(self._failures):
                     self._recent_failures(known)
-            self._recent_failures(host)
-            failures = self._failures.setdefault(host, deque())
-            failures.append(self._clock())
-            return len(failures)
+            now = self._clock()
+            for key in (address, pair):
+                self._recent_failures(key)
+                self._failures.setdefault(key, deque()).append(now)
+            return len(self._failures[pair])
 
-    def _recent_failures(self, host: str) -> int:
-        failures = self._failures.get(host)
+    def _recent_failures(self, key: str | tuple[str, str]) -> int:
+        failures = self._failures.get(key)
         if failures is None:
             return 0
         oldest = self._clock() - self.failed_login_window
         while failures and failures[0] <= oldest:
             failures.popleft()
         if not failures:
-            del self._failures[host]
+            del self._failures[key]
         return len(failures)
+
+
+def _login_key(login: str) -> str:
+    # Only the start of a login names it here: a peer sending 8,000-character
+    # logins must not make the table hold them (real logins are short).
+    return login[:LOGIN_KEY_LENGTH]

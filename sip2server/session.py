@@ -109,12 +109,16 @@ class Reply:
     `message` is None when this server does not support the request (or the
     session refuses it outright); the terminal is then sent 96. `note` says
     why a login was refused, for the log; `outage` marks a refusal because the
-    database could not be reached.
+    database could not be reached. `transient` marks a refusal that may not
+    hold when the same request comes again (a lockout that ends, an account
+    seat that frees): it is not replayed as a retransmission's answer, and a
+    refused login so marked is not a failed one.
     """
 
     message: Any | None
     note: str | None = None
     outage: bool = False
+    transient: bool = False
 
 
 def _in_utc(refusal: Any) -> Any:
@@ -216,6 +220,7 @@ class TerminalSession:
             return Reply(
                 self._circulation.refuse(message, UNAVAILABLE, self.account),
                 outage=True,
+                transient=True,
             )
         self._health.answered()
         return Reply(answer)
@@ -302,23 +307,25 @@ class TerminalSession:
             self._admission.release_seat(self.connection_id)
 
         admission = self._admission
-        if admission is not None and admission.address_blocked(self.address):
+        login, password = request.login_user_id or "", request.login_password or ""
+        blocked = (
+            None if admission is None else admission.login_blocked(self.address, login)
+        )
+        if blocked is not None:
             # Checked before the password, so guessing from this address costs
             # the guesser time and the server no hashing.
             return Reply(
-                LoginResponse(ok=False),
-                note="too many failed logins from this address; try later",
+                LoginResponse(ok=False), note=f"{blocked}; try later", transient=True
             )
-        login, password = request.login_user_id or "", request.login_password or ""
         book = self._accounts()
         account = book.authenticate(login, password)
         if account is None:
-            self._count_failure()
+            self._count_failure(login)
             return Reply(
                 LoginResponse(ok=False), note=self._why_refused(book, login, password)
             )
         if not account.allows_address(self.address):
-            self._count_failure()
+            self._count_failure(login)
             return Reply(
                 LoginResponse(ok=False),
                 note="address not in the account's allowed_networks",
@@ -329,7 +336,7 @@ class TerminalSession:
         if refusal is not None:
             # The same 940 as a wrong password: the terminal learns nothing
             # about which of the two it lacks; the log says.
-            self._count_failure()
+            self._count_failure(login)
             return Reply(LoginResponse(ok=False), note=refusal)
         if admission is not None and not admission.take_seat(
             self.connection_id, account
@@ -337,6 +344,7 @@ class TerminalSession:
             return Reply(
                 LoginResponse(ok=False),
                 note=f"account at its limit of {account.max_connections} connections",
+                transient=True,
             )
         self.account = account
         return Reply(LoginResponse(ok=True))
@@ -353,6 +361,6 @@ class TerminalSession:
             return "wrong password for an account not admitted on this listener"
         return "account not admitted on this listener (see its accounts list)"
 
-    def _count_failure(self) -> None:
+    def _count_failure(self, login: str) -> None:
         if self._admission is not None and self.address:
-            self._admission.login_failed(self.address)
+            self._admission.login_failed(self.address, login)
