@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -33,6 +34,76 @@ _PLAIN = (str, int, float, bool, type(None))
 # terminal or a line-based reader: C0 (newlines included), DEL, C1, and the
 # Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# Characters of a terminal's own value (a login name, say) written to the log.
+CLIPPED_LENGTH = 64
+
+
+def clipped(value: object, limit: int = CLIPPED_LENGTH) -> str:
+    """A terminal-supplied value cut for the log, saying how long it was.
+
+    A peer may send 8,000-character login names; each refusal must not put
+    them in the log whole (`"LLL...(8000 characters)"`).
+    """
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text)} characters)"
+
+
+class LineBudget:
+    """Log lines of one kind per key (a peer's address), within a budget.
+
+    In each `period` the first `detailed` lines per key are written in full;
+    the rest are only counted, and when the period ends one summary line per
+    key says how many were left out (`summarize(key, count, period)`). At most
+    `max_keys` keys are tracked a period; lines for further keys are counted
+    under `OTHER`. `call_later` is the reactor's.
+    """
+
+    OTHER = "other addresses"
+
+    def __init__(
+        self,
+        call_later: Callable[..., Any],
+        summarize: Callable[[str, int, float], None],
+        *,
+        detailed: int = 10,
+        period: float = 60.0,
+        max_keys: int = 10_000,
+    ) -> None:
+        self._call_later = call_later
+        self._summarize = summarize
+        self.detailed = detailed
+        self.period = period
+        self.max_keys = max_keys
+        self._written: dict[str, int] = {}
+        self._left_out: dict[str, int] = {}
+        self._flush: Any = None
+
+    def allow(self, key: str) -> bool:
+        """Whether a line for `key` may be written now (else it is counted)."""
+        if self._flush is None:
+            self._flush = self._call_later(self.period, self.flush)
+        if key not in self._written and len(self._written) >= self.max_keys:
+            key = self.OTHER
+        written = self._written.get(key, 0)
+        if written < self.detailed and key != self.OTHER:
+            self._written[key] = written + 1
+            return True
+        self._written.setdefault(key, written)
+        self._left_out[key] = self._left_out.get(key, 0) + 1
+        return False
+
+    def flush(self) -> None:
+        """End the period: one summary line per key with lines left out."""
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
+        left_out, self._left_out, self._written = self._left_out, {}, {}
+        for key, count in left_out.items():
+            self._summarize(key, count, self.period)
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from sip2server.accounts import TerminalCertificate
 from sip2server.config import ErrorDetection, Terminator
+from sip2server.logs import LineBudget, clipped
 from sip2server.protocol import (
     AcsStatusResponse,
     CheckinResponse,
@@ -94,8 +95,14 @@ IMMEDIATE_REPLIES_PER_TURN = 32
 MAX_PROTOCOL_ERRORS = 50
 DETAILED_WARNINGS = 5
 
-# Failed logins on one connection before it is closed.
+# Failed logins on one connection before it is closed. Refusals that may not
+# hold on a retry (busy, locked out for now, database unavailable) do not count.
 MAX_FAILED_LOGINS = 5
+
+# Refused-login lines per address written in detail each period; the rest are
+# counted and summed up in one line per address when the period ends.
+DETAILED_LOGIN_REFUSALS = 10
+LOGIN_REFUSAL_PERIOD = 60.0
 
 # Refused connections (server full) logged in detail before only every 100th is.
 _DETAILED_REFUSALS = 10
@@ -592,6 +599,9 @@ class SipConnection(TimeoutMixin, Protocol):
                     request = b"96\r"
             if isinstance(request, bytes):
                 self._write(request)
+                if self._close_after_reply:
+                    self._close()
+                    break
                 budget -= 1
                 continue
             self._busy = True
@@ -730,11 +740,14 @@ class SipConnection(TimeoutMixin, Protocol):
             return None
         if not logins.full:
             return None
-        # The session is not asked: it would end an earlier login first.
+        # The session is not asked: it would end an earlier login first. Not
+        # a failed login, and not remembered: the same frame again is retried.
         logins.refused += 1
-        self._count("login", "refused", 0.0)
+        self._count("login", "busy", 0.0)
         return self._reply_bytes(
-            Reply(LoginResponse(ok=False), note=LOGINS_BUSY), frame, decoded
+            Reply(LoginResponse(ok=False), note=LOGINS_BUSY, transient=True),
+            frame,
+            decoded,
         )
 
     @staticmethod
@@ -812,7 +825,12 @@ class SipConnection(TimeoutMixin, Protocol):
             self.factory.metrics.answered(command, result, seconds)
 
     def _reply_bytes(self, reply: Reply, frame: Frame, decoded: Decoded) -> bytes:
-        """Encode a reply and remember it for 97 and retransmissions."""
+        """Encode a reply and remember it for 97 and retransmissions.
+
+        A transient refusal (busy, database unavailable, ...) is kept for 97
+        only: the same request sent again is run again, not answered from
+        memory with a refusal that may no longer hold.
+        """
         self._log_session_event(decoded.message, reply)
         log.debug(
             "sending conn={conn} {message}",
@@ -821,7 +839,11 @@ class SipConnection(TimeoutMixin, Protocol):
         )
         data = self._encode(reply.message, frame, decoded)
         self._last_reply = data
-        self._last_request_key = self._request_key(decoded, frame)
+        self._last_request_key = (
+            None
+            if reply.transient or reply.outage
+            else self._request_key(decoded, frame)
+        )
         return data
 
     def _log_session_event(self, request: Any, answer: Reply) -> None:
@@ -829,30 +851,42 @@ class SipConnection(TimeoutMixin, Protocol):
         # work"; the login name is not secret, the password never appears.
         reply = answer.message
         if isinstance(request, LoginRequest):
+            transient = answer.transient or answer.outage
             if reply.ok:
                 self._logged_in()
-            self._failed_logins = 0 if reply.ok else self._failed_logins + 1
-            if self.factory.metrics is not None:
+                self._failed_logins = 0
+            elif not transient:
+                # Only real failures count: a busy server or a lockout for now
+                # is not the terminal's mistake, and closing for it would cut
+                # off the terminal whose login then succeeds.
+                self._failed_logins += 1
+            if self.factory.metrics is not None and (reply.ok or not transient):
                 self.factory.metrics.login(reply.ok)
-            if self._failed_logins >= MAX_FAILED_LOGINS:
-                # Per address, Admission refuses logins after its own limit;
-                # per login there is none, so a guesser cannot lock a kiosk out.
-                log.warn(
-                    "{count} failed logins; closing conn={conn} peer={peer}",
-                    count=self._failed_logins,
+            # Refusals per address are logged within a budget (an unknown
+            # peer can send them without end); acceptances always are.
+            if reply.ok or self.factory.login_lines.allow(self.host):
+                emit = log.info if reply.ok else log.warn
+                emit(
+                    "login {outcome} conn={conn} peer={peer} login={login}{why}",
+                    outcome="accepted" if reply.ok else "refused",
                     conn=self.connection_id,
                     peer=self.peer,
+                    login=clipped(request.login_user_id),
+                    why=f": {answer.note}" if answer.note else "",
                 )
+            if reply.ok:
+                return
+            if self._failed_logins >= MAX_FAILED_LOGINS:
+                # Admission also refuses logins per address and login after its
+                # own limit; this only ends the connection.
+                if self.factory.login_lines.allow(self.host):
+                    log.warn(
+                        "{count} failed logins; closing conn={conn} peer={peer}",
+                        count=self._failed_logins,
+                        conn=self.connection_id,
+                        peer=self.peer,
+                    )
                 self._close_after_reply = True
-            emit = log.info if reply.ok else log.warn
-            emit(
-                "login {outcome} conn={conn} peer={peer} login={login}{why}",
-                outcome="accepted" if reply.ok else "refused",
-                conn=self.connection_id,
-                peer=self.peer,
-                login=request.login_user_id,
-                why=f": {answer.note}" if answer.note else "",
-            )
         elif (
             self.session.account is None
             and not isinstance(reply, AcsStatusResponse)
@@ -1017,6 +1051,17 @@ _PATRON_REPLIES = (
 )
 
 
+def _summarize_refused_logins(host: str, count: int, period: float) -> None:
+    log.warn(
+        "{count} more refused logins from {host} in the last {period:.0f} s "
+        "(only the first {detailed} in each period are logged in detail)",
+        count=count,
+        host=host,
+        period=period,
+        detailed=DETAILED_LOGIN_REFUSALS,
+    )
+
+
 def _result_of(reply: Reply) -> str:
     """The outcome of one request as metrics and the transaction log name it.
 
@@ -1088,6 +1133,17 @@ class SipServerFactory(Factory):
         # many not logged in from their address.
         self.overdue = 0
         self.crowded = 0
+        # Refused-login lines, per terminal address (see DETAILED_LOGIN_REFUSALS).
+        self.login_lines = LineBudget(
+            reactor.callLater,
+            _summarize_refused_logins,
+            detailed=DETAILED_LOGIN_REFUSALS,
+            period=LOGIN_REFUSAL_PERIOD,
+        )
+
+    def stopFactory(self) -> None:
+        # The listener stops: say now what the budget left out.
+        self.login_lines.flush()
 
     def buildProtocol(self, addr: Any) -> SipConnection:
         return SipConnection(self)
