@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -26,6 +27,7 @@ from sip2server.accounts import ADDRESS_WIDE_FACTOR, Admission
 from sip2server.app import RunningServer, start_server
 from sip2server.logs import LineBudget, clipped, escaped_event
 from sip2server.server import DETAILED_LOGIN_REFUSALS, MAX_FAILED_LOGINS
+from tests.ils.factories import Library
 from tests.sip2server.conftest import (
     ADA,
     ITEMS,
@@ -46,7 +48,9 @@ from tests.sip2server.test_wire_behaviour import (
 LOGIN_BODY = b"9300CNkiosk1|COkiosk-secret|CPNORTH|"
 
 
-def _start(sqlite_url: str, database: dict[str, Any] | None = None, **server: Any):
+def _start(
+    sqlite_url: str, database: dict[str, Any] | None = None, **server: Any
+) -> tuple[Library, Deferred[RunningServer]]:
     """Start a server on the stock library with [server] and [database] changes."""
     library = stock_library(sqlite_url)
     config = server_config(sqlite_url)
@@ -59,7 +63,7 @@ def _start(sqlite_url: str, database: dict[str, Any] | None = None, **server: An
     return library, start_server(config, reactor)
 
 
-def _target(library: Any, server: RunningServer) -> SipTarget:
+def _target(library: Library, server: RunningServer) -> SipTarget:
     host, port = server.addresses()[0]
     return SipTarget(host=host, port=port, library=library, server=server)
 
