@@ -226,8 +226,13 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
 
     @property
     def print_offered(self) -> bool:
-        """A printed receipt is offered only when a printer is configured."""
-        return self.config.services.print_receipt and bool(self.config.devices.printer)
+        """A printed receipt is offered only when a printer is configured, and
+        not while it reports that it is out of paper (or offline)."""
+        if not (self.config.services.print_receipt and self.config.devices.printer):
+            return False
+        if self.devices is None:
+            return True
+        return self.devices.status().get("printer") not in {"paper out", "offline"}
 
     # -- moving between screens ---------------------------------------------------
 

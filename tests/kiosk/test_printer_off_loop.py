@@ -5,11 +5,13 @@ takes the bytes and never answers froze the whole kiosk (Kivy and the SIP2
 link) for the driver's 2 s timeout on every receipt and on every tap on the
 staff screen. The printer here is a Twisted listener on loopback that accepts
 and says nothing, served by the same reactor the kiosk runs on: if the kiosk
-waited for it on the loop, the loop could not run in the meantime.
+waited for it on the loop, the loop could not run in the meantime. "Print"
+was also offered while the printer reported it could not print.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest_twisted
@@ -18,7 +20,8 @@ from twisted.internet import defer, protocol
 from kiosk.config import DevicesSection
 from kiosk.devices import KioskDevices
 from kiosk.transactions import Action, ItemOutcome, Result
-from tests.kiosk.conftest import ITEMS
+from tests.kiosk.conftest import ITEMS, LiveServer
+from tests.kiosk.test_session import start_kiosk
 from tests.kiosk.test_sipclient import _reactor
 
 
@@ -61,3 +64,31 @@ async def test_a_mute_network_printer_is_waited_for_off_the_event_loop() -> None
     assert "unknown" == first_status
     assert (False, False) == (called_at_once, called_after_a_tick)
     assert "unknown" != devices.status()["printer"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_print_is_not_offered_while_the_printer_cannot_print(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Before the printer's state is known "Print" is offered; once the mute
+    printer has been read as offline, it is not."""
+    listening: Any = _reactor().listenTCP(
+        0, protocol.Factory.forProtocol(_Mute), interface="127.0.0.1"
+    )
+    spec = f"network:127.0.0.1:{listening.getHost().port}"
+    kiosk = await start_kiosk(live_server, tmp_path, devices={"printer": spec})
+    devices = KioskDevices(DevicesSection(printer=spec), library_name="Demo Library")
+    read: defer.Deferred[None] = defer.Deferred()
+    devices.on_printer_state = lambda: read.called or read.callback(None)
+    kiosk.check.devices = devices
+    try:
+        devices.status()  # the staff screen asks; the answer comes later
+        before = kiosk.check.print_offered
+        await read
+        after = kiosk.check.print_offered
+    finally:
+        kiosk.link.stop()
+        kiosk.journal.close()
+        await defer.maybeDeferred(listening.stopListening)
+
+    assert (True, False) == (before, after)
