@@ -22,7 +22,8 @@ from typing import Any
 
 from twisted.internet import defer
 
-from .loop import run_on_shared_loop  # noqa: F401 (used by the tours and bench)
+# Re-exported for the screenshot tours and the benchmark.
+from .loop import run_on_shared_loop as run_on_shared_loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_CONFIG = REPO_ROOT / "config" / "sip2server.toml"
