@@ -23,7 +23,7 @@ from typing import Any
 from twisted.internet import defer
 
 # Re-exported for the screenshot tours and the benchmark.
-from .loop import run_on_shared_loop as run_on_shared_loop
+from .loop import run_on_shared_loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_CONFIG = REPO_ROOT / "config" / "sip2server.toml"
@@ -143,3 +143,16 @@ async def start_app(app: Any) -> defer.Deferred[Any]:
         await frames(1)
     await frames()
     return running
+
+
+__all__ = [
+    "REPO_ROOT",
+    "demo_server",
+    "frames",
+    "kivy_home",
+    "online",
+    "run_on_shared_loop",
+    "settle",
+    "start_app",
+    "type_keys",
+]
