@@ -438,18 +438,34 @@ class KioskApp(App):
         account = self.check.account
         present, language = self.presenter, self.lang
         values = []
+        loans = account.loans if account is not None else ()
+        # The renewals tried (above) and the loans, titles told apart by their
+        # barcodes where one title is on loan twice.
+        titles = iter(
+            present.told_apart(
+                [
+                    (present.row(language, r).title, r.barcode)
+                    for r in self.check.account_rows
+                ]
+                + [(present.loan(language, loan)[0], loan.barcode) for loan in loans]
+            )
+        )
         for outcome in self.check.account_rows:
             text = present.row(language, outcome)
-            values.append(RowValues("", text.title, text.detail, text.good, False))
+            values.append(RowValues("", next(titles), text.detail, text.good, False))
         if account is None:
             self.fees = ""
         else:
             self.fees = present.fees(language, account.fee_total, account.currency)
             for loan in account.loans:
-                title, due = present.loan(language, loan)
+                _, due = present.loan(language, loan)
                 values.append(
                     RowValues(
-                        loan.barcode, title, due, not loan.overdue, self.offer_renew
+                        loan.barcode,
+                        next(titles),
+                        due,
+                        not loan.overdue,
+                        self.offer_renew,
                     )
                 )
             for hold in account.holds_ready + account.holds_pending:

@@ -238,6 +238,19 @@ class Presenter:
             not_done=len(rows) - done,
         )
 
+    @staticmethod
+    def told_apart(titles: list[tuple[str, str]]) -> list[str]:
+        """The titles of (title, barcode) pairs, each title held by more than
+        one barcode followed by its barcode, so that two copies of one book
+        on an account (a renewal refused above them) can be told apart."""
+        barcodes: dict[str, set[str]] = {}
+        for title, barcode in titles:
+            barcodes.setdefault(title, set()).add(barcode)
+        return [
+            f"{title} ({barcode})" if len(barcodes[title]) > 1 else title
+            for title, barcode in titles
+        ]
+
     def loan(self, language: str, loan: Loan) -> tuple[str, str]:
         """An account loan as (title, due line)."""
         if loan.due is None:

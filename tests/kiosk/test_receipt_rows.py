@@ -2,8 +2,9 @@
 
 Finding A3 of the second fresh-user walk of issue #6: a book borrowed, then
 "Renew" tapped for it on the account screen (refused: too soon), and the
-finish screen and receipt said the book was not lent. Against the real server
-and the demo library.
+finish screen and receipt said the book was not lent; and with two copies of
+one title on loan, the refusal could not be told from which. Against the real
+server and the demo library.
 """
 
 from __future__ import annotations
@@ -52,3 +53,21 @@ async def test_a_refused_renewal_leaves_the_loan_on_the_receipt(
     words = Presenter(Catalogues(["en"]), Wording.load())
     assert "Done: 1. Not done: 0." == words.summary("en", check.rows)
     assert check.receipt_lines()[-1].endswith(f"due {row.due:%Y-%m-%d} (ok)")
+
+
+def test_two_copies_of_one_title_on_an_account_are_told_apart() -> None:
+    """A title held under two barcodes is shown with each barcode; a title
+    under one barcode (a loan and the renewal tried for it) stays plain."""
+    pairs = [
+        ("Pride and prejudice", "31234000000016"),
+        ("Pride and prejudice", "31234000000024"),
+        ("Moby-Dick", "31234000000032"),
+        ("Moby-Dick", "31234000000032"),
+    ]
+
+    assert [
+        "Pride and prejudice (31234000000016)",
+        "Pride and prejudice (31234000000024)",
+        "Moby-Dick",
+        "Moby-Dick",
+    ] == Presenter.told_apart(pairs)
