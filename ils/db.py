@@ -24,7 +24,19 @@ found SQLite's lock taken would otherwise sleep in SQLite's busy handler (1, 2,
 on the in-process lock it wakes as soon as the writer before it is done. The
 busy timeout still governs waits for other processes, and the wait for the
 in-process lock is bounded by the same timeout. PostgreSQL has row locks and
-takes no such lock.
+takes no such lock; there the same timeout is set as each session's
+`lock_timeout`, so a statement that waits for a row another session holds
+(`SELECT ... FOR UPDATE` left open in psql, a stuck import) gives up with
+`OperationalError` after it, as a SQLite writer does, instead of holding one
+of the server's threads for as long as the other session lasts.
+
+A SQLite file that cannot be written (a read-only mount, an immutable file, a
+full or failing disk) fails writes with "attempt to write a readonly database"
+or "disk I/O error". A connection opened while the file was read-only stays
+read-only for good, so such an error invalidates the whole pool, as a lost
+connection does on PostgreSQL: the next units open fresh connections, and
+service resumes by itself once the file is writable again. `check_writable`
+makes a write that changes nothing, for health checks.
 
 Durability on SQLite: `synchronous` is FULL by default, so a commit is on disk
 (the WAL file synced) before a terminal is told it happened, and a power cut
@@ -53,7 +65,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -168,6 +180,35 @@ def _sqlite_connect_hook(
     return on_connect
 
 
+def _postgres_connect_hook(lock_timeout: float) -> Callable[[Any, Any], None]:
+    # lock_timeout 0 means "wait for ever" to PostgreSQL; a busy timeout of 0
+    # means "do not wait", so it becomes the shortest wait there is.
+    statement = f"SET lock_timeout = {max(1, round(lock_timeout * 1000))}"
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(statement)
+        # psycopg opened a transaction for the SET; the setting outlives it.
+        dbapi_connection.commit()
+
+    return on_connect
+
+
+# What SQLite says when its file cannot be written; the connection that met it
+# may stay unable to write even once the file can be (see the module docstring).
+_UNWRITABLE_SQLITE = ("attempt to write a readonly database", "disk i/o error")
+
+
+def _on_sqlite_error(context: ExceptionContext) -> None:
+    error = context.original_exception
+    if isinstance(error, sqlite3.DatabaseError) and any(
+        text in str(error).lower() for text in _UNWRITABLE_SQLITE
+    ):
+        # Treated as a lost connection: SQLAlchemy then discards every pooled
+        # connection made before now, and the next checkout opens a new one.
+        context.is_disconnect = True
+
+
 def _on_sqlite_begin(connection: Connection) -> None:
     mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
     connection.exec_driver_sql(f"BEGIN {mode}")
@@ -184,8 +225,10 @@ class Database:
         busy_timeout: seconds a SQLite writer waits for another's lock before
             its statement fails with `sqlalchemy.exc.OperationalError`
             ("database is locked"). Keep it below the time a terminal waits for
-            an answer. PostgreSQL ignores it: no lock or statement timeout is
-            set there.
+            an answer. On PostgreSQL it is each session's `lock_timeout`: a
+            statement waiting longer for another session's row or table lock
+            fails with `OperationalError` (lock_not_available); 0 there is
+            1 ms, not PostgreSQL's "no timeout".
         sqlite_synchronous: "full" (the default: every commit synced to disk)
             or "normal" (synced at checkpoints only; see the module docstring).
             PostgreSQL ignores it.
@@ -251,9 +294,13 @@ class Database:
                     _sqlite_connect_hook(busy_timeout, sqlite_synchronous),
                 )
                 event.listen(self.engine, "begin", _on_sqlite_begin)
+                event.listen(self.engine, "handle_error", _on_sqlite_error)
             else:
                 self.engine = sa.create_engine(
                     parsed, pool_pre_ping=True, **pool_options
+                )
+                event.listen(
+                    self.engine, "connect", _postgres_connect_hook(busy_timeout)
                 )
         except (NoSuchModuleError, ImportError) as error:
             raise DatabaseConfigError(
@@ -284,19 +331,60 @@ class Database:
         (up to the busy timeout, then `OperationalError` "database is locked"),
         then takes SQLite's lock with `BEGIN IMMEDIATE`.
         """
-        if self.is_sqlite:
-            if not self._write_lock.acquire(timeout=self._busy_timeout):
-                raise OperationalError(
-                    "BEGIN IMMEDIATE",
-                    None,
-                    sqlite3.OperationalError("database is locked"),
-                )
-            try:
-                yield from self._write_unit()
-            finally:
-                self._write_lock.release()
-        else:
+        with self._write_turn():
             yield from self._write_unit()
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        # This process's queue of SQLite write units (see the module docstring).
+        if not self.is_sqlite:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=self._busy_timeout):
+            raise OperationalError(
+                "BEGIN IMMEDIATE",
+                None,
+                sqlite3.OperationalError("database is locked"),
+            )
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    def check_writable(self) -> None:
+        """Start a write unit and make a write that changes nothing (blocking).
+
+        On SQLite: `BEGIN IMMEDIATE` (which a read-only file still grants),
+        `PRAGMA user_version` set to its own value (which it refuses), then a
+        rollback, so nothing reaches the file. On PostgreSQL a read answers
+        whether the server is up; a server that takes no writes (a hot
+        standby, `default_transaction_read_only`) is reported too.
+
+        Raises:
+            sqlalchemy.exc.OperationalError: the database is unreachable,
+                locked for longer than the busy timeout, or cannot be written.
+        """
+        with (
+            self._write_turn(),
+            self._write_engine.connect() as connection,
+            connection.begin() as unit,
+        ):
+            if self.is_sqlite:
+                version = int(
+                    connection.exec_driver_sql("PRAGMA user_version").scalar() or 0
+                )
+                connection.exec_driver_sql(f"PRAGMA user_version = {version}")
+            else:
+                read_only = connection.exec_driver_sql(
+                    "SHOW transaction_read_only"
+                ).scalar()
+                if read_only == "on":
+                    raise OperationalError(
+                        "SHOW transaction_read_only",
+                        None,
+                        Exception("the database takes no writes (read-only)"),
+                    )
+            unit.rollback()
 
     def _write_unit(self) -> Iterator[Session]:
         session = self._write_sessions()

@@ -19,9 +19,11 @@ from sqlalchemy import func, select
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ils.circulation import Circulation
@@ -57,7 +59,105 @@ __all__ = [
 # Seconds between background checks of a database marked unreachable.
 PROBE_INTERVAL = 5.0
 
+# On a stop (SIGTERM, Ctrl-C): how long the requests in hand may take to finish
+# and be answered, and then how long their replies may take to leave.
+STOP_GRACE = 10.0
+REPLY_FLUSH_GRACE = 2.0
+
+# The metrics and health port: at most this many connections at once (more are
+# closed as they come), each closed after this many idle seconds, so that it
+# cannot use up the file descriptors the terminals need.
+OPERATIONS_MAX_CONNECTIONS = 32
+OPERATIONS_IDLE_TIMEOUT = 10.0
+
 log = Logger(namespace="sip2server")
+
+
+class RequestThreads(ThreadPool):
+    """A thread pool that knows the requests in hand and can stop taking more.
+
+    Once `close` is called, work handed to it is never run (its Deferred never
+    fires: the request was not taken, and nothing of it is committed); the
+    Deferred `close` returns fires once each request taken before has been
+    answered, i.e. after the callbacks that send its reply and write its
+    transaction-log line have run on the reactor.
+    """
+
+    def __init__(self, reactor: Any, *, minthreads: int, maxthreads: int, name: str):
+        super().__init__(minthreads=minthreads, maxthreads=maxthreads, name=name)
+        self._reactor = reactor
+        self.in_hand = 0
+        self.closed = False
+        self._idle: list[defer.Deferred[None]] = []
+
+    def callInThreadWithCallback(
+        self,
+        onResult: Any,  # noqa: N803
+        func: Any,
+        *args: Any,
+        **kw: Any,
+    ) -> None:
+        if self.closed:
+            return
+        self.in_hand += 1
+
+        def finished(success: bool, result: Any) -> None:
+            # In the worker thread: `onResult` schedules the reply on the
+            # reactor, and this count is taken down after it, in that order.
+            try:
+                if onResult is not None:
+                    onResult(success, result)
+            finally:
+                self._reactor.callFromThread(self._answered)
+
+        super().callInThreadWithCallback(finished, func, *args, **kw)
+
+    def _answered(self) -> None:
+        self.in_hand -= 1
+        if self.in_hand == 0:
+            idle, self._idle = self._idle, []
+            for waiting in idle:
+                waiting.callback(None)
+
+    def close(self) -> defer.Deferred[None]:
+        """Take no more work; fires when the work in hand has been answered."""
+        self.closed = True
+        if self.in_hand == 0:
+            return defer.succeed(None)
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(waiting)
+        return waiting
+
+
+class _CappedFactory(WrappingFactory):
+    """Wraps a factory so that at most `limit` of its connections are open."""
+
+    noisy = False
+
+    def __init__(self, wrapped: Any, limit: int) -> None:
+        super().__init__(wrapped)  # type: ignore[no-untyped-call]
+        self.limit = limit
+        self.refused = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.protocols) >= self.limit:
+            # None: the reactor closes the new connection at once.
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warn(
+                    "metrics/health port: {limit} connections open, closing "
+                    "new ones ({count} so far)",
+                    limit=self.limit,
+                    count=self.refused,
+                )
+            return None
+        return super().buildProtocol(addr)
+
+
+def operations_factory(site: Any) -> Any:
+    """The metrics and health site, capped in connections and idle time."""
+    site.timeOut = OPERATIONS_IDLE_TIMEOUT
+    return _CappedFactory(site, OPERATIONS_MAX_CONNECTIONS)
 
 
 @dataclass
@@ -85,7 +185,11 @@ class RunningServer:
     operations_port: IListeningPort | None = None
     # --listen on the command line: plain listeners instead of the configured.
     listen_override: Sequence[str] | None = None
+    reactor: Any = None
+    # Seconds a stop waits for the requests in hand (see `stop`).
+    stop_grace: float = STOP_GRACE
     _probe: LoopingCall | None = None
+    _stopping: defer.Deferred[None] | None = None
 
     @property
     def ports(self) -> list[IListeningPort]:
@@ -113,28 +217,101 @@ class RunningServer:
         """The listeners this server runs, from the file or from --listen."""
         return configured_listeners(self.config, self.listen_override)
 
-    @defer.inlineCallbacks
-    def stop(self) -> Any:
-        """Stop listening, finish the work in hand, and release the database."""
+    def stop(self) -> defer.Deferred[None]:
+        """Stop as a SIGTERM or Ctrl-C asks; a second call waits for the first.
+
+        In order: stop listening and stop reading requests; wait (up to
+        `stop_grace` seconds) for the requests already handed to the thread
+        pools, so that their replies are sent and their transaction-log lines
+        written; close the connections once their replies have left (up to
+        `REPLY_FLUSH_GRACE` seconds); then stop the thread pools, release the
+        database and close the transaction log.
+        """
+        if self._stopping is None:
+            self._stopping = defer.ensureDeferred(self._stop())
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._stopping.addBoth(_relay, waiting)
+        return waiting
+
+    async def _stop(self) -> None:
+        try:
+            await self._finish_requests()
+        finally:
+            self.threadpool.stop()
+            if self.probe_pool is not None:
+                self.probe_pool.stop()
+            if self.logins is not None:
+                self.logins.pool.stop()
+            self.database.dispose()
+            if self.transactions is not None:
+                self.transactions.close()
+
+    async def _finish_requests(self) -> None:
         if self._probe is not None and self._probe.running:
             self._probe.stop()
         ports = list(self.ports)
         if self.operations_port is not None:
             ports.append(self.operations_port)
-        yield defer.gatherResults(
+        await defer.gatherResults(
             [defer.maybeDeferred(port.stopListening) for port in ports]
         )
         for listener in self.listeners:
             listener.port = None
         self.operations_port = None
-        self.threadpool.stop()
-        if self.probe_pool is not None:
-            self.probe_pool.stop()
-        if self.logins is not None:
-            self.logins.pool.stop()
-        self.database.dispose()
-        if self.transactions is not None:
-            self.transactions.close()
+        connections = [
+            connection
+            for listener in self.listeners
+            for connection in listener.factory.connections
+        ]
+        for connection in connections:
+            # No new requests: what a terminal sends from now is not read.
+            transport: Any = connection.transport
+            transport.pauseProducing()
+        pools = [self.threadpool] + ([self.logins.pool] if self.logins else [])
+        in_hand = [pool for pool in pools if isinstance(pool, RequestThreads)]
+        if in_hand and self.reactor is not None:
+            count = sum(pool.in_hand for pool in in_hand)
+            if count:
+                log.info(
+                    "stopping: finishing {count} request(s) in hand",
+                    count=count,
+                )
+            if not await self._within_grace(
+                defer.gatherResults([pool.close() for pool in in_hand])
+            ):
+                log.warn(
+                    "stopping: {count} request(s) still unanswered after "
+                    "{seconds} s; closing without their replies",
+                    count=sum(pool.in_hand for pool in in_hand),
+                    seconds=self.stop_grace,
+                )
+            for connection in connections:
+                # Closes once the replies written so far have been sent.
+                connection.stopProducing()
+            await self._connections_closed(REPLY_FLUSH_GRACE)
+
+    async def _within_grace(self, work: defer.Deferred[Any]) -> bool:
+        """Wait for `work` up to `stop_grace` seconds: whether it finished."""
+        outcome: defer.Deferred[bool] = defer.Deferred()
+
+        def settle(finished: bool) -> None:
+            if not outcome.called:
+                outcome.callback(finished)
+
+        timer = self.reactor.callLater(self.stop_grace, settle, False)
+        work.addBoth(lambda _: settle(True))
+        finished = await outcome
+        if timer.active():
+            timer.cancel()
+        return finished
+
+    async def _connections_closed(self, seconds: float) -> None:
+        """Wait until every SIP2 connection has closed, or `seconds` have passed."""
+        step = 0.02
+        for _ in range(max(1, round(seconds / step))):
+            if not any(self.connections().values()):
+                return
+            await deferLater(self.reactor, step, lambda: None)
 
     def check_database_later(self, reactor: Any) -> None:
         """Probe a database marked unreachable every few seconds until it answers."""
@@ -152,6 +329,49 @@ class RunningServer:
         self._probe = LoopingCall(probe)
         self._probe.clock = reactor
         self._probe.start(PROBE_INTERVAL, now=False)
+
+
+def _started_pools(
+    reactor: Any, config: ServerConfig
+) -> tuple[RequestThreads, ThreadPool, RequestThreads]:
+    """The requests', the health probe's and the logins' thread pools, started."""
+    requests = RequestThreads(
+        reactor, minthreads=1, maxthreads=config.server.threads, name="sip2-db"
+    )
+    probes = ThreadPool(minthreads=0, maxthreads=1, name="sip2-health")
+    logins = RequestThreads(
+        reactor,
+        minthreads=0,
+        maxthreads=config.server.login_threads,
+        name="sip2-login",
+    )
+    for pool in (requests, probes, logins):
+        pool.start()
+    return requests, probes, logins
+
+
+def _say_if_unwritable(running: RunningServer) -> None:
+    """Probe the database once at the start, and warn if it cannot be written."""
+    if running.health.probe(running.database):
+        return
+    log.warn(
+        "the database at {url} cannot be written just now ({problem}): every "
+        "loan, return, renewal and payment is answered 'not available', 98 "
+        "says offline and /healthz 503 until it can; the server checks it "
+        "every {seconds:.0f} s and resumes by itself",
+        url=running.database.display_url,
+        problem=running.health.problem,
+        seconds=PROBE_INTERVAL,
+    )
+
+
+def _relay(result: Any, waiting: defer.Deferred[None]) -> Any:
+    # Passes the outcome of the one stop to each caller's own Deferred.
+    if isinstance(result, Failure):
+        waiting.errback(result)
+        return None
+    waiting.callback(None)
+    return result
 
 
 def _host_port(port: IListeningPort) -> tuple[str, int]:
@@ -355,17 +575,8 @@ def start_server(
         database.dispose()
         raise
 
-    threadpool = ThreadPool(
-        minthreads=1, maxthreads=config.server.threads, name="sip2-db"
-    )
-    threadpool.start()
-    probe_pool = ThreadPool(minthreads=0, maxthreads=1, name="sip2-health")
-    probe_pool.start()
     server = config.server
-    login_pool = ThreadPool(
-        minthreads=0, maxthreads=server.login_threads, name="sip2-login"
-    )
-    login_pool.start()
+    threadpool, probe_pool, login_pool = _started_pools(reactor, config)
     running = RunningServer(
         config=config,
         database=database,
@@ -383,7 +594,9 @@ def start_server(
         metrics=ServerMetrics(),
         transactions=transactions,
         listen_override=listen,
+        reactor=reactor,
     )
+    _say_if_unwritable(running)
     running.metrics.watch(
         connections=running.connections,
         seats=running.admission.seats,
@@ -407,12 +620,14 @@ def start_server(
             endpoint = endpoint_from(reactor, metrics_listen, "metrics.listen")
             try:
                 operations_port = yield endpoint.listen(
-                    operations_site(
-                        running.metrics.registry,
-                        reactor=reactor,
-                        threadpool=probe_pool,
-                        database=database,
-                        health=running.health,
+                    operations_factory(
+                        operations_site(
+                            running.metrics.registry,
+                            reactor=reactor,
+                            threadpool=probe_pool,
+                            database=database,
+                            health=running.health,
+                        )
                     )
                 )
             except CannotListenError as error:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ils.db import Database
@@ -25,6 +24,7 @@ class DatabaseHealth:
     def __init__(self) -> None:
         self._online = True
         self._errors = 0
+        self._problem: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -47,20 +47,28 @@ class DatabaseHealth:
         """A request used the database and got its answer."""
         self._online = True
 
-    def probe(self, database: Database) -> bool:
-        """Run `SELECT 1` in a write unit (blocking); record and return the outcome.
+    @property
+    def problem(self) -> str | None:
+        """Why the last probe failed (the database's own words), or None."""
+        return self._problem
 
-        A write unit, as a checkout's: on SQLite it takes the write lock, so a
-        database that another process holds locked is reported down (98 says
-        offline and /healthz 503, both from this probe), not up because a
-        read still works.
+    def probe(self, database: Database) -> bool:
+        """Make a write that changes nothing (blocking); record and return the outcome.
+
+        A write unit, as a checkout's (`Database.check_writable`): on SQLite it
+        takes the write lock and writes, so a database that another process
+        holds locked, or a file that cannot be written, is reported down (98
+        says offline and /healthz 503, both from this probe), not up because a
+        read still works. On PostgreSQL a read, and a server in read-only mode
+        is reported down too.
         """
         try:
-            with database.transaction() as session:
-                session.execute(text("SELECT 1"))
-        except SQLAlchemyError:
+            database.check_writable()
+        except SQLAlchemyError as error:
             # Not counted as an error: the outage was counted when a request met it.
+            self._problem = str(getattr(error, "orig", None) or error).strip()
             self._online = False
             return False
+        self._problem = None
         self.answered()
         return True
