@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from .devices import PadTag
@@ -125,50 +126,93 @@ class ItemLoop:
         return outcome if written else replace(outcome, security_failed=True)
 
     async def item(self, barcode: str, uids: list[str] | None = None) -> None:
-        """One item scanned in the item loop (`uids`: its tags on the pad)."""
+        """One item scanned in the item loop (`uids`: its tags on the pad).
+
+        Items go to the server one at a time, in the order scanned. A read of
+        an item already waiting or on its way (a scanner re-reading the book
+        under it) is dropped before it queues, and the scans still waiting
+        when the session ends are dropped with it (`_drop_waiting_items`).
+        """
         if self.screen is not Screen.ITEMS or self.mode is None:
             return
+        if barcode in self.items_queued:
+            self.touch()
+            return
         session = self._session
-        await self._lock.acquire()
+        self.items_queued.add(barcode)
         try:
-            if session != self._session:
-                return
-            if (
-                self.config.patron.card_pattern
-                and self._looks_like_card(barcode)
-                and not self._looks_like_item(barcode)
-            ):
-                self._refuse(Refusal.NOT_AN_ITEM)
-                return
-            if self._already_done(self.mode, barcode):
-                # A second read of an item lent or returned in this session (a
-                # scanner's double read): its row stays as it is.
-                self.touch()
-                return
-            self.busy = True
-            self._changed()
-            try:
-                outcome = await self._transact(self.mode, barcode)
-            except Exception:
-                # Never leave the patron at a busy screen with no answer.
-                log.failure("the {action} of an item failed", action=self.mode.value)
-                outcome = ItemOutcome(
-                    action=self.mode,
-                    barcode=barcode,
-                    result=Result.REFUSED,
-                    refusal=Refusal.NOT_RECORDED,
-                )
-            if uids:
-                outcome = await self._secure(outcome, uids)
-            if session != self._session:
-                return
-            self.busy = False
-            self._show(outcome)
+            await self._lock.acquire()
+        except defer.CancelledError:
+            return  # the session ended while this scan waited
+        waited_on_server = False
+        try:
+            waited_on_server = await self._item_turn(session, barcode, uids)
         finally:
-            self._lock.release()
-            if self.finish_pending and session == self._session:
-                # Finish was tapped meanwhile: now, unless more items wait.
-                self.finish()
+            if session == self._session:
+                self.items_queued.discard(barcode)
+            if waited_on_server:
+                self._release_items(session)
+            else:
+                # Given the lock inside another scan's release and done at
+                # once: handing it on from here would nest one release in the
+                # next, as deep as the queue is long (RecursionError, and a
+                # lock held for good). The next scan starts on a fresh stack.
+                from twisted.internet import reactor  # noqa: PLC0415
+
+                reactor.callLater(0, self._release_items, session)
+
+    async def _item_turn(
+        self, session: int, barcode: str, uids: list[str] | None
+    ) -> bool:
+        """The item's turn with the server; False when it ended without
+        asking the server (the session gone, not an item, a double read)."""
+        mode = self.mode
+        if session != self._session or mode is None:
+            return False
+        if (
+            self.config.patron.card_pattern
+            and self._looks_like_card(barcode)
+            and not self._looks_like_item(barcode)
+        ):
+            self._refuse(Refusal.NOT_AN_ITEM)
+            return False
+        if self._already_done(mode, barcode):
+            # A second read of an item lent or returned in this session (a
+            # scanner's double read): its row stays as it is.
+            self.touch()
+            return False
+        self.busy = True
+        self._changed()
+        try:
+            outcome = await self._transact(mode, barcode)
+        except Exception:
+            # Never leave the patron at a busy screen with no answer.
+            log.failure("the {action} of an item failed", action=mode.value)
+            outcome = ItemOutcome(
+                action=mode,
+                barcode=barcode,
+                result=Result.REFUSED,
+                refusal=Refusal.NOT_RECORDED,
+            )
+        if uids:
+            outcome = await self._secure(outcome, uids)
+        if session != self._session:
+            return True
+        self.busy = False
+        self._show(outcome)
+        return True
+
+    def _release_items(self, session: int) -> None:
+        self._lock.release()
+        if self.finish_pending and session == self._session:
+            # Finish was tapped meanwhile: now, unless more items wait.
+            self.finish()
+
+    def _drop_waiting_items(self) -> None:
+        """The session ended: the scans still waiting for their turn are
+        dropped (each wakes with CancelledError), never sent for the next one."""
+        for waiting in list(self._lock.waiting):
+            waiting.cancel()
 
     def items_in_flight(self) -> bool:
         """Whether an item is with the server, or waiting for its turn."""

@@ -166,6 +166,8 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         self.renewing: set[str] = set()
         #: Finish was tapped while an item was with the server.
         self.finish_pending = False
+        #: Items scanned and not yet answered (waiting or with the server).
+        self.items_queued: set[str] = set()
         self.countdown: int | None = None
         self.busy = False
         self.language = self.config.kiosk.default_language
@@ -262,6 +264,7 @@ class SelfCheck(ItemLoop, AccountScreen, StaffMode):
         """End the patron's session at once and wipe its data."""
         patron = self.patron
         self._session += 1
+        self._drop_waiting_items()
         if self._session_call is not None and self._session_call.active():
             self._session_call.cancel()
         self._session_call = None

@@ -102,6 +102,7 @@ class StaffMode:
         """
         patron = self.patron
         self._session += 1
+        self._drop_waiting_items()
         if self._session_call is not None and self._session_call.active():
             self._session_call.cancel()
         self._session_call = None
