@@ -414,6 +414,7 @@ class KioskApp(App):
             # Lists are filled again on entry, so nothing of a session lingers.
             for name in ("items", "account"):
                 _show_rows(manager.get_screen(name).ids.rows, [])
+            self.fees = ""
             self._set_focus(-1)
         if check.screen is Screen.ITEMS:
             self._fill_items(manager.get_screen("items"))

@@ -5,7 +5,8 @@ Kivy's settings panel over the kiosk (rotation, fullscreen, logging...), which
 the idle timeout never removed, and Escape quit a windowed kiosk; the second
 tap of a double tap pressed the button that appeared under the finger (10);
 without the keyboard wedge staff could not type their code on an out-of-order
-kiosk (11b). The whole app
+kiosk (11b); and the last patron's fee line stayed on the hidden account
+screen. The whole app
 runs offscreen against the real server (the `gui` fixture of test_gui.py);
 keys are sent as SDL sends them: on_key_down, then on_keyboard unless taken.
 """
@@ -28,6 +29,7 @@ from tests.kiosk.test_gui import (  # noqa: F401 (gui is the fixture)
     frames,
     gui,
     settle,
+    sign_in,
     type_keys,
 )
 from tests.kiosk.test_sipclient import reached
@@ -128,3 +130,19 @@ async def test_staff_type_their_code_on_an_out_of_order_kiosk_without_a_wedge(
         kiosk.close()
 
     assert Screen.STAFF is screen
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_fee_line_is_gone_once_the_session_ends(gui: Kiosk) -> None:  # noqa: F811
+    """A patron's "Fees owed" line, shown on My account, is not left on the
+    (hidden) account screen after the session ends."""
+    app = gui.app
+    await sign_in(gui)
+    app.press("account")
+    await settle(gui)
+    shown = app.fees
+    gui.check.end_session()
+    await frames()
+
+    assert "Fees owed: $0.00" == shown
+    assert "" == app.fees
