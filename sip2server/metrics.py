@@ -41,7 +41,7 @@ class ServerMetrics:
         self._messages = Counter(
             "sip2_messages",
             "Requests answered, by command (BX name) and result "
-            "(ok, refused, unsupported, unavailable, error)",
+            "(ok, refused, unsupported, unavailable, busy, error)",
             ["command", "result"],
             registry=self.registry,
         )
