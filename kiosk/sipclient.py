@@ -222,6 +222,13 @@ class SipLink:
 
     async def _exchange(self, message: Message) -> Message:
         await self._lock.acquire()
+        if self._wire is None:
+            # The connection went while this request waited its turn: fail it
+            # and hand the lock on at the next turn of the loop, not from
+            # here (woken inside the previous release, a queue of such
+            # requests would nest one release in the next, as deep as it is).
+            self._reactor.callLater(0, self._lock.release)
+            raise SipLinkError("not connected", sent=False)
         try:
             reply = await self._send_and_wait(message)
             if isinstance(reply, RequestScResend):
