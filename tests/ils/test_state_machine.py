@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -175,7 +176,8 @@ class CoreMachine(RuleBasedStateMachine):
             outcome = f"{name}: {refused.reason.value}"
         else:
             outcome = f"{name}: done"
-        event(outcome)
+        if currently_in_test_context():
+            event(outcome)
         self.outcomes[outcome] += 1
 
     @rule(
@@ -208,7 +210,8 @@ class CoreMachine(RuleBasedStateMachine):
                 .order_by(Item.barcode)
             ).all()
         if not lent:
-            event("renew: nothing on loan")
+            if currently_in_test_context():
+                event("renew: nothing on loan")
             return
         patron, item = lent[choice % len(lent)]
         self._try("renew", lambda: self.circulation.renew(patron, item))
@@ -339,13 +342,52 @@ def run_machine(copies: SqliteCopies | PostgresCopies, examples: int) -> Counter
     return CoreMachine.outcomes
 
 
+def run_fixed_steps(copies: SqliteCopies) -> Counter[str]:
+    """The machine's rules in one order where each can succeed (lend, renew ten
+    days on, hold the lent title, return it so the hold traps it, charge, pay),
+    with every invariant checked after each step."""
+    CoreMachine.copies = copies
+    CoreMachine.outcomes = Counter()
+    machine = CoreMachine()
+    steps: list[Callable[[], None]] = [
+        lambda: machine.checkout("P1", "T1", "NORTH"),
+        lambda: machine.renew(0, 10),
+        lambda: machine.place_hold("P2", "T1", False, "NORTH"),
+        lambda: machine.checkin("T1", "NORTH"),
+        lambda: machine.charge("P1", 500),
+        lambda: machine.pay("P1", 200, True),
+    ]
+    try:
+        for step in steps:
+            step()
+            machine.an_item_has_at_most_one_open_loan()
+            machine.a_trapped_item_belongs_to_exactly_one_hold()
+            machine.no_money_appears_or_vanishes()
+    finally:
+        machine.teardown()
+        copies.close()
+    return CoreMachine.outcomes
+
+
+def test_every_rule_of_the_machine_can_succeed() -> None:
+    """Each kind of step the random runs take succeeds in a fixed order, so the
+    invariants below are checked after real lending, returning, holding and
+    paying, not only after refusals."""
+    outcomes = run_fixed_steps(SqliteCopies())
+
+    for done in ("checkout", "checkin", "renew", "place hold", "pay"):
+        assert outcomes[f"{done}: done"] == 1, (done, str(sorted(outcomes.items())))
+
+
 def test_invariants_hold_after_every_step_on_sqlite() -> None:
     """Random circulation on SQLite never breaks a loan, hold or money invariant."""
     outcomes = run_machine(SqliteCopies(), examples=10)
 
-    # The run is derandomised, so this is the same on every machine.
-    for done in ("checkout", "checkin", "renew", "place hold", "pay"):
-        assert outcomes[f"{done}: done"] > 0, (done, str(sorted(outcomes.items())))
+    # Which rules a run picks moves with any change to the code (Hypothesis
+    # derives its seed from it): the run must do real work, but which kinds is
+    # checked by the fixed sequence above.
+    done = sum(count for outcome, count in outcomes.items() if outcome.endswith("done"))
+    assert done >= 10, str(sorted(outcomes.items()))
 
 
 def test_invariants_hold_after_every_step_on_postgresql() -> None:
