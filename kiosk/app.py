@@ -472,6 +472,10 @@ class KioskApp(App):
             for hold in account.holds_ready + account.holds_pending:
                 title, state = present.hold(language, hold)
                 values.append(RowValues("", title, state, True, False))
+            # What the fees are for, each with what is still owed.
+            for fee in account.fees:
+                what, owed = present.fee(language, fee, account.currency)
+                values.append(RowValues("", what, owed, False, False))
         _show_rows(screen.ids.rows, values)
 
     def _fill_staff(self) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sip2server.protocol import FeeDetail
+
 from .i18n import Catalogues
 from .model import Notice
 from .session import SelfCheck
@@ -133,6 +135,18 @@ def money(language: str, amount: str, currency: str) -> str:
         return f"{sign}{text} {code}"
     return sign + shape.format(symbol=symbol, amount=text)
 
+
+# The kinds of fee our server names in FF (its own words, in English), as a
+# patron reads them; another server's words are shown as sent.
+_FEE_KINDS = {
+    "overdue": N_("Overdue fine"),
+    "lost": N_("Lost item"),
+    "damage": N_("Damage charge"),
+    "processing": N_("Processing fee"),
+    "rental": N_("Rental fee"),
+    "hold": N_("Hold fee"),
+    "manual": N_("Fee"),
+}
 
 _MODE_TITLES = {
     Action.BORROW: N_("Borrow: scan each item"),
@@ -285,6 +299,20 @@ class Presenter:
             amount=money(language, total, currency),
             currency="",
         ).strip()
+
+    def fee(self, language: str, fee: FeeDetail, currency: str) -> tuple[str, str]:
+        """One fee of the account as (what it is for, how much is owed): the
+        item's title or the kind of fee, then the amount and the day."""
+        kind = (fee.fee_type or "").strip()
+        words = _FEE_KINDS.get(kind.casefold())
+        what = fee.title or (self.t(language, words) if words else kind)
+        amount = money(language, fee.fee_remaining or "0.00", currency)
+        if fee.creation_date is None:
+            return what or self.t(language, "Fee"), amount
+        day = self.catalogues.date(language, fee.creation_date)
+        return what or self.t(language, "Fee"), self.t(
+            language, "{amount}, since {date}", amount=amount, date=day
+        )
 
     def staff_status(self, language: str, status: dict[str, str]) -> str:
         """The staff screen's status lines, labels and state words translated."""
