@@ -229,6 +229,10 @@ class Circulation:
         told = None
         if offline and terminal_due_at is not None:
             told = aware(terminal_due_at, "terminal_due_at")
+            if told <= now:
+                # A due date already past would make the loan overdue (and
+                # fined) from the start: the rule's due date is used instead.
+                told = None
         self._refuse_bad_codes(
             terminal,
             moment,

@@ -52,8 +52,8 @@ OVERRIDABLE = frozenset(
 # item to someone else still refuse (see `ils.checkout`).
 OFFLINE_WAIVABLE = frozenset(
     {
-        Refusal.PIN_LOCKED,
-        Refusal.WRONG_PIN,
+        # A PIN the terminal could not check offline; a wrong or locked one it
+        # sends is still refused.
         Refusal.PIN_REQUIRED,
         Refusal.CARD_LOST,
         Refusal.CARD_EXPIRED,

@@ -282,17 +282,22 @@ class TerminalPolicy(_Strict):
     # what it did while it could not reach the server) may be dated: 11's
     # transaction date becomes the loan's start (its due date counts from
     # there), 09's return date the return's. A date further back, or in the
-    # future, is not believed: the request is dated when it arrives. 0 dates
-    # every such request on arrival.
-    offline_days: Annotated[int, Field(ge=0, le=365)] = 7
+    # future, is not believed: the request is dated when it arrives. 0 (the
+    # default) dates every such request on arrival: a terminal may backdate
+    # only when its account says so (a kiosk with an offline journal), since a
+    # backdated return also waives that many days of fines.
+    offline_days: Annotated[int, Field(ge=0, le=365)] = 0
     # What 11 with no block Y means: "record" (SIP2's meaning: the terminal has
     # already lent the item, so the loan is recorded over the loan limit,
-    # fines, overdues, card blocks and expiry, holds, transit and this
-    # account's own checkout policies, each named in the loan's log row; an
-    # unknown patron or item, an item not for loan, lost, missing or withdrawn,
-    # no loan rule, or a newer loan of the item to someone else still refuse),
-    # or "refuse" (no block is ignored: judged as a live checkout, dated now).
-    no_block_checkouts: Literal["record", "refuse"] = "record"
+    # fines, overdues, card blocks and expiry, a missing PIN, holds, transit
+    # and this account's own checkout policies, each named in the loan's log
+    # row; an unknown patron or item, a wrong or locked PIN, an item not for
+    # loan, lost, missing or withdrawn, no loan rule, or a newer loan of the
+    # item to someone else still refuse), only for a transaction date within
+    # offline_days; or "refuse" (the default: no block is ignored, the request
+    # judged as a live checkout, dated now). Give "record" only to accounts of
+    # terminals that really lend offline: it lets them lend past every limit.
+    no_block_checkouts: Literal["record", "refuse"] = "refuse"
 
     # -- checkout (11/12) -----------------------------------------------------
     # Item types this terminal may not lend at all.

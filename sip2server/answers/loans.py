@@ -121,7 +121,14 @@ def checkout(
     with no block Y, record one the terminal already lent offline."""
     institution = desk.institution(request.institution_id)
     policy = desk.policy
-    offline = request.no_block and policy.no_block_checkouts == "record"
+    # Recorded as an offline loan only with a date the policy believes: one it
+    # would date "now" could otherwise end a loan made a moment ago.
+    offline_at = (
+        offline_time(desk, request.transaction_date, policy.offline_days)
+        if request.no_block and policy.no_block_checkouts == "record"
+        else None
+    )
+    offline = offline_at is not None
     refused = policy_refusal(
         services, desk, request.patron_identifier, request.item_identifier
     )
@@ -151,11 +158,7 @@ def checkout(
             # SC renewal policy N: a repeated checkout (a kiosk retrying after a
             # lost reply) confirms the loan instead of renewing it.
             renew_if_on_loan=request.sc_renewal_policy,
-            at=(
-                offline_time(desk, request.transaction_date, policy.offline_days)
-                if offline
-                else None
-            ),
+            at=offline_at,
             offline=offline,
             offline_policy=waived,
             terminal_due_at=_local(request.nb_due_date, desk) if offline else None,

@@ -34,9 +34,9 @@ TWO_DAYS_AGO = NOW - timedelta(days=2)
 def test_offline_checkout_is_recorded_over_every_card_and_limit_refusal(
     library: Library, circulation: Circulation
 ) -> None:
-    """A blocked card with a wrong PIN, at its limit of three loans: lent offline
-    two days ago it is recorded from then, due 14 days after, and the log row
-    names each refusal it went over."""
+    """A blocked card sent without its PIN, at its limit of three loans: lent
+    offline two days ago it is recorded from then, due 14 days after, and the
+    log row names each refusal it went over; with a wrong PIN it is refused."""
     library.add_patron("P1", pin="1234")
     for barcode in ("B1", "B2", "B3", "B4"):
         library.add_item(barcode)
@@ -50,14 +50,27 @@ def test_offline_checkout_is_recorded_over_every_card_and_limit_refusal(
         lambda: circulation.checkout("P1", "B4", branch_code="NORTH", pin="9999")
     )
 
+    # A wrong PIN the terminal sends is no offline excuse.
+    assert Refusal.WRONG_PIN == refusal_of(
+        lambda: circulation.checkout(
+            "P1", "B4", branch_code="NORTH", pin="9999", offline=True, at=TWO_DAYS_AGO
+        )
+    )
+
     result = circulation.checkout(
-        "P1", "B4", branch_code="NORTH", pin="9999", offline=True, at=TWO_DAYS_AGO
+        "P1",
+        "B4",
+        branch_code="NORTH",
+        pin_required=True,
+        offline=True,
+        at=TWO_DAYS_AGO,
     )
 
     # 13 January + 14 days: the end of 27 January, London time (UTC in winter).
     assert datetime(2026, 1, 27, 23, 59, 59, tzinfo=UTC) == result.due_at
-    assert "; offline, recorded over: wrong_pin patron_blocked max_loans_reached" in (
-        log_details(library, LoanEvent.CHECKOUT)[-1] or ""
+    assert (
+        "; offline, recorded over: pin_required patron_blocked max_loans_reached"
+        in (log_details(library, LoanEvent.CHECKOUT)[-1] or "")
     )
 
 
@@ -162,3 +175,35 @@ def test_offline_checkout_of_an_item_held_for_another_puts_the_hold_back(
     assert (log_details(library, LoanEvent.CHECKOUT)[-1] or "").endswith(
         "; offline, recorded over: item_on_hold_for_other_patron"
     )
+
+
+def test_a_terminal_due_date_already_past_is_not_kept(
+    library: Library, circulation: Circulation
+) -> None:
+    """Lent offline two days ago with a due date the terminal set three hours
+    after that (already past): the rule's due date is used, so the loan is not
+    overdue from the start; a sane terminal due date is kept."""
+    library.add_patron("P1")
+    library.add_item("B1")
+    library.add_item("B2")
+
+    backdated = circulation.checkout(
+        "P1",
+        "B1",
+        branch_code="NORTH",
+        offline=True,
+        at=TWO_DAYS_AGO,
+        terminal_due_at=TWO_DAYS_AGO + timedelta(hours=3),
+    )
+    sane = circulation.checkout(
+        "P1",
+        "B2",
+        branch_code="NORTH",
+        offline=True,
+        at=TWO_DAYS_AGO,
+        terminal_due_at=NOW + timedelta(days=5),
+    )
+
+    # 13 January + 14 days: the end of 27 January, London time (UTC in winter).
+    assert datetime(2026, 1, 27, 23, 59, 59, tzinfo=UTC) == backdated.due_at
+    assert NOW + timedelta(days=5) == sane.due_at

@@ -83,7 +83,8 @@ def demo_library(demo_template: tuple[Path, str], tmp_path: Path) -> DemoLibrary
 
 
 def server_config(url: str) -> ServerConfig:
-    """The shipped demo account, on a free loopback port."""
+    """The demo kiosk account as a site would set it up for offline use, on a
+    free loopback port."""
     return parse_server_config(
         {
             "server": {"listen": ["tcp:0:interface=127.0.0.1"], "threads": 4},
@@ -94,6 +95,9 @@ def server_config(url: str) -> ServerConfig:
                     "password": "kiosk1-demo",
                     "institution": "DEMO",
                     "location": "MAIN",
+                    # A kiosk that journals offline: returns keep their time,
+                    # offline checkouts are recorded (docs/kiosk.md).
+                    "policy": {"offline_days": 7, "no_block_checkouts": "record"},
                 }
             ],
         },

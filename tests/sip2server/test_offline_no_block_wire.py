@@ -79,9 +79,10 @@ def as_account(target: SipTarget, login: str, frames: list[bytes]) -> list[bytes
 
 @pytest_twisted.async_yield_fixture
 async def offline_target(database_url: str) -> AsyncIterator[SipTarget]:
-    """A server with a default account ("kiosk") and one whose policy refuses
-    no-block checkouts ("strict"); Ada at her loan limit of three, and a patron
-    with a loan made 20 days ago (due 6 days ago), fined 10 pence a day."""
+    """A server with a kiosk account that records no-block checkouts within 7
+    days ("kiosk") and one with the defaults, which refuse them ("strict"); Ada
+    at her loan limit of three, and a patron with a loan made 20 days ago (due
+    6 days ago), fined 10 pence a day."""
     from twisted.internet import reactor  # noqa: PLC0415
 
     library = stock(database_url)
@@ -96,8 +97,13 @@ async def offline_target(database_url: str) -> AsyncIterator[SipTarget]:
         session.execute(sa.update(LoanRule).values(fine_minor=FINE_PER_DAY))
 
     accounts = [
-        {"login": "kiosk"},
-        {"login": "strict", "policy": {"no_block_checkouts": "refuse"}},
+        # A kiosk with an offline journal: its account says so.
+        {
+            "login": "kiosk",
+            "policy": {"no_block_checkouts": "record", "offline_days": 7},
+        },
+        # The defaults: no block is ignored, nothing is backdated.
+        {"login": "strict"},
     ]
     config = parse_config(
         {
