@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import re._parser as regex_parser  # type: ignore[import-not-found]  # no stubs
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
 import regex
@@ -127,6 +128,16 @@ REWRITE_LIMIT = 200
 # was. The match runs without Python's global lock, so other terminals are
 # served meanwhile.
 REWRITE_TIMEOUT = 0.1
+
+# How long, in seconds, all the rewrites of one reply may run together. Once it
+# is spent the rewrites still to run are skipped for that reply (and reported
+# like one that ran out of time), so many slow patterns cannot hold a reply, or
+# the thread that builds it, for their sum.
+REWRITE_BUDGET = 0.25
+
+# The most rewrites an account may have (its institution's included): each is
+# tried on every screen message sent.
+MAX_REWRITES = 16
 
 _REPEAT_OPS = (regex_parser.MAX_REPEAT, regex_parser.MIN_REPEAT)
 
@@ -357,6 +368,19 @@ class TerminalPolicy(_Strict):
             raise ValueError(str(error)) from None
         return value
 
+    @field_validator("screen_rewrites")
+    @classmethod
+    def _not_too_many(
+        cls, value: tuple[ScreenRewrite, ...]
+    ) -> tuple[ScreenRewrite, ...]:
+        if len(value) > MAX_REWRITES:
+            raise ValueError(
+                f"{len(value)} rewrites; at most {MAX_REWRITES} are allowed (each "
+                "runs on every screen message sent): join patterns with | or "
+                "drop some"
+            )
+        return value
+
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, value: str | None) -> str | None:
@@ -506,20 +530,43 @@ class TerminalPolicy(_Strict):
 
         Each rewrite may run `REWRITE_TIMEOUT` seconds; one that runs longer
         is stopped and leaves the text as it was before it (the rewrites after
-        it still run), and `slow` is called with its pattern.
+        it still run), and `slow` is called with its pattern. All of them
+        together may run `REWRITE_BUDGET` seconds: once that is spent, the
+        rest are skipped and `slow` is called with each of their patterns.
         """
-        text = text[:REWRITE_LIMIT]
-        for pattern, replacement in self._rewrites:
-            try:
-                # concurrent: the match runs without the global lock (a str
-                # cannot change under it), so the reactor thread goes on.
-                text = pattern.sub(
-                    replacement, text, timeout=REWRITE_TIMEOUT, concurrent=True
-                )
-            except TimeoutError:
-                if slow is not None:
-                    slow(pattern.pattern)
-        return text
+        return self.rewrite_all((text,), slow)[0]
+
+    def rewrite_all(
+        self, texts: Sequence[str], slow: Callable[[str], None] | None = None
+    ) -> tuple[str, ...]:
+        """Several screen messages of one reply after this policy's rewrites,
+        as `rewrite` makes each, sharing one `REWRITE_BUDGET` between them."""
+        # TODO(#5): sip2server/answers/output.py still calls `rewrite` once per
+        # AF, so a reply with several AFs gets one budget for each of them.
+        deadline = time.monotonic() + REWRITE_BUDGET
+        done: list[str] = []
+        for whole in texts:
+            text = whole[:REWRITE_LIMIT]
+            for pattern, replacement in self._rewrites:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if slow is not None:
+                        slow(pattern.pattern)
+                    continue
+                try:
+                    # concurrent: the match runs without the global lock (a str
+                    # cannot change under it), so the reactor thread goes on.
+                    text = pattern.sub(
+                        replacement,
+                        text,
+                        timeout=min(REWRITE_TIMEOUT, left),
+                        concurrent=True,
+                    )
+                except TimeoutError:
+                    if slow is not None:
+                        slow(pattern.pattern)
+            done.append(text)
+        return tuple(done)
 
     def hides(self, code: str, *, required: bool) -> bool:
         """Whether a field is left out (or, if required, sent empty)."""
@@ -537,7 +584,9 @@ DEFAULT_POLICY = TerminalPolicy()
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MAX_REWRITES",
     "POLICY_REASONS",
+    "REWRITE_BUDGET",
     "REWRITE_LIMIT",
     "REWRITE_TIMEOUT",
     "ScreenRewrite",

@@ -1,0 +1,112 @@
+"""Fixes for the third adversarial trial of the SIP2 server (#5, session 10).
+
+F2 leftover: many rewrites are capped at load and share one time budget per
+reply. M1: the health port closes a connection that has not sent a whole
+request in time. T1: certificate subjects compare only ASCII case. L1: the
+instance name is checked. T2: a key file that is not a key is named. C1: a
+captured value with `|`, CR or LF is not spliced into a raw frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sip2server.cli import check_config
+from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
+
+# (a|a)+$ on a run of a's followed by something else backtracks until stopped:
+# each try costs a whole REWRITE_TIMEOUT (0.1 s).
+STALLING = {"pattern": "(a|a)+$", "replace": "x"}
+STALL_TEXT = "a" * 26 + '"'
+
+
+def _config_file(tmp_path: Path, policy_lines: str, *, before: str = "") -> Path:
+    config = tmp_path / "sip2server.toml"
+    config.write_text(
+        '[database]\nurl = "sqlite:///x.sqlite3"\n\n'
+        + before
+        + '[[accounts]]\nlogin = "k"\npassword = "p"\ninstitution = "CITY"\n'
+        'location = "NORTH"\n\n[accounts.policy]\n' + policy_lines
+    )
+    return config
+
+
+def _rewrites(count: int) -> str:
+    one = '{ pattern = "q", replace = "k" }'
+    return "screen_rewrites = [" + ", ".join([one] * count) + "]\n"
+
+
+# -- F2 leftover: the number of rewrites and their time per reply --------------
+
+
+def test_check_config_refuses_seventeen_rewrites_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    """An account with 17 rewrites is refused, naming its screen_rewrites key."""
+    assert 16 == MAX_REWRITES
+    config = _config_file(tmp_path, _rewrites(17))
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 1 == result.exit_code, result.output
+    assert "accounts[0].policy.screen_rewrites" in result.output
+    assert "at most 16" in result.output
+
+
+def test_check_config_refuses_seventeen_institution_rewrites(tmp_path: Path) -> None:
+    """17 rewrites inherited from [institution.CITY.policy] are refused there."""
+    institution = "[institution.CITY.policy]\n" + _rewrites(17) + "\n"
+    config = _config_file(tmp_path, "", before=institution)
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 1 == result.exit_code, result.output
+    assert "institution.CITY.policy.screen_rewrites" in result.output
+
+
+def test_sixteen_rewrites_are_accepted(tmp_path: Path) -> None:
+    """Exactly 16 rewrites load."""
+    config = _config_file(tmp_path, _rewrites(16))
+
+    result = CliRunner().invoke(check_config, ["--offline", str(config)])
+
+    assert 0 == result.exit_code, result.output
+
+
+def test_rewrites_after_the_reply_budget_is_spent_are_skipped_and_reported() -> None:
+    """Three stalling rewrites spend the 0.25 s budget (0.1 s each at least),
+    so the fourth, which would turn every a into b, is skipped and reported."""
+    assert 0.25 == REWRITE_BUDGET
+    turn = {"pattern": "a", "replace": "b"}
+    policy = TerminalPolicy(screen_rewrites=[STALLING, STALLING, STALLING, turn])
+    slow: list[str] = []
+
+    result = policy.rewrite(STALL_TEXT, slow.append)
+
+    assert STALL_TEXT == result
+    assert ["(a|a)+$", "(a|a)+$", "(a|a)+$", "a"] == slow
+
+
+def test_one_budget_is_shared_by_the_screen_messages_of_a_reply() -> None:
+    """Of two screen messages of one reply, the second gets no time once the
+    first spent the budget: its rewrite b -> c is skipped."""
+    turn = {"pattern": "b", "replace": "c"}
+    policy = TerminalPolicy(screen_rewrites=[STALLING, STALLING, STALLING, turn])
+
+    result = policy.rewrite_all((STALL_TEXT, "bb"), None)
+
+    assert (STALL_TEXT, "bb") == result
+
+
+def test_a_quick_rewrite_still_runs() -> None:
+    """Within the budget, rewrites apply in order."""
+    policy = TerminalPolicy(
+        screen_rewrites=[
+            {"pattern": "a", "replace": "b"},
+            {"pattern": "b", "replace": "c"},
+        ]
+    )
+
+    assert ("cc", "c") == policy.rewrite_all(("ab", "a"))
