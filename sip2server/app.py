@@ -32,7 +32,7 @@ from ils.models import Branch, Institution, ItemType, LoanRule, PatronCategory
 from ils.schema import current_revision, head_revision
 from sip2server.accounts import AccountBook, Admission
 from sip2server.config import ListenerConfig, ServerConfig, location_problems
-from sip2server.health import DatabaseHealth
+from sip2server.health import DatabaseHealth, with_request_deadline
 from sip2server.listeners import (
     Listener,
     StartupError,
@@ -157,6 +157,9 @@ class _CappedFactory(WrappingFactory):
 def operations_factory(site: Any) -> Any:
     """The metrics and health site, capped in connections and idle time."""
     site.timeOut = OPERATIONS_IDLE_TIMEOUT
+    # Idle time alone lets a client keep a slot by sending a header line now
+    # and then; each whole request has a deadline too (#5, trial 3 M1).
+    with_request_deadline(site)
     return _CappedFactory(site, OPERATIONS_MAX_CONNECTIONS)
 
 

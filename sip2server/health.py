@@ -1,7 +1,9 @@
 """Whether the core database answers, as the server last saw it.
 
-Layer: `sip2server`. Imports `ils.db` and SQLAlchemy; nothing of Twisted, so
-the sessions in worker threads can report to it directly.
+Layer: `sip2server`. Imports `ils.db`, SQLAlchemy and Twisted's HTTP channel
+(for the health port's request deadline, `DeadlineChannel`); `DatabaseHealth`
+uses nothing of Twisted, so the sessions in worker threads can report to it
+directly. Imports nothing of `kiosk` or `drivers`.
 
 Requests report what they met (`failed` on a database error, `answered` on a
 reply that used the database); while the database is marked down, the server
@@ -12,8 +14,12 @@ soon as it is, without waiting for a terminal to try a checkout.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 
 from ils.db import Database
 
@@ -72,3 +78,70 @@ class DatabaseHealth:
         self._problem = None
         self.answered()
         return True
+
+
+# The metrics and health port: a connection that has not sent a whole request
+# within this many seconds of connecting (or of its last request's answer) is
+# closed, however it trickles its header lines, so slow clients cannot hold the
+# port's few connection slots and keep /healthz from a monitor.
+REQUEST_DEADLINE = 10.0
+
+
+class DeadlineChannel(HTTPChannel):
+    """An HTTP connection closed when a whole request takes too long to arrive.
+
+    The site's own idle time-out counts silence; this counts from the moment
+    the connection was made, or its last request was answered, to the end of
+    the next request (its headers, and its body if it has one).
+    """
+
+    deadline: float = REQUEST_DEADLINE
+    _timer: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        self._arm()
+
+    def allContentReceived(self) -> None:
+        # A whole request is in: no deadline while it is answered.
+        self._disarm()
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)  # type: ignore[no-untyped-call]
+        if self.transport is not None and not getattr(
+            self.transport, "disconnecting", False
+        ):
+            self._arm()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = self.callLater(  # type: ignore[no-untyped-call]
+            self.deadline, self._late
+        )
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _late(self) -> None:
+        self._timer = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
+def with_request_deadline(site: Any, seconds: float | None = None) -> Any:
+    """`site` (a Twisted web Site) with its connections under `seconds`
+    (default `REQUEST_DEADLINE`) to send each whole request (HTTP/1.x only;
+    the port serves no HTTP/2)."""
+
+    class _Channel(DeadlineChannel):
+        deadline = REQUEST_DEADLINE if seconds is None else seconds
+
+    site.protocol = _Channel
+    return site

@@ -9,10 +9,20 @@ captured value with `|`, CR or LF is not spliced into a raw frame.
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+import pytest_twisted
 from click.testing import CliRunner
+from twisted.internet import reactor, threads
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
+import sip2server.health
+from sip2server.app import operations_factory
 from sip2server.cli import check_config
 from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
 
@@ -110,3 +120,90 @@ def test_a_quick_rewrite_still_runs() -> None:
     )
 
     assert ("cc", "c") == policy.rewrite_all(("ab", "a"))
+
+
+# -- M1: the health port closes a connection that trickles its request --------
+
+
+class _Ok(Resource):
+    isLeaf = True  # noqa: N815 - Twisted's name
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"ok"
+
+
+def _trickle(port: int, pause: float, limit: float) -> tuple[float, bytes]:
+    """Send a request line, then a header line every `pause` seconds (never
+    the blank line) until the server closes; how long that took, and what the
+    server sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as link:
+        started = time.monotonic()
+        link.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        link.settimeout(pause)
+        got = b""
+        while time.monotonic() - started < limit:
+            try:
+                chunk = link.recv(4096)
+            except TimeoutError:
+                try:
+                    link.sendall(b"X-Drip: 1\r\n")
+                except OSError:
+                    break
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return time.monotonic() - started, got
+
+
+def _three_requests(port: int, pause: float) -> bytes:
+    """Three whole requests on one connection, `pause` seconds apart."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        got = b""
+        for turn in range(3):
+            if turn:
+                time.sleep(pause)
+            link.sendall(request)
+            got += link.recv(4096)
+        return got
+
+
+@pytest.fixture
+def short_deadline(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The health port's request deadline cut to half a second."""
+    monkeypatch.setattr(sip2server.health, "REQUEST_DEADLINE", 0.5)
+    return 0.5
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_trickled_request_is_closed_at_the_deadline(short_deadline: float) -> Any:
+    """A client sending one header line every 0.1 s (never silent for the 10 s
+    idle time) is closed by the 0.5 s request deadline, not held open."""
+    port = reactor.listenTCP(  # type: ignore[attr-defined]
+        0, operations_factory(Site(_Ok())), interface="127.0.0.1"
+    )
+    try:
+        took, got = yield threads.deferToThread(_trickle, port.getHost().port, 0.1, 5.0)
+    finally:
+        yield port.stopListening()
+    assert b"" == got
+    assert short_deadline <= took < 5.0, took
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_deadline_restarts_after_each_answered_request(
+    short_deadline: float,
+) -> Any:
+    """A kept-alive connection sending a request every 0.35 s (the third 0.7 s
+    after connecting, past one 0.5 s deadline) is answered three times."""
+    port = reactor.listenTCP(  # type: ignore[attr-defined]
+        0, operations_factory(Site(_Ok())), interface="127.0.0.1"
+    )
+    try:
+        got = yield threads.deferToThread(_three_requests, port.getHost().port, 0.35)
+    finally:
+        yield port.stopListening()
+    assert 3 == got.count(b"HTTP/1.1 200 OK"), got
