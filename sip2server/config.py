@@ -182,9 +182,14 @@ _DOTTED = re.compile(r"[0-9]+(\.[0-9]+)+")
 SubjectKey = tuple[frozenset[tuple[str, str]], ...]
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def fold_value(value: str) -> str:
-    """An attribute value as compared: case and runs of spaces do not count."""
-    return " ".join(value.split()).casefold()
+    """An attribute value as compared: the case of ASCII letters and runs of
+    ASCII spaces do not count; every other character must be the same (so
+    a long s is not an s, nor a no-break space a space: #5, trial 3 T1)."""
+    return " ".join(part for part in value.split(" ") if part).translate(_ASCII_LOWER)
 
 
 def _unescaped(value: str) -> str:

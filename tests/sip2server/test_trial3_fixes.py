@@ -9,6 +9,7 @@ captured value with `|`, CR or LF is not spliced into a raw frame.
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import time
 from pathlib import Path
@@ -17,13 +18,19 @@ from typing import Any
 import pytest
 import pytest_twisted
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, threads
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import sip2server.health
+from sip2server.accounts import TerminalCertificate
 from sip2server.app import operations_factory
 from sip2server.cli import check_config
+from sip2server.config import parse_subject
 from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
 
 # (a|a)+$ on a run of a's followed by something else backtracks until stopped:
@@ -207,3 +214,70 @@ def test_the_deadline_restarts_after_each_answered_request(
     finally:
         yield port.stopListening()
     assert 3 == got.count(b"HTTP/1.1 200 OK"), got
+
+
+# -- T1: certificate subjects compare only ASCII case and ASCII spaces ---------
+
+_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _certificate(common_name: str, organization: str) -> x509.Certificate:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(_KEY.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(_KEY, hashes.SHA256())
+    )
+
+
+@pytest.mark.parametrize(
+    ("common_name", "organization", "same"),
+    [
+        ("kiosk-1", "City Library", True),
+        ("KIOSK-1", "CITY  LIBRARY", True),
+        ("kio\u017fk-1", "City Library", False),
+        ("kiosk-1", "City\u00a0Library", False),
+        ("K\u0131OSK-1", "City Library", False),
+        ("kiosk-1", "City\u2003Library", False),
+    ],
+)
+def test_a_subject_matches_only_by_ascii_case_and_ascii_spaces(
+    common_name: str, organization: str, same: bool
+) -> None:
+    """CN=kiosk-1,O=City Library admits its ASCII upper case and doubled space,
+    but not a long s, a dotless i, a no-break or an em space."""
+    wanted = parse_subject("CN=kiosk-1,O=City Library")
+
+    seen = TerminalCertificate.of(_certificate(common_name, organization))
+
+    assert same == (wanted == seen.subject_key)
+
+
+def test_a_non_ascii_subject_still_matches_itself() -> None:
+    """CN=\u00c9cole-1 (with an upper-case \u00c9) matches the same certificate,
+    and not \u00e9cole-1: only ASCII letters fold."""
+    wanted = parse_subject("CN=\u00c9cole-1,O=City Library")
+
+    assert (
+        wanted
+        == TerminalCertificate.of(
+            _certificate("\u00c9cole-1", "City Library")
+        ).subject_key
+    )
+    assert (
+        wanted
+        != TerminalCertificate.of(
+            _certificate("\u00e9cole-1", "City Library")
+        ).subject_key
+    )
