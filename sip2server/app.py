@@ -9,6 +9,7 @@ tests run what operators run.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,7 +545,7 @@ def start_server(
         StartupError: the database is not ready for this configuration, or a
             listener cannot be set up.
     """
-    instance = instance or os.environ.get(INSTANCE_VARIABLE) or None
+    instance = _checked_instance(instance or os.environ.get(INSTANCE_VARIABLE) or None)
     log_path = _transaction_log_path(config, instance)
     database = Database(
         config.database.url,
@@ -649,6 +650,28 @@ def start_server(
 # and the text in a setting that is replaced by it.
 INSTANCE_VARIABLE = "ILS_INSTANCE"
 INSTANCE_FIELD = "{instance}"
+
+
+# An instance name goes into file paths and endpoint strings: letters, digits,
+# `_`, `.` and `-` only (not dots alone), as systemd instance names usually are.
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _checked_instance(instance: str | None) -> str | None:
+    """The instance name if it is safe to put into paths and endpoints.
+
+    Raises:
+        StartupError: naming ILS_INSTANCE and what is wrong with it.
+    """
+    if instance is None:
+        return None
+    if not _INSTANCE_NAME.fullmatch(instance) or not instance.strip("."):
+        raise StartupError(
+            f"{INSTANCE_VARIABLE}: {instance!r} is not an instance name; use 1 to "
+            "64 ASCII letters, digits, '_', '.' or '-' (not dots alone), since it "
+            "is put into file names and the metrics endpoint"
+        )
+    return instance
 
 
 def for_instance(text: str, key: str, instance: str | None) -> str:

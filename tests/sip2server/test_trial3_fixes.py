@@ -28,10 +28,11 @@ from twisted.web.server import Site
 
 import sip2server.health
 from sip2server.accounts import TerminalCertificate
-from sip2server.app import operations_factory
+from sip2server.app import StartupError, operations_factory, start_server
 from sip2server.cli import check_config
 from sip2server.config import parse_subject
 from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
+from tests.sip2server.conftest import server_config
 
 # (a|a)+$ on a run of a's followed by something else backtracks until stopped:
 # each try costs a whole REWRITE_TIMEOUT (0.1 s).
@@ -281,3 +282,42 @@ def test_a_non_ascii_subject_still_matches_itself() -> None:
             _certificate("\u00e9cole-1", "City Library")
         ).subject_key
     )
+
+
+# -- L1: the instance name is checked before it goes into paths ---------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["5:interface=0.0.0.0", "/../../tmp/evil", "\u00e9", "..", "a b", "x" * 65],
+)
+def test_an_unsafe_instance_name_is_refused_at_start(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ILS_INSTANCE with a colon, slash, non-ASCII letter, only dots, a space,
+    or 65 characters stops the start with an error naming it."""
+    monkeypatch.setenv("ILS_INSTANCE", name)
+    config = server_config(f"sqlite:///{tmp_path / 'none.sqlite3'}")
+    failures: list[Any] = []
+
+    start_server(config, reactor).addErrback(failures.append)
+
+    assert 1 == len(failures)
+    assert failures[0].check(StartupError)
+    assert str(failures[0].value).startswith(f"ILS_INSTANCE: {name!r} is not")
+
+
+@pytest.mark.parametrize("name", ["1", "sip-2", "main_b.3", "x" * 64])
+def test_an_ordinary_instance_name_passes_the_check(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """1, sip-2, main_b.3 and 64 letters get past the name check (the start
+    then fails on the missing database, not on the name)."""
+    monkeypatch.setenv("ILS_INSTANCE", name)
+    config = server_config(f"sqlite:///{tmp_path / 'none.sqlite3'}")
+    failures: list[Any] = []
+
+    start_server(config, reactor).addErrback(failures.append)
+
+    assert failures
+    assert "ILS_INSTANCE" not in str(failures[0].value)
