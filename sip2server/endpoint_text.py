@@ -45,6 +45,27 @@ _ANY_IPV4 = ipaddress.ip_address("0.0.0.0")  # noqa: S104
 _ANY_ADDRESS = ipaddress.ip_address("::")
 
 
+def tls_files(endpoint: str) -> tuple[str, str] | None:
+    """The private key file and certificate file an ssl: endpoint string (also
+    inside haproxy:) reads, as Twisted reads them: `privateKey`, by default
+    server.pem in the working folder, and `certKey`, by default the key's file.
+    None for other kinds and text that does not parse."""
+    try:
+        parts = [
+            re.sub(r"\\(.)", r"\1", part)
+            for part in split_unescaped(endpoint.strip(), ":")
+        ]
+    except ValueError:
+        return None
+    if parts[0].lower() == "haproxy":
+        parts = parts[1:] or [""]
+    if parts[0].lower() != "ssl":
+        return None
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    key = named.get("privateKey", "server.pem")
+    return key, named.get("certKey", key)
+
+
 def bound_address(endpoint: str) -> tuple[str, int] | None:
     """The interface and port a tcp:, tcp6: or ssl: endpoint string (also
     inside haproxy:) binds, as Twisted reads it; None for other kinds, port 0

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL.crypto import FILETYPE_PEM
+from OpenSSL.crypto import Error as OpenSSLError
 from OpenSSL.SSL import Connection
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import serverFromString
@@ -48,6 +50,7 @@ from zope.interface import implementer
 
 from sip2server.accounts import AccountBook
 from sip2server.config import AccountConfig, ListenerConfig, TlsSettings
+from sip2server.endpoint_text import tls_files
 from sip2server.proxy_header import (
     ProxyAddress,
     ProxyHeader,
@@ -101,6 +104,16 @@ def endpoint_from(
                 _inner_endpoint(reactor, inner, key, reuse_port), reactor
             )
         return _inner_endpoint(reactor, description, key, reuse_port)
+    except (OpenSSLError, SSLError) as error:
+        # ssl: reads its key and certificate as it is parsed (#5, trial 3 T2).
+        files = tls_files(description) or ("server.pem", "server.pem")
+        raise StartupError(
+            f"{key}: {description!r}: its private key file {files[0]!r} or "
+            f"certificate file {files[1]!r} (privateKey=, certKey=; relative to "
+            f"the working folder) is not a PEM key and certificate that match "
+            f"({error}); name them with privateKey= and certKey=, or use a tls "
+            "table on a tcp: endpoint"
+        ) from None
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
         hint = "write it like tcp:6001:interface=127.0.0.1"
         if description.startswith("systemd:"):

@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 from click.testing import CliRunner
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, threads
@@ -28,9 +28,10 @@ from twisted.web.server import Site
 
 import sip2server.health
 from sip2server.accounts import TerminalCertificate
-from sip2server.app import StartupError, operations_factory, start_server
+from sip2server.app import StartupError, listener, operations_factory, start_server
 from sip2server.cli import check_config
 from sip2server.config import parse_subject
+from sip2server.endpoint_text import tls_files
 from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
 from tests.sip2server.conftest import server_config
 
@@ -321,3 +322,44 @@ def test_an_ordinary_instance_name_passes_the_check(
 
     assert failures
     assert "ILS_INSTANCE" not in str(failures[0].value)
+
+
+# -- T2: an ssl: listener whose key file is not a key is named ----------------
+
+
+def test_an_ssl_listener_whose_key_file_holds_only_a_certificate_is_named(
+    tmp_path: Path,
+) -> None:
+    """ssl: with privateKey= a certificate-only PEM file is a StartupError
+    naming the listener's key and the file, not an OpenSSL traceback."""
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(
+        _certificate("server", "City Library").public_bytes(serialization.Encoding.PEM)
+    )
+    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+
+    with pytest.raises(StartupError) as raised:
+        listener(reactor, endpoint, "listeners[0]")
+
+    said = str(raised.value)
+    assert said.startswith(f"listeners[0]: {endpoint!r}: its private key file ")
+    assert f"{str(pem)!r}" in said
+    assert "is not a PEM key and certificate that match" in said
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "files"),
+    [
+        ("ssl:6443", ("server.pem", "server.pem")),
+        ("ssl:6443:privateKey=k.pem", ("k.pem", "k.pem")),
+        ("haproxy:ssl:6443:privateKey=k.pem:certKey=c.pem", ("k.pem", "c.pem")),
+        ("ssl:6443:privateKey=C\\:/tls/k.pem", ("C:/tls/k.pem", "C:/tls/k.pem")),
+        ("tcp:6001", None),
+    ],
+)
+def test_the_files_an_ssl_endpoint_reads(
+    endpoint: str, files: tuple[str, str] | None
+) -> None:
+    """privateKey defaults to server.pem and certKey to the key's file; an
+    escaped colon is read as a colon; tcp: reads no files."""
+    assert files == tls_files(endpoint)
