@@ -230,6 +230,9 @@ def _run_step(
             for name in missing
         )
         return StepResult(step=step, outcome=SKIPPED, reasons=reasons)
+    breaking = _frame_breakers(step, captured)
+    if breaking:
+        return StepResult(step=step, outcome=FAIL, reasons=breaking)
     try:
         step = resolve_step(plan, step, captured)
     except PlanError as error:
@@ -306,6 +309,31 @@ def _frame(step: Step, line: _Line, client: SipClient) -> tuple[bytes, int | Non
         typed = _SEQUENCE.search(text)
         sequence = int(typed.group(1)) if typed else None
     return text.encode(client.encoding) + client.terminator, sequence
+
+
+# What a captured value may not carry into a raw frame: `|` would start a field
+# of its own, CR or LF would end the frame early (#5, trial 3 C1).
+_BREAKS_A_FRAME = re.compile(r"[|\r\n]")
+
+
+def _frame_breakers(step: Step, captured: Mapping[str, str]) -> tuple[str, ...]:
+    """Why the captured values a raw step splices in would change its frame's
+    shape (a `send` step puts each value into its field and cleans it)."""
+    if step.raw is None:
+        return ()
+    reasons = []
+    for name in sorted(step.waits_for):
+        value = captured.get(name)
+        if value is None or f"${{{name}}}" not in step.raw:
+            continue
+        found = _BREAKS_A_FRAME.search(value)
+        if found is not None:
+            reasons.append(
+                f"not sent: the captured ${{{name}}} = {value!r} holds "
+                f"{found.group()!r}, which would change the raw frame's fields or "
+                "end it; capture a narrower value (a field or a pattern)"
+            )
+    return tuple(reasons)
 
 
 def _shown(frame: bytes) -> str:

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.internet import reactor, threads
+from twisted.internet import protocol, reactor, threads
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -34,6 +34,7 @@ from sip2server.config import parse_subject
 from sip2server.endpoint_text import tls_files
 from sip2server.policy import MAX_REWRITES, REWRITE_BUDGET, TerminalPolicy
 from tests.sip2server.conftest import server_config
+from tests.sip2server.test_conformance import conform, write_plan
 
 # (a|a)+$ on a run of a's followed by something else backtracks until stopped:
 # each try costs a whole REWRITE_TIMEOUT (0.1 s).
@@ -363,3 +364,79 @@ def test_the_files_an_ssl_endpoint_reads(
     """privateKey defaults to server.pem and certKey to the key's file; an
     escaped colon is read as a colon; tcp: reads no files."""
     assert files == tls_files(endpoint)
+
+
+# -- C1: a captured value does not reshape a raw frame ------------------------
+
+
+class _LanguageServer(protocol.Protocol):
+    """Accepts any login; answers a 23 with a 24 whose language (a fixed field)
+    is the factory's `language`; notes every frame it gets."""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Answer each frame by its command code."""
+        for frame in data.split(b"\r"):
+            if not frame:
+                continue
+            self.factory.frames.append(frame)  # type: ignore[attr-defined]
+            if frame.startswith(b"93"):
+                self.transport.write(b"941\r")  # type: ignore[union-attr]
+            elif frame.startswith(b"23"):
+                language = self.factory.language  # type: ignore[attr-defined]
+                self.transport.write(  # type: ignore[union-attr]
+                    b"24" + b" " * 14 + language + b"20261204    120000"
+                    b"AOCITY|AA1|AEX|BLY|\r"
+                )
+            elif frame.startswith(b"17"):
+                self.transport.write(  # type: ignore[union-attr]
+                    b"18000001" + b"20261204    120000" + b"AB1|AJx|\r"
+                )
+
+
+_CAPTURE_PLAN = """
+    [plan]
+    timeout = 2
+
+    [[steps]]
+    name = "login"
+    send = "login"
+    fields = { CN = "any", CO = "secret" }
+
+    [[steps]]
+    name = "status"
+    send = "patron_status"
+    fields = { AO = "CITY", AA = "1" }
+    capture = { lang = "language" }
+
+    [[steps]]
+    name = "raw item"
+    raw = "17${lang}20261204    120000AOCITY|AB1|"
+    """
+
+
+@pytest.mark.parametrize(("language", "sent"), [(b"|AD", False), (b"001", True)])
+@pytest_twisted.inlineCallbacks
+def test_a_captured_value_with_a_bar_is_not_spliced_into_a_raw_frame(
+    tmp_path: Path, language: bytes, sent: bool
+) -> Any:
+    """A language captured as |AD fails the raw step that uses it, naming
+    ${lang}, and that frame never reaches the server; 001 is sent as typed."""
+    factory = protocol.Factory.forProtocol(_LanguageServer)
+    factory.frames = []  # type: ignore[attr-defined]
+    factory.language = language  # type: ignore[attr-defined]
+    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+    plan = write_plan(tmp_path, _CAPTURE_PLAN)
+    try:
+        result = yield threads.deferToThread(
+            conform, listening.getHost().port, plan, options=("--no-checksums",)
+        )
+    finally:
+        yield listening.stopListening()
+
+    seventeens = [f for f in factory.frames if f.startswith(b"17")]  # type: ignore[attr-defined]
+    if sent:
+        assert [b"1700120261204    120000AOCITY|AB1|"] == seventeens, result.output
+        assert "${lang}" not in result.output
+    else:
+        assert [] == seventeens, result.output
+        assert "the captured ${lang} = '|AD' holds '|'" in result.output
