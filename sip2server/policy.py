@@ -541,8 +541,6 @@ class TerminalPolicy(_Strict):
     ) -> tuple[str, ...]:
         """Several screen messages of one reply after this policy's rewrites,
         as `rewrite` makes each, sharing one `REWRITE_BUDGET` between them."""
-        # TODO(#5): sip2server/answers/output.py still calls `rewrite` once per
-        # AF, so a reply with several AFs gets one budget for each of them.
         deadline = time.monotonic() + REWRITE_BUDGET
         done: list[str] = []
         for whole in texts:

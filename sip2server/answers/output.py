@@ -46,7 +46,8 @@ def apply_policy(
     layout = BY_TYPE.get(type(message))
     screen = getattr(message, "screen_message", None)
     if rewrite and screen and policy.screen_rewrites:
-        rewritten = (policy.rewrite(text, slow) for text in screen)
+        # One time budget for the whole reply's screen messages.
+        rewritten = policy.rewrite_all(screen, slow)
         changes["screen_message"] = tuple(text for text in rewritten if text)
 
     extra = _without_own_fields(message, layout)
