@@ -45,11 +45,9 @@ _ANY_IPV4 = ipaddress.ip_address("0.0.0.0")  # noqa: S104
 _ANY_ADDRESS = ipaddress.ip_address("::")
 
 
-def tls_files(endpoint: str) -> tuple[str, str] | None:
-    """The private key file and certificate file an ssl: endpoint string (also
-    inside haproxy:) reads, as Twisted reads them: `privateKey`, by default
-    server.pem in the working folder, and `certKey`, by default the key's file.
-    None for other kinds and text that does not parse."""
+def _arguments(endpoint: str) -> list[str] | None:
+    """An endpoint string's kind and arguments, unescaped, with a `haproxy:`
+    prefix taken off; None for text that does not parse."""
     try:
         parts = [
             re.sub(r"\\(.)", r"\1", part)
@@ -59,7 +57,16 @@ def tls_files(endpoint: str) -> tuple[str, str] | None:
         return None
     if parts[0].lower() == "haproxy":
         parts = parts[1:] or [""]
-    if parts[0].lower() != "ssl":
+    return parts
+
+
+def tls_files(endpoint: str) -> tuple[str, str] | None:
+    """The private key file and certificate file an ssl: endpoint string (also
+    inside haproxy:) reads, as Twisted reads them: `privateKey`, by default
+    server.pem in the working folder, and `certKey`, by default the key's file.
+    None for other kinds and text that does not parse."""
+    parts = _arguments(endpoint)
+    if parts is None or parts[0].lower() != "ssl":
         return None
     named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
     key = named.get("privateKey", "server.pem")
@@ -71,15 +78,9 @@ def bound_address(endpoint: str) -> tuple[str, int] | None:
     inside haproxy:) binds, as Twisted reads it; None for other kinds, port 0
     (any free port) and text that does not parse (Twisted names that).
     """
-    try:
-        parts = [
-            re.sub(r"\\(.)", r"\1", part)
-            for part in split_unescaped(endpoint.strip(), ":")
-        ]
-    except ValueError:
+    parts = _arguments(endpoint)
+    if parts is None:
         return None
-    if parts[0].lower() == "haproxy":
-        parts = parts[1:] or [""]
     kind = parts[0].lower()
     if kind not in ("tcp", "tcp6", "ssl"):
         return None
