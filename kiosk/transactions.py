@@ -5,18 +5,18 @@ SIP2 requests with the codec's message values, turns replies into outcomes
 that name a `Refusal` instead of a code, and, when the server is out of reach
 and the policy allows, writes returns and checkouts to the offline journal and
 replays them later in order, with their real time.
+
+The outcome values and reply readers live in kiosk/outcomes.py, the journal's
+replay in kiosk/journal_replay.py; their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
-import re
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -27,7 +27,6 @@ from sip2server.protocol import (
     CheckoutRequest,
     CheckoutResponse,
     EndPatronSessionRequest,
-    FeeDetail,
     ItemInformationRequest,
     ItemInformationResponse,
     Message,
@@ -40,11 +39,51 @@ from sip2server.protocol import (
 )
 
 from .config import KioskConfig
-from .journal import EntryKind, EntryState, Journal, JournalEntry, JournalError
+from .journal import EntryKind, Journal, JournalError
+from .journal_replay import JournalReplay
+from .outcomes import (
+    QUEUE_PLACE_FIELD,
+    Account,
+    Action,
+    Hold,
+    Identified,
+    ItemOutcome,
+    Loan,
+    Patron,
+    QueuePlace,
+    Result,
+    ReturnNote,
+    _screen,
+    parse_due,
+    queue_places,
+    take_place,
+)
 from .sipclient import LinkState, SipLinkError, UnsupportedRequestError
 from .wording import Refusal, Wording, item_refusal, patron_refusal
 
 log = Logger()
+
+# The names moved to kiosk/outcomes.py and kiosk/journal_replay.py stay
+# importable here.
+__all__ = [
+    "QUEUE_PLACE_FIELD",
+    "Account",
+    "Action",
+    "Hold",
+    "Identified",
+    "ItemOutcome",
+    "JournalReplay",
+    "Link",
+    "Loan",
+    "Patron",
+    "QueuePlace",
+    "Result",
+    "ReturnNote",
+    "SipDesk",
+    "parse_due",
+    "queue_places",
+    "take_place",
+]
 
 
 class Link(Protocol):
@@ -57,190 +96,12 @@ class Link(Protocol):
     async def settled(self) -> None: ...
 
 
-class Action(enum.StrEnum):
-    """What the patron asked for with an item."""
-
-    BORROW = "borrow"
-    RETURN = "return"
-    RENEW = "renew"
-
-
-class Result(enum.StrEnum):
-    """How it went."""
-
-    DONE = "done"
-    REFUSED = "refused"
-    # Written to the offline journal; the server will hear of it later.
-    QUEUED = "queued"
-    # Already on loan to this patron: renewing is offered instead.
-    OFFER_RENEW = "offer_renew"
-
-
-class ReturnNote(enum.StrEnum):
-    """Extra words for a return, from the server's routing fields."""
-
-    NONE = ""
-    HOLD_SHELF = "hold_shelf"
-    OTHER_BRANCH = "other_branch"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ItemOutcome:
-    """One row of the item list on screen."""
-
-    action: Action
-    barcode: str
-    result: Result
-    title: str = ""
-    due: date | None = None
-    refusal: Refusal | None = None
-    #: The server's screen message, the fallback wording of a refusal.
-    screen_message: str = ""
-    note: ReturnNote = ReturnNote.NONE
-    #: The server agreed to the loan and did not say to keep the tag secured
-    #: (desensitize not N): the pad may unsecure it.
-    release_security: bool = True
-    #: The tag's security could not be written (or read back) after the loan
-    #: or return; the patron is sent to the desk with the item.
-    security_failed: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Patron:
-    """The identified patron, for the length of one session."""
-
-    barcode: str
-    pin: str | None
-    name: str
-    #: Why borrowing is refused (returns and the account stay allowed).
-    borrow_refusal: Refusal | None
-    screen_message: str
-    email: str | None
-    loans: frozenset[str]
-    #: True when identified while the server was out of reach (not checked).
-    offline: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Identified:
-    """The outcome of identifying: a patron, or why not."""
-
-    patron: Patron | None
-    refusal: Refusal | None = None
-    screen_message: str = ""
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Loan:
-    """A loan on the account screen."""
-
-    barcode: str
-    title: str
-    due: date | None
-    overdue: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Hold:
-    """A hold on the account screen."""
-
-    barcode: str
-    title: str
-    ready: bool
-    #: How many are waiting: the title's queue when the server sends HQ, else
-    #: the holds the item could fill (18's CF).
-    queue_length: int | None
-    #: The patron's place in that queue (from 1), when the server sends HQ.
-    queue_position: int | None = None
-
-
-#: Our server's extension field of 64, one per unavailable hold still queued:
-#: "<position>/<queue length> <the hold's CD entry>" (docs/sip2-conformance.md,
-#: "Hold queue places in 64"). Other servers do not send it.
-QUEUE_PLACE_FIELD = "HQ"
-# At most 9 digits each: no queue is longer, and no huge number is ever read.
-_QUEUE_PLACE = re.compile(r"([0-9]{1,9})/([0-9]{1,9}) (.*)", re.DOTALL)
-# A value this long may have been cut short by the server (SIP2's field limit).
-_FIELD_LIMIT = 255
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class QueuePlace:
-    """One HQ field: where the patron stands in the queue of the hold `entry`."""
-
-    position: int
-    length: int
-    entry: str
-    #: The value reached the field limit, so `entry` may be a cut-off start.
-    cut: bool = False
-
-
-def queue_places(reply: PatronInformationResponse) -> list[QueuePlace]:
-    """The HQ fields of a 64, in order; a value not in that form is skipped."""
-    places = []
-    for code, value in reply.extra_fields:
-        if code != QUEUE_PLACE_FIELD:
-            continue
-        found = _QUEUE_PLACE.fullmatch(value)
-        if found is None:
-            continue
-        position, length = int(found[1]), int(found[2])
-        if 1 <= position <= length:
-            places.append(
-                QueuePlace(
-                    position=position,
-                    length=length,
-                    entry=found[3],
-                    cut=len(value) >= _FIELD_LIMIT,
-                )
-            )
-    return places
-
-
-def take_place(entry: str, places: list[QueuePlace]) -> QueuePlace | None:
-    """The first of `places` naming the CD `entry`, removed from the list so that
-    two alike entries get a place each, in order; None when there is none."""
-    for index, place in enumerate(places):
-        if place.entry == entry or (place.cut and entry.startswith(place.entry)):
-            return places.pop(index)
-    return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Account:
-    """The patron's account: loans, holds, fees."""
-
-    loans: tuple[Loan, ...]
-    holds_ready: tuple[Hold, ...]
-    holds_pending: tuple[Hold, ...]
-    fee_total: str
-    currency: str
-    fees: tuple[FeeDetail, ...]
-
-
-def parse_due(text: str | None) -> date | None:
-    """The day of a due date (AH) in the forms servers write, or None."""
-    if not text:
-        return None
-    cleaned = text.strip()
-    for form, width in (("%Y%m%d", 8), ("%Y-%m-%d", 10), ("%m/%d/%Y", 10)):
-        try:
-            return datetime.strptime(cleaned[:width], form).date()
-        except ValueError:
-            continue
-    return None
-
-
 def _local(moment: datetime) -> datetime:
     # SIP2 dates carry no zone: they are the terminal's local time.
     return moment.astimezone().replace(tzinfo=None)
 
 
-def _screen(reply: Any) -> str:
-    return " ".join(getattr(reply, "screen_message", ()) or ())
-
-
-class SipDesk:
+class SipDesk(JournalReplay):
     """The kiosk's circulation desk: every patron transaction, online or off."""
 
     def __init__(
@@ -660,103 +521,4 @@ class SipDesk:
     def _refused(action: Action, item: str, refusal: Refusal) -> ItemOutcome:
         return ItemOutcome(
             action=action, barcode=item, result=Result.REFUSED, refusal=refusal
-        )
-
-    # -- the offline journal ---------------------------------------------------
-
-    async def _after_replay(self) -> None:
-        """Wait until the journal has been replayed, so nothing overtakes it.
-
-        A return or loan sent while earlier offline entries for the same item
-        are still in the journal would reach the server before them (a book
-        returned online, then lent by the replay). While a replay runs the
-        patron's request waits for its end; with entries pending and none
-        running, one is run first.
-        """
-        if not self.online or self.journal is None:
-            return
-        if self._replaying:
-            waiter: defer.Deferred[None] = defer.Deferred()
-            self._replay_waiters.append(waiter)
-            await waiter
-            return
-        try:
-            pending = bool(self.journal.pending())
-        except (JournalError, sqlite3.Error):
-            return
-        if pending:
-            await self.replay()
-
-    async def replay(self) -> int:
-        """Send the journal's pending entries in order; returns how many were sent.
-
-        Stops at the first entry that cannot be sent (the server went away
-        again); an entry whose reply never came is marked unknown, for staff.
-        """
-        if self.journal is None or self._replaying:
-            return 0
-        self._replaying = True
-        sent = 0
-        try:
-            sent = await self._replay_entries(self.journal)
-        except (JournalError, sqlite3.Error) as error:
-            # The journal cannot be read or marked: stop, and tell staff. The
-            # patrons are served online meanwhile; nothing offline is taken.
-            self.journal_problem = str(error)
-            log.error("offline journal failed during the replay: {error}", error=error)
-        finally:
-            self._replaying = False
-            waiters, self._replay_waiters = self._replay_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-        return sent
-
-    async def _replay_entries(self, journal: Journal) -> int:
-        sent = 0
-        for entry in journal.pending():
-            if not self.online:
-                break
-            journal.mark_in_flight(entry)
-            try:
-                reply = await self._link.request(self._replay_request(entry))
-            except SipLinkError as problem:
-                if problem.sent:
-                    journal.mark_result(
-                        entry, EntryState.UNKNOWN, str(problem), self._now()
-                    )
-                else:
-                    journal.mark_not_sent(entry)
-                break
-            ok = bool(getattr(reply, "ok", False))
-            journal.mark_result(
-                entry,
-                EntryState.DONE if ok else EntryState.REFUSED,
-                _screen(reply) or ("accepted" if ok else "refused"),
-                self._now(),
-            )
-            sent += 1
-        return sent
-
-    def _replay_request(self, entry: JournalEntry) -> Message:
-        # In UTC (sent as `   Z`): the server reads a zone-less date as its
-        # branch's local time, which need not be this machine's zone.
-        at = entry.happened_at.astimezone(UTC)
-        if entry.kind is EntryKind.RETURN:
-            return CheckinRequest(
-                no_block=True,
-                transaction_date=at,
-                return_date=at,
-                current_location=self._config.kiosk.branch,
-                institution_id=self._institution,
-                item_identifier=entry.item,
-                terminal_password=self._terminal_password,
-            )
-        return CheckoutRequest(
-            sc_renewal_policy=False,
-            no_block=True,
-            transaction_date=at,
-            institution_id=self._institution,
-            patron_identifier=entry.patron or "",
-            item_identifier=entry.item,
-            terminal_password=self._terminal_password,
         )
