@@ -7,69 +7,72 @@ thread, so a slow database never stalls framing for other terminals.
 Per connection, requests are answered strictly in order, one at a time (SIP2
 is request and response), while other connections proceed in parallel up to
 the thread pool's size.
+
+`SipConnection` is built from parts in their own modules: `terminal_arrival`
+(the terminal's address, certificate and login deadline), `frame_queue`
+(framing, queueing and flow control) and `reply_encoding` (how a reply is
+encoded and what its outcome is named); `login_slots` holds the threads that
+check passwords. This module answers requests and makes connections. Must not
+import `kiosk` or `drivers`.
 """
 
 from __future__ import annotations
 
-import codecs
-import contextlib
-import ctypes
-import functools
-import ipaddress
 import itertools
 import re
-import socket
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, TimeoutMixin
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from sip2server.accounts import TerminalCertificate
-from sip2server.config import ErrorDetection, Terminator
-from sip2server.logs import LineBudget, clipped
+from sip2server.config import ErrorDetection
+from sip2server.frame_queue import (
+    _NO_FRAMES,
+    FRAMING_CHUNK,
+    IMMEDIATE_REPLIES_PER_TURN,
+    MAX_QUEUED_FRAMES,
+    FrameQueue,
+)
+from sip2server.login_slots import LOGINS_BUSY, LoginSlots, return_hash_memory
+from sip2server.logs import LineBudget
 from sip2server.protocol import (
-    AcsStatusResponse,
-    CheckinResponse,
-    CheckoutResponse,
     Decoded,
-    DelimiterPolicy,
-    EndSessionResponse,
-    FeePaidResponse,
-    FieldOrder,
     Frame,
     Framer,
-    HoldResponse,
-    ItemStatusUpdateResponse,
     LoginRequest,
     LoginResponse,
-    PatronEnableResponse,
-    PatronInformationResponse,
-    PatronStatusResponse,
     ProtocolError,
     RemoteProtocolError,
-    RenewAllResponse,
-    RenewResponse,
     RequestAcsResend,
-    RequestScResend,
     ScStatusRequest,
     decode,
-    encode,
     redact,
     redact_frame,
 )
 from sip2server.protocol import Reply as ProtocolReply
+from sip2server.reply_encoding import ReplyEncoding, _result_of, _trailer_of
 from sip2server.session import Reply, TerminalSession, request_name
+from sip2server.terminal_arrival import (
+    _DETAILED_REFUSALS,
+    DETAILED_LOGIN_REFUSALS,
+    LOGIN_REFUSAL_PERIOD,
+    MAX_FAILED_LOGINS,
+    Keepalive,
+    TerminalArrival,
+    _socket_of,
+    _summarize_refused_logins,
+    _tls_error,
+    set_keepalive,
+)
 
 if TYPE_CHECKING:
     from sip2server.accounts import AccountBook, Admission
@@ -79,55 +82,39 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="sip2server")
 
-# Frames waiting per connection before the server stops reading from it: a
-# terminal that pipelines more than this is slowed down, not buffered forever.
-MAX_QUEUED_FRAMES = 32
-
-# Bytes handed to the framer at a time (see SipConnection._fill_queue).
-FRAMING_CHUNK = 1024
-
-# Replies made on the spot (96, 97, 98, replays) before the reactor turns to the
-# other connections: a flood of garbage from one peer must not starve the rest.
-IMMEDIATE_REPLIES_PER_TURN = 32
+# What importers use, including the names that moved to the parts' modules.
+__all__ = [
+    "DETAILED_LOGIN_REFUSALS",
+    "DETAILED_WARNINGS",
+    "FRAMING_CHUNK",
+    "IMMEDIATE_REPLIES_PER_TURN",
+    "LOGINS_BUSY",
+    "LOGIN_REFUSAL_PERIOD",
+    "MAX_FAILED_LOGINS",
+    "MAX_PROTOCOL_ERRORS",
+    "MAX_QUEUED_FRAMES",
+    "_NO_FRAMES",
+    "Keepalive",
+    "LoginSlots",
+    "SipConnection",
+    "SipServerFactory",
+    "_Redacted",
+    "_result_of",
+    "_socket_of",
+    "return_hash_memory",
+    "set_keepalive",
+]
 
 # Unusable frames in a row after which a peer is taken not to speak SIP2 and
 # is disconnected, and how many of them are logged in detail.
 MAX_PROTOCOL_ERRORS = 50
 DETAILED_WARNINGS = 5
 
-# Failed logins on one connection before it is closed. Refusals that may not
-# hold on a retry (busy, locked out for now, database unavailable) do not count.
-MAX_FAILED_LOGINS = 5
-
-# Refused-login lines per address written in detail each period; the rest are
-# counted and summed up in one line per address when the period ends.
-DETAILED_LOGIN_REFUSALS = 10
-LOGIN_REFUSAL_PERIOD = 60.0
-
-# Refused connections (server full) logged in detail before only every 100th is.
-_DETAILED_REFUSALS = 10
-
 # Quoted text longer than this in an error's reason is cut before it is logged:
 # it is the peer's own input, which may hold a password cut loose by a stray |.
 _QUOTED = re.compile(r"'([^']{0,2})[^']{3,}'")
 
 _connection_ids = itertools.count(1)
-
-# The queue of every connection with no frames waiting. An empty deque holds a
-# block of 64 slots (about 700 bytes); an idle terminal needs none, so its
-# connection shares this one, which can hold nothing, until frames arrive.
-_NO_FRAMES: deque[Frame] = deque(maxlen=0)
-
-# An error-detection trailer at the end of a frame: the terminal wants AZ in 96.
-_TRAILER = re.compile(rb"(?:AY(\d))?AZ[0-9A-Fa-f]{1,4}\s*$")
-
-
-def _trailer_of(payload: bytes) -> tuple[bool, int | None]:
-    """Whether a frame that did not decode asked for AZ, and its AY digit."""
-    match = _TRAILER.search(payload)
-    if match is None:
-        return False, None
-    return True, None if match.group(1) is None else int(match.group(1))
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -160,113 +147,8 @@ class _Request:
     started: float = 0.0
 
 
-# glibc's mallopt parameter for the size from which blocks are mapped on their
-# own (and unmapped when freed), and the size we fix it at.
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-@functools.cache
-def return_hash_memory() -> bool:
-    """Have the C library give large blocks back to the system when freed.
-
-    Each login check runs scrypt, whose table is 8 MiB (n = 2**13, r = 8). By
-    default glibc raises its mapping threshold past a block that size once the
-    first one is freed, so every thread that has hashed a password keeps 8 to
-    16 MiB in its own arena for good: about 30 MB with two login threads,
-    measured with `bench/load.py --idle`. Fixing the threshold at 1 MiB makes
-    such blocks mapped and unmapped each time. Process-wide and done once;
-    False, changing nothing, where the C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
-
-
-class LoginSlots:
-    """The threads that check login passwords, and the logins waiting for them.
-
-    Password hashes are slow on purpose; run on the request threads, a flood
-    of logins (from many spoofed addresses, each under its own limit) would
-    make every terminal's checkouts wait behind them. Logins get their own
-    small pool instead, and at most `backlog` of them wait: a login beyond
-    that is refused at once as busy (940), which a terminal retries.
-    Used on the reactor's thread only. Making one also makes the hashes'
-    memory go back to the system after each check (`return_hash_memory`).
-    """
-
-    def __init__(self, pool: ThreadPool, backlog: int) -> None:
-        return_hash_memory()
-        self.pool = pool
-        self.backlog = backlog
-        self.waiting = 0
-        self.refused = 0
-
-    @property
-    def full(self) -> bool:
-        """Whether a new login must be refused as busy."""
-        return self.waiting >= self.backlog
-
-
-# Why a login was refused when the login threads were all taken.
-LOGINS_BUSY = "server busy checking other logins; try again"
-
-
-@dataclass(frozen=True, slots=True)
-class Keepalive:
-    """TCP keepalive on a listener's connections (seconds, seconds, probes)."""
-
-    idle: int
-    interval: int
-    count: int
-
-
-def _socket_of(transport: Any) -> socket.socket | None:
-    # Under TLS or PROXY wrappers the TCP transport is a few levels down.
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
-    handle = getattr(transport, "getHandle", lambda: None)()
-    return handle if isinstance(handle, socket.socket) else None
-
-
-def set_keepalive(transport: Any, keepalive: Keepalive) -> bool:
-    """Turn TCP keepalive on for a connection; False if it has no TCP socket."""
-    sock = _socket_of(transport)
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    # Linux and most BSDs name the three knobs so; elsewhere the system's
-    # defaults (two hours) apply.
-    for option, value in (
-        ("TCP_KEEPIDLE", keepalive.idle),
-        ("TCP_KEEPINTVL", keepalive.interval),
-        ("TCP_KEEPCNT", keepalive.count),
-    ):
-        if hasattr(socket, option):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-    return True
-
-
-def _tls_error(reason: Failure | None) -> str | None:
-    """What OpenSSL said, when a connection ended on a TLS error (a handshake)."""
-    if reason is None or not isinstance(reason, Failure):
-        return None
-    if reason.check(SSL.Error) is None:
-        return None
-    # OpenSSL's error is a list of (library, function, reason) tuples.
-    details = reason.value.args[0] if reason.value.args else ()
-    if isinstance(details, list) and details:
-        return "; ".join(str(item[-1]) for item in details if item)
-    return str(reason.value) or type(reason.value).__name__
-
-
 @implementer(IPushProducer, IHandshakeListener)
-class SipConnection(TimeoutMixin, Protocol):
+class SipConnection(TerminalArrival, FrameQueue, ReplyEncoding, TimeoutMixin, Protocol):
     """One terminal's TCP connection.
 
     It is also the producer of its replies: when a terminal stops reading and
@@ -340,145 +222,6 @@ class SipConnection(TimeoutMixin, Protocol):
             # Behind a proxy the terminal's address comes with its first bytes.
             self._introduce()
 
-    def _learn_peer(self) -> None:
-        peer = self.transport.getPeer()
-        host = str(getattr(peer, "host", peer))
-        with contextlib.suppress(ValueError):
-            # One spelling per address: a PROXY v2 header gives IPv6 in full,
-            # and a dual-stack socket gives IPv4 terminals as ::ffff:a.b.c.d.
-            address = ipaddress.ip_address(host)
-            mapped = getattr(address, "ipv4_mapped", None)
-            host = str(mapped or address)
-        self.host = host
-        port = getattr(peer, "port", "")
-        self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.session.address = host
-
-    def handshakeCompleted(self) -> None:
-        """TLS is up (IHandshakeListener): note it and the terminal's certificate."""
-        self.session.tls = True
-        self._read_certificate()
-        certificate = self.session.certificate
-        if certificate is not None:
-            # The fingerprint as an account's certificate_fingerprints takes it.
-            log.info(
-                "TLS client certificate conn={conn} peer={peer} subject={subject} "
-                "sha256={fingerprint}",
-                conn=self.connection_id,
-                peer=self.peer,
-                subject=certificate.subject,
-                fingerprint=certificate.fingerprint,
-            )
-
-    def _read_certificate(self) -> None:
-        # Read again at each login too: a TLS 1.2 renegotiation may have
-        # brought another certificate since the handshake.
-        peer = getattr(self.transport, "getPeerCertificate", lambda: None)()
-        try:
-            self.session.certificate = (
-                None if peer is None else TerminalCertificate.of(peer.to_cryptography())
-            )
-        except ValueError as error:
-            self.session.certificate = None
-            log.warn(
-                "TLS client certificate not readable conn={conn} peer={peer}: "
-                "{problem}",
-                conn=self.connection_id,
-                peer=self.peer,
-                problem=str(error),
-            )
-
-    def proxy_header_read(self) -> None:
-        """The PROXY header has been read: the peer is now the terminal."""
-        if self._admitted and not self._introduced and not self._closed:
-            self._learn_peer()
-            self._introduce()
-
-    def _introduce(self) -> None:
-        self._introduced = True
-        admission = self.factory.admission
-        if admission is not None and self.session.account is None:
-            if not admission.arrive(self.host):
-                self.factory.crowded += 1
-                if self._rarely(self.factory.crowded):
-                    log.warn(
-                        "{limit} connections from {host} not logged in; closing "
-                        "conn={conn} peer={peer} ({count} closed so far)",
-                        limit=admission.max_unauthenticated_per_address,
-                        host=self.host,
-                        conn=self.connection_id,
-                        peer=self.peer,
-                        count=self.factory.crowded,
-                    )
-                self._close()
-                return
-            self._waiting_login = True
-        # TODO(#5): connected/disconnected lines of connections that never log
-        # in are not budgeted per address: a connect-and-drop flood still writes
-        # about 220 bytes per connection (1.8 MB in 10 s measured on loopback).
-        log.info(
-            "terminal connected conn={conn} peer={peer} listener={listener}",
-            conn=self.connection_id,
-            peer=self.peer,
-            listener=self.factory.name,
-        )
-
-    @staticmethod
-    def _rarely(count: int) -> bool:
-        # The first few of a kind are logged in detail, then every 100th.
-        return count <= _DETAILED_REFUSALS or count % 100 == 0
-
-    def _login_overdue(self) -> None:
-        self._login_deadline = None
-        if self._closed or self.session.account is not None:
-            return
-        self.factory.overdue += 1
-        if self._rarely(self.factory.overdue):
-            log.info(
-                "not logged in after {seconds} s, closing conn={conn} peer={peer} "
-                "({count} closed so far)",
-                seconds=self.factory.login_timeout,
-                conn=self.connection_id,
-                peer=self.peer,
-                count=self.factory.overdue,
-            )
-        self._close()
-
-    def move_login_deadline(self, old_timeout: float, timeout: float) -> bool:
-        """Give this connection a new login timeout, if it is still waiting to log in.
-
-        Its deadline was its connection time plus `old_timeout`; it becomes that
-        time plus `timeout` (at once if already past). Without a deadline (the
-        old timeout was 0) it gets `timeout` from now; a `timeout` of 0 lifts
-        it. Returns False, changing nothing, when the connection is logged in
-        or closed.
-        """
-        if self._closed or self.session.account is not None:
-            return False
-        deadline = self._login_deadline
-        active = deadline is not None and deadline.active()
-        if timeout <= 0:
-            if active:
-                deadline.cancel()
-            self._login_deadline = None
-        elif active:
-            due = deadline.getTime() - old_timeout + timeout
-            deadline.reset(max(0.0, due - self.factory.reactor.seconds()))
-        else:
-            self._login_deadline = self.factory.reactor.callLater(
-                timeout, self._login_overdue
-            )
-        return True
-
-    def _logged_in(self) -> None:
-        # No deadline and no longer counted against the address's cap.
-        if self._login_deadline is not None and self._login_deadline.active():
-            self._login_deadline.cancel()
-        self._login_deadline = None
-        if self._waiting_login and self.factory.admission is not None:
-            self.factory.admission.depart(self.host)
-        self._waiting_login = False
-
     def connectionLost(self, reason: Failure = Factory.noisy) -> None:  # type: ignore[assignment]
         if not self._admitted:
             return
@@ -533,17 +276,6 @@ class SipConnection(TimeoutMixin, Protocol):
         self._unframed += data
         self._drain()
 
-    def _fill_queue(self) -> None:
-        # Bytes are framed a little at a time, as the queue empties: one read of
-        # tiny pipelined frames would otherwise become thousands of queued objects.
-        while self._unframed and len(self._queue) < MAX_QUEUED_FRAMES:
-            chunk = bytes(self._unframed[:FRAMING_CHUNK])
-            del self._unframed[:FRAMING_CHUNK]
-            frames = self.framer.feed(chunk)
-            if frames and self._queue is _NO_FRAMES:
-                self._queue = deque()
-            self._queue.extend(frames)
-
     def timeoutConnection(self) -> None:
         if self._busy:
             # Silent because it waits for our reply: not idle.
@@ -556,78 +288,6 @@ class SipConnection(TimeoutMixin, Protocol):
             peer=self.peer,
         )
         self._close()
-
-    # IPushProducer: the transport's outgoing buffer is full, or has room again.
-
-    def pauseProducing(self) -> None:
-        self._output_blocked = True
-        self._update_reading()
-
-    def resumeProducing(self) -> None:
-        self._output_blocked = False
-        self._drain()
-
-    def stopProducing(self) -> None:
-        self._close()
-
-    def _drain(self) -> None:
-        # Answers what can be answered on the spot, a limited number per turn,
-        # and hands the first real request to a worker thread; the rest waits.
-        if self._drain_later is not None and self._drain_later.active():
-            self._drain_later.cancel()
-        self._drain_later = None
-        budget = IMMEDIATE_REPLIES_PER_TURN
-        while not (self._busy or self._closed or self._output_blocked):
-            if not self._queue:
-                # Idle again: the connection's own queue goes (see _NO_FRAMES).
-                self._queue = _NO_FRAMES
-                self._fill_queue()
-                if not self._queue:
-                    break
-            if budget == 0:
-                self._drain_later = self.factory.reactor.callLater(0, self._drain)
-                break
-            frame = self._queue.popleft()
-            try:
-                request = self._immediate_reply(frame)
-            except Exception:
-                # Our own fault (no descriptor left, say): 96, as _fault sends,
-                # and the connection stays for the terminal's retry.
-                log.failure(
-                    "fault while answering conn={conn}", conn=self.connection_id
-                )
-                try:
-                    request = self._resend_request(frame)
-                except Exception:  # the fault may be in encoding itself
-                    request = b"96\r"
-            if isinstance(request, bytes):
-                self._write(request)
-                if self._close_after_reply:
-                    self._close()
-                    break
-                budget -= 1
-                continue
-            self._busy = True
-            self._dispatch(request)
-        self._update_reading()
-
-    def _update_reading(self) -> None:
-        # Stop reading while replies cannot be sent or too many requests wait.
-        if self._closed:
-            return
-        backlog = len(self._queue) + len(self._unframed) // FRAMING_CHUNK
-        if not self._reading_paused and (
-            self._output_blocked or backlog >= MAX_QUEUED_FRAMES
-        ):
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif (
-            self._reading_paused
-            and not self._output_blocked
-            and backlog < MAX_QUEUED_FRAMES // 2
-        ):
-            self._reading_paused = False
-            self.transport.resumeProducing()
 
     def _protocol_error(self, frame: Frame, reason: str) -> bytes:
         """Count and log one unusable frame; 96, or nothing once the peer is cut off."""
@@ -753,14 +413,6 @@ class SipConnection(TimeoutMixin, Protocol):
             decoded,
         )
 
-    @staticmethod
-    def _request_key(decoded: Decoded, frame: Frame) -> tuple[int, str, bytes] | None:
-        if decoded.sequence is None or decoded.checksum is None:
-            return None
-        # The bytes too: a 16-bit sum cannot tell two different requests apart
-        # (two barcodes with their digits swapped have the same sum).
-        return (decoded.sequence, decoded.checksum.upper(), frame.payload)
-
     def _dispatch(self, request: _Request) -> None:
         pool = self.factory.threadpool
         logins = self.factory.logins
@@ -849,59 +501,6 @@ class SipConnection(TimeoutMixin, Protocol):
         )
         return data
 
-    def _log_session_event(self, request: Any, answer: Reply) -> None:
-        # Logins are what an operator looks for first when a terminal "does not
-        # work"; the login name is not secret, the password never appears.
-        reply = answer.message
-        if isinstance(request, LoginRequest):
-            transient = answer.transient or answer.outage
-            if reply.ok:
-                self._logged_in()
-                self._failed_logins = 0
-            elif not transient:
-                # Only real failures count: a busy server or a lockout for now
-                # is not the terminal's mistake, and closing for it would cut
-                # off the terminal whose login then succeeds.
-                self._failed_logins += 1
-            if self.factory.metrics is not None and (reply.ok or not transient):
-                self.factory.metrics.login(reply.ok)
-            # Refusals per address are logged within a budget (an unknown
-            # peer can send them without end); acceptances always are.
-            if reply.ok or self.factory.login_lines.allow(self.host):
-                emit = log.info if reply.ok else log.warn
-                emit(
-                    "login {outcome} conn={conn} peer={peer} login={login}{why}",
-                    outcome="accepted" if reply.ok else "refused",
-                    conn=self.connection_id,
-                    peer=self.peer,
-                    login=clipped(request.login_user_id),
-                    why=f": {answer.note}" if answer.note else "",
-                )
-            if reply.ok:
-                return
-            if self._failed_logins >= MAX_FAILED_LOGINS:
-                # Admission also refuses logins per address and login after its
-                # own limit; this only ends the connection.
-                if self.factory.login_lines.allow(self.host):
-                    log.warn(
-                        "{count} failed logins; closing conn={conn} peer={peer}",
-                        count=self._failed_logins,
-                        conn=self.connection_id,
-                        peer=self.peer,
-                    )
-                self._close_after_reply = True
-        elif (
-            self.session.account is None
-            and not isinstance(reply, AcsStatusResponse)
-            and self._may_warn()
-        ):
-            log.warn(
-                "request before login refused conn={conn} peer={peer} cmd={command}",
-                conn=self.connection_id,
-                peer=self.peer,
-                command=type(request).__name__,
-            )
-
     def _fault(self, failure: Failure, request: _Request) -> None:
         # Our own fault, not the terminal's: log it in full and tell the
         # terminal to try again, which it can; never leave it without a reply.
@@ -947,143 +546,6 @@ class SipConnection(TimeoutMixin, Protocol):
             self._close_after_reply = True
         else:
             self._close()
-
-    def _write(self, data: bytes) -> None:
-        if data and not self._closed:
-            self.transport.write(data)
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.clear()
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
-    def _terminator(self, frame: Frame) -> bytes:
-        account = self.session.account
-        choice = account.terminator if account else Terminator.MIRROR
-        if choice is Terminator.CR:
-            return b"\r"
-        if choice is Terminator.CRLF:
-            return b"\r\n"
-        if frame.terminator == b"\r\n" or self.framer.terminator == b"\r\n":
-            self._peer_uses_crlf = True
-        if frame.terminator == b"\r" and self._peer_uses_crlf:
-            # A CRLF whose LF comes in the next TCP segment ends the frame at CR;
-            # a peer that has ever sent CRLF still waits for CRLF.
-            return b"\r\n"
-        return frame.terminator or b"\r"
-
-    def _mode(self) -> ErrorDetection:
-        account = self.session.account
-        return account.error_detection if account else ErrorDetection.AUTO
-
-    def _encode(
-        self,
-        message: Any,
-        frame: Frame,
-        decoded: Decoded | None,
-        trailer: tuple[bool, int | None] = (False, None),
-    ) -> bytes:
-        """Encode a reply; `trailer` stands in for `decoded` when none was made."""
-        account = self.session.account
-        mode = self._mode()
-        asked, sequence = (
-            (decoded.error_detection, decoded.sequence) if decoded else trailer
-        )
-        if mode is ErrorDetection.OFF:
-            error_detection = False
-        elif mode is ErrorDetection.REQUIRED:
-            error_detection = True
-        else:
-            error_detection = asked
-        # Answer in the encoding the request was read in: a terminal that sent
-        # Latin-1 to a UTF-8 account gets its own bytes back, not UTF-8 ones. An
-        # ASCII account always gets (transliterated) ASCII.
-        encoding = self.session.encoding
-        if decoded is not None and codecs.lookup(encoding).name != "ascii":
-            encoding = decoded.encoding
-        return encode(
-            message,
-            sequence=sequence if error_detection else None,
-            error_detection=error_detection,
-            encoding=encoding,
-            terminator=self._terminator(frame),
-            delimiter_policy=(
-                account.delimiter_in_value if account else DelimiterPolicy.SPACE
-            ),
-            field_order=account.field_order if account else FieldOrder.SPEC,
-        )
-
-    def _resend_request(self, frame: Frame) -> bytes:
-        # 96 carries no sequence number; with error detection it carries AZ only.
-        mode = self._mode()
-        wants_checksum = mode is ErrorDetection.REQUIRED or (
-            mode is ErrorDetection.AUTO and _TRAILER.search(frame.payload) is not None
-        )
-        return encode(
-            RequestScResend(),
-            error_detection=wants_checksum,
-            encoding=self.session.encoding,
-            terminator=self._terminator(frame),
-        )
-
-
-# Each reply's yes/no field that says whether the request was done: 12, 10,
-# 16, 30, 66 and 94 name it `ok`, 38 `payment_accepted`, 20
-# `item_properties_ok`, 36 `end_session`.
-_OUTCOME_FIELDS: dict[type, str] = {
-    CheckoutResponse: "ok",
-    CheckinResponse: "ok",
-    HoldResponse: "ok",
-    RenewResponse: "ok",
-    RenewAllResponse: "ok",
-    LoginResponse: "ok",
-    FeePaidResponse: "payment_accepted",
-    ItemStatusUpdateResponse: "item_properties_ok",
-    EndSessionResponse: "end_session",
-}
-
-# Replies about a patron (24 for 23 and 01, 26, 64): refused when the patron is
-# unknown or the PIN given is wrong.
-_PATRON_REPLIES = (
-    PatronStatusResponse,
-    PatronEnableResponse,
-    PatronInformationResponse,
-)
-
-
-def _summarize_refused_logins(host: str, count: int, period: float) -> None:
-    log.warn(
-        "{count} more refused logins from {host} in the last {period:.0f} s "
-        "(only the first {detailed} in each period are logged in detail)",
-        count=count,
-        host=host,
-        period=period,
-        detailed=DETAILED_LOGIN_REFUSALS,
-    )
-
-
-def _result_of(reply: Reply) -> str:
-    """The outcome of one request as metrics and the transaction log name it.
-
-    "unavailable" (database down), "unsupported" (answered 96), "refused" or
-    "ok". 18 and 98 are always "ok": they report a state, they do nothing.
-    """
-    if reply.outage:
-        return "unavailable"
-    message = reply.message
-    if message is None:
-        return "unsupported"
-    field = _OUTCOME_FIELDS.get(type(message))
-    if field is not None:
-        return "ok" if getattr(message, field) else "refused"
-    if isinstance(message, _PATRON_REPLIES) and (
-        message.valid_patron is False or message.valid_patron_password is False
-    ):
-        return "refused"
-    return "ok"
 
 
 class SipServerFactory(Factory):
