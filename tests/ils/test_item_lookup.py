@@ -38,8 +38,9 @@ def both_views(library: Library) -> list[tuple[ItemView, ItemView | None]]:
 def test_views_agree_on_items_on_the_shelf_on_loan_held_in_transit_and_lost(
     library: Library, circulation: Circulation, clock: SettableClock
 ) -> None:
-    """Shelf, loan, a queue of a title hold and an item hold, hold shelf, transit to a pickup branch,
-    transit home and a lost item each give the same view both ways."""
+    """Shelf, loan, a queue of a title hold and an item hold, hold shelf,
+    transit to a pickup branch, transit home and a lost item each give the same
+    view both ways."""
     library.add_patron("P0")
     library.add_patron("P1")
     library.add_patron("P2")
