@@ -212,8 +212,10 @@ class _Layout:
             f"{self.labels.date_format} {self.labels.time_format}"
         )
         self.line(f"{self.labels.date}: {stamp}")
-        masked = mask_card_number(data.card_number, visible=self.mask_visible)
-        self.line(f"{self.labels.card}: {masked}")
+        if data.card_number:
+            # A return made without a card has none to show (no empty line).
+            masked = mask_card_number(data.card_number, visible=self.mask_visible)
+            self.line(f"{self.labels.card}: {masked}")
         self.rule()
 
     def item(self, item: ReceiptItem, detail: str | None) -> None:

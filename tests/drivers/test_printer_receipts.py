@@ -142,6 +142,22 @@ def test_return_receipt_says_when_each_item_came_back() -> None:
     assert lines("  Returned: 2026-12-04 10:30", "-" * 32, "Items: 2") in output
 
 
+def test_return_receipt_without_a_card_prints_no_card_line() -> None:
+    """Returns made without identifying: the receipt has no "Card:" line at all,
+    the date line is followed by the rule."""
+    data = ReceiptData(
+        library_name="City Library",
+        card_number="",
+        printed_at=datetime(2026, 12, 4, 10, 30),
+        items=[ReceiptItem(title="Dune")],
+    )
+
+    output = render_return(data, width=32)
+
+    assert b"Card" not in output
+    assert lines("Date: 2026-12-04 10:30", "-" * 32) in output
+
+
 def test_account_slip_lists_loans_fees_and_holds() -> None:
     """An account slip counts loans and prints fees due and holds ready."""
     data = ReceiptData(
