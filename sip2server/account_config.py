@@ -392,6 +392,16 @@ class AccountConfig(_Strict):
                 )
         return value
 
+    @field_validator("certificate_fingerprints", "certificate_subjects", mode="before")
+    @classmethod
+    def _not_an_empty_list(cls, value: object) -> object:
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError(
+                "an empty list ties the account to no certificate at all: list"
+                " its terminals' certificates, or leave the key out"
+            )
+        return value
+
     @field_validator("login")
     @classmethod
     def _sendable_login(cls, value: str) -> str:

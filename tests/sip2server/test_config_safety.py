@@ -57,6 +57,15 @@ def problems_of(**tables: Any) -> dict[str, str]:
 # -- F9: accounts that let anyone in -------------------------------------------
 
 
+@pytest.mark.parametrize("key", ["certificate_fingerprints", "certificate_subjects"])
+def test_an_empty_certificate_list_is_refused_at_its_key(key: str) -> None:
+    """An empty list would leave the account untied while it looks tied (third
+    trial): refused, naming the key."""
+    problems = problems_of(accounts=[account(**{key: []})])
+
+    assert "empty list" in problems[f"accounts[0].{key}"]
+
+
 def test_an_empty_password_is_refused_at_its_key() -> None:
     """`password = ""` would admit anyone who knows the login."""
     found = problems_of(accounts=[account(password="")])
