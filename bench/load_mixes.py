@@ -159,46 +159,11 @@ async def kiosk(
         items = [item_barcode(pool[(first + k) % ITEMS_PER_KIOSK]) for k in range(3)]
         round_number += 1
 
-        _, account = await _timed(
-            terminal,
-            PatronInformationRequest(
-                language=Language.ENGLISH,
-                transaction_date=_now(),
-                summary=Summary(charged_items=True),
-                institution_id=INSTITUTION_CODE,
-                patron_identifier=patron,
-                start_item=1,
-                end_item=5,
-            ),
-            tally,
-        )
+        _, account = await _timed(terminal, _patron_information(patron), tally)
         for item in items:
-            await _timed(
-                terminal,
-                CheckoutRequest(
-                    sc_renewal_policy=True,
-                    no_block=False,
-                    transaction_date=_now(),
-                    nb_due_date=_now(),
-                    institution_id=INSTITUTION_CODE,
-                    patron_identifier=patron,
-                    item_identifier=item,
-                ),
-                tally,
-            )
-        await _timed(
-            terminal,
-            RenewRequest(
-                third_party_allowed=False,
-                no_block=False,
-                transaction_date=_now(),
-                nb_due_date=_now(),
-                institution_id=INSTITUTION_CODE,
-                patron_identifier=patron,
-                item_identifier=_first_loan(account) or items[0],
-            ),
-            tally,
-        )
+            await _timed(terminal, _checkout(patron, item), tally)
+        renewed = _first_loan(account) or items[0]
+        await _timed(terminal, _renew(patron, renewed), tally)
         for item in items:
             await _timed(terminal, _checkin(item), tally)
 
@@ -208,6 +173,52 @@ def _first_loan(account: bytes) -> str | None:
     # renewal of it gives a later due date, unlike one of an item just lent.
     match = re.search(rb"\|AU([^|]+)", account)
     return match.group(1).decode() if match else None
+
+
+# The requests of the mixes, built alike by the terminals and the profile.
+
+
+def _patron_information(patron: str) -> PatronInformationRequest:
+    """63 with the list of loans, the first five."""
+    return PatronInformationRequest(
+        language=Language.ENGLISH,
+        transaction_date=_now(),
+        summary=Summary(charged_items=True),
+        institution_id=INSTITUTION_CODE,
+        patron_identifier=patron,
+        start_item=1,
+        end_item=5,
+    )
+
+
+def _checkout(patron: str, item: str) -> CheckoutRequest:
+    return CheckoutRequest(
+        sc_renewal_policy=True,
+        no_block=False,
+        transaction_date=_now(),
+        nb_due_date=_now(),
+        institution_id=INSTITUTION_CODE,
+        patron_identifier=patron,
+        item_identifier=item,
+    )
+
+
+def _renew(patron: str, item: str) -> RenewRequest:
+    return RenewRequest(
+        third_party_allowed=False,
+        no_block=False,
+        transaction_date=_now(),
+        nb_due_date=_now(),
+        institution_id=INSTITUTION_CODE,
+        patron_identifier=patron,
+        item_identifier=item,
+    )
+
+
+def _item_information(item: str) -> ItemInformationRequest:
+    return ItemInformationRequest(
+        transaction_date=_now(), institution_id=INSTITUTION_CODE, item_identifier=item
+    )
 
 
 def _checkin(item: str) -> CheckinRequest:
@@ -255,15 +266,7 @@ async def sorter(
                 return
         item = items.take()
         started = time.perf_counter()
-        pair, _ = await _timed(
-            terminal,
-            ItemInformationRequest(
-                transaction_date=_now(),
-                institution_id=INSTITUTION_CODE,
-                item_identifier=item,
-            ),
-            tally,
-        )
+        pair, _ = await _timed(terminal, _item_information(item), tally)
         pair += (await _timed(terminal, _checkin(item), tally))[0]
         if tally.counting(started):
             tally.latencies["pair"].append(pair)
@@ -285,51 +288,15 @@ def _rounds(ask: Callable[[Message], Any], numbers: range, sorter: SorterItems) 
     for number in numbers:
         patron = patron_barcode(1 + number % PATRONS)
         items = [item_barcode(2 * (3 * number + k + 1)) for k in range(3)]
-        account = ask(
-            PatronInformationRequest(
-                language=Language.ENGLISH,
-                transaction_date=_now(),
-                summary=Summary(charged_items=True),
-                institution_id=INSTITUTION_CODE,
-                patron_identifier=patron,
-                start_item=1,
-                end_item=5,
-            )
-        )
+        account = ask(_patron_information(patron))
         for item in items:
-            ask(
-                CheckoutRequest(
-                    sc_renewal_policy=True,
-                    no_block=False,
-                    transaction_date=_now(),
-                    nb_due_date=_now(),
-                    institution_id=INSTITUTION_CODE,
-                    patron_identifier=patron,
-                    item_identifier=item,
-                )
-            )
+            ask(_checkout(patron, item))
         loans = getattr(account, "charged_items", ())
-        ask(
-            RenewRequest(
-                third_party_allowed=False,
-                no_block=False,
-                transaction_date=_now(),
-                nb_due_date=_now(),
-                institution_id=INSTITUTION_CODE,
-                patron_identifier=patron,
-                item_identifier=loans[0] if loans else items[0],
-            )
-        )
+        ask(_renew(patron, loans[0] if loans else items[0]))
         for item in items:
             ask(_checkin(item))
         item = sorter.take()
-        ask(
-            ItemInformationRequest(
-                transaction_date=_now(),
-                institution_id=INSTITUTION_CODE,
-                item_identifier=item,
-            )
-        )
+        ask(_item_information(item))
         ask(_checkin(item))
 
 
