@@ -44,7 +44,7 @@ from ils.results import (
 )
 from ils.storable import is_code, printable
 from ils.unit_of_work import retry_pause, run_unit
-from ils.units import Known, Overrides, aware, request_time
+from ils.units import Known, Overrides, aware, bad_code_refusal, request_time
 
 __all__ = ["Circulation", "branch_zone", "retry_pause"]
 
@@ -87,20 +87,13 @@ class Circulation:
         item: str | None = None,
     ) -> None:
         """Refuse a request whose branch code or barcodes hold characters no
-        scanner sends (NUL, line breaks, lone surrogates) before they reach the
-        database, which would turn them away with an error (PostgreSQL stores
-        no NUL). The refusal is logged like any other.
+        scanner sends (`ils.units.bad_code_refusal`) before they reach the
+        database. The refusal is logged like any other.
 
         Raises:
             CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON or UNKNOWN_ITEM.
         """
-        reason: Refusal | None = None
-        if branch is not None and not is_code(branch):
-            reason = Refusal.UNKNOWN_BRANCH
-        elif patron is not None and not is_code(patron):
-            reason = Refusal.UNKNOWN_PATRON
-        elif item is not None and not is_code(item):
-            reason = Refusal.UNKNOWN_ITEM
+        reason = bad_code_refusal(branch=branch, patron=patron, item=item)
         if reason is None:
             return
 

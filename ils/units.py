@@ -27,6 +27,7 @@ from ils.models import (
     PatronBlock,
 )
 from ils.results import Refusal
+from ils.storable import is_code
 
 # What a staff override may waive, when the applicable rule's `staff_override`
 # is true: the rule's own limits, and the holds, transit and automatic blocks
@@ -178,6 +179,22 @@ class Overrides:
         elif self.offline:
             words += "; offline"
         return words
+
+
+def bad_code_refusal(
+    *, branch: str | None, patron: str | None, item: str | None
+) -> Refusal | None:
+    """The refusal of a request whose branch code or barcodes hold characters no
+    scanner sends (NUL, line breaks, lone surrogates: `ils.storable.is_code`),
+    which the database would turn away with an error (PostgreSQL stores no NUL);
+    None when every code given is usable."""
+    if branch is not None and not is_code(branch):
+        return Refusal.UNKNOWN_BRANCH
+    if patron is not None and not is_code(patron):
+        return Refusal.UNKNOWN_PATRON
+    if item is not None and not is_code(item):
+        return Refusal.UNKNOWN_ITEM
+    return None
 
 
 def card_refusal(
