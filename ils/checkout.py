@@ -39,7 +39,9 @@ patrons and items, the item's status (step 3) and a missing rule still refuse.
 An item on loan to another patron is checked in for them at the offline
 checkout's time and lent, if their loan began before that time; a loan that
 began after it (lent again since) refuses: staff sort it out. The terminal's own
-due date is kept when it falls after the checkout and no later than the rule's.
+due date is kept when it falls after the checkout and no later than the rule's
+(`Circulation.checkout` drops one already past). A wrong or locked PIN the
+terminal sends is refused offline too; only a missing one is recorded over.
 """
 
 from __future__ import annotations
