@@ -13,7 +13,8 @@ of its reply into variables (`[steps.capture]`) that later steps use as
 `${name}`; such a step is checked when the plan is read and built again, with
 the captured values, when it runs (`resolve_step`). `config/conformance-plan.toml`
 documents every key. Every mistake is a `PlanError` naming the file, the step
-and the key. Variables and captures are read by `sip2server.conformance_values`.
+and the key. Variables and captures are read by `sip2server.conformance_values`,
+and the request a step sends is built by `sip2server.conformance_request`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sip2server.conformance_request import (
+    REQUESTS,
+    request_message,
+    request_type,
+)
 from sip2server.conformance_values import (
     Capture,
     PlanError,
@@ -40,29 +45,7 @@ from sip2server.conformance_values import (
     substitute,
     variables_used,
 )
-from sip2server.protocol import (
-    BlockPatronRequest,
-    CheckinRequest,
-    CheckoutRequest,
-    EndPatronSessionRequest,
-    FeePaidRequest,
-    FieldKind,
-    FieldView,
-    HoldRequest,
-    ItemInformationRequest,
-    ItemStatusUpdateRequest,
-    LayoutView,
-    LoginRequest,
-    Message,
-    PatronEnableRequest,
-    PatronInformationRequest,
-    PatronStatusRequest,
-    RenewAllRequest,
-    RenewRequest,
-    RequestAcsResend,
-    ScStatusRequest,
-    layout_view,
-)
+from sip2server.protocol import Message, layout_view
 
 __all__ = [
     "OK_FIELDS",
@@ -76,52 +59,6 @@ __all__ = [
     "resolve_step",
 ]
 
-#: Requests a step may send, by name (the spec's message names, snake case).
-REQUESTS: Mapping[str, type[Message]] = {
-    "login": LoginRequest,
-    "sc_status": ScStatusRequest,
-    "request_acs_resend": RequestAcsResend,
-    "patron_status": PatronStatusRequest,
-    "patron_information": PatronInformationRequest,
-    "checkout": CheckoutRequest,
-    "checkin": CheckinRequest,
-    "item_information": ItemInformationRequest,
-    "item_status_update": ItemStatusUpdateRequest,
-    "renew": RenewRequest,
-    "renew_all": RenewAllRequest,
-    "hold": HoldRequest,
-    "fee_paid": FeePaidRequest,
-    "block_patron": BlockPatronRequest,
-    "patron_enable": PatronEnableRequest,
-    "end_patron_session": EndPatronSessionRequest,
-}
-
-# Wire values for required fields a step leaves out ("now" is the time of sending).
-_DEFAULTS: Mapping[str, str] = {
-    "transaction_date": "now",
-    "return_date": "now",
-    "nb_due_date": "",
-    "institution_id": "${institution}",
-    "current_location": "${location}",
-    "sc_renewal_policy": "Y",
-    "no_block": "N",
-    "third_party_allowed": "N",
-    "card_retained": "N",
-    "language": "000",
-    "summary": " " * 10,
-    "status_code": "0",
-    "max_print_width": "080",
-    "protocol_version": "2.00",
-    "fee_type": "01",
-    "payment_type": "00",
-    "currency_type": "${currency}",
-    "hold_mode": "+",
-}
-# Optional fields filled in when the variable is set and the step leaves them out.
-_IMPLIED: Mapping[str, str] = {
-    "location_code": "location",
-    "terminal_password": "terminal_password",
-}
 
 # The reply each request expects unless the step says otherwise (97 repeats the
 # last reply, whatever it was).
@@ -407,7 +344,7 @@ def _step(
     )
     defaults = Expectation(echo_sequence=echo)
     message, raw, expect = _request(where, key, data, scope, defaults)
-    command = _message_type(where, key, send).command if send is not None else ""
+    command = request_type(where, key, send).command if send is not None else ""
     if raw is not None:
         command = raw[:2]
     sequence = _sequence(where, key, data, command, raw is not None and add_checksum)
@@ -464,7 +401,7 @@ def _request(
     send, raw = data.get("send"), data.get("raw")
     message = None
     if send is not None:
-        message = _message(where, key, send, data.get("fields", {}), scope)
+        message = request_message(where, key, send, data.get("fields", {}), scope)
     elif not isinstance(raw, str):
         raise where.error(f"{key}.raw", "must be a string (the frame as typed)")
     else:
@@ -480,7 +417,7 @@ def _request(
             raise where.error(f"{key}.fields", "a raw step takes no fields")
     command = message.command if message is not None else None
     if send is not None and message is None:
-        command = _message_type(where, key, send).command
+        command = request_type(where, key, send).command
     expect = _expectation(
         where,
         f"{key}.expect",
@@ -490,87 +427,6 @@ def _request(
         defaults=defaults,
     )
     return message, raw, expect
-
-
-def _message_type(where: Where, key: str, send: Any) -> type[Message]:
-    by_code = {request.command: request for request in REQUESTS.values()}
-    message_type = REQUESTS.get(send) or by_code.get(send)
-    if message_type is None:
-        names = ", ".join(REQUESTS)
-        raise where.error(f"{key}.send", f"unknown message {send!r} (known: {names})")
-    return message_type
-
-
-def _layout(message: str | type[Message]) -> LayoutView:
-    view = layout_view(message)
-    assert view is not None, message  # every request and reply has a layout
-    return view
-
-
-# Stands for a field value that waits for a captured variable.
-_WAITING = object()
-
-
-def _message(
-    where: Where,
-    key: str,
-    send: Any,
-    fields: Any,
-    scope: Scope,
-) -> Message | None:
-    message_type = _message_type(where, key, send)
-    layout = _layout(message_type)
-    views = {field.name: field for field in (*layout.fixed, *layout.variable)}
-    names_by_code = {field.code: field.name for field in layout.variable}
-
-    # attribute name -> (the key as the plan wrote it, the value)
-    given: dict[str, tuple[str, Any]] = {}
-    for field_key, value in as_table(where, f"{key}.fields", fields).items():
-        name = names_by_code.get(field_key, field_key)
-        if name not in views:
-            raise where.error(
-                f"{key}.fields.{field_key}", f"a {send} message has no such field"
-            )
-        given[name] = (field_key, value)
-    for attribute in dataclasses.fields(message_type):
-        name = attribute.name
-        if name in given or name not in views:
-            continue
-        required = attribute.default is dataclasses.MISSING and (
-            attribute.default_factory is dataclasses.MISSING
-        )
-        if name in _IMPLIED and _IMPLIED[name] in scope.values:
-            given[name] = (name, "${" + _IMPLIED[name] + "}")
-        elif required:
-            given[name] = (name, _DEFAULTS.get(name, ""))
-
-    values = {
-        name: _convert(where, f"{key}.fields.{written}", views[name], value, scope)
-        for name, (written, value) in given.items()
-    }
-    if any(value is _WAITING for value in values.values()):
-        return None
-    try:
-        return message_type(**values)
-    except (TypeError, ValueError) as error:  # pragma: no cover - converters check
-        raise where.error(f"{key}.fields", str(error)) from error
-
-
-def _convert(where: Where, key: str, field: FieldView, value: Any, scope: Scope) -> Any:
-    if isinstance(value, bool | int):
-        return value
-    if not isinstance(value, str):
-        raise where.error(key, "must be a string (the value as written on the wire)")
-    text = substitute(where, key, value, scope)
-    if text is None:
-        return _WAITING
-    if text == "now" and field.kind is FieldKind.DATE:
-        # A terminal sends its local time, with no zone (SIP2 dates).
-        return datetime.now().replace(microsecond=0)
-    try:
-        return field.read(text)
-    except ValueError as error:
-        raise where.error(key, f"{text!r} cannot be sent here: {error}") from error
 
 
 def _expectation(
