@@ -10,16 +10,16 @@ the thread pool's size.
 
 `SipConnection` is built from parts in their own modules: `terminal_arrival`
 (the terminal's address, certificate and login deadline), `frame_queue`
-(framing, queueing and flow control) and `reply_encoding` (how a reply is
-encoded and what its outcome is named); `login_slots` holds the threads that
-check passwords. This module answers requests and makes connections. Must not
-import `kiosk` or `drivers`.
+(framing, queueing and flow control), `reply_encoding` (how a reply is
+encoded and what its outcome is named) and `frame_faults` (unusable frames and
+faults while answering); `login_slots` holds the threads that check passwords.
+This module answers requests and makes connections. Must not import `kiosk` or
+`drivers`.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from sip2server.config import ErrorDetection
+from sip2server.frame_faults import DETAILED_WARNINGS, MAX_PROTOCOL_ERRORS, FrameFaults
 from sip2server.frame_queue import (
     _NO_FRAMES,
     FRAMING_CHUNK,
@@ -56,7 +57,6 @@ from sip2server.protocol import (
     ScStatusRequest,
     decode,
     redact,
-    redact_frame,
 )
 from sip2server.protocol import Reply as ProtocolReply
 from sip2server.reply_encoding import ReplyEncoding, _result_of, _trailer_of
@@ -105,15 +105,6 @@ __all__ = [
     "set_keepalive",
 ]
 
-# Unusable frames in a row after which a peer is taken not to speak SIP2 and
-# is disconnected, and how many of them are logged in detail.
-MAX_PROTOCOL_ERRORS = 50
-DETAILED_WARNINGS = 5
-
-# Quoted text longer than this in an error's reason is cut before it is logged:
-# it is the peer's own input, which may hold a password cut loose by a stray |.
-_QUOTED = re.compile(r"'([^']{0,2})[^']{3,}'")
-
 _connection_ids = itertools.count(1)
 
 
@@ -148,7 +139,9 @@ class _Request:
 
 
 @implementer(IPushProducer, IHandshakeListener)
-class SipConnection(TerminalArrival, FrameQueue, ReplyEncoding, TimeoutMixin, Protocol):
+class SipConnection(
+    TerminalArrival, FrameQueue, ReplyEncoding, FrameFaults, TimeoutMixin, Protocol
+):
     """One terminal's TCP connection.
 
     It is also the producer of its replies: when a terminal stops reading and
@@ -288,36 +281,6 @@ class SipConnection(TerminalArrival, FrameQueue, ReplyEncoding, TimeoutMixin, Pr
             peer=self.peer,
         )
         self._close()
-
-    def _protocol_error(self, frame: Frame, reason: str) -> bytes:
-        """Count and log one unusable frame; 96, or nothing once the peer is cut off."""
-        self._protocol_errors += 1
-        if self.factory.metrics is not None:
-            self.factory.metrics.protocol_error()
-        if self._may_warn():
-            log.warn(
-                "protocol error conn={conn} peer={peer}: {reason} frame={frame}",
-                conn=self.connection_id,
-                peer=self.peer,
-                reason=_QUOTED.sub(r"'\1...'", reason),
-                frame=redact_frame(frame.payload[:200]),
-            )
-        if self._protocol_errors >= MAX_PROTOCOL_ERRORS:
-            log.warn(
-                "{count} unusable frames in a row; closing conn={conn} peer={peer}",
-                count=self._protocol_errors,
-                conn=self.connection_id,
-                peer=self.peer,
-            )
-            self._close()
-            return b""
-        return self._resend_request(frame)
-
-    def _may_warn(self) -> bool:
-        # A peer's misbehaviour is logged in detail a few times per connection;
-        # after that only the closing is, so no peer can flood the log.
-        self._warnings += 1
-        return self._warnings <= DETAILED_WARNINGS
 
     def _immediate_reply(self, frame: Frame) -> bytes | _Request:
         """The bytes to send without the database, or the request to run."""
@@ -500,25 +463,6 @@ class SipConnection(TerminalArrival, FrameQueue, ReplyEncoding, TimeoutMixin, Pr
             else self._request_key(decoded, frame)
         )
         return data
-
-    def _fault(self, failure: Failure, request: _Request) -> None:
-        # Our own fault, not the terminal's: log it in full and tell the
-        # terminal to try again, which it can; never leave it without a reply.
-        log.failure(
-            "fault while answering conn={conn} command={command}",
-            failure,
-            conn=self.connection_id,
-            command=type(request.decoded.message).__name__,
-        )
-        elapsed = self.factory.reactor.seconds() - request.started
-        self._count(request_name(request.decoded.message), "error", elapsed)
-        if self._closed:
-            return
-        try:
-            reply = self._resend_request(request.frame)
-        except Exception:  # the fault may be in encoding itself
-            reply = b"96\r"
-        self._write(reply)
 
     def _release(self, _: object) -> None:
         self._busy = False
