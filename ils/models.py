@@ -1,6 +1,7 @@
 """The core's tables, as SQLAlchemy 2 declarative models.
 
-Layer: `ils`, the bottom. Imports only SQLAlchemy and the standard library.
+Layer: `ils`, the bottom. Imports only SQLAlchemy, the standard library and
+`ils.model_types` (the base, column types and enums, re-exported here).
 
 Conventions kept across every table:
 - times are stored in UTC (`UtcDateTime`) and come back timezone-aware; a branch
@@ -13,176 +14,68 @@ Conventions kept across every table:
 
 from __future__ import annotations
 
-import enum
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import (
     Boolean,
     Date,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     Time,
     UniqueConstraint,
     text,
 )
-from sqlalchemy import Enum as SqlEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-# Stable constraint names, so that Alembic migrations can refer to them on both
-# SQLite and PostgreSQL.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+# The base, column types and enums live in ils.model_types; they are re-exported
+# here, so that `from ils.models import Base, FeeKind, utcnow` keeps working.
+from ils.model_types import (
+    NAMING_CONVENTION,
+    Base,
+    FeeKind,
+    FineUnit,
+    HoldStatus,
+    ItemStatus,
+    LoanEvent,
+    PaymentMethod,
+    UtcDateTime,
+    enum_column,
+    utcnow,
+)
 
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as naive UTC and returned timezone-aware.
-
-    SQLite has no time zones; storing naive UTC everywhere keeps both databases
-    alike. A naive value handed in is refused, because its zone is a guess.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(
-        self, value: datetime | None, dialect: Dialect
-    ) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("a naive datetime cannot be stored; give it a time zone")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(
-        self, value: datetime | None, dialect: Dialect
-    ) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    """The declarative base of every core table."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class ItemStatus(enum.Enum):
-    """What the library has recorded about an item, apart from any loan.
-
-    Whether an item is on loan is not a status: it is the presence of an open loan.
-    """
-
-    AVAILABLE = "available"
-    NOT_FOR_LOAN = "not_for_loan"
-    LOST = "lost"
-    MISSING = "missing"
-    WITHDRAWN = "withdrawn"
-    DAMAGED = "damaged"
-    IN_PROCESSING = "in_processing"
-
-
-class FineUnit(enum.Enum):
-    """What a loan rule's fine is charged per: a day late or an hour late."""
-
-    DAY = "day"
-    HOUR = "hour"
-
-
-class LoanEvent(enum.Enum):
-    """The kinds of entry in the circulation transaction log."""
-
-    CHECKOUT = "checkout"
-    RENEWAL = "renewal"
-    CHECKIN = "checkin"
-    REFUSAL = "refusal"
-    PATRON_BLOCKED = "patron_blocked"
-    HOLD_PLACED = "hold_placed"
-    HOLD_TRAPPED = "hold_trapped"
-    HOLD_CANCELLED = "hold_cancelled"
-    HOLD_CHANGED = "hold_changed"
-    HOLD_EXPIRED = "hold_expired"
-    FEE_CHARGED = "fee_charged"
-    PAYMENT = "payment"
-    WRITE_OFF = "write_off"
-    PIN_LOCKED = "pin_locked"
-    ITEM_FOUND = "item_found"
-    PATRON_ERASED = "patron_erased"
-    PATRON_ENABLED = "patron_enabled"
-    ITEM_UPDATED = "item_updated"
-
-
-class HoldStatus(enum.Enum):
-    """Where a hold stands.
-
-    PENDING holds wait in the queue; IN_TRANSIT and WAITING holds have an item
-    trapped for them (on its way to the pickup branch, or on the hold shelf
-    there); the other three are finished.
-    """
-
-    PENDING = "pending"
-    IN_TRANSIT = "in_transit"
-    WAITING = "waiting"
-    FULFILLED = "fulfilled"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-class FeeKind(enum.Enum):
-    """Why a fee was charged."""
-
-    OVERDUE = "overdue"
-    LOST = "lost"
-    DAMAGE = "damage"
-    PROCESSING = "processing"
-    RENTAL = "rental"
-    HOLD = "hold"
-    MANUAL = "manual"
-
-
-class PaymentMethod(enum.Enum):
-    """How money reached the library, or why a balance was cleared without it.
-
-    WRITE_OFF and CREDIT move no new money: a write-off forgives, a CREDIT
-    payment spends the patron's credit balance.
-    """
-
-    CASH = "cash"
-    CARD = "card"
-    CREDIT_CARD = "credit_card"
-    OTHER = "other"
-    CREDIT = "credit"
-    WRITE_OFF = "write_off"
-
-
-def _enum_column(kind: type[enum.Enum]) -> SqlEnum:
-    # Stored as the enum's value in a plain string column: portable, readable in
-    # SQL, and a new member needs no ALTER TYPE on PostgreSQL.
-    return SqlEnum(
-        kind,
-        native_enum=False,
-        length=32,
-        values_callable=lambda members: [member.value for member in members],
-        validate_strings=True,
-    )
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "BibRecord",
+    "Branch",
+    "BranchClosedDay",
+    "BranchHours",
+    "CirculationLog",
+    "Fee",
+    "FeeKind",
+    "FineUnit",
+    "Hold",
+    "HoldStatus",
+    "Institution",
+    "Item",
+    "ItemStatus",
+    "ItemType",
+    "Loan",
+    "LoanEvent",
+    "LoanRule",
+    "Patron",
+    "PatronBlock",
+    "PatronCategory",
+    "Payment",
+    "PaymentAllocation",
+    "PaymentMethod",
+    "UtcDateTime",
+    "utcnow",
+]
 
 
 class Institution(Base):
@@ -346,7 +239,7 @@ class Item(Base):
     collection: Mapped[str | None] = mapped_column(String(80), default=None)
     call_number: Mapped[str | None] = mapped_column(String(120), default=None)
     status: Mapped[ItemStatus] = mapped_column(
-        _enum_column(ItemStatus), default=ItemStatus.AVAILABLE
+        enum_column(ItemStatus), default=ItemStatus.AVAILABLE
     )
     price_minor: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -410,7 +303,7 @@ class LoanRule(Base):
     in_house_only: Mapped[bool] = mapped_column(Boolean, default=False)
     fine_minor: Mapped[int] = mapped_column(Integer, default=0)
     fine_unit: Mapped[FineUnit] = mapped_column(
-        _enum_column(FineUnit), default=FineUnit.DAY
+        enum_column(FineUnit), default=FineUnit.DAY
     )
     # Counted in `fine_unit`s: a loan this many days (or hours) late is not fined.
     fine_grace: Mapped[int] = mapped_column(Integer, default=0)
@@ -516,7 +409,7 @@ class CirculationLog(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
-    event: Mapped[LoanEvent] = mapped_column(_enum_column(LoanEvent))
+    event: Mapped[LoanEvent] = mapped_column(enum_column(LoanEvent))
     item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
     patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"), default=None)
     branch_id: Mapped[int | None] = mapped_column(ForeignKey("branch.id"), default=None)
@@ -558,7 +451,7 @@ class Hold(Base):
     item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id"), default=None)
     pickup_branch_id: Mapped[int] = mapped_column(ForeignKey("branch.id"))
     status: Mapped[HoldStatus] = mapped_column(
-        _enum_column(HoldStatus), default=HoldStatus.PENDING
+        enum_column(HoldStatus), default=HoldStatus.PENDING
     )
     placed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # The patron no longer wants the hold after this date; None: no end.
@@ -597,7 +490,7 @@ class Fee(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # None once a settled fee is anonymised (a patron's data erased).
     patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
-    kind: Mapped[FeeKind] = mapped_column(_enum_column(FeeKind))
+    kind: Mapped[FeeKind] = mapped_column(enum_column(FeeKind))
     amount_minor: Mapped[int] = mapped_column(Integer)
     balance_minor: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
@@ -630,7 +523,7 @@ class Payment(Base):
     patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id"))
     amount_minor: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    method: Mapped[PaymentMethod] = mapped_column(_enum_column(PaymentMethod))
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
     # The terminal ("sip:<login>") or staff user that took it.
     terminal: Mapped[str] = mapped_column(String(100), default="")
     # The payment system's own id (SIP2's BK), if it gave one.
