@@ -16,14 +16,11 @@ ends the loan as well.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 
 from ils import queries
-from ils.db import Database
 from ils.fees import lost_item_found
 from ils.models import (
     Branch,
@@ -32,10 +29,9 @@ from ils.models import (
     ItemStatus,
     LoanEvent,
     PatronBlock,
-    utcnow,
 )
 from ils.results import CirculationRefused, Refusal
-from ils.terminal_requests import place_block
+from ils.terminal_requests import Desk, place_block
 
 # Longest block note kept.
 _MAX_NOTE = 500
@@ -54,19 +50,13 @@ class ItemChange:
     currency: str = "USD"
 
 
-class StaffDesk:
+class StaffDesk(Desk):
     """Staff actions on cards and items, each in its own transaction.
 
     Args:
         database: where the library's data lives.
         clock: the current time, timezone-aware; tests pass a fixed one.
     """
-
-    def __init__(
-        self, database: Database, *, clock: Callable[[], datetime] = utcnow
-    ) -> None:
-        self._database = database
-        self._clock = clock
 
     def unlock_pin(self, patron_barcode: str, *, by: str) -> bool:
         """Lift a PIN lock and forget the wrong PINs counted so far; returns

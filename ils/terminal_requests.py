@@ -123,8 +123,9 @@ def _renewed(detail: str | None) -> str:
     return "open block renewed" if detail is None else f"{detail}; open block renewed"
 
 
-class TerminalRequests:
-    """Blocking, enabling and item notes, each in its own transaction.
+class Desk:
+    """Where use cases on the library's data are served, each in its own
+    transaction; `StaffDesk` and `TerminalRequests` are desks.
 
     Args:
         database: where the library's data lives.
@@ -136,6 +137,15 @@ class TerminalRequests:
     ) -> None:
         self._database = database
         self._clock = clock
+
+
+class TerminalRequests(Desk):
+    """Blocking, enabling and item notes, each in its own transaction.
+
+    Args:
+        database: where the library's data lives.
+        clock: the current time, timezone-aware; tests pass a fixed one.
+    """
 
     def block_patron(
         self,
