@@ -32,6 +32,14 @@ and prints the server process's resident memory (VmRSS) before and after.
 session code in this process under cProfile, with every SQL statement timed:
 where a request's time goes.
 
+`--processes N` makes our server N `ils serve` processes sharing one port
+(a `reuse_port` listener each, `ILS_INSTANCE` 1..N, a transaction log
+each); the kernel spreads the terminals' connections among them, and the
+server CPU printed is the sum over them. The baseline stays one process.
+After every run the script checks the library: no item with two open loans,
+and every checkout, return and renewal the database committed has an "ok"
+line in one of the transaction logs (the exit status is 1 otherwise).
+
 The load generator and the server share the machine's cores, so on a small
 machine the generator's own CPU time is part of what limits both servers.
 
@@ -41,6 +49,7 @@ Run from the repository root:
     .venv/bin/python bench/load.py --terminals 500 --mixes kiosk sorter-paced
     .venv/bin/python bench/load.py --db postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/load.py --idle 2000
+    .venv/bin/python bench/load.py --db postgresql://... --processes 2
     .venv/bin/python bench/load.py --profile 200
 """
 
@@ -51,15 +60,11 @@ import asyncio
 import os
 import platform
 import random
-import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +93,17 @@ from bench.load_mixes import (  # noqa: E402
     profile,
     sorter,
 )
-from bench.make_library import (  # noqa: E402
-    INSTITUTION_CODE,
-    LibrarySize,
-    item_barcode,
-    make_library,
+from bench.load_servers import (  # noqa: E402
+    Server,
+    ServerGroup,
+    check,
+    library,
+    loans,
+    raise_open_files,
+    start_baseline,
+    start_ours,
 )
+from bench.make_library import INSTITUTION_CODE, item_barcode  # noqa: E402
 from sip2server.protocol import (  # noqa: E402
     ItemInformationRequest,
 )
@@ -121,139 +131,17 @@ __all__ = [
     "sorter",
 ]
 
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 TARGET_KIOSK_RATIO = 0.5
 TARGET_SORTER_P99 = 0.025
 TARGET_IDLE_RSS_MB = 250.0
+# Our server (one or several processes on one port) or the baseline.
+Measured = Server | ServerGroup
 
-# --- starting the servers ----------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A server process on loopback, and its output file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    output: Path
-
-    def rss_mb(self) -> float:
-        """Resident memory of the process, from /proc/<pid>/status (VmRSS)."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kilobytes = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-        return kilobytes / 1024
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the process so far (/proc/<pid>/stat)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)
-        utime, stime = fields[1].split()[11:13]
-        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _raise_open_files() -> None:
-    # Thousands of idle terminals need thousands of descriptors; the soft
-    # limit may be raised up to the hard one without privileges.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def start(name: str, command: list[str], folder: Path) -> Server:
-    """Start a server process and wait for the line naming its port."""
-    output = folder / f"{name}.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_raise_open_files,  # noqa: PLW1509 (no threads yet)
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        match = LISTENING.search(output.read_text(errors="replace"))
-        if match:
-            return Server(name, process, int(match.group(1)), output)
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"{name} did not start:\n{output.read_text(errors='replace')}")
-
-
-def start_ours(url: str, folder: Path, synchronous: str = "full") -> Server:
-    """`ils serve` with the benchmark's account, on `url` (on SQLite, with
-    `synchronous` as its `sqlite_synchronous`)."""
-    config = folder / "load.toml"
-    config.write_text(
-        CONFIG.replace(
-            "[database]\n", f'[database]\nsqlite_synchronous = "{synchronous}"\n'
-        )
-    )
-    return start(
-        "ours",
-        [
-            *[sys.executable, "-m", "ils.cli", "serve"],
-            *["--config", str(config), "--db", url],
-            *["--listen", "tcp:0:interface=127.0.0.1"],
-        ],
-        folder,
-    )
-
-
-def start_baseline(folder: Path) -> Server:
-    """The pysip2 server with fixed replies."""
-    return start(
-        "pysip2",
-        [sys.executable, str(Path(__file__).resolve()), "--serve-baseline"],
-        folder,
-    )
-
-
-@contextmanager
-def library(url: str | None) -> Iterator[str]:
-    """A fresh benchmark library: the URL of a temporary SQLite file or PG database."""
-    size = LibrarySize(items=ITEMS, patrons=PATRONS, open_loans=ITEMS // 2)
-    if url is None:
-        with tempfile.TemporaryDirectory() as folder:
-            made = f"sqlite:///{folder}/load.sqlite3"
-            make_library(made, size, say=lambda _line: None)
-            yield made
-        return
-
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    from ils.db import normalise_url  # noqa: PLC0415
-
-    admin_url = normalise_url(url)
-    name = f"{admin_url.database or 'ils'}_load"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    made = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        make_library(made, size, say=lambda _line: None)
-        yield made
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+# --- one run -----------------------------------------------------------------
 
 
 async def run_mix(
-    server: Server,
+    server: Measured,
     mix: str,
     count: int,
     arguments: argparse.Namespace,
@@ -288,7 +176,7 @@ async def run_mix(
     return tally, await cpu
 
 
-def _cpu_at(server: Server, tally: Tally) -> float:
+def _cpu_at(server: Measured, tally: Tally) -> float:
     # The server's CPU seconds over the counted window (read from /proc).
     time.sleep(max(0.0, tally.window[0] - time.perf_counter()))
     before = server.cpu_seconds()
@@ -329,7 +217,7 @@ def report(
     return rate
 
 
-async def measure(arguments: argparse.Namespace, servers: list[Server]) -> int:
+async def measure(arguments: argparse.Namespace, servers: list[Measured]) -> int:
     rates: dict[tuple[str, str, int], float] = {}
     p99: dict[int, float] = {}
     pools = {server.name: SorterItems() for server in servers}
@@ -369,7 +257,7 @@ async def measure(arguments: argparse.Namespace, servers: list[Server]) -> int:
     return 1 if missed else 0
 
 
-async def idle(arguments: argparse.Namespace, servers: list[Server]) -> int:
+async def idle(arguments: argparse.Namespace, servers: list[Measured]) -> int:
     status = 0
     for server in servers:
         before = server.rss_mb()
@@ -428,6 +316,13 @@ def main() -> int:
         help="our server's [database] sqlite_synchronous (default full)",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="our server as N `ils serve` processes on one port (reuse_port)",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="ROUNDS",
@@ -438,8 +333,10 @@ def main() -> int:
     if arguments.serve_baseline:
         serve_baseline()
         return 0
+    if arguments.processes < 1:
+        parser.error("--processes must be at least 1")
 
-    _raise_open_files()
+    raise_open_files()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(
         f"python {platform.python_version()} on {platform.machine()},"
@@ -460,15 +357,26 @@ def main() -> int:
         if arguments.profile:
             profile(url, arguments.profile)
             return 0
-        servers = [start_ours(url, Path(folder), arguments.sqlite_synchronous)]
+        before = loans(url)
+        ours = start_ours(
+            url, Path(folder), arguments.sqlite_synchronous, arguments.processes
+        )
+        print(
+            f"ours: {arguments.processes} `ils serve` process(es) on port"
+            f" {ours.port} (reuse_port), pids"
+            f" {' '.join(str(m.process.pid) for m in ours.members)}"
+        )
+        servers: list[Measured] = [ours]
         try:
             if not arguments.no_baseline:
-                servers.append(start_baseline(Path(folder)))
+                servers.append(start_baseline(Path(folder), Path(__file__).resolve()))
             job: Callable[..., Any] = idle if arguments.idle else measure
             status = int(asyncio.run(job(arguments, servers)))
         finally:
             for server in servers:
                 server.stop()
+        if not check(url, before, ours):
+            status = 1
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return status
 
