@@ -63,12 +63,15 @@ from sip2server.reply_encoding import ReplyEncoding, _result_of, _trailer_of
 from sip2server.session import Reply, TerminalSession, request_name
 from sip2server.terminal_arrival import (
     _DETAILED_REFUSALS,
+    CONNECTION_PERIOD,
+    DETAILED_CONNECTIONS,
     DETAILED_LOGIN_REFUSALS,
     LOGIN_REFUSAL_PERIOD,
     MAX_FAILED_LOGINS,
     Keepalive,
     TerminalArrival,
     _socket_of,
+    _summarize_connections,
     _summarize_refused_logins,
     _tls_error,
     set_keepalive,
@@ -180,6 +183,9 @@ class SipConnection(
         # counted against its address's cap on connections not logged in.
         self._login_deadline: Any = None
         self._waiting_login = False
+        # Whether "terminal connected" was written (see connection_lines), and
+        # so whether "terminal disconnected" will be.
+        self._connection_logged = False
 
     def connectionMade(self) -> None:
         self._learn_peer()
@@ -250,6 +256,8 @@ class SipConnection(
                 login=self.session.login or "-",
                 problem=tls_error,
             )
+            return
+        if not self._connection_logged:
             return
         log.info(
             "terminal disconnected conn={conn} peer={peer} login={login}",
@@ -549,10 +557,18 @@ class SipServerFactory(Factory):
             detailed=DETAILED_LOGIN_REFUSALS,
             period=LOGIN_REFUSAL_PERIOD,
         )
+        # Connected/disconnected lines of connections not logged in, per address.
+        self.connection_lines = LineBudget(
+            reactor.callLater,
+            _summarize_connections,
+            detailed=DETAILED_CONNECTIONS,
+            period=CONNECTION_PERIOD,
+        )
 
     def stopFactory(self) -> None:
         # The listener stops: say now what the budget left out.
         self.login_lines.flush()
+        self.connection_lines.flush()
 
     def buildProtocol(self, addr: Any) -> SipConnection:
         return SipConnection(self)
