@@ -6,14 +6,20 @@ calls these for its block patron, patron enable and item status update requests.
 
 A block placed here is a manual block (`PatronBlock`) marked with the terminal
 that placed it, so staff see where it came from. A terminal keeps at most one
-open block per card: asking again updates that block's note and time instead
-of adding another (a looping or hostile terminal cannot grow the table).
+block row per card: asking again updates its open block's note and time, and
+once that block has been lifted (a patron enable, 25) the next request opens
+the same row again instead of adding another, so a looping or hostile terminal
+cannot grow the table, not even by alternating block and enable. Each request
+still writes its circulation log row, which keeps the history. A terminal's
+note is stored without control characters (escape sequences, NUL), since staff
+tools print it.
 Lifting works only on blocks a terminal placed: a block staff placed stays
 until staff lift it.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +48,9 @@ class BlockResult:
     note: str
     card_retained: bool
     placed_at: datetime
-    # False when the terminal's open block on the card was renewed instead.
+    # False when the terminal's open block on the card was renewed instead
+    # (True when a block is put in force, whether in a new row or in the
+    # terminal's lifted one opened again).
     added: bool = True
 
 
@@ -68,14 +76,15 @@ def place_block(
 ) -> bool:
     """Block a card inside the caller's transaction, with its log row.
 
-    With `renew_own`, an open block on the card that `placed_by` placed
-    (the newest, should there be several from before) gets the new note and
-    `moment` instead of a second block being added; blocks anyone else placed
-    are not touched. The patron row is locked first, so two such requests at
-    once still leave one block.
+    With `renew_own`, the newest block on the card that `placed_by` placed
+    gets the new note and `moment` instead of a second block being added:
+    renewed when it is open, opened again (`lifted_at` cleared) when it was
+    lifted. Blocks anyone else placed are not touched. The patron row is
+    locked first, so two such requests at once still leave one block.
 
     Returns:
-        True when a block was added, False when an open one was renewed.
+        True when a block was put in force (added, or a lifted one opened
+        again), False when an open one was renewed.
 
     Raises:
         CirculationRefused: UNKNOWN_PATRON.
@@ -89,14 +98,20 @@ def place_block(
             .where(
                 PatronBlock.patron_id == patron.id,
                 PatronBlock.placed_by == placed_by,
-                PatronBlock.lifted_at.is_(None),
             )
-            .order_by(PatronBlock.placed_at.desc(), PatronBlock.id.desc())
+            # An open block first (there may be lifted ones from before this
+            # row was reused), then the newest.
+            .order_by(
+                PatronBlock.lifted_at.is_not(None),
+                PatronBlock.placed_at.desc(),
+                PatronBlock.id.desc(),
+            )
             .limit(1)
         ).first()
         if renew_own
         else None
     )
+    reopened = own is not None and own.lifted_at is not None
     if own is None:
         session.add(
             PatronBlock(
@@ -106,21 +121,40 @@ def place_block(
     else:
         own.note = note
         own.placed_at = moment
+        own.lifted_at = None
     session.add(
         CirculationLog(
             at=moment,
             event=LoanEvent.PATRON_BLOCKED,
             patron_id=patron.id,
             terminal=logged_by,
-            detail=detail if own is None else _renewed(detail),
+            detail=(
+                detail
+                if own is None
+                else _reused(
+                    detail,
+                    "lifted block placed again" if reopened else "open block renewed",
+                )
+            ),
         )
     )
-    return own is None
+    return own is None or reopened
 
 
-def _renewed(detail: str | None) -> str:
+def _reused(detail: str | None, how: str) -> str:
     """The log detail of a block a terminal asked for again."""
-    return "open block renewed" if detail is None else f"{detail}; open block renewed"
+    return how if detail is None else f"{detail}; {how}"
+
+
+def terminal_text(text: str, longest: int) -> str:
+    """A terminal's free text as stored: control characters (escape, NUL, ...)
+    dropped, whitespace runs folded to one space, cut to `longest` characters."""
+    # Whitespace controls (tab, CR, LF) part words; the others are dropped.
+    words = text.split()
+    kept = (
+        "".join(c for c in word if unicodedata.category(c) != "Cc") for word in words
+    )
+    return " ".join(word for word in kept if word)[:longest]
 
 
 class Desk:
@@ -166,7 +200,7 @@ class TerminalRequests(Desk):
             CirculationRefused: UNKNOWN_PATRON.
         """
         moment = self._clock()
-        text = " ".join(note.split())[:_MAX_NOTE]
+        text = terminal_text(note, _MAX_NOTE)
         if card_retained:
             text = f"{text} (card retained by the terminal)".strip()
         with self._database.transaction() as session:
@@ -236,13 +270,14 @@ class TerminalRequests(Desk):
         """Keep a terminal's note about an item, replacing the one before.
 
         Returns:
-            The text stored (whitespace runs folded, cut to 2000 characters).
+            The text stored (control characters dropped, whitespace runs
+            folded, cut to 2000 characters).
 
         Raises:
             CirculationRefused: UNKNOWN_ITEM.
         """
         moment = self._clock()
-        text = " ".join(properties.split())[:_MAX_PROPERTIES]
+        text = terminal_text(properties, _MAX_PROPERTIES)
         with self._database.transaction() as session:
             item = item_by_barcode(session, item_barcode, lock=True)
             if item is None:

@@ -109,9 +109,10 @@ def test_staff_blocks_are_still_added_each_time(library: Library) -> None:
     assert ["one", "two"] == [note for _by, note, _at, _lifted in blocks(library)]
 
 
-def test_a_block_after_enable_is_a_new_block(library: Library) -> None:
-    """Once the terminal's block is lifted (25), the next 01 adds a fresh open
-    block and leaves the lifted one as the record."""
+def test_a_block_after_enable_opens_the_same_row_again(library: Library) -> None:
+    """Once the terminal's block is lifted (25), the next 01 opens that row
+    again with the new note and time (issue #5, trial 3 B1) instead of adding
+    one; the log says so."""
     clock = SettableClock(NOW)
     requests = TerminalRequests(library.database, clock=clock)
     requests.block_patron("P1", note="first", terminal="kiosk1")
@@ -122,9 +123,25 @@ def test_a_block_after_enable_is_a_new_block(library: Library) -> None:
 
     assert result.added
     assert [
-        ("terminal:kiosk1", "first", NOW, True),
         ("terminal:kiosk1", "second", NOW + timedelta(minutes=2), False),
     ] == blocks(library)
+    with library.database.read() as session:
+        last = session.scalar(
+            sa.select(CirculationLog.detail).order_by(CirculationLog.id.desc())
+        )
+    assert "lifted block placed again" == last
+
+
+def test_item_properties_lose_control_characters(library: Library) -> None:
+    """A 19's item properties are stored as 19 sends them, less ESC and NUL."""
+    library.add_item("I1")
+    requests = TerminalRequests(library.database, clock=SettableClock(NOW))
+
+    stored = requests.store_item_properties(
+        "I1", "\x1b]0;x\x07shelf\x00 3", terminal="kiosk1"
+    )
+
+    assert "]0;xshelf 3" == stored
 
 
 def test_blocks_sent_at_once_still_leave_one_open_block(library: Library) -> None:
