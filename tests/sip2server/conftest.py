@@ -7,11 +7,15 @@ thread with `deferToThread` while the reactor serves.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 from ils.models import ItemStatus
@@ -100,3 +104,101 @@ async def sip_target(database_url: str) -> AsyncIterator[SipTarget]:
     finally:
         await server.stop()
         library.database.dispose()
+
+
+# -- servers a test starts with the listeners and accounts it asks for ------------
+
+# The [metrics] table of the `metered` servers: an endpoint on a free loopback port.
+METRICS = {"listen": "tcp:0:interface=127.0.0.1"}
+
+
+def _accounts(kiosk: dict[str, Any], gate: dict[str, Any]) -> list[dict[str, Any]]:
+    base = {"institution": INSTITUTION, "location": LOCATION}
+    return [
+        {"login": LOGIN, "password": PASSWORD, **base, **kiosk},
+        {"login": "gate1", "password": "gate-secret", **base, **gate},
+    ]
+
+
+@dataclass
+class Launcher:
+    """Starts servers on a stock SQLite library and stops them after the test."""
+
+    database_url: str
+    library: Any
+    started: list[RunningServer]
+    # The [metrics] table of the servers it starts; None starts no endpoint.
+    metrics: dict[str, Any] | None = None
+
+    def config(
+        self,
+        *,
+        listeners: list[dict[str, Any]] | None = None,
+        server: dict[str, Any] | None = None,
+        kiosk: dict[str, Any] | None = None,
+        gate: dict[str, Any] | None = None,
+    ) -> ServerConfig:
+        """A configuration with these [[listeners]], [server] keys and accounts."""
+        document: dict[str, Any] = {
+            "server": {"threads": 4, **(server or {})},
+            "database": {"url": self.database_url},
+            "accounts": _accounts(kiosk or {}, gate or {}),
+        }
+        if listeners is None:
+            document["server"].setdefault("listen", ["tcp:0:interface=127.0.0.1"])
+        else:
+            document["listeners"] = listeners
+        if self.metrics is not None:
+            document["metrics"] = self.metrics
+        return parse_config(document, "<test>")
+
+    async def start(self, **settings: Any) -> RunningServer:
+        """A running server with the configuration `config(**settings)` makes."""
+        from twisted.internet import reactor  # noqa: PLC0415
+
+        running = await start_server(self.config(**settings), reactor)
+        self.started.append(running)
+        return running
+
+
+def target(running: RunningServer, index: int = 0) -> SipTarget:
+    """Where listener `index` of a running server is."""
+    host, port = running.addresses()[index]
+    return SipTarget(host=host, port=port, library=None, server=running)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def library_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stock library built once per module; each test gets its own copy."""
+    path = tmp_path_factory.mktemp("library") / "ils.sqlite3"
+    stock_library(f"sqlite:///{path}").database.dispose()
+    return path
+
+
+@asynccontextmanager
+async def _launched(
+    library_file: Path, folder: Path, metrics: dict[str, Any] | None
+) -> AsyncIterator[Launcher]:
+    """A launcher on a copy of `library_file` in `folder`; stops all it started."""
+    copy = folder / "ils.sqlite3"
+    shutil.copyfile(library_file, copy)
+    launched = Launcher(f"sqlite:///{copy}", None, [], metrics=metrics)
+    try:
+        yield launched
+    finally:
+        for running in launched.started:
+            await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def launcher(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Starts servers on a copy of the library; every one is stopped after."""
+    async with _launched(library_file, tmp_path, None) as launched:
+        yield launched
+
+
+@pytest_twisted.async_yield_fixture
+async def metered(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Starts servers with a metrics endpoint on a copy of the library."""
+    async with _launched(library_file, tmp_path, METRICS) as launched:
+        yield launched

@@ -1,7 +1,7 @@
 """Fixes from the fresh-user deployment trial of #5, each tested on a real server.
 
 Servers run on loopback over a copy of the stock SQLite library (the
-`servers` fixture); terminals are raw sockets speaking SIP2 bytes.
+`metered` fixture); terminals are raw sockets speaking SIP2 bytes.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ import contextlib
 import datetime as dt
 import json
 import re
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,6 @@ from sip2server.reload import reload_server
 from sip2server.server import _result_of
 from sip2server.session import Reply
 from sip2server.sortbins import parse_sort_bins
-from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA, ITEMS
 from tests.sip2server.test_fees_wire import pay_frame
 from tests.sip2server.test_mapping_checkin import FIXED_10, checkin_frame, one
@@ -64,24 +61,7 @@ from tests.sip2server.test_wire_behaviour import (
     sip_now,
 )
 
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
-
-METRICS = {"listen": "tcp:0:interface=127.0.0.1"}
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0)
-
-
-@pytest_twisted.async_yield_fixture
-async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers (with metrics) on a copy of the library; all stopped after."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [], metrics=METRICS)
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
 
 
 # -- 1: a refusal is a refusal in the transaction log and the metrics ----------
@@ -89,11 +69,11 @@ async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]
 
 @pytest_twisted.ensureDeferred
 async def test_refused_payment_and_item_update_are_logged_and_counted_as_refused(
-    servers: Launcher, tmp_path: Path
+    metered: Launcher, tmp_path: Path
 ) -> None:
     """38N and 20N are "refused" in the transaction log and in sip2_messages."""
     journal = tmp_path / "transactions.jsonl"
-    running = await servers.start(server={"transaction_log": str(journal)})
+    running = await metered.start(server={"transaction_log": str(journal)})
     update = b"19" + sip_now() + b"AOCITY|AB39999999999999|CHwet|\r"
 
     def talk() -> tuple[bytes, bytes]:
@@ -226,16 +206,16 @@ def _sorting(bin_name: str) -> dict[str, Any]:
 
 @pytest_twisted.ensureDeferred
 async def test_reload_moves_a_connected_sorter_to_its_new_sort_bins(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """A sorter logged in before the reload gets the new bin on its next checkin."""
-    running = await servers.start(kiosk=_sorting("A"))
+    running = await metered.start(kiosk=_sorting("A"))
     terminal = RawTerminal(target(running))
     try:
         await in_thread(terminal.login)
         before = await in_thread(terminal.exchange, checkin_frame(ITEMS[0]))
         applied = await reload_server(
-            running, _reactor(), lambda: servers.config(kiosk=_sorting("B"))
+            running, _reactor(), lambda: metered.config(kiosk=_sorting("B"))
         )
         after = await in_thread(terminal.exchange, checkin_frame(ITEMS[1]))
     finally:
@@ -256,12 +236,12 @@ async def test_reload_moves_a_connected_sorter_to_its_new_sort_bins(
 )
 @pytest_twisted.ensureDeferred
 async def test_reload_closes_terminals_whose_login_no_longer_qualifies(
-    servers: Launcher, gate: dict[str, Any] | None, why: str
+    metered: Launcher, gate: dict[str, Any] | None, why: str
 ) -> None:
     """A logged-in gate is closed when its account is removed, re-passworded or
     no longer allows its address; the kiosk beside it stays, and the log says why."""
-    running = await servers.start()
-    config = servers.config(gate=gate or {})
+    running = await metered.start()
+    config = metered.config(gate=gate or {})
     if gate is None:
         config = config.model_copy(update={"accounts": config.accounts[:1]})
     kiosk = RawTerminal(target(running))
@@ -361,7 +341,7 @@ def test_a_single_address_admits_only_itself() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_port_already_taken_is_named_by_its_key_with_the_systemd_hint(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """A [server] listen port that is taken stops the start naming server.listen[0];
     with a systemd: listener configured, the message says to leave listen out."""
@@ -372,7 +352,7 @@ async def test_a_port_already_taken_is_named_by_its_key_with_the_systemd_hint(
     document = {
         "server": {"listen": [f"tcp:{port}:interface=127.0.0.1"]},
         "listeners": [{"endpoint": "systemd:domain=INET:index=0"}],
-        "database": {"url": servers.database_url},
+        "database": {"url": metered.database_url},
         "accounts": _account_document()["accounts"],
     }
     try:
@@ -564,11 +544,11 @@ class _Seen:
 
 @pytest_twisted.ensureDeferred
 async def test_a_login_the_listener_does_not_admit_is_logged_as_such(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """kiosk1's right password on a gate-only listener: 940, logged as "not
     admitted on this listener", not as a wrong password."""
-    running = await servers.start(
+    running = await metered.start(
         listeners=[{"endpoint": "tcp:0:interface=127.0.0.1", "accounts": ["gate1"]}]
     )
 
@@ -591,12 +571,12 @@ async def test_a_login_the_listener_does_not_admit_is_logged_as_such(
 
 @pytest_twisted.ensureDeferred
 async def test_a_failed_client_certificate_handshake_logs_the_tls_error(
-    servers: Launcher, tmp_path: Path
+    metered: Launcher, tmp_path: Path
 ) -> None:
     """A terminal without a certificate on a client_ca listener: a WARN line with
     OpenSSL's reason."""
     files = make_tls_files(tmp_path)
-    running = await servers.start(
+    running = await metered.start(
         listeners=[
             {
                 "endpoint": "tcp:0:interface=127.0.0.1",
@@ -627,10 +607,10 @@ async def test_a_failed_client_certificate_handshake_logs_the_tls_error(
 
 @pytest_twisted.ensureDeferred
 async def test_a_connection_without_proxy_header_is_a_warning_with_the_reason(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """Plain SIP2 on a PROXY listener: closed, and one WARN line saying why."""
-    running = await servers.start(
+    running = await metered.start(
         listeners=[{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
     )
 
@@ -652,10 +632,10 @@ async def test_a_connection_without_proxy_header_is_a_warning_with_the_reason(
 
 @pytest_twisted.ensureDeferred
 async def test_a_tls_handshake_on_a_plain_port_counts_as_a_protocol_error(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """A ClientHello on the plain port adds one to sip2_protocol_errors_total."""
-    running = await servers.start()
+    running = await metered.start()
 
     def talk() -> bool:
         with RawTerminal(target(running)) as terminal:
@@ -685,21 +665,21 @@ async def _until(condition: Any, seconds: float = 15.0) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_reload_names_only_the_accounts_that_changed(servers: Launcher) -> None:
+async def test_reload_names_only_the_accounts_that_changed(metered: Launcher) -> None:
     """Reloading the same file notes no account; changing the gate notes only it."""
     policy = {"policy": {"sort_bin": [{"bin": "A"}], "item_fields": {"XI": "x"}}}
-    running = await servers.start(kiosk=policy)
+    running = await metered.start(kiosk=policy)
 
     with _Seen() as seen:
         same = await reload_server(
-            running, _reactor(), lambda: servers.config(kiosk=policy)
+            running, _reactor(), lambda: metered.config(kiosk=policy)
         )
         unchanged = seen.lines("reload: account")
     with _Seen() as seen:
         changed = await reload_server(
             running,
             _reactor(),
-            lambda: servers.config(kiosk=policy, gate={"terminator": "cr"}),
+            lambda: metered.config(kiosk=policy, gate={"terminator": "cr"}),
         )
         notes = seen.lines("reload: account")
 
@@ -714,11 +694,11 @@ async def test_reload_names_only_the_accounts_that_changed(servers: Launcher) ->
 
 @pytest_twisted.ensureDeferred
 async def test_an_account_named_by_one_listener_is_kept_off_the_others(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """kiosk1, named by the second listener, is refused on the first (which names
     none); gate1, named by none, still logs in there."""
-    running = await servers.start(
+    running = await metered.start(
         listeners=[
             {"endpoint": "tcp:0:interface=127.0.0.1"},
             {"endpoint": "tcp:0:interface=127.0.0.1", "accounts": ["kiosk1"]},

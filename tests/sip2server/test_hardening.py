@@ -11,10 +11,8 @@ import datetime as dt
 import io
 import json
 import re
-import shutil
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from twisted.logger import globalLogPublisher
 
 from sip2server.app import start_server
 from sip2server.logs import text_file_observer
-from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA
 from tests.sip2server.test_fees_wire import pay_frame
 from tests.sip2server.test_metrics import fetch
@@ -37,23 +34,7 @@ from tests.sip2server.test_wire_behaviour import (
     sip_now,
 )
 
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
-
 PROXIED = [{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
-
-
-@pytest_twisted.async_yield_fixture
-async def launcher(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers on a copy of the library; every one is stopped after."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
 
 
 def item_information() -> bytes:

@@ -8,11 +8,8 @@ one on PostgreSQL (connections refused and cut, then allowed again).
 from __future__ import annotations
 
 import re
-import shutil
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +19,14 @@ import sqlalchemy as sa
 from ils.db import Database
 from sip2server.health import DatabaseHealth
 from tests.conftest import postgres_admin_url
-from tests.sip2server import test_transports
-from tests.sip2server.conftest import ADA, ITEMS, stock_library
-from tests.sip2server.test_transports import Launcher, target
+from tests.sip2server.conftest import (
+    ADA,
+    ITEMS,
+    METRICS,
+    Launcher,
+    stock_library,
+    target,
+)
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
     STATUS_FRAME,
@@ -32,24 +34,6 @@ from tests.sip2server.test_wire_behaviour import (
     checkout_body,
     in_thread,
 )
-
-METRICS = {"listen": "tcp:0:interface=127.0.0.1"}
-
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
-
-
-@pytest_twisted.async_yield_fixture
-async def metered(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers with the metrics endpoint on a copy of the library."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [], metrics=METRICS)
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
 
 
 def fetch(address: tuple[str, int], path: str) -> tuple[int, str]:

@@ -12,13 +12,12 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,35 +37,18 @@ from tests.sip2server.test_wire_behaviour import (
     in_thread,
 )
 
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
-
-
-@pytest_twisted.async_yield_fixture
-async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers on a copy of the library; all are stopped after the test."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
-
-
 # --- the transaction log -----------------------------------------------------
 
 
 @pytest_twisted.ensureDeferred
 async def test_transaction_log_has_one_masked_line_per_transaction(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """Checkout and checkin each write a line with masked ids; lookups write none."""
     log_path = tmp_path / "log" / "transactions.log"
     # The server makes no folders: the log's must exist.
     log_path.parent.mkdir()
-    running = await servers.start(server={"transaction_log": str(log_path)})
+    running = await launcher.start(server={"transaction_log": str(log_path)})
 
     def talk() -> None:
         with RawTerminal(target(running)) as terminal:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import shutil
 import struct
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,7 +32,6 @@ from sip2server.proxy_header import (
     ProxyHeaderParser,
     ProxyVersion,
 )
-from tests.sip2server import test_transports
 from tests.sip2server.test_transports import Launcher, proxy_v1, proxy_v2, target
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
@@ -42,9 +39,6 @@ from tests.sip2server.test_wire_behaviour import (
     RawTerminal,
     in_thread,
 )
-
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
 
 PROXIED = [{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -289,19 +283,6 @@ def test_a_header_without_an_address_keeps_the_socket_peer() -> None:
 
 
 # -- a real server, the header in pieces over TCP ----------------------------------
-
-
-@pytest_twisted.async_yield_fixture
-async def launcher(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers on a copy of the library; every one is stopped after."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
 
 
 def header_factory(running: RunningServer) -> ProxyHeaderFactory:

@@ -7,8 +7,6 @@ server process once).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,6 @@ from twisted.logger import globalLogPublisher
 
 from sip2server.config import ServerConfig, load_config
 from sip2server.reload import reload_server
-from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA, ITEMS
 from tests.sip2server.test_transports import GATE_LOGIN_FRAME, Launcher, target
 from tests.sip2server.test_wire_behaviour import (
@@ -29,22 +26,6 @@ from tests.sip2server.test_wire_behaviour import (
 )
 
 SORTER_LOGIN_FRAME = b"9300CNsorter1|COsorter-secret|CPNORTH|\r"
-
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
-
-
-@pytest_twisted.async_yield_fixture
-async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers on a copy of the library; all are stopped after the test."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
 
 
 def with_sorter(config: ServerConfig) -> ServerConfig:
@@ -65,11 +46,11 @@ async def reload(running: Any, load: Any) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_reload_serves_new_accounts_and_keeps_connected_terminals(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """A terminal logged in before the reload goes on; new logins see new accounts."""
-    running = await servers.start()
-    new_config = with_sorter(servers.config())
+    running = await launcher.start()
+    new_config = with_sorter(launcher.config())
     before = RawTerminal(target(running))
     try:
         await in_thread(before.login)
@@ -97,10 +78,10 @@ async def test_reload_serves_new_accounts_and_keeps_connected_terminals(
 
 @pytest_twisted.ensureDeferred
 async def test_a_broken_file_is_refused_naming_file_and_key_and_the_old_one_stays(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """A reload of a file with a bad key logs file, key and problem; logins go on."""
-    running = await servers.start()
+    running = await launcher.start()
     broken = tmp_path / "broken.toml"
     broken.write_text(
         '[database]\nurl = "sqlite:///x"\n\n[[accounts]]\nlogin = "k"\n'
@@ -130,11 +111,11 @@ async def test_a_broken_file_is_refused_naming_file_and_key_and_the_old_one_stay
 
 @pytest_twisted.ensureDeferred
 async def test_a_reload_naming_an_unknown_branch_is_refused(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """An account at a branch the database lacks is refused; the old accounts stay."""
-    running = await servers.start()
-    config = servers.config()
+    running = await launcher.start()
+    config = launcher.config()
     wrong = config.model_copy(
         update={
             "accounts": [config.accounts[0].model_copy(update={"location": "NOWHERE"})]
@@ -153,15 +134,15 @@ async def test_a_reload_naming_an_unknown_branch_is_refused(
 
 @pytest_twisted.ensureDeferred
 async def test_reload_changes_which_accounts_a_listener_admits(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """A listener's account list, changed in the file, applies to the next login."""
     listeners = [{"endpoint": "tcp:0:interface=127.0.0.1", "accounts": ["gate1"]}]
-    running = await servers.start(listeners=listeners)
+    running = await launcher.start(listeners=listeners)
     opened = [
         {**listeners[0], "accounts": ["gate1", "kiosk1"]},
     ]
-    new_config = servers.config(listeners=opened)
+    new_config = launcher.config(listeners=opened)
 
     def login() -> bytes:
         with RawTerminal(target(running)) as terminal:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from sip2server.listeners import move_login_deadlines
 from sip2server.reload import reload_server
 from sip2server.server import SipConnection, SipServerFactory
 from sip2server.session import TerminalSession
-from tests.sip2server import test_transports
 from tests.sip2server.test_transports import (
     Launcher,
     TlsFiles,
@@ -42,9 +40,6 @@ from tests.sip2server.test_wire_behaviour import (
     RawTerminal,
     in_thread,
 )
-
-# The stock library, built once per module (a fixture of test_transports).
-library_file = test_transports.library_file
 
 PROXIED = [{"endpoint": "haproxy:tcp:0:interface=127.0.0.1"}]
 
@@ -153,19 +148,6 @@ def test_a_terminal_without_a_deadline_gets_one_from_the_reload() -> None:
 # -- a running server reloaded -------------------------------------------------------
 
 
-@pytest_twisted.async_yield_fixture
-async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers on a copy of the library; all are stopped after the test."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
-
-
 async def reload(running: RunningServer, config: ServerConfig) -> tuple[bool, Any]:
     """Reload `running` with `config` as SIGHUP does; (applied, notes logged)."""
     from twisted.internet import reactor  # noqa: PLC0415
@@ -186,17 +168,17 @@ async def reload(running: RunningServer, config: ServerConfig) -> tuple[bool, An
 
 @pytest_twisted.ensureDeferred
 async def test_a_lower_login_timeout_closes_waiting_terminals_not_logged_in_ones(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """After the reload, waiting and new connections are closed; a kiosk stays."""
-    running = await servers.start(server={"login_timeout": 600})
+    running = await launcher.start(server={"login_timeout": 600})
     kiosk, waiting = RawTerminal(target(running)), RawTerminal(target(running))
     try:
         await in_thread(kiosk.login)
         assert b"98" == (await in_thread(waiting.exchange, STATUS_FRAME))[:2]
 
         applied, _ = await reload(
-            running, servers.config(server={"login_timeout": 0.2})
+            running, launcher.config(server={"login_timeout": 0.2})
         )
         waiting_closed = await in_thread(waiting.wait_for_close)
         with RawTerminal(target(running)) as late:
@@ -214,14 +196,14 @@ async def test_a_lower_login_timeout_closes_waiting_terminals_not_logged_in_ones
 
 @pytest_twisted.ensureDeferred
 async def test_a_login_timeout_given_on_reload_reaches_connections_without_one(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """Started with no login timeout, a waiting terminal is closed once one is set."""
-    running = await servers.start(server={"login_timeout": 0})
+    running = await launcher.start(server={"login_timeout": 0})
 
     with RawTerminal(target(running)) as waiting:
         assert b"98" == (await in_thread(waiting.exchange, STATUS_FRAME))[:2]
-        await reload(running, servers.config(server={"login_timeout": 0.2}))
+        await reload(running, launcher.config(server={"login_timeout": 0.2}))
         closed = await in_thread(waiting.wait_for_close)
 
     assert closed
@@ -229,19 +211,19 @@ async def test_a_login_timeout_given_on_reload_reaches_connections_without_one(
 
 @pytest_twisted.ensureDeferred
 async def test_a_listeners_own_login_timeout_wins_on_reload(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """A listener's login_timeout, not the server's, is what the reload applies."""
     listeners = [{"endpoint": "tcp:0:interface=127.0.0.1", "login_timeout": 300}]
-    running = await servers.start(listeners=listeners, server={"login_timeout": 5})
+    running = await launcher.start(listeners=listeners, server={"login_timeout": 5})
 
     await reload(
-        running, servers.config(listeners=listeners, server={"login_timeout": 7})
+        running, launcher.config(listeners=listeners, server={"login_timeout": 7})
     )
     kept = running.listeners[0].factory.login_timeout
     listeners[0]["login_timeout"] = 0.5
     await reload(
-        running, servers.config(listeners=listeners, server={"login_timeout": 7})
+        running, launcher.config(listeners=listeners, server={"login_timeout": 7})
     )
 
     assert 300 == kept
@@ -250,10 +232,10 @@ async def test_a_listeners_own_login_timeout_wins_on_reload(
 
 @pytest_twisted.ensureDeferred
 async def test_max_unauthenticated_per_address_follows_each_reload(
-    servers: Launcher,
+    launcher: Launcher,
 ) -> None:
     """Raised, more waiting connections fit; lowered, those in stay, new ones go."""
-    running = await servers.start(
+    running = await launcher.start(
         listeners=PROXIED, server={"max_unauthenticated_per_address": 1}
     )
     opened: list[RawTerminal] = []
@@ -278,7 +260,7 @@ async def test_max_unauthenticated_per_address_follows_each_reload(
         kept = [opened[0]]
         await reload(
             running,
-            servers.config(
+            launcher.config(
                 listeners=PROXIED, server={"max_unauthenticated_per_address": 3}
             ),
         )
@@ -286,7 +268,7 @@ async def test_max_unauthenticated_per_address_follows_each_reload(
         kept += opened[2:4]
         await reload(
             running,
-            servers.config(
+            launcher.config(
                 listeners=PROXIED, server={"max_unauthenticated_per_address": 1}
             ),
         )
@@ -335,7 +317,7 @@ def tls_login(running: RunningServer, files: TlsFiles, certificate: bool) -> str
 
 @pytest_twisted.ensureDeferred
 async def test_a_renewed_certificate_serves_new_connections_after_a_reload(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """Files replaced at their paths: new terminals get the new certificate."""
     for name in ("old", "new", "live"):
@@ -343,14 +325,14 @@ async def test_a_renewed_certificate_serves_new_connections_after_a_reload(
     old, new = make_tls_files(tmp_path / "old"), make_tls_files(tmp_path / "new")
     live = tmp_path / "live"
     install(old, live)
-    running = await servers.start(listeners=tls_listener(live))
+    running = await launcher.start(listeners=tls_listener(live))
     connected = await in_thread(tls_terminal, target(running), old)
     try:
         assert b"941" == await in_thread(connected.exchange, LOGIN_FRAME)
 
         install(new, live)
         applied, notes = await reload(
-            running, servers.config(listeners=tls_listener(live))
+            running, launcher.config(listeners=tls_listener(live))
         )
         trusting_new = await in_thread(tls_login, running, new, False)
         trusting_old = await in_thread(tls_login, running, old, False)
@@ -367,15 +349,15 @@ async def test_a_renewed_certificate_serves_new_connections_after_a_reload(
 
 @pytest_twisted.ensureDeferred
 async def test_a_client_ca_added_on_reload_requires_terminal_certificates(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """A client_ca given on reload: new terminals need a certificate it signed."""
     files = make_tls_files(tmp_path)
-    running = await servers.start(listeners=tls_listener(tmp_path))
+    running = await launcher.start(listeners=tls_listener(tmp_path))
     before = await in_thread(tls_login, running, files, False)
 
     applied, _ = await reload(
-        running, servers.config(listeners=tls_listener(tmp_path, client_ca=files.ca))
+        running, launcher.config(listeners=tls_listener(tmp_path, client_ca=files.ca))
     )
     without = await in_thread(tls_login, running, files, False)
     with_certificate = await in_thread(tls_login, running, files, True)
@@ -388,16 +370,16 @@ async def test_a_client_ca_added_on_reload_requires_terminal_certificates(
 
 @pytest_twisted.ensureDeferred
 async def test_an_unreadable_certificate_refuses_the_reload_and_tls_serves_on(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """A certificate file gone: the reload is refused naming the key; TLS serves on."""
     files = make_tls_files(tmp_path)
-    running = await servers.start(listeners=tls_listener(tmp_path))
+    running = await launcher.start(listeners=tls_listener(tmp_path))
 
     (tmp_path / "server.pem").unlink()
     applied, said = await reload(
         running,
-        servers.config(listeners=tls_listener(tmp_path), server={"login_timeout": 1}),
+        launcher.config(listeners=tls_listener(tmp_path), server={"login_timeout": 1}),
     )
     login = await in_thread(tls_login, running, files, False)
 
@@ -409,15 +391,15 @@ async def test_an_unreadable_certificate_refuses_the_reload_and_tls_serves_on(
 
 @pytest_twisted.ensureDeferred
 async def test_tls_added_to_a_plain_listener_waits_for_a_restart(
-    servers: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path
 ) -> None:
     """A reload that turns TLS on says it takes a restart; the port stays plain."""
     make_tls_files(tmp_path)
     plain = [{"endpoint": "tcp:0:interface=127.0.0.1"}]
-    running = await servers.start(listeners=plain)
+    running = await launcher.start(listeners=plain)
 
     applied, notes = await reload(
-        running, servers.config(listeners=tls_listener(tmp_path))
+        running, launcher.config(listeners=tls_listener(tmp_path))
     )
 
     def plain_login() -> bytes:
@@ -430,15 +412,15 @@ async def test_tls_added_to_a_plain_listener_waits_for_a_restart(
 
 
 @pytest_twisted.ensureDeferred
-async def test_reuse_port_turned_on_waits_for_a_restart(servers: Launcher) -> None:
+async def test_reuse_port_turned_on_waits_for_a_restart(launcher: Launcher) -> None:
     """A reload that asks for reuse_port says it takes a restart, and the running
     listener keeps the setting its socket was bound with."""
     endpoint = "tcp:0:interface=127.0.0.1"
-    running = await servers.start(listeners=[{"endpoint": endpoint}])
+    running = await launcher.start(listeners=[{"endpoint": endpoint}])
 
     applied, notes = await reload(
         running,
-        servers.config(listeners=[{"endpoint": endpoint, "reuse_port": True}]),
+        launcher.config(listeners=[{"endpoint": endpoint, "reuse_port": True}]),
     )
 
     assert applied
@@ -447,12 +429,12 @@ async def test_reuse_port_turned_on_waits_for_a_restart(servers: Launcher) -> No
 
 
 @pytest_twisted.ensureDeferred
-async def test_login_threads_and_backlog_follow_a_reload(servers: Launcher) -> None:
+async def test_login_threads_and_backlog_follow_a_reload(launcher: Launcher) -> None:
     """Reloaded, logins are checked on 3 threads with at most 4 waiting."""
-    running = await servers.start(server={"login_threads": 1, "login_backlog": 16})
+    running = await launcher.start(server={"login_threads": 1, "login_backlog": 16})
 
     applied, _ = await reload(
-        running, servers.config(server={"login_threads": 3, "login_backlog": 4})
+        running, launcher.config(server={"login_threads": 3, "login_backlog": 4})
     )
 
     assert applied

@@ -23,8 +23,6 @@ from sip2server.config import ConfigError, parse_config
 from sip2server.server import _socket_of
 from tests.sip2server.test_transports import (
     Launcher,
-    launcher,  # noqa: F401 (a fixture)
-    library_file,  # noqa: F401 (a fixture)
     make_tls_files,
     proxy_v2,
     target,
@@ -104,7 +102,7 @@ def _shared(endpoint: str, **more: Any) -> dict[str, Any]:
 
 @pytest_twisted.ensureDeferred
 async def test_two_servers_with_reuse_port_listen_on_one_port(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
 ) -> None:
     """A second server with reuse_port binds the first one's port and serves."""
     first = await launcher.start(
@@ -146,7 +144,7 @@ def _backlog_of(endpoint: str) -> int:
 )
 @pytest_twisted.ensureDeferred
 async def test_a_port_held_without_reuse_port_on_both_gives_the_usual_error(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
     holder: bool,
     newcomer: bool,
 ) -> None:
@@ -168,7 +166,7 @@ async def test_a_port_held_without_reuse_port_on_both_gives_the_usual_error(
 
 @pytest_twisted.ensureDeferred
 async def test_proxy_tls_allowlist_and_keepalive_apply_on_a_shared_port(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
     tmp_path: Path,
 ) -> None:
     """On a reuse_port listener the PROXY header comes first, then TLS; the
@@ -233,7 +231,7 @@ def _has_ipv6_loopback() -> bool:
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
 @pytest_twisted.ensureDeferred
 async def test_an_ipv6_interface_makes_an_ipv6_shared_socket(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
 ) -> None:
     """tcp6: with interface ::1 and reuse_port listens on IPv6 and serves."""
     running = await launcher.start(listeners=[_shared(r"tcp6:0:interface=\:\:1")])
@@ -253,7 +251,7 @@ async def test_an_ipv6_interface_makes_an_ipv6_shared_socket(
 
 @pytest_twisted.ensureDeferred
 async def test_instance_names_the_transaction_log_and_metrics_port(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -275,7 +273,7 @@ async def test_instance_names_the_transaction_log_and_metrics_port(
 
 @pytest_twisted.ensureDeferred
 async def test_instance_in_a_setting_without_ils_instance_stops_the_start(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """{instance} with no ILS_INSTANCE set is refused, naming the key."""
@@ -293,7 +291,7 @@ async def test_instance_in_a_setting_without_ils_instance_stops_the_start(
 
 @pytest_twisted.ensureDeferred
 async def test_instances_on_one_metrics_port_are_told_to_use_instance(
-    launcher: Launcher,  # noqa: F811 (the fixture)
+    launcher: Launcher,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A second instance on the first one's metrics port is told about {instance}."""

@@ -19,7 +19,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -32,7 +32,6 @@ from sip2server import app
 from sip2server.app import RunningServer
 from sip2server.config import ServerConfig
 from tests.conftest import _fresh_postgres_database, postgres_admin_url
-from tests.sip2server import test_transports
 from tests.sip2server.conftest import ADA, ITEMS, server_config, stock_library
 from tests.sip2server.test_metrics import fetch
 from tests.sip2server.test_transports import Launcher, target
@@ -44,9 +43,6 @@ from tests.sip2server.test_wire_behaviour import (
     screen_messages,
 )
 
-library_file = test_transports.library_file
-
-METRICS = {"listen": "tcp:0:interface=127.0.0.1"}
 UNAVAILABLE = "The library system is not available just now; please try again."
 
 
@@ -78,19 +74,6 @@ def logged_in(running: RunningServer) -> RawTerminal:
     return terminal
 
 
-@pytest_twisted.async_yield_fixture
-async def servers(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts servers with a metrics endpoint on a copy of the library."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [], metrics=METRICS)
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
-
-
 def _with_busy_timeout(config: ServerConfig, seconds: float) -> ServerConfig:
     """The configuration with `[database] busy_timeout = seconds`."""
     database = config.database.model_copy(update={"busy_timeout": seconds})
@@ -106,16 +89,16 @@ def _database_file(launched: Launcher) -> Path:
 
 @pytest_twisted.ensureDeferred
 async def test_stop_answers_and_logs_the_request_in_hand(
-    servers: Launcher, tmp_path: Path
+    metered: Launcher, tmp_path: Path
 ) -> None:
     """A checkout in hand when the stop begins gets its 12 and its log line; a
     request sent after the stop began is neither read nor carried out."""
     log_path = tmp_path / "transactions.log"
-    running = await servers.start(server={"transaction_log": str(log_path)})
+    running = await metered.start(server={"transaction_log": str(log_path)})
     first = await in_thread(logged_in, running)
     second = await in_thread(logged_in, running)
     # Another process holds SQLite's write lock, so the checkout waits in hand.
-    holder = sqlite3.connect(_database_file(servers), isolation_level=None)
+    holder = sqlite3.connect(_database_file(metered), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         answer = in_thread(first.exchange, checkout(ITEMS[0]))
@@ -142,7 +125,7 @@ async def test_stop_answers_and_logs_the_request_in_hand(
         ("checkout", "ok")
     ]
     assert lines[0]["item"].endswith(ITEMS[0][-4:])
-    with sqlite3.connect(_database_file(servers)) as check:
+    with sqlite3.connect(_database_file(metered)) as check:
         on_loan = check.execute(
             "SELECT item.barcode FROM loan JOIN item ON item.id = loan.item_id "
             "WHERE loan.returned_at IS NULL"
@@ -151,17 +134,17 @@ async def test_stop_answers_and_logs_the_request_in_hand(
 
 
 @pytest_twisted.ensureDeferred
-async def test_stop_gives_up_on_a_request_after_its_grace(servers: Launcher) -> None:
+async def test_stop_gives_up_on_a_request_after_its_grace(metered: Launcher) -> None:
     """A request still in hand after `stop_grace` seconds does not hold the stop
     up: the connection is closed, and the stop ends."""
     from twisted.internet import reactor  # noqa: PLC0415
 
-    config = _with_busy_timeout(servers.config(), 1.0)
+    config = _with_busy_timeout(metered.config(), 1.0)
     running = await app.start_server(config, reactor)
-    servers.started.append(running)
+    metered.started.append(running)
     running.stop_grace = 0.1
     terminal = await in_thread(logged_in, running)
-    holder = sqlite3.connect(_database_file(servers), isolation_level=None)
+    holder = sqlite3.connect(_database_file(metered), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         answer = in_thread(terminal.exchange, checkout(ITEMS[0]))
@@ -270,15 +253,15 @@ def _make_read_only(path: Path) -> Callable[[], None]:
 
 @pytest_twisted.ensureDeferred
 async def test_read_only_database_fails_health_and_recovers_when_writable(
-    servers: Launcher,
+    metered: Launcher,
 ) -> None:
     """Started on a read-only file: /healthz 503, 98 offline, an 11 "not
     available"; once the file is writable, /healthz 200 and the 11 is lent
     without a restart."""
-    path = _database_file(servers)
+    path = _database_file(metered)
     undo = _make_read_only(path)
     try:
-        running = await servers.start()
+        running = await metered.start()
         assert not running.health.online
         assert "readonly" in (running.health.problem or "")
         address = running.operations_address()
@@ -319,12 +302,12 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_operations_port_closes_connections_beyond_its_cap(
-    servers: Launcher, monkeypatch: pytest.MonkeyPatch
+    metered: Launcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Beyond the cap a new metrics connection is closed at once, while SIP2
     terminals still connect; once the others close, /healthz answers again."""
     monkeypatch.setattr(app, "OPERATIONS_MAX_CONNECTIONS", 4)
-    running = await servers.start()
+    running = await metered.start()
     address = running.operations_address()
     assert address is not None
     assert running.operations_port is not None
@@ -352,11 +335,11 @@ async def test_operations_port_closes_connections_beyond_its_cap(
 
 @pytest_twisted.ensureDeferred
 async def test_operations_port_closes_idle_connections(
-    servers: Launcher, monkeypatch: pytest.MonkeyPatch
+    metered: Launcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An HTTP connection that sends nothing is closed after the idle timeout."""
     monkeypatch.setattr(app, "OPERATIONS_IDLE_TIMEOUT", 0.3)
-    running = await servers.start()
+    running = await metered.start()
     address = running.operations_address()
     assert address is not None
 

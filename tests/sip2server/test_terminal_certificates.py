@@ -29,7 +29,6 @@ from twisted.logger import formatEvent, globalLogPublisher
 from sip2server.app import RunningServer
 from sip2server.config import ConfigError, parse_config
 from sip2server.reload import reload_server
-from tests.sip2server import test_transports
 from tests.sip2server.test_transports import (
     GATE_LOGIN_FRAME,
     Launcher,
@@ -44,11 +43,6 @@ from tests.sip2server.test_wire_behaviour import (
     RawTerminal,
     in_thread,
 )
-
-# The stock library once per module, and a server launcher per test.
-library_file = test_transports.library_file
-launcher = test_transports.launcher
-
 
 # -- certificates ------------------------------------------------------------------
 

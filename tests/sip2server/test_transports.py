@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import shutil
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import task
 
-from sip2server.app import RunningServer, start_server
-from sip2server.config import ServerConfig, parse_config
 from tests.sip2server.conftest import (
     ADA,
     INSTITUTION,
@@ -37,8 +34,9 @@ from tests.sip2server.conftest import (
     LOCATION,
     LOGIN,
     PASSWORD,
+    Launcher,
     SipTarget,
-    stock_library,
+    target,
 )
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
@@ -170,85 +168,6 @@ def make_tls_files(folder: Path) -> TlsFiles:
         terminal_key=_write_key(terminal_key, folder / "terminal.key"),
         other_ca=_write_certificate(other, folder / "other-ca.pem"),
     )
-
-
-# --- a server with the listeners and accounts a test asks for ------------------
-
-
-def _accounts(kiosk: dict[str, Any], gate: dict[str, Any]) -> list[dict[str, Any]]:
-    base = {"institution": INSTITUTION, "location": LOCATION}
-    return [
-        {"login": LOGIN, "password": PASSWORD, **base, **kiosk},
-        {"login": "gate1", "password": "gate-secret", **base, **gate},
-    ]
-
-
-@dataclass
-class Launcher:
-    """Starts servers on a stock SQLite library and stops them after the test."""
-
-    database_url: str
-    library: Any
-    started: list[RunningServer]
-    # The [metrics] table of the servers it starts; None starts no endpoint.
-    metrics: dict[str, Any] | None = None
-
-    def config(
-        self,
-        *,
-        listeners: list[dict[str, Any]] | None = None,
-        server: dict[str, Any] | None = None,
-        kiosk: dict[str, Any] | None = None,
-        gate: dict[str, Any] | None = None,
-    ) -> ServerConfig:
-        """A configuration with these [[listeners]], [server] keys and accounts."""
-        document: dict[str, Any] = {
-            "server": {"threads": 4, **(server or {})},
-            "database": {"url": self.database_url},
-            "accounts": _accounts(kiosk or {}, gate or {}),
-        }
-        if listeners is None:
-            document["server"].setdefault("listen", ["tcp:0:interface=127.0.0.1"])
-        else:
-            document["listeners"] = listeners
-        if self.metrics is not None:
-            document["metrics"] = self.metrics
-        return parse_config(document, "<test>")
-
-    async def start(self, **settings: Any) -> RunningServer:
-        """A running server with the configuration `config(**settings)` makes."""
-        from twisted.internet import reactor  # noqa: PLC0415
-
-        running = await start_server(self.config(**settings), reactor)
-        self.started.append(running)
-        return running
-
-
-@pytest.fixture(scope="module")
-def library_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stock library built once per module; each test gets its own copy."""
-    path = tmp_path_factory.mktemp("library") / "ils.sqlite3"
-    stock_library(f"sqlite:///{path}").database.dispose()
-    return path
-
-
-@pytest_twisted.async_yield_fixture
-async def launcher(library_file: Path, tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Starts test servers on a copy of the library; every one is stopped after."""
-    copy = tmp_path / "ils.sqlite3"
-    shutil.copyfile(library_file, copy)
-    launched = Launcher(f"sqlite:///{copy}", None, [])
-    try:
-        yield launched
-    finally:
-        for running in launched.started:
-            await running.stop()
-
-
-def target(running: RunningServer, index: int = 0) -> SipTarget:
-    """Where listener `index` of a running server is."""
-    host, port = running.addresses()[index]
-    return SipTarget(host=host, port=port, library=None, server=running)  # type: ignore[arg-type]
 
 
 def tls_terminal(
