@@ -24,7 +24,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ils.circulation import Circulation
 from ils.db import Database
-from sip2server.accounts import AccountBook, Admission
+from sip2server.accounts import AccountBook, Admission, address_key
 from sip2server.config import ListenerConfig, ServerConfig
 from sip2server.health import DatabaseHealth, with_request_deadline
 from sip2server.listeners import (
@@ -76,33 +76,58 @@ __all__ = [
 # cannot use up the file descriptors the terminals need.
 OPERATIONS_MAX_CONNECTIONS = 32
 OPERATIONS_IDLE_TIMEOUT = 10.0
+# Of those, at most this many from one address (an IPv6 /64) at once, so a
+# client that reconnects as soon as it is closed cannot hold every slot and
+# keep a monitor elsewhere from /healthz (#5).
+OPERATIONS_MAX_PER_ADDRESS = 8
 
 log = Logger(namespace="sip2server")
 
 
 class _CappedFactory(WrappingFactory):
-    """Wraps a factory so that at most `limit` of its connections are open."""
+    """Wraps a factory so that at most `limit` of its connections are open, and
+    at most `per_address` of them from one address (`address_key`)."""
 
     noisy = False
 
-    def __init__(self, wrapped: Any, limit: int) -> None:
+    def __init__(self, wrapped: Any, limit: int, per_address: int) -> None:
         super().__init__(wrapped)  # type: ignore[no-untyped-call]
         self.limit = limit
+        self.per_address = per_address
         self.refused = 0
+        # Connections open per address, and each open connection's address.
+        self._open: dict[str, int] = {}
+        self._keys: dict[Any, str] = {}
 
     def buildProtocol(self, addr: Any) -> Any:
-        if len(self.protocols) >= self.limit:
+        key = address_key(str(getattr(addr, "host", addr)))
+        full = len(self.protocols) >= self.limit
+        if full or self._open.get(key, 0) >= self.per_address:
             # None: the reactor closes the new connection at once.
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.warn(
-                    "metrics/health port: {limit} connections open, closing "
-                    "new ones ({count} so far)",
+                    "metrics/health port: {limit} connections open, or "
+                    "{per_address} from {host}; closing new ones ({count} so far)",
                     limit=self.limit,
+                    per_address=self.per_address,
+                    host=key,
                     count=self.refused,
                 )
             return None
-        return super().buildProtocol(addr)
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._open[key] = self._open.get(key, 0) + 1
+            self._keys[protocol] = key
+        return protocol
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
+        key = self._keys.pop(p, None)
+        if key is not None:
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
 
 
 def operations_factory(site: Any) -> Any:
@@ -111,7 +136,7 @@ def operations_factory(site: Any) -> Any:
     # Idle time alone lets a client keep a slot by sending a header line now
     # and then; each whole request has a deadline too (#5, trial 3 M1).
     with_request_deadline(site)
-    return _CappedFactory(site, OPERATIONS_MAX_CONNECTIONS)
+    return _CappedFactory(site, OPERATIONS_MAX_CONNECTIONS, OPERATIONS_MAX_PER_ADDRESS)
 
 
 def _started_pools(

@@ -84,9 +84,8 @@ class DatabaseHealth:
 # within this many seconds of connecting (or of its last request's answer) is
 # closed, however it trickles its header lines, so slow clients cannot hold the
 # port's few connection slots and keep /healthz from a monitor.
-# TODO(#5): a client that reconnects as soon as it is closed still takes each
-# freed slot again; closing the oldest incomplete connection when the port is
-# full (in app._CappedFactory) or slots per address would keep one for a monitor.
+# A client that reconnects as soon as it is closed takes a freed slot again, but
+# only up to its address's share (app.OPERATIONS_MAX_PER_ADDRESS).
 REQUEST_DEADLINE = 10.0
 
 
