@@ -32,6 +32,10 @@ How holds behave (docs/loan-rules.md says the same for librarians):
   its next checkin (staff clearing the hold shelf) traps it for the next hold or
   sends it home. An IN_TRANSIT hold that ends leaves its item in transit; the
   checkin on arrival decides what comes next.
+- A hold's last day (`expires_on`, the patron's "not wanted after") may be at
+  most `LONGEST_EXPIRY_DAYS` (about three years) after the pickup branch's
+  today, when placed or changed: a last day of 9999-12-31 is a typing or
+  terminal mistake, not a wish, and would keep the hold in the queue for ever.
 
 Locks are taken in the order patron, item, hold, as everywhere in the core; the
 partial unique index `uq_hold_trapped_item` stops one item from ever being
@@ -43,7 +47,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
 
 import sqlalchemy as sa
@@ -161,6 +165,29 @@ def _copies(
     return item, record_id, copies
 
 
+# How far ahead a hold's last day may be, from the pickup branch's today:
+# three years and a leap day. There is no institution setting for it (a hold
+# with no last day at all stays possible: it lasts until it is filled or
+# cancelled).
+LONGEST_EXPIRY_DAYS: Final = 3 * 365 + 1
+
+EXPIRY_TOO_FAR = (
+    "That last date is too far ahead; please give one within three years of today."
+)
+
+
+def _check_expiry_horizon(expires_on: date | None, today: date) -> None:
+    """Refuse a last day more than `LONGEST_EXPIRY_DAYS` after `today`.
+
+    Raises:
+        CirculationRefused: HOLDS_NOT_ALLOWED with `EXPIRY_TOO_FAR`.
+    """
+    if expires_on is not None and expires_on > today + timedelta(
+        days=LONGEST_EXPIRY_DAYS
+    ):
+        raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, EXPIRY_TOO_FAR)
+
+
 def place(
     session: Session,
     known: Known,
@@ -174,14 +201,16 @@ def place(
     """Place a hold, charging the rule's hold fee.
 
     Raises:
-        CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, a card refusal,
-            UNKNOWN_ITEM, HOLDS_NOT_ALLOWED, PICKUP_BRANCH_NOT_ALLOWED,
-            ALREADY_ON_HOLD or MAX_HOLDS_REACHED, in that order.
+        CirculationRefused: UNKNOWN_BRANCH, HOLDS_NOT_ALLOWED (a last day too
+            far ahead), UNKNOWN_PATRON, a card refusal, UNKNOWN_ITEM,
+            HOLDS_NOT_ALLOWED, PICKUP_BRANCH_NOT_ALLOWED, ALREADY_ON_HOLD or
+            MAX_HOLDS_REACHED, in that order.
     """
     pickup = queries.branch_by_code(session, request.pickup_branch_code)
     if pickup is None:
         raise CirculationRefused(Refusal.UNKNOWN_BRANCH)
     known.branch_id = pickup.id
+    _check_expiry_horizon(request.expires_on, local_today(moment, pickup))
 
     patron = queries.patron_by_barcode(session, request.patron_barcode, lock=True)
     if patron is None:
@@ -416,7 +445,8 @@ def change(
     Raises:
         CirculationRefused: UNKNOWN_BRANCH, UNKNOWN_PATRON, HOLD_NOT_FOUND (no
             open hold of this patron's with this id), HOLDS_NOT_ALLOWED (an
-            expiry for a hold no longer PENDING, or a day before today), or
+            expiry for a hold no longer PENDING, a day before today, or one
+            more than `LONGEST_EXPIRY_DAYS` ahead), or
             PICKUP_BRANCH_NOT_ALLOWED by the rule for the hold's copies, in that
             order.
     """
@@ -433,8 +463,10 @@ def change(
     if expires_on is not KEEP:
         if hold.status is not HoldStatus.PENDING:
             raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, EXPIRY_OF_TRAPPED)
-        if expires_on is not None and expires_on < local_today(moment, destination):
+        today = local_today(moment, destination)
+        if expires_on is not None and expires_on < today:
             raise CirculationRefused(Refusal.HOLDS_NOT_ALLOWED, EXPIRY_PASSED)
+        _check_expiry_horizon(expires_on, today)
     if pickup is not None and not _pickup_allowed(session, patron, hold, item, pickup):
         raise CirculationRefused(Refusal.PICKUP_BRANCH_NOT_ALLOWED)
 
