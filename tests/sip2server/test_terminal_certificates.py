@@ -9,7 +9,6 @@ by the server's code.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import ssl
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.logger import formatEvent, globalLogPublisher
@@ -29,13 +28,16 @@ from twisted.logger import formatEvent, globalLogPublisher
 from sip2server.app import RunningServer
 from sip2server.config import ConfigError, parse_config
 from sip2server.reload import reload_server
-from tests.sip2server.test_transports import (
-    GATE_LOGIN_FRAME,
-    Launcher,
+from tests.sip2server.certificates import (
     TlsFiles,
+    issue,
     make_tls_files,
-    target,
+    new_key,
+    write_certificate,
+    write_key,
 )
+from tests.sip2server.conftest import Launcher, target
+from tests.sip2server.test_transports import GATE_LOGIN_FRAME
 from tests.sip2server.test_wire_behaviour import (
     LOGIN_FRAME,
     STATUS_FRAME,
@@ -45,6 +47,9 @@ from tests.sip2server.test_wire_behaviour import (
 )
 
 # -- certificates ------------------------------------------------------------------
+
+# A terminal's certificate is for client authentication only.
+_CLIENT_AUTH = [(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)]
 
 
 @dataclass(frozen=True)
@@ -58,56 +63,37 @@ class Terminal:
 
 def make_authority(folder: Path) -> tuple[Path, Any, Any]:
     """A terminals' CA: its PEM file, certificate and key."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Library terminals")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
+    certificate = issue(
+        name, key, [(x509.BasicConstraints(ca=True, path_length=0), True)]
     )
-    path = folder / "terminals-ca.pem"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    path = write_certificate(certificate, folder / "terminals-ca.pem")
     return path, certificate, key
+
+
+def _terminal_files(
+    folder: Path,
+    file_name: str,
+    certificate: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+) -> Terminal:
+    """`certificate` and `key` written as `file_name`.pem and .key in `folder`."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return Terminal(
+        write_certificate(certificate, folder / f"{file_name}.pem"),
+        write_key(key, folder / f"{file_name}.key"),
+        hashlib.sha256(der).hexdigest(),
+    )
 
 
 def make_terminal(
     folder: Path, file_name: str, subject: x509.Name, ca: x509.Certificate, ca_key: Any
 ) -> Terminal:
     """A terminal's certificate for `subject`, signed by `ca`, with a new key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    certificate_path = folder / f"{file_name}.pem"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path = folder / f"{file_name}.key"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    return Terminal(certificate_path, key_path, hashlib.sha256(der).hexdigest())
+    key = new_key()
+    certificate = issue(subject, key, _CLIENT_AUTH, issuer=ca.subject, signer=ca_key)
+    return _terminal_files(folder, file_name, certificate, key)
 
 
 def _subject(common_name: str) -> x509.Name:
@@ -357,34 +343,9 @@ async def test_an_account_without_certificate_keys_logs_in_as_before(
 
 def make_self_signed(folder: Path) -> Terminal:
     """A terminal's certificate that signs itself (no CA), with its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = _subject("kiosk-9")
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    certificate_path = folder / "kiosk-9.pem"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path = folder / "kiosk-9.key"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    return Terminal(certificate_path, key_path, hashlib.sha256(der).hexdigest())
+    key = new_key()
+    certificate = issue(_subject("kiosk-9"), key, _CLIENT_AUTH)
+    return _terminal_files(folder, "kiosk-9", certificate, key)
 
 
 @pytest_twisted.ensureDeferred

@@ -9,24 +9,19 @@ sockets; certificates are made at test time into the test's folder.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import socket
 import ssl
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import task
 
+from tests.sip2server.certificates import TlsFiles, make_tls_files
 from tests.sip2server.conftest import (
     ADA,
     INSTITUTION,
@@ -48,126 +43,6 @@ from tests.sip2server.test_wire_behaviour import (
 
 ADA_CARD = ADA
 GATE_LOGIN_FRAME = b"9300CNgate1|COgate-secret|CPNORTH|\r"
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files: the CA, the server's certificate and key, a terminal's."""
-
-    ca: Path
-    server_certificate: Path
-    server_key: Path
-    terminal_certificate: Path
-    terminal_key: Path
-    other_ca: Path
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
-def _write_certificate(certificate: x509.Certificate, path: Path) -> Path:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def _authority(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
-
-
-def _leaf(
-    name: str,
-    usage: x509.ObjectIdentifier,
-    ca: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _key()
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return certificate, key
-
-
-def make_tls_files(folder: Path) -> TlsFiles:
-    """A CA, a server certificate for 127.0.0.1 and a terminal's, as PEM files."""
-    ca, ca_key = _authority("Test library terminals CA")
-    server, server_key = _leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, ca, ca_key)
-    terminal, terminal_key = _leaf(
-        "kiosk1.branch.test", ExtendedKeyUsageOID.CLIENT_AUTH, ca, ca_key
-    )
-    other, _ = _authority("Someone else's CA")
-    return TlsFiles(
-        ca=_write_certificate(ca, folder / "ca.pem"),
-        server_certificate=_write_certificate(server, folder / "server.pem"),
-        server_key=_write_key(server_key, folder / "server.key"),
-        terminal_certificate=_write_certificate(terminal, folder / "terminal.pem"),
-        terminal_key=_write_key(terminal_key, folder / "terminal.key"),
-        other_ca=_write_certificate(other, folder / "other-ca.pem"),
-    )
 
 
 def tls_terminal(
