@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,30 +294,82 @@ def shell(ctx: click.Context) -> None:
     """Read commands, one per line, from standard input (a script or a terminal).
 
     Each line is a subcommand with its arguments, e.g. `checkout 2123... 3123...`.
-    Blank lines and lines starting with # are skipped; `quit` ends.
+    Blank lines and lines starting with # are skipped; `quit` ends. At a
+    terminal the line can be edited and earlier lines recalled (up arrow); that
+    history is kept in memory only and dropped when the shell ends.
     """
-    # TODO(#5): no line editing or history at the interactive prompt.
     interactive = sys.stdin.isatty()
-    while True:
+    read_line = _line_reader(sys.stdin)
+    try:
+        while True:
+            line = read_line()
+            if not line or line.strip() in {"quit", "exit"}:
+                return
+            _run_shell_line(ctx, line)
+    finally:
         if interactive:
-            click.echo("sip> ", nl=False)
-        line = sys.stdin.readline()
-        if not line or line.strip() in {"quit", "exit"}:
-            return
-        words = shlex.split(line, comments=True)
-        if not words:
-            continue
-        command = sip.get_command(ctx, words[0])
-        if command is None or words[0] in {"shell", "conform"}:
-            click.echo(f"unknown command {words[0]!r}; try: {', '.join(sip.commands)}")
-            continue
-        try:
-            with command.make_context(words[0], words[1:], parent=ctx) as sub:
-                command.invoke(sub)
-        except click.ClickException as error:
-            error.show()
-        except click.exceptions.Exit:
-            pass
+            _forget_history()
+
+
+def _run_shell_line(ctx: click.Context, line: str) -> None:
+    """Run one line of `ils sip shell` as the subcommand it names."""
+    words = shlex.split(line, comments=True)
+    if not words:
+        return
+    command = sip.get_command(ctx, words[0])
+    if command is None or words[0] in {"shell", "conform"}:
+        click.echo(f"unknown command {words[0]!r}; try: {', '.join(sip.commands)}")
+        return
+    try:
+        with command.make_context(words[0], words[1:], parent=ctx) as sub:
+            command.invoke(sub)
+    except click.ClickException as error:
+        error.show()
+    except click.exceptions.Exit:
+        pass
+
+
+_PROMPT = "sip> "
+
+
+def _line_reader(stream: Any) -> Callable[[], str]:
+    """How `ils sip shell` reads its next line ("" at the end of input).
+
+    From a pipe or a file, plain lines and no prompt. At a terminal, a prompt,
+    and with the standard library's readline (where Python has it) line editing
+    and a history of this shell's lines, kept in memory only: lines may carry
+    passwords and PINs (CO, AD, --pin), so no history file is read or written.
+    """
+    if not stream.isatty():
+        return stream.readline  # type: ignore[no-any-return]
+    try:
+        import readline  # noqa: PLC0415, F401  (input() edits lines once loaded)
+    except ImportError:
+
+        def prompted() -> str:
+            click.echo(_PROMPT, nl=False)
+            return stream.readline()  # type: ignore[no-any-return]
+
+        return prompted
+
+    def edited() -> str:
+        while True:
+            try:
+                return input(_PROMPT) + "\n"
+            except EOFError:
+                return ""
+            except KeyboardInterrupt:
+                # Ctrl-C drops the line being typed, as in a shell.
+                click.echo("")
+
+    return edited
+
+
+def _forget_history() -> None:
+    """Drop the shell's lines from readline's memory when the shell ends."""
+    readline = sys.modules.get("readline")
+    if readline is not None:
+        readline.clear_history()
 
 
 # Options of `ils sip` that become plan variables when given on the command line.
