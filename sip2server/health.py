@@ -9,10 +9,17 @@ Requests report what they met (`failed` on a database error, `answered` on a
 reply that used the database); while the database is marked down, the server
 probes it in the background, so the status reply (98) says online again as
 soon as it is, without waiting for a terminal to try a checkout.
+
+Not every database error means the database is down: on PostgreSQL a request
+that waited longer than `lock_timeout` for a row another session holds
+(SQLSTATE 55P03, lock_not_available) met a busy row, and the database answered.
+That request is refused ("not available just now"), but the server is not
+marked offline for it (`concerns_one_request`).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -22,6 +29,20 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from ils.db import Database
+
+# PostgreSQL's SQLSTATE for a lock wait that outlasted lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def concerns_one_request(error: BaseException | None) -> bool:
+    """Whether a database error is about the request that met it, not about the
+    database: a row lock another session held past `lock_timeout` (PostgreSQL's
+    lock_not_available). Other errors (a lost connection, a refused write, a
+    SQLite file locked past its busy timeout) say the database cannot be used."""
+    original = getattr(error, "orig", None)
+    # psycopg 3 names the code `sqlstate`; psycopg2 named it `pgcode`.
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return code == LOCK_NOT_AVAILABLE
 
 
 class DatabaseHealth:
@@ -43,11 +64,19 @@ class DatabaseHealth:
         """Database errors met since the server started."""
         return self._errors
 
-    def failed(self) -> None:
-        """A request could not reach the database."""
+    def failed(self, error: BaseException | None = None) -> None:
+        """A request met a database error: counted, and the database marked down
+        unless the error concerns that request only (`concerns_one_request`).
+
+        Without `error`, the exception being handled is the one looked at, so
+        a caller in an `except` block may leave it out.
+        """
+        if error is None:
+            error = sys.exc_info()[1]
         with self._lock:
-            self._online = False
             self._errors += 1
+            if not concerns_one_request(error):
+                self._online = False
 
     def answered(self) -> None:
         """A request used the database and got its answer."""
