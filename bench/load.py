@@ -65,6 +65,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,8 @@ async def run_mix(
     count: int,
     arguments: argparse.Namespace,
     items: SorterItems,
-) -> tuple[Tally, float]:
-    """One run; the tally and the server's CPU seconds during the window."""
+) -> tuple[Tally, Cpu]:
+    """One run; the tally and the CPU seconds spent during the window."""
     terminals = await connect_all(server.port, count)
     tally = Tally()
     began = time.perf_counter()
@@ -176,12 +177,32 @@ async def run_mix(
     return tally, await cpu
 
 
-def _cpu_at(server: Measured, tally: Tally) -> float:
-    # The server's CPU seconds over the counted window (read from /proc).
+@dataclass
+class Cpu:
+    """CPU seconds over a run's counted window: the server's (all its
+    processes), this load generator's, and the whole machine's."""
+
+    server: float
+    generator: float
+    machine: float
+
+
+def _machine_busy() -> float:
+    # CPU seconds the whole machine has spent not idle (/proc/stat, all CPUs).
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_at(server: Measured, tally: Tally) -> Cpu:
+    # CPU seconds over the counted window (read from /proc).
     time.sleep(max(0.0, tally.window[0] - time.perf_counter()))
-    before = server.cpu_seconds()
+    before = Cpu(server.cpu_seconds(), time.process_time(), _machine_busy())
     time.sleep(max(0.0, tally.window[1] - time.perf_counter()))
-    return server.cpu_seconds() - before
+    return Cpu(
+        server.cpu_seconds() - before.server,
+        time.process_time() - before.generator,
+        _machine_busy() - before.machine,
+    )
 
 
 # --- reporting ---------------------------------------------------------------
@@ -195,13 +216,15 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def report(
-    name: str, mix: str, count: int, tally: Tally, seconds: float, cpu: float
+    name: str, mix: str, count: int, tally: Tally, seconds: float, cpu: Cpu
 ) -> float:
     """Print one run; return its messages per second."""
     rate = tally.messages() / seconds
     print(
         f"{name:<6} {mix:<12} {count:>4} terminals: {rate:8.1f} msg/s"
-        f"  (server CPU {cpu / seconds:4.2f} cores)"
+        f"  (server CPU {cpu.server / seconds:4.2f} cores; load generator"
+        f" {cpu.generator / seconds:4.2f}; whole machine"
+        f" {cpu.machine / seconds:4.2f} of {os.cpu_count()})"
     )
     order = ["93", "63", "11", "29", "09", "17", "pair"]
     for command in [c for c in order if c in tally.latencies]:

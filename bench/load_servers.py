@@ -323,15 +323,7 @@ def check(url: str, before: Loans, server: ServerGroup) -> bool:
 
     changes = committed(before, loans(url))
     found, lines = logged(server.transaction_logs)
-    checkouts = found.get("checkout", Counter())
-    missing = {
-        "checkout": changes["checkout"] - checkouts,
-        "checkin": changes["checkin"] - found.get("checkin", Counter()),
-        # A checkout by the patron who has the item is a renewal (renewal
-        # policy Y), so checkout lines that lent nothing may stand for one.
-        "renew": changes["renew"]
-        - (found.get("renew", Counter()) + (checkouts - changes["checkout"])),
-    }
+    missing = unlogged(changes, found)
     print(
         "check: committed in the database: "
         + ", ".join(f"{sum(c.values())} {name}" for name, c in changes.items())
@@ -343,4 +335,22 @@ def check(url: str, before: Loans, server: ServerGroup) -> bool:
         " committed but not logged: "
         + ", ".join(f"{sum(c.values())} {name}" for name, c in missing.items())
     )
-    return not doubles and not any(missing.values())
+    passed = not doubles and not any(missing.values())
+    print(f"check: {'passed' if passed else 'FAILED'}")
+    return passed
+
+
+def unlogged(
+    changes: dict[str, Counter[str]], found: dict[str, Counter[str]]
+) -> dict[str, Counter[str]]:
+    """The committed changes (as `committed` gives them) that no "ok" line of
+    the logs (as `logged` gives them) accounts for, per command."""
+    checkouts = found.get("checkout", Counter())
+    return {
+        "checkout": changes["checkout"] - checkouts,
+        "checkin": changes["checkin"] - found.get("checkin", Counter()),
+        # A checkout by the patron who has the item is a renewal (renewal
+        # policy Y), so checkout lines that lent nothing may stand for one.
+        "renew": changes["renew"]
+        - (found.get("renew", Counter()) + (checkouts - changes["checkout"])),
+    }
