@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -84,6 +85,23 @@ class TlsFiles:
     terminal_certificate: Path
     terminal_key: Path
     other_ca: Path
+
+    def tls(self, *, client_ca: bool = False) -> dict[str, str]:
+        """A listener's [tls] table serving these files; with `client_ca`, it
+        asks terminals for a certificate signed by the test CA."""
+        table = {
+            "certificate": str(self.server_certificate),
+            "private_key": str(self.server_key),
+        }
+        if client_ca:
+            table["client_ca"] = str(self.ca)
+        return table
+
+    def listener(
+        self, endpoint: str = "tcp:0:interface=127.0.0.1", *, client_ca: bool = False
+    ) -> dict[str, Any]:
+        """A [[listeners]] table: `endpoint` with TLS from these files."""
+        return {"endpoint": endpoint, "tls": self.tls(client_ca=client_ca)}
 
 
 def _common_name(name: str) -> x509.Name:

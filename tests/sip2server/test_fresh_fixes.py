@@ -576,18 +576,7 @@ async def test_a_failed_client_certificate_handshake_logs_the_tls_error(
     """A terminal without a certificate on a client_ca listener: a WARN line with
     OpenSSL's reason."""
     files = make_tls_files(tmp_path)
-    running = await metered.start(
-        listeners=[
-            {
-                "endpoint": "tcp:0:interface=127.0.0.1",
-                "tls": {
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                    "client_ca": str(files.ca),
-                },
-            }
-        ]
-    )
+    running = await metered.start(listeners=[files.listener(client_ca=True)])
 
     def without_certificate() -> None:
         with (

@@ -176,10 +176,7 @@ async def test_proxy_tls_allowlist_and_keepalive_apply_on_a_shared_port(
         listeners=[
             _shared(
                 "haproxy:tcp:0:interface=127.0.0.1",
-                tls={
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                },
+                tls=files.tls(),
                 keepalive_idle=45,
             )
         ],

@@ -131,10 +131,7 @@ def make_site(folder: Path) -> Site:
 
 def listeners(site: Site) -> list[dict[str, Any]]:
     """0: TLS asking for terminals' certificates; 1: plain TCP; 2: TLS asking none."""
-    tls = {
-        "certificate": str(site.server.server_certificate),
-        "private_key": str(site.server.server_key),
-    }
+    tls = site.server.tls()
     return [
         {
             "endpoint": "tcp:0:interface=127.0.0.1",

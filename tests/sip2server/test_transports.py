@@ -101,17 +101,7 @@ async def test_tls_listener_serves_a_terminal_that_trusts_its_certificate(
 ) -> None:
     """Over TLS a terminal verifies the server's certificate, logs in and checks out."""
     files = make_tls_files(tmp_path)
-    running = await launcher.start(
-        listeners=[
-            {
-                "endpoint": "tcp:0:interface=127.0.0.1",
-                "tls": {
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                },
-            }
-        ]
-    )
+    running = await launcher.start(listeners=[files.listener()])
 
     def talk() -> tuple[bytes, bytes, str]:
         with tls_terminal(target(running), files) as terminal:
@@ -132,18 +122,7 @@ async def test_tls_with_client_ca_admits_only_terminals_with_a_signed_certificat
 ) -> None:
     """With client_ca, a terminal without a certificate is cut off; with one, served."""
     files = make_tls_files(tmp_path)
-    running = await launcher.start(
-        listeners=[
-            {
-                "endpoint": "tcp:0:interface=127.0.0.1",
-                "tls": {
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                    "client_ca": str(files.ca),
-                },
-            }
-        ]
-    )
+    running = await launcher.start(listeners=[files.listener(client_ca=True)])
 
     def without_certificate() -> str:
         try:
@@ -258,15 +237,7 @@ async def test_proxy_listener_with_tls_reads_the_header_before_the_handshake(
     """PROXY first, then TLS inside it: what a TCP load balancer in front sends."""
     files = make_tls_files(tmp_path)
     running = await launcher.start(
-        listeners=[
-            {
-                "endpoint": "haproxy:tcp:0:interface=127.0.0.1",
-                "tls": {
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                },
-            }
-        ],
+        listeners=[files.listener("haproxy:tcp:0:interface=127.0.0.1")],
         kiosk={"allowed_networks": ["192.0.2.0/24"]},
     )
 
@@ -527,17 +498,7 @@ async def test_pypi_sip2_client_logs_in_over_tls(
     from Sip2.sip2 import Sip2  # noqa: PLC0415
 
     files = make_tls_files(tmp_path)
-    running = await launcher.start(
-        listeners=[
-            {
-                "endpoint": "tcp:0:interface=127.0.0.1",
-                "tls": {
-                    "certificate": str(files.server_certificate),
-                    "private_key": str(files.server_key),
-                },
-            }
-        ]
-    )
+    running = await launcher.start(listeners=[files.listener()])
     # The client trusts the system's store; the test CA stands in for it.
     monkeypatch.setenv("SSL_CERT_FILE", str(files.ca))
     host, port = running.addresses()[0]
