@@ -89,21 +89,32 @@ def stock_library(database_url: str) -> Library:
     return library
 
 
-@pytest_twisted.async_yield_fixture
-async def sip_target(database_url: str) -> AsyncIterator[SipTarget]:
-    """A running server with the stock library, on SQLite and on PostgreSQL."""
+@asynccontextmanager
+async def stock_server(
+    database_url: str, config: ServerConfig | None = None
+) -> AsyncIterator[SipTarget]:
+    """A server running on a new stock library at `database_url`, with `config`
+    (by default `server_config(database_url)`); stopped, and the library closed,
+    on leaving."""
     # Imported here, not at the top: this conftest may load before pytest-twisted
     # installs the asyncio reactor, and importing the reactor would install another.
     from twisted.internet import reactor  # noqa: PLC0415
 
     library = stock_library(database_url)
-    server = await start_server(server_config(database_url), reactor)
+    server = await start_server(config or server_config(database_url), reactor)
     host, port = server.addresses()[0]
     try:
         yield SipTarget(host=host, port=port, library=library, server=server)
     finally:
         await server.stop()
         library.database.dispose()
+
+
+@pytest_twisted.async_yield_fixture
+async def sip_target(database_url: str) -> AsyncIterator[SipTarget]:
+    """A running server with the stock library, on SQLite and on PostgreSQL."""
+    async with stock_server(database_url) as running:
+        yield running
 
 
 # -- servers a test starts with the listeners and accounts it asks for ------------

@@ -20,11 +20,11 @@ from click.testing import CliRunner, Result
 from ils.circulation import Circulation
 from ils.fees import FeeService
 from ils.models import FeeKind
-from sip2server.app import start_server
 from sip2server.client import SipClient, SipClientError
 from sip2server.config import parse_config
 from sip2server.protocol import ScStatusRequest
 from sip2server.sip_command import sip
+from tests.sip2server.certificates import make_tls_files
 from tests.sip2server.conftest import (
     ADA,
     BEN,
@@ -35,26 +35,16 @@ from tests.sip2server.conftest import (
     PASSWORD,
     PIN,
     SipTarget,
-    server_config,
-    stock_library,
+    stock_server,
 )
-from tests.sip2server.test_transports import make_tls_files
 from tests.sip2server.test_wire_behaviour import in_thread
 
 
 @pytest_twisted.async_yield_fixture
 async def sqlite_target(sqlite_url: str) -> AsyncIterator[SipTarget]:
     """A running server with the stock library on a SQLite file."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
-    library = stock_library(sqlite_url)
-    server = await start_server(server_config(sqlite_url), reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with stock_server(sqlite_url) as running:
+        yield running
 
 
 def terminal_options(target: SipTarget) -> list[str]:
@@ -289,24 +279,12 @@ async def launcher_tls(
     sqlite_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[SipTarget, Any]]:
     """A server with one TLS listener that asks terminals for a certificate."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
     files = make_tls_files(tmp_path)
-    library = stock_library(sqlite_url)
     config = parse_config(
         {
             "server": {"threads": 4},
             "database": {"url": sqlite_url},
-            "listeners": [
-                {
-                    "endpoint": "tcp:0:interface=127.0.0.1",
-                    "tls": {
-                        "certificate": str(files.server_certificate),
-                        "private_key": str(files.server_key),
-                        "client_ca": str(files.ca),
-                    },
-                }
-            ],
+            "listeners": [files.listener(client_ca=True)],
             "accounts": [
                 {
                     "login": LOGIN,
@@ -318,10 +296,5 @@ async def launcher_tls(
         },
         "<test>",
     )
-    server = await start_server(config, reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server), files
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with stock_server(sqlite_url, config) as running:
+        yield running, files
