@@ -19,7 +19,6 @@ marked offline for it (`concerns_one_request`).
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
 
@@ -64,15 +63,9 @@ class DatabaseHealth:
         """Database errors met since the server started."""
         return self._errors
 
-    def failed(self, error: BaseException | None = None) -> None:
+    def failed(self, error: BaseException) -> None:
         """A request met a database error: counted, and the database marked down
-        unless the error concerns that request only (`concerns_one_request`).
-
-        Without `error`, the exception being handled is the one looked at, so
-        a caller in an `except` block may leave it out.
-        """
-        if error is None:
-            error = sys.exc_info()[1]
+        unless the error concerns that request only (`concerns_one_request`)."""
         with self._lock:
             self._errors += 1
             if not concerns_one_request(error):

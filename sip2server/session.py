@@ -215,7 +215,7 @@ class TerminalSession:
             # request is unreadable, the database is fine.
             return Reply(self._circulation.refuse(message, UNREADABLE, self.account))
         except DBAPIError as error:
-            self._health.failed()
+            self._health.failed(error)
             _outages.record(error, self.connection_id)
             return Reply(
                 self._circulation.refuse(message, UNAVAILABLE, self.account),

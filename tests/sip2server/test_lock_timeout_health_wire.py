@@ -91,14 +91,3 @@ def test_only_lock_not_available_keeps_the_database_online() -> None:
         other = DatabaseHealth()
         other.failed(OperationalError("SELECT", {}, original))
         assert (False, 1) == (other.online, other.errors)
-
-
-def test_failed_looks_at_the_error_being_handled() -> None:
-    """Called with no error inside an `except` for a lock timeout, `failed`
-    keeps the database online (as the session calls it)."""
-    health = DatabaseHealth()
-    try:
-        raise OperationalError("SELECT", {}, psycopg.errors.LockNotAvailable("held"))
-    except OperationalError:
-        health.failed()
-    assert (True, 1) == (health.online, health.errors)
