@@ -59,6 +59,9 @@ class Desk:
     # The same moment, aware (UTC), for the core.
     moment: datetime
     zone: ZoneInfo
+    # The longest reply with lists in it (a 64), in bytes on the wire: the
+    # server's `max_frame_bytes`, the longest frame it reads itself.
+    reply_bytes: int = 8192
 
     @property
     def style(self) -> DueDateStyle:

@@ -9,7 +9,8 @@ The 14 patron status flags come from the core's `PatronConditions`
 summary count and, for each summary position the terminal set to Y (not only
 the first), that list, paged by BP/BQ. Without BP/BQ a list gets the
 account's `default_list_items` entries; no list gets more than
-`MOST_LIST_ITEMS`, and a 64 that would be longer than `REPLY_BYTES` carries
+`MOST_LIST_ITEMS`, and a 64 that would be longer than the server's
+`max_frame_bytes` (`Desk.reply_bytes`, by default `REPLY_BYTES`) carries
 fewer entries a list (the counts stay whole). It carries the limits the core
 has for the patron (BZ, CA, CB, CC) and, with the unavailable holds (CD), this
 server's extension HQ: the patron's place in each listed hold's queue.
@@ -251,13 +252,14 @@ def _account_extras(
 #: The most entries of one list a 64 carries, however many BP/BQ ask for.
 MOST_LIST_ITEMS = 1000
 
-#: The longest 64 this server sends with lists in it, in bytes as encoded in
-#: UTF-8 with error detection: the server's default `max_frame_bytes` (what it
-#: reads itself), which terminals also read. A 64 that would be longer carries
-#: fewer entries a list, the same number in each, as many as fit.
-# TODO(#5): follow the server's configured max_frame_bytes (and the account's
-# encoding) instead of this fixed size; the answers do not see the server's
-# settings yet.
+#: The longest 64 this server sends with lists in it when not told otherwise,
+#: in bytes on the wire with error detection: the server's default
+#: `max_frame_bytes` (what it reads itself), which terminals also read. The
+#: server passes its configured `max_frame_bytes` as `Desk.reply_bytes`; a 64
+#: that would be longer carries fewer entries a list, the same number in each,
+#: as many as fit, measured in the account's encoding.
+# TODO(#5): SipCirculation.desk (mapping.py) does not pass max_frame_bytes as
+# Desk.reply_bytes yet, so a running server still uses this default.
 REPLY_BYTES = 8192
 
 
@@ -271,30 +273,44 @@ def list_range(default: int, start: int | None, end: int | None) -> tuple[int, i
     return first, min(last, first + MOST_LIST_ITEMS - 1)
 
 
-def _frame_bytes(response: PatronInformationResponse) -> int | None:
-    """How long `response` is on the wire (UTF-8, with AY and AZ); None when it
-    cannot be encoded (the sending side then reports why)."""
+def _frame_bytes(response: PatronInformationResponse, desk: Desk) -> int | None:
+    """How long `response` is on the wire (in the account's encoding, with AY
+    and AZ); None when it cannot be encoded (the sending side then reports
+    why)."""
+    account = desk.account
     try:
-        return len(encode(response, sequence=0, error_detection=True))
-    except LocalProtocolError:
+        return len(
+            encode(
+                response,
+                sequence=0,
+                error_detection=True,
+                encoding=account.encoding,
+                delimiter_policy=account.delimiter_in_value,
+                field_order=account.field_order,
+            )
+        )
+    except (LocalProtocolError, LookupError):
         return None
 
 
 def _fitted(
-    build: Callable[[int | None], PatronInformationResponse], longest: int
+    build: Callable[[int | None], PatronInformationResponse],
+    longest: int,
+    desk: Desk,
 ) -> PatronInformationResponse:
     """The response `build` makes with every list whole (None) if it fits in
-    `REPLY_BYTES`; else with the most entries a list (below `longest`) that
-    fit, found by halving; with none if even that is too long."""
+    `desk.reply_bytes`; else with the most entries a list (below `longest`)
+    that fit, found by halving; with none if even that is too long."""
+    limit = desk.reply_bytes
     whole = build(None)
-    size = _frame_bytes(whole)
-    if size is None or size <= REPLY_BYTES or longest == 0:
+    size = _frame_bytes(whole, desk)
+    if size is None or size <= limit or longest == 0:
         return whole
     fits, too_many = 0, longest
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
-        length = _frame_bytes(build(middle))
-        if length is not None and length <= REPLY_BYTES:
+        length = _frame_bytes(build(middle), desk)
+        if length is not None and length <= limit:
             fits = middle
         else:
             too_many = middle
@@ -429,7 +445,7 @@ def patron_information(
             extra_fields=(*_extra(desk, patron), *queue_fields),
         )
 
-    return _fitted(build, longest)
+    return _fitted(build, longest, desk)
 
 
 def block_patron(
