@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -55,45 +55,59 @@ class Ask(Enum):
 
 READ: Literal[Ask.READ] = Ask.READ
 
+# The statements of the hot paths are built once, when the module is imported,
+# with named parameters: building a statement anew for every call cost more
+# Python than running it (SQLAlchemy's coercions and cache keys, several per
+# request). Each look-up that can lock has a plain and a locking form.
+
+
+_Query = TypeVar("_Query", bound=sa.Select[Any])
+
+
+def _both(query: _Query, *, afresh: bool = False) -> tuple[_Query, _Query]:
+    """`query` as is, and with the row lock of this module's docstring (read
+    afresh over the session's copies with `afresh`)."""
+    locking = query.with_for_update(key_share=True)
+    if afresh:
+        locking = locking.execution_options(populate_existing=True)
+    return query, locking
+
+
+_BRANCH_BY_CODE = sa.select(Branch).where(Branch.code == sa.bindparam("code"))
+_PATRON_BY_BARCODE = _both(
+    sa.select(Patron).where(Patron.barcode == sa.bindparam("barcode"))
+)
+_PATRON_BY_ID = _both(sa.select(Patron).where(Patron.id == sa.bindparam("id")))
+_ITEM_BY_BARCODE = _both(sa.select(Item).where(Item.barcode == sa.bindparam("barcode")))
+_ITEM_BY_ID = _both(sa.select(Item).where(Item.id == sa.bindparam("id")), afresh=True)
+
 
 def branch_by_code(session: Session, code: str) -> Branch | None:
-    return session.scalars(sa.select(Branch).where(Branch.code == code)).first()
+    return session.scalars(_BRANCH_BY_CODE, {"code": code}).first()
 
 
 def patron_by_barcode(
     session: Session, barcode: str, *, lock: bool = False
 ) -> Patron | None:
-    query = sa.select(Patron).where(Patron.barcode == barcode)
-    if lock:
-        query = query.with_for_update(key_share=True)
-    return session.scalars(query).first()
+    query = _PATRON_BY_BARCODE[lock]
+    return session.scalars(query, {"barcode": barcode}).first()
 
 
 def lock_patron(session: Session, patron_id: int) -> Patron | None:
     """Lock one patron's row, as `patron_by_barcode(lock=True)` would, and give
     the patron (a caller that keeps it spares a later lazy load of that row)."""
-    return session.scalars(
-        sa.select(Patron).where(Patron.id == patron_id).with_for_update(key_share=True)
-    ).first()
+    return session.scalars(_PATRON_BY_ID[True], {"id": patron_id}).first()
 
 
 def item_by_barcode(
     session: Session, barcode: str, *, lock: bool = False
 ) -> Item | None:
-    query = sa.select(Item).where(Item.barcode == barcode)
-    if lock:
-        query = query.with_for_update(key_share=True)
-    return session.scalars(query).first()
+    return session.scalars(_ITEM_BY_BARCODE[lock], {"barcode": barcode}).first()
 
 
 def item_by_id(session: Session, item_id: int, *, lock: bool = False) -> Item | None:
     """An item by its id, locked (and read afresh) when `lock` is True."""
-    query = sa.select(Item).where(Item.id == item_id)
-    if lock:
-        query = query.with_for_update(key_share=True).execution_options(
-            populate_existing=True
-        )
-    return session.scalars(query).first()
+    return session.scalars(_ITEM_BY_ID[lock], {"id": item_id}).first()
 
 
 def branch_zone(branch: Branch) -> ZoneInfo:
@@ -113,19 +127,23 @@ OPEN_HOLD_STATUSES = (HoldStatus.PENDING, HoldStatus.IN_TRANSIT, HoldStatus.WAIT
 TRAPPED_HOLD_STATUSES = (HoldStatus.IN_TRANSIT, HoldStatus.WAITING)
 
 
+_TRAPPED_HOLD = _both(
+    sa.select(Hold).where(
+        Hold.trapped_item_id == sa.bindparam("item_id"),
+        Hold.status.in_(TRAPPED_HOLD_STATUSES),
+    ),
+    afresh=True,
+)
+
+
 def trapped_hold(session: Session, item: Item, *, lock: bool = False) -> Hold | None:
     """The active hold this item is trapped for (in transit or waiting), if any."""
-    query = sa.select(Hold).where(
-        Hold.trapped_item_id == item.id, Hold.status.in_(TRAPPED_HOLD_STATUSES)
-    )
-    if lock:
-        query = query.with_for_update(key_share=True).execution_options(
-            populate_existing=True
-        )
-    return session.scalars(query).first()
+    return session.scalars(_TRAPPED_HOLD[lock], {"item_id": item.id}).first()
 
 
-def _branches_of_institution_of(branch_id: int) -> sa.Select[int]:
+def _branches_of_institution_of(
+    branch_id: int | sa.BindParameter[int],
+) -> sa.Select[int]:
     """The ids of the branches of the institution that branch `branch_id` is of,
     as a subquery (no statement of its own)."""
     home = aliased(Branch)
@@ -133,6 +151,23 @@ def _branches_of_institution_of(branch_id: int) -> sa.Select[int]:
         Branch.institution_id
         == sa.select(home.institution_id).where(home.id == branch_id).scalar_subquery()
     )
+
+
+# A title's queue, as an item of it sees it (see `fillable_holds`).
+_FILLABLE_HOLDS = _both(
+    sa.select(Hold)
+    .where(
+        Hold.record_id == sa.bindparam("record_id"),
+        Hold.status == HoldStatus.PENDING,
+        sa.or_(Hold.item_id.is_(None), Hold.item_id == sa.bindparam("item_id")),
+        sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= sa.bindparam("today")),
+        Hold.pickup_branch_id.in_(
+            _branches_of_institution_of(sa.bindparam("home_branch_id"))
+        ),
+    )
+    .order_by(Hold.placed_at, Hold.id),
+    afresh=True,
+)
 
 
 def fillable_holds(
@@ -148,22 +183,15 @@ def fillable_holds(
     Locked holds are taken in queue order, so two checkins of copies of one title
     lock them alike; a hold another transaction trapped meanwhile drops out.
     """
-    query = (
-        sa.select(Hold)
-        .where(
-            Hold.record_id == item.record_id,
-            Hold.status == HoldStatus.PENDING,
-            sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
-            sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= today),
-            Hold.pickup_branch_id.in_(_branches_of_institution_of(item.home_branch_id)),
-        )
-        .order_by(Hold.placed_at, Hold.id)
-    )
-    if lock:
-        query = query.with_for_update(key_share=True).execution_options(
-            populate_existing=True
-        )
-    return session.scalars(query).all()
+    return session.scalars(
+        _FILLABLE_HOLDS[lock],
+        {
+            "record_id": item.record_id,
+            "item_id": item.id,
+            "today": today,
+            "home_branch_id": item.home_branch_id,
+        },
+    ).all()
 
 
 def hold_queue_position(session: Session, hold: Hold) -> int | None:
@@ -172,21 +200,35 @@ def hold_queue_position(session: Session, hold: Hold) -> int | None:
     if hold.status is not HoldStatus.PENDING:
         return None
     ahead = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Hold)
-        .where(
-            Hold.record_id == hold.record_id,
-            Hold.status == HoldStatus.PENDING,
-            Hold.pickup_branch_id.in_(
-                _branches_of_institution_of(hold.pickup_branch_id)
-            ),
-            sa.or_(
-                Hold.placed_at < hold.placed_at,
-                sa.and_(Hold.placed_at == hold.placed_at, Hold.id < hold.id),
-            ),
-        )
+        _HOLDS_AHEAD,
+        {
+            "record_id": hold.record_id,
+            "pickup_branch_id": hold.pickup_branch_id,
+            "placed_at": hold.placed_at,
+            "hold_id": hold.id,
+        },
     )
     return (ahead or 0) + 1
+
+
+_HOLDS_AHEAD = (
+    sa.select(sa.func.count())
+    .select_from(Hold)
+    .where(
+        Hold.record_id == sa.bindparam("record_id"),
+        Hold.status == HoldStatus.PENDING,
+        Hold.pickup_branch_id.in_(
+            _branches_of_institution_of(sa.bindparam("pickup_branch_id"))
+        ),
+        sa.or_(
+            Hold.placed_at < sa.bindparam("placed_at"),
+            sa.and_(
+                Hold.placed_at == sa.bindparam("placed_at"),
+                Hold.id < sa.bindparam("hold_id"),
+            ),
+        ),
+    )
+)
 
 
 def hold_view(session: Session, hold: Hold) -> HoldView:
@@ -213,19 +255,50 @@ def hold_view(session: Session, hold: Hold) -> HoldView:
     )
 
 
+_OPEN_LOAN = _both(
+    sa.select(Loan).where(
+        Loan.item_id == sa.bindparam("item_id"), Loan.returned_at.is_(None)
+    )
+)
+_OPEN_BLOCKS = (
+    sa.select(PatronBlock)
+    .where(
+        PatronBlock.patron_id == sa.bindparam("patron_id"),
+        PatronBlock.lifted_at.is_(None),
+    )
+    .order_by(PatronBlock.id)
+)
+
+
 def open_loan(session: Session, item: Item, *, lock: bool = False) -> Loan | None:
-    query = sa.select(Loan).where(Loan.item_id == item.id, Loan.returned_at.is_(None))
-    if lock:
-        query = query.with_for_update(key_share=True)
-    return session.scalars(query).first()
+    return session.scalars(_OPEN_LOAN[lock], {"item_id": item.id}).first()
 
 
 def open_blocks(session: Session, patron: Patron) -> Sequence[PatronBlock]:
-    return session.scalars(
-        sa.select(PatronBlock)
-        .where(PatronBlock.patron_id == patron.id, PatronBlock.lifted_at.is_(None))
-        .order_by(PatronBlock.id)
-    ).all()
+    return session.scalars(_OPEN_BLOCKS, {"patron_id": patron.id}).all()
+
+
+# The rules that could apply at a branch to a patron category: for an item type,
+# or (the general rule) for no type in particular.
+_RULES_HERE = (
+    sa.or_(
+        LoanRule.branch_id.is_(None), LoanRule.branch_id == sa.bindparam("branch_id")
+    ),
+    sa.or_(
+        LoanRule.patron_category_id.is_(None),
+        LoanRule.patron_category_id == sa.bindparam("category_id"),
+    ),
+)
+_RULES_FOR_TYPE = sa.select(LoanRule).where(
+    *_RULES_HERE,
+    sa.or_(
+        LoanRule.item_type_id.is_(None),
+        LoanRule.item_type_id == sa.bindparam("item_type_id"),
+    ),
+)
+_GENERAL_RULES = sa.select(LoanRule).where(
+    *_RULES_HERE, LoanRule.item_type_id.is_(None)
+)
 
 
 def loan_rule_choice(
@@ -234,16 +307,12 @@ def loan_rule_choice(
     """The rule for a checkout at a branch, with the more specific ones that were
     absent (see `ils.rules.matrix` for the order)."""
     rules = session.scalars(
-        sa.select(LoanRule).where(
-            sa.or_(LoanRule.branch_id.is_(None), LoanRule.branch_id == branch_id),
-            sa.or_(
-                LoanRule.patron_category_id.is_(None),
-                LoanRule.patron_category_id == category_id,
-            ),
-            sa.or_(
-                LoanRule.item_type_id.is_(None), LoanRule.item_type_id == item_type_id
-            ),
-        )
+        _RULES_FOR_TYPE,
+        {
+            "branch_id": branch_id,
+            "category_id": category_id,
+            "item_type_id": item_type_id,
+        },
     )
     return choose_rule(
         rules, branch_id=branch_id, category_id=category_id, item_type_id=item_type_id
@@ -266,47 +335,51 @@ def loan_rule(
             item_type_id=item_type_id,
         ).rule
     rules = session.scalars(
-        sa.select(LoanRule).where(
-            sa.or_(LoanRule.branch_id.is_(None), LoanRule.branch_id == branch_id),
-            sa.or_(
-                LoanRule.patron_category_id.is_(None),
-                LoanRule.patron_category_id == category_id,
-            ),
-            LoanRule.item_type_id.is_(None),
-        )
+        _GENERAL_RULES, {"branch_id": branch_id, "category_id": category_id}
     )
     return max(rules, key=lambda rule: pattern_of(rule).weight, default=None)
+
+
+_BRANCH_HOURS = sa.select(BranchHours).where(
+    BranchHours.branch_id == sa.bindparam("branch_id")
+)
+_CLOSED_DAYS = sa.select(BranchClosedDay.day).where(
+    BranchClosedDay.branch_id == sa.bindparam("branch_id")
+)
 
 
 def branch_calendar(session: Session, branch: Branch, zone: ZoneInfo) -> BranchCalendar:
     """The branch's opening hours and closed dates, reckoned in `zone`."""
     hours = {
         row.weekday: OpeningHours(opens=row.opens, closes=row.closes)
-        for row in session.scalars(
-            sa.select(BranchHours).where(BranchHours.branch_id == branch.id)
-        )
+        for row in session.scalars(_BRANCH_HOURS, {"branch_id": branch.id})
     }
-    closed = frozenset(
-        session.scalars(
-            sa.select(BranchClosedDay.day).where(BranchClosedDay.branch_id == branch.id)
-        )
-    )
+    closed = frozenset(session.scalars(_CLOSED_DAYS, {"branch_id": branch.id}))
     return BranchCalendar(zone=zone, hours=hours, closed=closed)
 
 
 def count_open_loans(
     session: Session, patron: Patron, item_type_id: int | None = None
 ) -> int:
-    query = (
-        sa.select(sa.func.count())
-        .select_from(Loan)
-        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
-    )
-    if item_type_id is not None:
-        query = query.join(Item, Item.id == Loan.item_id).where(
-            Item.item_type_id == item_type_id
+    if item_type_id is None:
+        return session.scalar(_OPEN_LOAN_COUNT, {"patron_id": patron.id}) or 0
+    return (
+        session.scalar(
+            _OPEN_LOAN_COUNT_OF_TYPE,
+            {"patron_id": patron.id, "item_type_id": item_type_id},
         )
-    return session.scalar(query) or 0
+        or 0
+    )
+
+
+_OPEN_LOAN_COUNT = (
+    sa.select(sa.func.count())
+    .select_from(Loan)
+    .where(Loan.patron_id == sa.bindparam("patron_id"), Loan.returned_at.is_(None))
+)
+_OPEN_LOAN_COUNT_OF_TYPE = _OPEN_LOAN_COUNT.join(Item, Item.id == Loan.item_id).where(
+    Item.item_type_id == sa.bindparam("item_type_id")
+)
 
 
 def over_limit(
@@ -371,6 +444,21 @@ def currency_of(session: Session, branch_id: int) -> str:
 # Views: plain values built inside the unit of work, safe to hand to any thread.
 
 
+# The hold queue an item sees: its institution's (see `fillable_holds`).
+_QUEUE_LENGTH = (
+    sa.select(sa.func.count())
+    .select_from(Hold)
+    .where(
+        Hold.record_id == sa.bindparam("record_id"),
+        Hold.status == HoldStatus.PENDING,
+        sa.or_(Hold.item_id.is_(None), Hold.item_id == sa.bindparam("item_id")),
+        Hold.pickup_branch_id.in_(
+            _branches_of_institution_of(sa.bindparam("home_branch_id"))
+        ),
+    )
+)
+
+
 def item_view(
     session: Session,
     item: Item,
@@ -389,15 +477,12 @@ def item_view(
     if trapped is READ:
         trapped = trapped_hold(session, item)
     queue_length = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Hold)
-        .where(
-            Hold.record_id == item.record_id,
-            Hold.status == HoldStatus.PENDING,
-            sa.or_(Hold.item_id.is_(None), Hold.item_id == item.id),
-            # The queue of the item's own institution (see `fillable_holds`).
-            Hold.pickup_branch_id.in_(_branches_of_institution_of(item.home_branch_id)),
-        )
+        _QUEUE_LENGTH,
+        {
+            "record_id": item.record_id,
+            "item_id": item.id,
+            "home_branch_id": item.home_branch_id,
+        },
     )
     transit_to = item.transit_to_branch
     return ItemView(
@@ -434,26 +519,22 @@ def item_view(
 
 def open_fees_minor(session: Session, patron_id: int) -> int:
     """The sum of a patron's open fee balances, in minor units."""
-    total = session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Fee.balance_minor), 0)).where(
-            Fee.patron_id == patron_id, Fee.balance_minor > 0
-        )
-    )
+    total = session.scalar(_OPEN_FEES, {"patron_id": patron_id})
     return int(total or 0)
+
+
+_OPEN_FEES = sa.select(sa.func.coalesce(sa.func.sum(Fee.balance_minor), 0)).where(
+    Fee.patron_id == sa.bindparam("patron_id"), Fee.balance_minor > 0
+)
 
 
 def overdue_loan_count(session: Session, patron_id: int, moment: datetime) -> int:
     """How many of a patron's open loans were due before `moment`."""
-    count = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Loan)
-        .where(
-            Loan.patron_id == patron_id,
-            Loan.returned_at.is_(None),
-            Loan.due_at < moment,
-        )
-    )
+    count = session.scalar(_OVERDUE_COUNT, {"patron_id": patron_id, "moment": moment})
     return int(count or 0)
+
+
+_OVERDUE_COUNT = _OPEN_LOAN_COUNT.where(Loan.due_at < sa.bindparam("moment"))
 
 
 def institution_of_patron(session: Session, patron: Patron) -> Institution:
@@ -483,6 +564,15 @@ def automatic_block(
     return None
 
 
+_LOANS_LISTED = (
+    sa.select(Loan, Item.barcode, BibRecord.title)
+    .join(Item, Item.id == Loan.item_id)
+    .join(BibRecord, BibRecord.id == Item.record_id)
+    .where(Loan.patron_id == sa.bindparam("patron_id"), Loan.returned_at.is_(None))
+    .order_by(Loan.due_at, Loan.id)
+)
+
+
 def patron_view(
     session: Session,
     patron: Patron,
@@ -500,13 +590,7 @@ def patron_view(
     category: PatronCategory = patron.category
     if blocks is READ:
         blocks = open_blocks(session, patron)
-    rows = session.execute(
-        sa.select(Loan, Item.barcode, BibRecord.title)
-        .join(Item, Item.id == Loan.item_id)
-        .join(BibRecord, BibRecord.id == Item.record_id)
-        .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None))
-        .order_by(Loan.due_at, Loan.id)
-    ).all()
+    rows = session.execute(_LOANS_LISTED, {"patron_id": patron.id}).all()
     loans = tuple(
         LoanView(
             item_barcode=barcode,
