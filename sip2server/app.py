@@ -25,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from ils.circulation import Circulation
 from ils.db import Database
 from sip2server.accounts import AccountBook, Admission, address_key
+from sip2server.answers.patrons import REPLY_BYTES
 from sip2server.config import ListenerConfig, ServerConfig
 from sip2server.health import DatabaseHealth, with_request_deadline
 from sip2server.listeners import (
@@ -216,7 +217,9 @@ def start_server(
         shortfall = descriptor_shortfall(config.server.max_connections)
         if shortfall is not None:
             log.warn("configuration: {problem}", problem=shortfall)
-        circulation = circulation_for(database, places)
+        circulation = circulation_for(
+            database, places, reply_bytes=config.server.max_frame_bytes
+        )
         listeners = configured_listeners(config, listen)
         # TLS files are read before anything listens, so that a wrong path
         # stops the start with its key instead of half a server.
@@ -391,13 +394,17 @@ def _cannot_listen(
     return StartupError(f"{key}: cannot listen on {endpoint!r}: {problem}{hint}")
 
 
-def circulation_for(database: Database, places: LibraryPlaces) -> SipCirculation:
-    """The SIP2 mapping over the core, for the library's places."""
+def circulation_for(
+    database: Database, places: LibraryPlaces, *, reply_bytes: int = REPLY_BYTES
+) -> SipCirculation:
+    """The SIP2 mapping over the core, for the library's places; a 64 with lists
+    is kept to `reply_bytes` (the server's `max_frame_bytes`)."""
     return SipCirculation(
         Circulation(database),
         database=database,
         branch_zones=places.branch_zones,
         library_names=places.library_names,
+        reply_bytes=reply_bytes,
     )
 
 

@@ -218,7 +218,9 @@ class SipCirculation:
         fees: FeeService | None = None,
         database: Database | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reply_bytes: int = patrons.REPLY_BYTES,
     ) -> None:
+        self.reply_bytes = reply_bytes
         if fees is None and database is not None:
             fees = FeeService(database)
         if terminal_requests is None and database is not None:
@@ -307,6 +309,7 @@ class SipCirculation:
             now=moment.astimezone(zone).replace(tzinfo=None),
             moment=moment,
             zone=zone,
+            reply_bytes=self.reply_bytes,
         )
 
     def refuse(

@@ -144,7 +144,9 @@ def apply_config(
     notes = _account_changes(running.config, config)
     old = running.config
     running.config = config
-    running.circulation = circulation_for(running.database, places)
+    running.circulation = circulation_for(
+        running.database, places, reply_bytes=config.server.max_frame_bytes
+    )
     _apply_limits(running, config)
     notes += _apply_listeners(running, config, tls or {})
     _rebind_terminals(running)

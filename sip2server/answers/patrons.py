@@ -258,8 +258,6 @@ MOST_LIST_ITEMS = 1000
 #: server passes its configured `max_frame_bytes` as `Desk.reply_bytes`; a 64
 #: that would be longer carries fewer entries a list, the same number in each,
 #: as many as fit, measured in the account's encoding.
-# TODO(#5): SipCirculation.desk (mapping.py) does not pass max_frame_bytes as
-# Desk.reply_bytes yet, so a running server still uses this default.
 REPLY_BYTES = 8192
 
 

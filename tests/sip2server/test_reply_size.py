@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import reactor
@@ -121,11 +120,6 @@ def test_the_reply_size_is_measured_in_the_accounts_encoding(sqlite_url: str) ->
     assert fine_items(utf8) < fine_items(latin1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TODO(#5): SipCirculation.desk (sip2server/mapping.py) does not pass "
-    "[server] max_frame_bytes as Desk.reply_bytes yet",
-)
 @pytest_twisted.inlineCallbacks
 def test_a_server_with_a_smaller_max_frame_sends_a_64_that_fits_it(
     sqlite_url: str,
