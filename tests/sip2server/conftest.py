@@ -89,6 +89,22 @@ def stock_library(database_url: str) -> Library:
     return library
 
 
+def accounts_config(database_url: str, accounts: list[dict[str, Any]]) -> ServerConfig:
+    """A configuration with these accounts, each at INSTITUTION and LOCATION unless
+    it names its own, on four threads."""
+    return parse_config(
+        {
+            "server": {"listen": ["tcp:0:interface=127.0.0.1"], "threads": 4},
+            "database": {"url": database_url},
+            "accounts": [
+                {"institution": INSTITUTION, "location": LOCATION} | account
+                for account in accounts
+            ],
+        },
+        "<test>",
+    )
+
+
 @asynccontextmanager
 async def stock_server(
     database_url: str, config: ServerConfig | None = None
@@ -96,12 +112,20 @@ async def stock_server(
     """A server running on a new stock library at `database_url`, with `config`
     (by default `server_config(database_url)`); stopped, and the library closed,
     on leaving."""
+    library = stock_library(database_url)
+    async with serving(library, config or server_config(database_url)) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serving(library: Library, config: ServerConfig) -> AsyncIterator[SipTarget]:
+    """A server running with `config` in front of `library`; stopped, and the
+    library closed, on leaving."""
     # Imported here, not at the top: this conftest may load before pytest-twisted
     # installs the asyncio reactor, and importing the reactor would install another.
     from twisted.internet import reactor  # noqa: PLC0415
 
-    library = stock_library(database_url)
-    server = await start_server(config or server_config(database_url), reactor)
+    server = await start_server(config, reactor)
     host, port = server.addresses()[0]
     try:
         yield SipTarget(host=host, port=port, library=library, server=server)

@@ -39,6 +39,7 @@ from tests.sip2server.conftest import (
     PASSWORD,
     SipTarget,
     server_config,
+    serving,
     stock_library,
 )
 from tests.sip2server.test_mapping_checkin import checkin_frame, hold_frame, talk
@@ -182,18 +183,11 @@ async def test_renew_all_with_a_wrong_pin_is_refused_even_with_nothing_on_loan(
 @pytest_twisted.async_yield_fixture
 async def pin_required_target(database_url: str) -> AsyncIterator[SipTarget]:
     """The stock library behind an account with patron_pin_required."""
-    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
-
     library = stock_library(database_url)
-    server = await start_server(
-        server_config(database_url, patron_pin_required=True), reactor
-    )
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with serving(
+        library, server_config(database_url, patron_pin_required=True)
+    ) as running:
+        yield running
 
 
 @pytest_twisted.ensureDeferred
@@ -249,17 +243,10 @@ def test_check_config_refuses_a_rewrite_that_repeats_a_repetition(
 @pytest_twisted.async_yield_fixture
 async def rewriting_target(database_url: str) -> AsyncIterator[SipTarget]:
     """The stock library behind an account whose AF is rewritten (a{10} -> b)."""
-    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
-
     library = stock_library(database_url)
     policy = {"screen_rewrites": [{"pattern": "a{10}", "replace": "b"}]}
-    server = await start_server(server_config(database_url, policy=policy), reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with serving(library, server_config(database_url, policy=policy)) as running:
+        yield running
 
 
 @pytest_twisted.ensureDeferred

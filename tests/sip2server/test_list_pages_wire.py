@@ -20,16 +20,14 @@ import sqlalchemy as sa
 
 from ils.models import Fee, FeeKind, Patron
 from sip2server.answers.patrons import MOST_LIST_ITEMS, REPLY_BYTES, list_range
-from sip2server.app import start_server
-from sip2server.config import parse_config
 from tests.sip2server.conftest import (
     BEN,
-    INSTITUTION,
-    LOCATION,
     LOGIN,
     PASSWORD,
     PIN,
     SipTarget,
+    accounts_config,
+    serving,
     stock_library,
 )
 from tests.sip2server.test_mapping_checkin import FIXED_64, all_fields, in_thread
@@ -54,8 +52,6 @@ TERMINATOR = 1
 @pytest_twisted.async_yield_fixture
 async def list_target(database_url: str) -> AsyncIterator[SipTarget]:
     """The stock library served to the test kiosk and to the `short` account."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
     library = stock_library(database_url)
     accounts: list[dict[str, Any]] = [
         {"login": LOGIN, "password": PASSWORD},
@@ -65,24 +61,9 @@ async def list_target(database_url: str) -> AsyncIterator[SipTarget]:
             "policy": {"default_list_items": 5},
         },
     ]
-    config = parse_config(
-        {
-            "server": {"listen": ["tcp:0:interface=127.0.0.1"], "threads": 4},
-            "database": {"url": database_url},
-            "accounts": [
-                {"institution": INSTITUTION, "location": LOCATION} | account
-                for account in accounts
-            ],
-        },
-        "<test>",
-    )
-    server = await start_server(config, reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    config = accounts_config(database_url, accounts)
+    async with serving(library, config) as running:
+        yield running
 
 
 def add_fees(

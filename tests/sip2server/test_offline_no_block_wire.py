@@ -17,9 +17,14 @@ import sqlalchemy as sa
 from ils.circulation import Circulation
 from ils.fees import FeeService
 from ils.models import CirculationLog, FeeKind, Item, Loan, LoanEvent, LoanRule
-from sip2server.app import start_server
-from sip2server.config import parse_config
-from tests.sip2server.conftest import ADA, BEN, INSTITUTION, ITEMS, SipTarget
+from tests.sip2server.conftest import (
+    ADA,
+    BEN,
+    ITEMS,
+    SipTarget,
+    accounts_config,
+    serving,
+)
 from tests.sip2server.conftest import stock_library as stock
 from tests.sip2server.test_mapping_checkin import FIXED_12, in_thread, one
 from tests.sip2server.test_wire_behaviour import RawTerminal
@@ -83,8 +88,6 @@ async def offline_target(database_url: str) -> AsyncIterator[SipTarget]:
     days ("kiosk") and one with the defaults, which refuse them ("strict"); Ada
     at her loan limit of three, and a patron with a loan made 20 days ago (due
     6 days ago), fined 10 pence a day."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
     library = stock(database_url)
     library.add_patron(LATE, surname="Ito")
     circulation = Circulation(library.database)
@@ -105,29 +108,12 @@ async def offline_target(database_url: str) -> AsyncIterator[SipTarget]:
         # The defaults: no block is ignored, nothing is backdated.
         {"login": "strict"},
     ]
-    config = parse_config(
-        {
-            "server": {"listen": ["tcp:0:interface=127.0.0.1"], "threads": 4},
-            "database": {"url": database_url},
-            "accounts": [
-                {
-                    "password": f"{account['login']}-secret",
-                    "institution": INSTITUTION,
-                    "location": "NORTH",
-                }
-                | account
-                for account in accounts
-            ],
-        },
-        "<test>",
+    config = accounts_config(
+        database_url,
+        [{"password": f"{account['login']}-secret"} | account for account in accounts],
     )
-    server = await start_server(config, reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with serving(library, config) as running:
+        yield running
 
 
 def _twenty_days_ago() -> datetime:

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from ils.circulation import Circulation
 from ils.fees import FeeService
 from ils.models import FeeKind, Item, ItemStatus, LoanRule
-from sip2server.app import start_server
 from sip2server.config import parse_config
 from sip2server.sortbin_command import sort_bin
 from tests.sip2server.conftest import (
@@ -29,6 +28,7 @@ from tests.sip2server.conftest import (
     PIN,
     REFERENCE_ITEM,
     SipTarget,
+    serving,
     stock_library,
 )
 from tests.sip2server.test_fees_wire import pay_frame, status_frame
@@ -132,8 +132,6 @@ def policy_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
 @pytest_twisted.async_yield_fixture
 async def policy_target(database_url: str, tmp_path: Path) -> AsyncIterator[SipTarget]:
     """A running server with the three policy accounts and a few special patrons."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
     library = stock_library(database_url)
     library.add_patron(CHILD, surname="Moana", category="CHILD", pin=PIN)
     library.add_patron(LATE, surname="Ito", pin=PIN)
@@ -157,13 +155,8 @@ async def policy_target(database_url: str, tmp_path: Path) -> AsyncIterator[SipT
         )
 
     config = parse_config(policy_config(database_url, tmp_path), "<test>")
-    server = await start_server(config, reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with serving(library, config) as running:
+        yield running
 
 
 def dated_checkin(item: str, days_ago: int) -> bytes:

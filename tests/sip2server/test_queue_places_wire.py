@@ -16,18 +16,16 @@ import sqlalchemy as sa
 
 from ils.circulation import Circulation
 from ils.models import Institution
-from sip2server.app import start_server
-from sip2server.config import parse_config
 from tests.sip2server.conftest import (
     ADA,
     BEN,
-    INSTITUTION,
     ITEMS,
-    LOCATION,
     LOGIN,
     PASSWORD,
     PIN,
     SipTarget,
+    accounts_config,
+    serving,
     stock_library,
 )
 from tests.sip2server.test_holds_wire import info_frame
@@ -50,8 +48,6 @@ ALLOWING = "allowing"
 @pytest_twisted.async_yield_fixture
 async def queue_target(database_url: str) -> AsyncIterator[SipTarget]:
     """The stock library with a third patron, served to three accounts."""
-    from twisted.internet import reactor  # noqa: PLC0415
-
     library = stock_library(database_url)
     library.add_patron(CARL, surname="Brennan", firstname="Carl", pin=PIN)
     accounts: list[dict[str, Any]] = [
@@ -63,24 +59,9 @@ async def queue_target(database_url: str) -> AsyncIterator[SipTarget]:
             "policy": {"allow_fields": ["CD", "BL", "CQ"]},
         },
     ]
-    config = parse_config(
-        {
-            "server": {"listen": ["tcp:0:interface=127.0.0.1"], "threads": 4},
-            "database": {"url": database_url},
-            "accounts": [
-                {"institution": INSTITUTION, "location": LOCATION} | account
-                for account in accounts
-            ],
-        },
-        "<test>",
-    )
-    server = await start_server(config, reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    config = accounts_config(database_url, accounts)
+    async with serving(library, config) as running:
+        yield running
 
 
 def as_account(target: SipTarget, login: str, frames: list[bytes]) -> list[bytes]:

@@ -39,6 +39,7 @@ from tests.sip2server.conftest import (
     PASSWORD,
     SipTarget,
     server_config,
+    serving,
     stock_library,
 )
 from tests.sip2server.test_adv_fixes_wire import pay
@@ -126,17 +127,10 @@ def test_a_trial_pattern_gives_up_in_bounded_time_and_changes_nothing(
 @pytest_twisted.async_yield_fixture
 async def stalling_target(sqlite_url: str) -> AsyncIterator[SipTarget]:
     """The stock library behind an account whose AF rewrites stall: (a|a)+$."""
-    from twisted.internet import reactor  # noqa: PLC0415 - see conftest
-
     library = stock_library(sqlite_url)
     policy = {"screen_rewrites": [{"pattern": STALLING, "replace": "x"}] * COPIES}
-    server = await start_server(server_config(sqlite_url, policy=policy), reactor)
-    host, port = server.addresses()[0]
-    try:
-        yield SipTarget(host=host, port=port, library=library, server=server)
-    finally:
-        await server.stop()
-        library.database.dispose()
+    async with serving(library, server_config(sqlite_url, policy=policy)) as running:
+        yield running
 
 
 @pytest_twisted.ensureDeferred
