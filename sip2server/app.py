@@ -55,6 +55,7 @@ from sip2server.startup_checks import (
     loan_rule_count,
     policy_code_problems,
 )
+from sip2server.thread_wait import ThreadWait, thread_wait_budget
 from sip2server.txlog import TransactionLog
 
 __all__ = [
@@ -453,6 +454,10 @@ def _make_listener(
         metrics=running.metrics,
         transactions=running.transactions,
         logins=running.logins,
+        thread_wait=ThreadWait(
+            budget=thread_wait_budget(running.config.database.busy_timeout),
+            circulation=lambda: running.circulation,
+        ),
     )
     listener = Listener(
         key=key,

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from sip2server.accounts import AccountBook, Admission
     from sip2server.mapping import SipCirculation
     from sip2server.metrics import ServerMetrics
+    from sip2server.thread_wait import ThreadWait
     from sip2server.txlog import TransactionLog
 
 log = Logger(namespace="sip2server")
@@ -397,8 +398,13 @@ class SipConnection(
                 logins.waiting -= 1
                 return result
 
+        handle: Callable[[Any], Reply] = self.session.handle
+        if pool is self.factory.threadpool and self.factory.thread_wait is not None:
+            # Refused without the database if no thread is free within the
+            # budget, rather than queued into another request's lock wait.
+            handle = self.factory.thread_wait.handle_in_time(self.session)
         deferred: defer.Deferred[Reply] = deferToThreadPool(
-            self.factory.reactor, pool, self.session.handle, request.decoded.message
+            self.factory.reactor, pool, handle, request.decoded.message
         )
         if pool is not self.factory.threadpool:
             deferred.addBoth(done)
@@ -505,7 +511,8 @@ class SipServerFactory(Factory):
 
     `new_session` is given the connection's id. `admission` counts connections
     and account seats across all listeners; `metrics` and `transactions`
-    record what was answered; `logins` checks passwords apart from requests.
+    record what was answered; `logins` checks passwords apart from requests;
+    `thread_wait` refuses a request that waited too long for a database thread.
     All are optional, for tests of one part.
     """
 
@@ -529,9 +536,11 @@ class SipServerFactory(Factory):
         metrics: ServerMetrics | None = None,
         transactions: TransactionLog | None = None,
         logins: LoginSlots | None = None,
+        thread_wait: ThreadWait | None = None,
     ) -> None:
         self.reactor = reactor
         self.logins = logins
+        self.thread_wait = thread_wait
         self.threadpool = threadpool
         self.new_session = new_session
         self.max_frame_bytes = max_frame_bytes
