@@ -31,9 +31,9 @@ from ils.models import Item, Loan, Patron
 from tests.conftest import REPO_ROOT, postgres_admin_url
 from tests.ils.factories import Library, build_library
 from tests.sip2server.conftest import REFERENCE_ITEM, stock_library
+from tests.sip2server.port_terminal import Terminal
 from tests.sip2server.test_metrics import _block_connections
 from tests.sip2server.test_wire_behaviour import (
-    LOGIN_FRAME,
     STATUS_FRAME,
     checkout_body,
     sip_now,
@@ -130,30 +130,6 @@ def servers() -> Iterator[list[ServerProcess]]:
     yield started
     for server in started:
         server.kill()
-
-
-class Terminal:
-    """A blocking SIP2 connection: raw frames out, replies cut at CR."""
-
-    def __init__(self, port: int, *, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
-        self._buffer = b""
-
-    def send(self, frame: bytes) -> bytes:
-        self.sock.sendall(frame)
-        while b"\r" not in self._buffer:
-            data = self.sock.recv(4096)
-            if not data:
-                raise ConnectionError("the server closed the connection")
-            self._buffer += data
-        reply, _, self._buffer = self._buffer.partition(b"\r")
-        return reply
-
-    def login(self) -> None:
-        assert self.send(LOGIN_FRAME).startswith(b"941")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _patron(number: int) -> str:

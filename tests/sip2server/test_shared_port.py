@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from ils.models import Item, Loan, Patron
 from tests.conftest import REPO_ROOT
 from tests.sip2server.conftest import stock_library
+from tests.sip2server.port_terminal import Terminal
 from tests.sip2server.test_wire_behaviour import (
-    LOGIN_FRAME,
     STATUS_FRAME,
     checkout_body,
     sip_now,
@@ -165,30 +165,6 @@ def shared_port() -> Iterator[int]:
         placeholder.close()
 
 
-class Terminal:
-    """A blocking SIP2 connection: raw frames out, replies cut at CR."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), REPLY_TIMEOUT)
-        self._buffer = b""
-
-    def send(self, frame: bytes) -> bytes:
-        self.sock.sendall(frame)
-        while b"\r" not in self._buffer:
-            data = self.sock.recv(4096)
-            if not data:
-                raise ConnectionError("the server closed the connection")
-            self._buffer += data
-        reply, _, self._buffer = self._buffer.partition(b"\r")
-        return reply
-
-    def login(self) -> None:
-        assert b"941" == self.send(LOGIN_FRAME)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _patron(number: int) -> str:
     return f"2123400077{number:04d}"
 
@@ -278,7 +254,7 @@ def test_two_processes_on_one_port_share_terminals_and_lend_each_item_once(
         while len(terminals) < MOST_TERMINALS and (
             len(terminals) < TERMINALS or not (first.logins() and second.logins())
         ):
-            terminal = Terminal(shared_port)
+            terminal = Terminal(shared_port, timeout=REPLY_TIMEOUT)
             terminals.append(terminal)
             terminal.login()
         on_first, on_second = first.logins(), second.logins()
@@ -331,7 +307,7 @@ def test_two_processes_on_one_port_share_terminals_and_lend_each_item_once(
             except OSError:
                 broken += 1
                 terminal.close()
-                terminals[index] = Terminal(shared_port)
+                terminals[index] = Terminal(shared_port, timeout=REPLY_TIMEOUT)
                 terminals[index].login()
                 assert terminals[index].send(STATUS_FRAME).startswith(b"98")
         assert on_first == broken
