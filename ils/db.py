@@ -214,6 +214,28 @@ def _on_sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+_KEPT = "ils.db.kept"
+
+
+def keep_loaded(session: Session) -> None:
+    """Keep every object `session` loads from now on alive until the session ends.
+
+    A session's identity map holds its objects weakly, so a branch, category or
+    rule that a use case read and let go of is forgotten at once, and the next
+    reference to it (a many-to-one attribute, `session.get`) reads its row
+    again: a checkout read the same branch row three times. A unit of work of
+    the circulation service loads a few dozen objects at most, so it keeps them
+    all; bulk units (imports, exports) do not call this and keep nothing.
+    """
+    session.info[_KEPT] = []
+
+
+def _keep_loaded_object(session: Session, instance: object) -> None:
+    kept: list[object] | None = session.info.get(_KEPT)
+    if kept is not None:
+        kept.append(instance)
+
+
 class Database:
     """One library's database, shared by every thread of a process.
 
@@ -316,6 +338,8 @@ class Database:
             bind=self._write_engine, expire_on_commit=False
         )
         self._read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        for sessions in (self._write_sessions, self._read_sessions):
+            event.listen(sessions, "loaded_as_persistent", _keep_loaded_object)
 
     @property
     def display_url(self) -> str:
@@ -406,6 +430,17 @@ class Database:
         finally:
             session.rollback()
             session.close()
+
+    @contextmanager
+    def read_rows(self) -> Iterator[Connection]:
+        """A read-only unit of work on a bare connection, for look-ups that load
+        rows, not objects (a session's set-up and teardown cost more than one
+        prebuilt statement); rolled back at the end."""
+        with self.engine.connect() as connection:
+            try:
+                yield connection
+            finally:
+                connection.rollback()
 
     def connect_for_write(self) -> Connection:
         """A raw connection whose transactions start as write units (for Alembic)."""

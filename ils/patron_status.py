@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ils import queries
-from ils.db import Database
+from ils.db import Database, keep_loaded
 from ils.fees import FeeView, fee_views
 from ils.models import (
     Fee,
@@ -165,6 +165,7 @@ def read_standing(
 ) -> PatronStanding | None:
     """A patron's standing at `moment` in a read unit; None for an unknown card."""
     with database.read() as session:
+        keep_loaded(session)
         patron = queries.patron_by_barcode(session, barcode)
         if patron is None:
             return None

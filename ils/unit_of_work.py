@@ -46,7 +46,7 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ils.db import Database
+from ils.db import Database, keep_loaded
 from ils.models import CirculationLog, LoanEvent
 from ils.results import CirculationRefused, Refusal
 from ils.units import Known, LoanChangedHands, log_row
@@ -121,6 +121,7 @@ def run_unit(
         refusal: CirculationRefused | None = None
         try:
             with database.transaction() as session:
+                keep_loaded(session)
                 try:
                     return work(session, known)
                 except CirculationRefused as raised:
