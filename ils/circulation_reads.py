@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ils import holds, queries
-from ils.db import Database
+from ils.db import Database, keep_loaded
 from ils.item_lookup import item_view_by_barcode
 from ils.models import BibRecord, Item, Loan
 from ils.pull_list import pull_list
@@ -45,6 +45,7 @@ def patron_view(
 ) -> PatronView | None:
     """A patron's account, or None when no card has this barcode."""
     with database.read() as session:
+        keep_loaded(session)
         patron = queries.patron_by_barcode(session, barcode)
         if patron is None:
             return None
@@ -56,8 +57,8 @@ def item_view(database: Database, barcode: str) -> ItemView | None:
     """An item, its loan and its holds, or None when no item has this barcode."""
     if not is_code(barcode):
         return None
-    with database.read() as session:
-        return item_view_by_barcode(session, barcode)
+    with database.read_rows() as connection:
+        return item_view_by_barcode(connection, barcode)
 
 
 def open_loans(
@@ -70,6 +71,7 @@ def open_loans(
         CirculationRefused: UNKNOWN_PATRON.
     """
     with database.read() as session:
+        keep_loaded(session)
         patron = queries.patron_by_barcode(session, patron_barcode)
         if patron is None:
             raise CirculationRefused(Refusal.UNKNOWN_PATRON)
@@ -93,6 +95,7 @@ def holds_of(database: Database, patron_barcode: str) -> PatronHolds:
     if not is_code(patron_barcode):
         raise CirculationRefused(Refusal.UNKNOWN_PATRON)
     with database.read() as session:
+        keep_loaded(session)
         patron = queries.patron_by_barcode(session, patron_barcode)
         if patron is None:
             raise CirculationRefused(Refusal.UNKNOWN_PATRON)
@@ -114,6 +117,7 @@ def hold_queue(
         ValueError: neither is named.
     """
     with database.read() as session:
+        keep_loaded(session)
         item: Item | None = None
         if item_barcode is not None:
             if not is_code(item_barcode):
@@ -139,6 +143,7 @@ def pull_slips(
         CirculationRefused: UNKNOWN_BRANCH for a branch nobody has.
     """
     with database.read() as session:
+        keep_loaded(session)
         branch = None
         if branch_code is not None:
             if not is_code(branch_code):

@@ -39,8 +39,7 @@ def owners(
     with barcode `item`, in one read unit; None for one not given or unknown."""
     if not patron and not item:
         return None, None
-    with database.read() as session:
-        connection = session.connection()
+    with database.read_rows() as connection:
 
         def owner(statement: sa.Select[Any], barcode: str | None) -> str | None:
             if not barcode:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ils.models import (
@@ -127,13 +128,17 @@ def _view_statement() -> sa.Select[Any]:
 _VIEW = _view_statement()
 
 
-def item_view_by_barcode(session: Session, barcode: str) -> ItemView | None:
+def item_view_by_barcode(
+    session: Session | Connection, barcode: str
+) -> ItemView | None:
     """The item with `barcode` as a terminal sees it, or None when there is none.
 
-    Reads what the session's transaction sees, so a use case that changed the
-    item flushes first (`session.flush()`), as the ORM's own queries would.
+    Reads what the session's (or connection's) transaction sees, so a use case
+    that changed the item flushes first (`session.flush()`), as the ORM's own
+    queries would.
     """
-    row = session.connection().execute(_VIEW, {"barcode": barcode}).first()
+    connection = session.connection() if isinstance(session, Session) else session
+    row = connection.execute(_VIEW, {"barcode": barcode}).first()
     if row is None:
         return None
     trapped = row.trapped_id is not None
