@@ -109,6 +109,8 @@ class CheckoutRequest:
     checkin_if_on_loan_to_other: bool
     # The due date the terminal gave the patron, for a checkout made offline.
     due_at: datetime | None = None
+    # Whether the result carries the patron's account after the checkout.
+    account: bool = True
 
 
 def _lock_patrons(
@@ -194,7 +196,7 @@ class _Desk:
     ) -> CheckoutResult:
         return CheckoutResult(
             item=current_item_view(self.session, item),
-            patron=self.patron_view(),
+            patron=self.patron_view() if self.request.account else None,
             due_at=due_at,
             renewal=renewal,
         )
@@ -442,7 +444,7 @@ def check_out(
     others_loan = loan is not None and loan.patron_id != patron.id
     if relend and loan is not None and loan.patron_id not in (None, borrower_id):
         raise LoanChangedHands
-    choice = queries.loan_rule_choice(
+    choice, desk._general = queries.loan_rules_for(
         session,
         branch_id=branch.id,
         category_id=patron.category_id,

@@ -319,6 +319,30 @@ def loan_rule_choice(
     )
 
 
+def loan_rules_for(
+    session: Session, *, branch_id: int, category_id: int, item_type_id: int
+) -> tuple[RuleChoice, LoanRule | None]:
+    """`loan_rule_choice` and the patron's general rule (`loan_rule` with no item
+    type) at once: the general rule's candidates are among the choice's."""
+    rules = session.scalars(
+        _RULES_FOR_TYPE,
+        {
+            "branch_id": branch_id,
+            "category_id": category_id,
+            "item_type_id": item_type_id,
+        },
+    ).all()
+    choice = choose_rule(
+        rules, branch_id=branch_id, category_id=category_id, item_type_id=item_type_id
+    )
+    general = max(
+        (rule for rule in rules if rule.item_type_id is None),
+        key=lambda rule: pattern_of(rule).weight,
+        default=None,
+    )
+    return choice, general
+
+
 def loan_rule(
     session: Session, *, branch_id: int, category_id: int, item_type_id: int | None
 ) -> LoanRule | None:
@@ -340,21 +364,26 @@ def loan_rule(
     return max(rules, key=lambda rule: pattern_of(rule).weight, default=None)
 
 
-_BRANCH_HOURS = sa.select(BranchHours).where(
-    BranchHours.branch_id == sa.bindparam("branch_id")
+# Rows, not objects, read on the session's connection: a use case never
+# changes a calendar, so there is nothing of its own to flush first.
+_HOURS = BranchHours.__table__.c
+_BRANCH_HOURS = sa.select(_HOURS.weekday, _HOURS.opens, _HOURS.closes).where(
+    _HOURS.branch_id == sa.bindparam("branch_id")
 )
-_CLOSED_DAYS = sa.select(BranchClosedDay.day).where(
-    BranchClosedDay.branch_id == sa.bindparam("branch_id")
+_CLOSED = BranchClosedDay.__table__.c
+_CLOSED_DAYS = sa.select(_CLOSED.day).where(
+    _CLOSED.branch_id == sa.bindparam("branch_id")
 )
 
 
 def branch_calendar(session: Session, branch: Branch, zone: ZoneInfo) -> BranchCalendar:
     """The branch's opening hours and closed dates, reckoned in `zone`."""
+    connection = session.connection()
     hours = {
         row.weekday: OpeningHours(opens=row.opens, closes=row.closes)
-        for row in session.scalars(_BRANCH_HOURS, {"branch_id": branch.id})
+        for row in connection.execute(_BRANCH_HOURS, {"branch_id": branch.id})
     }
-    closed = frozenset(session.scalars(_CLOSED_DAYS, {"branch_id": branch.id}))
+    closed = frozenset(connection.scalars(_CLOSED_DAYS, {"branch_id": branch.id}))
     return BranchCalendar(zone=zone, hours=hours, closed=closed)
 
 

@@ -3,6 +3,7 @@ rules file, shown and explained."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,9 +13,10 @@ import sqlalchemy as sa
 from alembic import command
 from click.testing import CliRunner
 
+from ils import queries
 from ils.circulation import Circulation
 from ils.db import Database
-from ils.models import FineUnit, LoanRule
+from ils.models import Branch, FineUnit, ItemType, LoanRule, PatronCategory
 from ils.results import REFUSAL_MESSAGES, CirculationRefused, Refusal
 from ils.rules.commands import rules_group
 from ils.rules.rulesfile import RulesFileError, parse_rules
@@ -333,3 +335,38 @@ def test_upgrade_keeps_existing_rules_as_rules_for_every_branch(
         )
     database.dispose()
     assert (None, 21, None, 2, 10, False, 0, FineUnit.DAY, True, True) == settings
+
+
+def test_the_rules_read_at_once_are_the_rule_choice_and_the_general_rule(
+    library: Library,
+) -> None:
+    """`loan_rules_for`, one statement, gives for every branch, category and
+    item type the same rule choice as `loan_rule_choice` and the same general
+    rule as `loan_rule` with no item type."""
+    load(
+        library,
+        '[[rule]]\nbranch = "NORTH"\nloan_days = 10\nmax_loans = 5\n'
+        '[[rule]]\nbranch = "WEST"\ncategory = "CHILD"\nloan_days = 5\n'
+        "max_loans = 4\n"
+        '[[rule]]\nbranch = "NORTH"\nitem_type = "DVD"\nloan_days = 2\n'
+        "max_loans = 5\n",
+    )
+    with library.database.read() as session:
+        branches = session.scalars(sa.select(Branch.id)).all()
+        categories = session.scalars(sa.select(PatronCategory.id)).all()
+        item_types = session.scalars(sa.select(ItemType.id)).all()
+        compared = 0
+        for branch_id, category_id, item_type_id in itertools.product(
+            branches, categories, item_types
+        ):
+            where = {"branch_id": branch_id, "category_id": category_id}
+            choice, general = queries.loan_rules_for(
+                session, **where, item_type_id=item_type_id
+            )
+            expected = queries.loan_rule_choice(
+                session, **where, item_type_id=item_type_id
+            )
+            assert choice == expected
+            assert general is queries.loan_rule(session, **where, item_type_id=None)
+            compared += 1
+    assert compared == 2 * 2 * 3
