@@ -171,6 +171,7 @@ class Circulation:
         offline: bool = False,
         offline_policy: tuple[str, ...] = (),
         terminal_due_at: datetime | None = None,
+        account: bool = True,
     ) -> CheckoutResult:
         """Lend an item to a patron, or renew it if they already have it.
 
@@ -204,6 +205,8 @@ class Circulation:
                 policy refusals it recorded over, for the log row.
             terminal_due_at: with `offline`, the due date the terminal gave the
                 patron; kept when after `at` and no later than the rule's.
+            account: whether the result carries the patron's account after
+                the checkout (`CheckoutResult.patron`); a refusal always does.
 
         Raises:
             CirculationRefused: for the first reason in `ils.checkout` that
@@ -246,6 +249,7 @@ class Circulation:
             renew_if_on_loan=renew_if_on_loan,
             checkin_if_on_loan_to_other=checkin_if_on_loan_to_other,
             due_at=told,
+            account=account,
         )
 
         def work(session: Session, known: Known) -> CheckoutResult:
@@ -264,13 +268,14 @@ class Circulation:
         terminal: str | None = None,
         at: datetime | None = None,
         override: frozenset[Refusal] = frozenset(),
+        account: bool = True,
     ) -> CheckoutResult:
         """Renew one of a patron's loans, due again from now.
 
         Args:
             branch_code: the branch whose rule applies; default the branch
                 that made the loan.
-            override: as for `checkout`.
+            override, account: as for `checkout`.
 
         Raises:
             CirculationRefused: see `ils.renewals.renew`.
@@ -300,6 +305,7 @@ class Circulation:
                 moment=moment,
                 terminal=terminal,
                 overrides=overrides,
+                account=account,
             )
 
         return self._unit(work, terminal=terminal, moment=moment)

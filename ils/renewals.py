@@ -115,6 +115,7 @@ def renew(
     moment: datetime,
     terminal: str | None,
     overrides: Overrides,
+    account: bool = True,
 ) -> CheckoutResult:
     """Renew one of the patron's loans (see the module's docstring).
 
@@ -203,8 +204,12 @@ def renew(
     )
     return CheckoutResult(
         item=current_item_view(session, item),
-        patron=queries.patron_view(
-            session, patron, moment, zone, pin_valid=pin_valid, branch_id=branch.id
+        patron=(
+            queries.patron_view(
+                session, patron, moment, zone, pin_valid=pin_valid, branch_id=branch.id
+            )
+            if account
+            else None
         ),
         due_at=new_due,
         renewal=True,

@@ -215,10 +215,13 @@ class PatronView:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckoutResult:
-    """A checkout or renewal that was made; `renewal` says which."""
+    """A checkout or renewal that was made; `renewal` says which. `patron` is
+    the account after it, None when the caller asked for none (`account=False`:
+    a SIP2 12 or 30 carries nothing of it, and reading it costs a quarter of a
+    checkout)."""
 
     item: ItemView
-    patron: PatronView
+    patron: PatronView | None
     due_at: datetime
     renewal: bool
 

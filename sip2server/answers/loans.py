@@ -162,6 +162,7 @@ def checkout(
             offline=offline,
             offline_policy=waived,
             terminal_due_at=_local(request.nb_due_date, desk) if offline else None,
+            account=False,
         )
     except CirculationRefused as refusal:
         return checkout_refused(
@@ -292,6 +293,7 @@ def renew(services: Services, desk: Desk, request: RenewRequest) -> RenewRespons
             barcode,
             pin=request.patron_password or None,
             terminal=desk.account.login,
+            account=False,
         )
     except CirculationRefused as refusal:
         return renew_refused(
