@@ -31,7 +31,7 @@ from ils.models import (
     PatronBlock,
 )
 from ils.results import CirculationRefused, Refusal
-from ils.terminal_requests import Desk, place_block
+from ils.terminal_requests import TransactionalService, place_block
 
 # Longest block note kept.
 _MAX_NOTE = 500
@@ -50,7 +50,7 @@ class ItemChange:
     currency: str = "USD"
 
 
-class StaffDesk(Desk):
+class StaffDesk(TransactionalService):
     """Staff actions on cards and items, each in its own transaction.
 
     Args:

@@ -157,9 +157,9 @@ def terminal_text(text: str, longest: int) -> str:
     return " ".join(word for word in kept if word)[:longest]
 
 
-class Desk:
-    """Where use cases on the library's data are served, each in its own
-    transaction; `StaffDesk` and `TerminalRequests` are desks.
+class TransactionalService:
+    """Use cases on the library's data, each run in its own transaction at the
+    time `clock` gives; the base of `StaffDesk` and `TerminalRequests`.
 
     Args:
         database: where the library's data lives.
@@ -173,7 +173,7 @@ class Desk:
         self._clock = clock
 
 
-class TerminalRequests(Desk):
+class TerminalRequests(TransactionalService):
     """Blocking, enabling and item notes, each in its own transaction.
 
     Args:
