@@ -64,12 +64,17 @@ READ: Literal[Ask.READ] = Ask.READ
 _Query = TypeVar("_Query", bound=sa.Select[Any])
 
 
-def _both(query: _Query, *, afresh: bool = False) -> tuple[_Query, _Query]:
-    """`query` as is, and with the row lock of this module's docstring (read
-    afresh over the session's copies with `afresh`)."""
-    locking = query.with_for_update(key_share=True)
-    if afresh:
-        locking = locking.execution_options(populate_existing=True)
+def _both(query: _Query) -> tuple[_Query, _Query]:
+    """`query` as is, and with the row lock of this module's docstring.
+
+    The locking form reads its rows afresh over the session's copies: a unit of
+    work keeps what it loaded (`ils.db.keep_loaded`), so a row it read before
+    locking it would otherwise keep the values from before the lock, which on
+    PostgreSQL another transaction may have changed since.
+    """
+    locking = query.with_for_update(key_share=True).execution_options(
+        populate_existing=True
+    )
     return query, locking
 
 
@@ -79,7 +84,7 @@ _PATRON_BY_BARCODE = _both(
 )
 _PATRON_BY_ID = _both(sa.select(Patron).where(Patron.id == sa.bindparam("id")))
 _ITEM_BY_BARCODE = _both(sa.select(Item).where(Item.barcode == sa.bindparam("barcode")))
-_ITEM_BY_ID = _both(sa.select(Item).where(Item.id == sa.bindparam("id")), afresh=True)
+_ITEM_BY_ID = _both(sa.select(Item).where(Item.id == sa.bindparam("id")))
 
 
 def branch_by_code(session: Session, code: str) -> Branch | None:
@@ -131,8 +136,7 @@ _TRAPPED_HOLD = _both(
     sa.select(Hold).where(
         Hold.trapped_item_id == sa.bindparam("item_id"),
         Hold.status.in_(TRAPPED_HOLD_STATUSES),
-    ),
-    afresh=True,
+    )
 )
 
 
@@ -165,8 +169,7 @@ _FILLABLE_HOLDS = _both(
             _branches_of_institution_of(sa.bindparam("home_branch_id"))
         ),
     )
-    .order_by(Hold.placed_at, Hold.id),
-    afresh=True,
+    .order_by(Hold.placed_at, Hold.id)
 )
 
 
