@@ -313,13 +313,21 @@ class SipCirculation:
         )
 
     def refuse(
-        self, message: Message, text: str, account: AccountConfig | None = None
+        self,
+        message: Message,
+        text: str,
+        account: AccountConfig | None = None,
+        *,
+        outage: bool = False,
     ) -> Message | None:
         """A well-formed negative response to `message` with `text` on screen.
 
-        None when the message type has no answer here (the server sends 96).
+        With `outage` (the database could not be asked), a patron's reply
+        leaves out BL: whether the card is valid is not known, and a BL of N
+        would have a kiosk tell the patron the card is not valid. None when
+        the message type has no answer here (the server sends 96).
         """
-        return self.refuse_command(
+        refusal = self.refuse_command(
             message.command,
             text,
             account=account,
@@ -328,6 +336,9 @@ class SipCirculation:
             item=getattr(message, "item_identifier", "") or "",
             language=getattr(message, "language", Language.UNKNOWN),
         )
+        if outage and hasattr(refusal, "valid_patron"):
+            refusal = dataclasses.replace(refusal, valid_patron=None)
+        return refusal
 
     def refuse_command(
         self,

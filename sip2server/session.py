@@ -218,7 +218,9 @@ class TerminalSession:
             self._health.failed(error)
             _outages.record(error, self.connection_id)
             return Reply(
-                self._circulation.refuse(message, UNAVAILABLE, self.account),
+                self._circulation.refuse(
+                    message, UNAVAILABLE, self.account, outage=True
+                ),
                 outage=True,
                 transient=True,
             )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from sip2server.protocol import LoginRequest
+from sip2server.protocol import EndPatronSessionRequest, LoginRequest
 from sip2server.session import UNAVAILABLE, Reply, TerminalSession
 
 if TYPE_CHECKING:
@@ -81,11 +81,14 @@ class ThreadWait:
             if waited <= self.budget or account is None:
                 # Before login the session answers without the database.
                 return session.handle(message)
-            if isinstance(message, LoginRequest):
+            if isinstance(message, LoginRequest | EndPatronSessionRequest):
                 # Never refused here: a refused login would end the session's
-                # login, and logins have their own threads in a served server.
+                # login, and logins have their own threads in a served server;
+                # a 35 changes nothing and waits on no lock (it only reads).
                 return session.handle(message)
-            refusal = self.circulation().refuse(message, UNAVAILABLE, account)
+            refusal = self.circulation().refuse(
+                message, UNAVAILABLE, account, outage=True
+            )
             self._record(waited, session.connection_id)
             # Transient: the same request sent again is run again, not replayed.
             return Reply(refusal, transient=True)
