@@ -17,8 +17,10 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
@@ -32,6 +34,7 @@ import sqlalchemy as sa
 from twisted.internet import defer, protocol
 
 from ils.demo import build_demo, item_barcode, patron_barcode
+from ils.demo_data_tables import TIMEZONE
 from ils.models import Item, ItemStatus
 from kiosk.config import KioskConfig, parse_config
 from sip2server.app import RunningServer, start_server
@@ -239,3 +242,9 @@ def kiosk_config(port: int, tmp_path: Path, **sections: dict[str, Any]) -> Kiosk
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
     return parse_config(data, "<test>")
+
+
+def branch_today() -> date:
+    """Today at the demo library's branches (America/New_York), which set the
+    due dates: the machine's own date differs from it for hours each night."""
+    return datetime.now(ZoneInfo(TIMEZONE)).date()

@@ -41,7 +41,7 @@ from kiosk.present import Presenter
 from kiosk.transactions import Action, ItemOutcome, Result
 from kiosk.wording import Refusal, Wording
 from tests.conftest import REPO_ROOT
-from tests.kiosk.conftest import ITEMS, PATRON, LiveServer
+from tests.kiosk.conftest import ITEMS, PATRON, LiveServer, branch_today
 from tests.kiosk.test_session import Kiosk, sign_in, start_kiosk
 
 # The demo gives patron serial 1 (card 21234000000018) this address.
@@ -237,7 +237,7 @@ async def test_a_french_session_mails_its_receipt_with_the_card_masked(
     assert check.patron is None
     mail = await box.arrived()
     message, body = body_of(mail)
-    due = date.today() + timedelta(days=21)
+    due = branch_today() + timedelta(days=21)
     assert PATRON_ADDRESS == mail.recipient
     assert SENDER == mail.sender
     assert PATRON_ADDRESS == message["To"]

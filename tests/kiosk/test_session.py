@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tests.kiosk.conftest import (
     PIN,
     UNKNOWN_ITEM,
     LiveServer,
+    branch_today,
     kiosk_config,
 )
 from tests.kiosk.test_sipclient import reached
@@ -106,7 +107,7 @@ async def test_borrowing_three_items_with_one_refused(
     assert Result.DONE is lent.result
     assert "Pride and prejudice" == lent.title
     # The demo's rule for books: 21 days.
-    assert date.today() + timedelta(days=21) == lent.due
+    assert branch_today() + timedelta(days=21) == lent.due
     assert Result.DONE is by_item[ITEMS[1]].result
     assert Result.REFUSED is refused.result
     assert Refusal.ITEM_NOT_FOR_LOAN is refused.refusal
@@ -225,7 +226,7 @@ async def test_the_account_lists_loans_and_renews_from_there(kiosk: Kiosk) -> No
     (loan,) = check.account.loans
     assert ITEMS[0] == loan.barcode
     assert "Pride and prejudice" == loan.title
-    assert date.today() + timedelta(days=21) == loan.due
+    assert branch_today() + timedelta(days=21) == loan.due
     assert "0.00" == check.account.fee_total
     assert () == check.account.holds_ready
 
