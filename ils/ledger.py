@@ -186,15 +186,7 @@ def fee_views(
     session: Session, patron_id: int, *, include_settled: bool = False
 ) -> tuple[FeeView, ...]:
     """A patron's fees, oldest first; open ones only unless asked."""
-    query = (
-        sa.select(Fee, Item.barcode, BibRecord.title)
-        .outerjoin(Item, Item.id == Fee.item_id)
-        .outerjoin(BibRecord, BibRecord.id == Item.record_id)
-        .where(Fee.patron_id == patron_id)
-        .order_by(Fee.created_at, Fee.id)
-    )
-    if not include_settled:
-        query = query.where(Fee.balance_minor > 0)
+    query = _ALL_FEES if include_settled else _OPEN_FEES
     return tuple(
         FeeView(
             id=fee.id,
@@ -207,8 +199,19 @@ def fee_views(
             item_barcode=barcode,
             title=title,
         )
-        for fee, barcode, title in session.execute(query)
+        for fee, barcode, title in session.execute(query, {"patron_id": patron_id})
     )
+
+
+# A patron's fees with their items' barcodes and titles, built once.
+_ALL_FEES = (
+    sa.select(Fee, Item.barcode, BibRecord.title)
+    .outerjoin(Item, Item.id == Fee.item_id)
+    .outerjoin(BibRecord, BibRecord.id == Item.record_id)
+    .where(Fee.patron_id == sa.bindparam("patron_id"))
+    .order_by(Fee.created_at, Fee.id)
+)
+_OPEN_FEES = _ALL_FEES.where(Fee.balance_minor > 0)
 
 
 def check_amount(amount_minor: int) -> None:

@@ -182,7 +182,15 @@ def standing(
 ) -> PatronStanding:
     """A patron's standing at `moment`, inside the caller's unit of work."""
     zone = queries.branch_zone(patron.home_branch)
-    view = queries.patron_view(session, patron, moment, zone, pin_valid=None)
+    general = queries.loan_rule(
+        session,
+        branch_id=patron.home_branch_id,
+        category_id=patron.category_id,
+        item_type_id=None,
+    )
+    view = queries.patron_view(
+        session, patron, moment, zone, pin_valid=None, general=general
+    )
     institution = queries.institution_of_patron(session, patron)
 
     charged = list(view.loans)
@@ -200,12 +208,6 @@ def standing(
     )
     fee_limit = institution.fee_limit_minor
     overdue_limit = institution.overdue_limit
-    general = queries.loan_rule(
-        session,
-        branch_id=patron.home_branch_id,
-        category_id=patron.category_id,
-        item_type_id=None,
-    )
 
     may_not_borrow = not view.may_borrow
     holds_refused = (
@@ -261,49 +263,76 @@ def standing(
     )
 
 
-def _open_holds(session: Session, patron: Patron) -> list[HoldView]:
-    holds = session.scalars(
-        sa.select(Hold)
-        .where(
-            Hold.patron_id == patron.id,
-            Hold.status.in_(queries.OPEN_HOLD_STATUSES),
-        )
-        .order_by(Hold.placed_at, Hold.id)
+# The standing's own look-ups, built once (see `ils.queries`), by patron id.
+_OPEN_HOLDS = (
+    sa.select(Hold)
+    .where(
+        Hold.patron_id == sa.bindparam("patron_id"),
+        Hold.status.in_(queries.OPEN_HOLD_STATUSES),
     )
+    .order_by(Hold.placed_at, Hold.id)
+)
+# Loans of the patron's that another patron's pending hold waits for.
+_RECALLED = (
+    sa.select(Item.barcode)
+    .join(Loan, Loan.item_id == Item.id)
+    .where(
+        Loan.patron_id == sa.bindparam("patron_id"),
+        Loan.returned_at.is_(None),
+        sa.select(Hold.id)
+        .where(
+            Hold.status == HoldStatus.PENDING,
+            Hold.patron_id != sa.bindparam("patron_id"),
+            Hold.record_id == Item.record_id,
+            sa.or_(Hold.item_id.is_(None), Hold.item_id == Item.id),
+            sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= sa.bindparam("today")),
+        )
+        .exists(),
+    )
+)
+_RENEWED_LOANS = (
+    sa.select(Loan.renewals, Loan.branch_id, Item.item_type_id)
+    .join(Item, Item.id == Loan.item_id)
+    .where(
+        Loan.patron_id == sa.bindparam("patron_id"),
+        Loan.returned_at.is_(None),
+        Loan.renewals > 0,
+    )
+)
+_LOST_ON_LOAN = (
+    sa.select(sa.func.count())
+    .select_from(Loan)
+    .join(Item, Item.id == Loan.item_id)
+    .where(
+        Loan.patron_id == sa.bindparam("patron_id"),
+        Loan.returned_at.is_(None),
+        Item.status == ItemStatus.LOST,
+    )
+)
+_UNPAID_LOST_BILLS = (
+    sa.select(sa.func.count())
+    .select_from(Fee)
+    .where(
+        Fee.patron_id == sa.bindparam("patron_id"),
+        Fee.kind == FeeKind.LOST,
+        Fee.balance_minor > 0,
+    )
+)
+
+
+def _open_holds(session: Session, patron: Patron) -> list[HoldView]:
+    holds = session.scalars(_OPEN_HOLDS, {"patron_id": patron.id})
     return [queries.hold_view(session, hold) for hold in holds]
 
 
 def _recalled_barcodes(session: Session, patron: Patron, moment: datetime) -> set[str]:
     """Barcodes of the patron's loans that another patron's pending hold waits for."""
     today = moment.astimezone(queries.branch_zone(patron.home_branch)).date()
-    other_hold = (
-        sa.select(Hold.id)
-        .where(
-            Hold.status == HoldStatus.PENDING,
-            Hold.patron_id != patron.id,
-            Hold.record_id == Item.record_id,
-            sa.or_(Hold.item_id.is_(None), Hold.item_id == Item.id),
-            sa.or_(Hold.expires_on.is_(None), Hold.expires_on >= today),
-        )
-        .exists()
-    )
-    return set(
-        session.scalars(
-            sa.select(Item.barcode)
-            .join(Loan, Loan.item_id == Item.id)
-            .where(Loan.patron_id == patron.id, Loan.returned_at.is_(None), other_hold)
-        )
-    )
+    return set(session.scalars(_RECALLED, {"patron_id": patron.id, "today": today}))
 
 
 def _renewed_beyond_rule(session: Session, patron: Patron) -> bool:
-    loans = session.execute(
-        sa.select(Loan.renewals, Loan.branch_id, Item.item_type_id)
-        .join(Item, Item.id == Loan.item_id)
-        .where(
-            Loan.patron_id == patron.id, Loan.returned_at.is_(None), Loan.renewals > 0
-        )
-    ).all()
+    loans = session.execute(_RENEWED_LOANS, {"patron_id": patron.id}).all()
     for renewals, branch_id, item_type_id in loans:
         rule = queries.loan_rule(
             session,
@@ -317,27 +346,8 @@ def _renewed_beyond_rule(session: Session, patron: Patron) -> bool:
 
 
 def _lost_on_loan(session: Session, patron: Patron) -> int:
-    count = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Loan)
-        .join(Item, Item.id == Loan.item_id)
-        .where(
-            Loan.patron_id == patron.id,
-            Loan.returned_at.is_(None),
-            Item.status == ItemStatus.LOST,
-        )
-    )
-    return int(count or 0)
+    return int(session.scalar(_LOST_ON_LOAN, {"patron_id": patron.id}) or 0)
 
 
 def _unpaid_lost_bills(session: Session, patron: Patron) -> int:
-    count = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Fee)
-        .where(
-            Fee.patron_id == patron.id,
-            Fee.kind == FeeKind.LOST,
-            Fee.balance_minor > 0,
-        )
-    )
-    return int(count or 0)
+    return int(session.scalar(_UNPAID_LOST_BILLS, {"patron_id": patron.id}) or 0)
