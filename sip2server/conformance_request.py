@@ -94,6 +94,11 @@ _IMPLIED: Mapping[str, str] = {
 
 def request_type(where: Where, key: str, send: Any) -> type[Message]:
     """The request class a step's `send` names, by message name or command code."""
+    if not isinstance(send, str):
+        raise where.error(
+            f"{key}.send",
+            "must be a string: a message name (such as 'checkout') or a command code",
+        )
     by_code = {request.command: request for request in REQUESTS.values()}
     message_type = REQUESTS.get(send) or by_code.get(send)
     if message_type is None:

@@ -384,6 +384,14 @@ def test_a_step_marked_stop_skips_the_rest(
             "expect = { ok = true }\n",
             "steps[1] (i).expect.ok: a 18 reply has no ok flag",
         ),
+        (
+            '[[steps]]\nname = "s"\nsend = { message = "sc_status" }\n',
+            "steps[1] (s).send: must be a string",
+        ),
+        (
+            '[[steps]]\nname = "c"\nsend = ["checkin"]\n',
+            "steps[1] (c).send: must be a string",
+        ),
         ('[plan]\non_failure = "panic"\n[[steps]]\nraw = "99"\n', "plan.on_failure"),
         ("[plan]\nname = \n", "not a valid TOML file"),
         ('[plan]\nname = "empty"\n', "steps: the plan needs at least one"),
