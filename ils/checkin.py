@@ -53,7 +53,7 @@ from ils.models import (
     Patron,
 )
 from ils.results import CheckinAlert, CheckinResult, CirculationRefused, Refusal
-from ils.units import SYSTEM, Known, LoanChangedHands, loan_rule_of, log_row
+from ils.units import SYSTEM, Known, LoanChangedHands, loan_rule_of, log_row, write_log
 
 
 def overdue_fine(session: Session, loan: Loan, item: Item, at: datetime) -> int:
@@ -245,16 +245,15 @@ def check_in(
     elif alert is CheckinAlert.TRANSIT_HOME and found:
         alert = CheckinAlert.LOST_FOUND
 
-    session.add(
-        log_row(
-            at=moment,
-            event=LoanEvent.CHECKIN,
-            terminal=terminal,
-            item_id=item.id,
-            patron_id=patron_id,
-            branch_id=branch.id,
-            detail=None if loan is not None else "not on loan",
-        )
+    write_log(
+        session,
+        at=moment,
+        event=LoanEvent.CHECKIN,
+        terminal=terminal,
+        item_id=item.id,
+        patron_id=patron_id,
+        branch_id=branch.id,
+        detail=None if loan is not None else "not on loan",
     )
     # The item's new state (its loan ended, its hold trapped or not, its
     # transit), read back in one statement.

@@ -80,7 +80,15 @@ from ils.results import (
 )
 from ils.rules.matrix import RuleChoice
 from ils.rules.matrix import due_at as rule_due_at
-from ils.units import SYSTEM, Known, LoanChangedHands, Overrides, card_refusal, log_row
+from ils.units import (
+    SYSTEM,
+    Known,
+    LoanChangedHands,
+    Overrides,
+    card_refusal,
+    log_row,
+    write_log,
+)
 
 # Statuses that refuse a checkout, and the reason each gives.
 STATUS_REFUSALS: dict[ItemStatus, Refusal] = {
@@ -309,16 +317,15 @@ class _Desk:
         detail = f"due {due_at.isoformat()}{self.overrides.note()}"
         if filled is not None:
             detail += f"; fills hold {filled.id}"
-        session.add(
-            log_row(
-                at=moment,
-                event=LoanEvent.CHECKOUT,
-                terminal=self.request.terminal,
-                item_id=item.id,
-                patron_id=self.patron.id,
-                branch_id=self.branch.id,
-                detail=detail,
-            )
+        write_log(
+            session,
+            at=moment,
+            event=LoanEvent.CHECKOUT,
+            terminal=self.request.terminal,
+            item_id=item.id,
+            patron_id=self.patron.id,
+            branch_id=self.branch.id,
+            detail=detail,
         )
         if rule.rental_fee_minor:
             # (The title is read for the fee's description only when one is due.)
