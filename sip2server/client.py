@@ -8,6 +8,7 @@ same sans-I/O `Framer` the server uses.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -99,10 +100,38 @@ class SipClient:
             ) from error
 
     def close(self) -> None:
-        """Close the connection, if open."""
+        """Close the connection, if open; bytes of a reply not yet whole are
+        dropped with it, so a later `connect` starts clean."""
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        self._framer = Framer()
+        self._frames = []
+
+    def closed_by_server(self) -> bool:
+        """Whether the server has closed the connection, found without waiting:
+        it is readable and reading gives the end of the stream. Bytes it sent
+        unasked are kept, as `exchange` would have read them."""
+        if self._socket is None:
+            return False
+        readable, _, _ = select.select([self._socket], [], [], 0)
+        if not readable:
+            return False
+        previous = self._socket.gettimeout()
+        self._socket.settimeout(0)
+        try:
+            data = self._socket.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False  # TLS records that were no data yet
+        except OSError:
+            return True  # reset by the server
+        finally:
+            if self._socket is not None:
+                self._socket.settimeout(previous)
+        if not data:
+            return True
+        self._frames.extend(self._framer.feed(data))
+        return False
 
     def request(self, message: Any) -> Decoded:
         """Send one request message and return the decoded reply."""

@@ -5,16 +5,15 @@ project's own codec and `SipClient`, prints each reply field by field (the spec'
 field names, with their two-letter codes) and, on request, the raw frames with
 passwords and PINs masked. It can run a script of commands (`ils sip shell`) or a
 conformance plan (`ils sip conform`, see `sip2server.conformance`). The commands
-for a patron's account are in `sip2server.sip_patron_commands`, what they share in
+for a patron's account are in `sip2server.sip_patron_commands`, the shell in
+`sip2server.sip_shell`, what they share in
 `sip2server.sip_terminal`. It must not import `ils`: it talks to servers only over
 the wire, like any terminal.
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,11 @@ from sip2server.protocol import (
     redact_frame,
 )
 from sip2server.sip_patron_commands import block, enable, hold, pay, renew, renew_all
+from sip2server.sip_shell import shell
 from sip2server.sip_terminal import (
     PIN_OPTION,
     Terminal,
+    connection_lost,
     print_frames,
     run_request,
     show_message,
@@ -284,92 +285,10 @@ def raw(ctx: click.Context, frame: str, add_checksum: bool) -> None:
             print_frames(terminal, out)
         else:
             out.write(f"  wire: {redact_frame(payload, mask_patron=False)}\n")
-    except (SipClientError, ProtocolError) as error:
+    except SipClientError as error:
+        raise connection_lost(terminal, error) from None
+    except ProtocolError as error:
         raise click.ClickException(str(error)) from None
-
-
-@sip.command()
-@click.pass_context
-def shell(ctx: click.Context) -> None:
-    """Read commands, one per line, from standard input (a script or a terminal).
-
-    Each line is a subcommand with its arguments, e.g. `checkout 2123... 3123...`.
-    Blank lines and lines starting with # are skipped; `quit` ends. At a
-    terminal the line can be edited and earlier lines recalled (up arrow); that
-    history is kept in memory only and dropped when the shell ends.
-    """
-    interactive = sys.stdin.isatty()
-    read_line = _line_reader(sys.stdin)
-    try:
-        while True:
-            line = read_line()
-            if not line or line.strip() in {"quit", "exit"}:
-                return
-            _run_shell_line(ctx, line)
-    finally:
-        if interactive:
-            _forget_history()
-
-
-def _run_shell_line(ctx: click.Context, line: str) -> None:
-    """Run one line of `ils sip shell` as the subcommand it names."""
-    words = shlex.split(line, comments=True)
-    if not words:
-        return
-    command = sip.get_command(ctx, words[0])
-    if command is None or words[0] in {"shell", "conform"}:
-        click.echo(f"unknown command {words[0]!r}; try: {', '.join(sip.commands)}")
-        return
-    try:
-        with command.make_context(words[0], words[1:], parent=ctx) as sub:
-            command.invoke(sub)
-    except click.ClickException as error:
-        error.show()
-    except click.exceptions.Exit:
-        pass
-
-
-_PROMPT = "sip> "
-
-
-def _line_reader(stream: Any) -> Callable[[], str]:
-    """How `ils sip shell` reads its next line ("" at the end of input).
-
-    From a pipe or a file, plain lines and no prompt. At a terminal, a prompt,
-    and with the standard library's readline (where Python has it) line editing
-    and a history of this shell's lines, kept in memory only: lines may carry
-    passwords and PINs (CO, AD, --pin), so no history file is read or written.
-    """
-    if not stream.isatty():
-        return stream.readline  # type: ignore[no-any-return]
-    try:
-        import readline  # noqa: PLC0415, F401  (input() edits lines once loaded)
-    except ImportError:
-
-        def prompted() -> str:
-            click.echo(_PROMPT, nl=False)
-            return stream.readline()  # type: ignore[no-any-return]
-
-        return prompted
-
-    def edited() -> str:
-        while True:
-            try:
-                return input(_PROMPT) + "\n"
-            except EOFError:
-                return ""
-            except KeyboardInterrupt:
-                # Ctrl-C drops the line being typed, as in a shell.
-                click.echo("")
-
-    return edited
-
-
-def _forget_history() -> None:
-    """Drop the shell's lines from readline's memory when the shell ends."""
-    readline = sys.modules.get("readline")
-    if readline is not None:
-        readline.clear_history()
 
 
 # Options of `ils sip` that become plan variables when given on the command line.
@@ -464,5 +383,5 @@ def conform(
     ctx.exit(0 if result.passed else 1)
 
 
-for _command in (renew, renew_all, hold, pay, block, enable):
+for _command in (renew, renew_all, hold, pay, block, enable, shell):
     sip.add_command(_command)

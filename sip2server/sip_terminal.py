@@ -48,17 +48,51 @@ class Terminal:
     password: str | None
     connected: bool = False
     logged_in: bool = False
+    #: Set by `ils sip shell`: a lost connection is opened again, with a new
+    #: login, by the next command.
+    in_shell: bool = False
+    #: The connection was lost: the next `ready` says it connects again.
+    dropped: bool = False
 
     def ready(self, out: TextIO) -> SipClient:
-        """The client, connected and logged in on first use (so --help is offline)."""
+        """The client, connected and logged in on first use (so --help is offline),
+        and again after the server closed the connection (a restart, or a reload
+        that changed the account).
+
+        Raises:
+            SipClientError: the server cannot be reached.
+            LoginRefused: the server refused the login.
+        """
+        if self.connected and self.client.closed_by_server():
+            self.drop()
         if not self.connected:
+            if self.dropped:
+                client = self.client
+                out.write(
+                    f"the connection was closed; connecting again to "
+                    f"{client.host}:{client.port}\n"
+                )
             self.client.connect()
             self.connected = True
         if self.login is not None and not self.logged_in:
             if self.password is None:
                 self.password = click.prompt("SIP password", hide_input=True)
+            if self.dropped:
+                out.write(f"logging in again as {self.login!r}\n")
             log_in(self, self.login, self.password, out)
+        self.dropped = False
         return self.client
+
+    def drop(self) -> None:
+        """Forget a connection that failed: the next `ready` opens a new one."""
+        self.client.close()
+        self.dropped = self.dropped or self.connected
+        self.connected = False
+        self.logged_in = False
+
+
+class LoginRefused(click.ClickException):
+    """The server answered the terminal's login (93) with a refusal (940)."""
 
 
 def _value(value: Any) -> str:
@@ -127,7 +161,7 @@ def log_in(
     """Log the terminal in (93) once; a refusal (940) ends the command.
 
     Raises:
-        click.ClickException: the server refused the login.
+        LoginRefused: the server refused the login.
     """
     if login is None or terminal.logged_in:
         return
@@ -142,7 +176,10 @@ def log_in(
     )
     terminal.logged_in = bool(getattr(reply, "ok", False))
     if not terminal.logged_in:
-        raise click.ClickException(f"login {login!r} refused by the server")
+        again = " when connecting again (was its password changed?)"
+        raise LoginRefused(
+            f"login {login!r} refused by the server{again if terminal.dropped else ''}"
+        )
 
 
 def tls_context(
@@ -169,15 +206,28 @@ def run_request(ctx: click.Context, build: Callable[[Terminal], Message]) -> Non
     """Connect and log in if needed, send `build(terminal)`, print the reply.
 
     Raises:
-        click.ClickException: the connection or the reply failed (one line).
+        click.ClickException: the connection or the reply failed (one line);
+            LoginRefused when the server refused the login.
     """
     terminal: Terminal = ctx.obj
     out = sys.stdout
     try:
         terminal.ready(out)
         send(terminal, build(terminal), out)
-    except (SipClientError, ProtocolError) as error:
+    except SipClientError as error:
+        raise connection_lost(terminal, error) from None
+    except ProtocolError as error:
         raise click.ClickException(str(error)) from None
+
+
+def connection_lost(terminal: Terminal, error: SipClientError) -> click.ClickException:
+    """The error to show for a failed exchange; the connection is dropped, as
+    its state is unknown (a reply may still come), and the shell's next command
+    opens a new one."""
+    terminal.drop()
+    if terminal.in_shell:
+        return click.ClickException(f"{error} (the next command connects again)")
+    return click.ClickException(str(error))
 
 
 def _pin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

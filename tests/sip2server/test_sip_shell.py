@@ -21,8 +21,9 @@ import pytest
 import pytest_twisted
 from click.testing import CliRunner
 
+from sip2server.reload import reload_server
 from sip2server.sip_command import sip
-from tests.sip2server.conftest import SipTarget
+from tests.sip2server.conftest import LOGIN, SipTarget, server_config
 from tests.sip2server.test_sip_command import sqlite_target, terminal_options
 from tests.sip2server.test_wire_behaviour import in_thread
 
@@ -130,3 +131,144 @@ def test_piped_script_runs_each_line_without_a_prompt(
     assert 0 == result.exit_code
     assert 2 == result.output.count(ONLINE.decode())
     assert "sip> " not in result.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_piped_script_with_an_unknown_command_exits_with_1(
+    sqlite_target: SipTarget,
+) -> Any:
+    """From a pipe, a `bogus` line is reported, the next line still runs, and
+    the shell's exit status is 1 so a script's caller sees the failure."""
+
+    def run() -> Any:
+        return CliRunner().invoke(
+            sip,
+            [*terminal_options(sqlite_target), "shell"],
+            input="bogus\nstatus\n",
+            catch_exceptions=False,
+        )
+
+    result = yield in_thread(run)
+    assert 1 == result.exit_code
+    assert "unknown command 'bogus'" in result.output
+    assert 1 == result.output.count(ONLINE.decode())
+
+
+class PipedShell:
+    """`ils sip ... shell` in a child process reading a pipe, its output read
+    as it comes (unbuffered), so a test can act between two lines."""
+
+    def __init__(self, options: list[str]) -> None:
+        command = "from sip2server.sip_command import sip; sip()"
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", command, *options, "shell"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.seen = bytearray()
+
+    def send(self, line: bytes) -> None:
+        """Write one line to the shell's standard input."""
+        assert self.child.stdin is not None
+        self.child.stdin.write(line)
+        self.child.stdin.flush()
+
+    def read_until(self, wanted: bytes, count: int = 1) -> bytes:
+        """Everything shown so far, once `wanted` has appeared `count` times."""
+        assert self.child.stdout is not None
+        stdout = self.child.stdout.fileno()
+        deadline = time.monotonic() + 20
+        while self.seen.count(wanted) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {wanted!r} x{count}: {bytes(self.seen)!r}"
+            ready, _, _ = select.select([stdout], [], [], left)
+            if ready:
+                chunk = os.read(stdout, 4096)
+                assert chunk, f"shell ended early: {bytes(self.seen)!r}"
+                self.seen += chunk
+        return bytes(self.seen)
+
+    def close(self) -> tuple[bytes, int]:
+        """Close standard input and wait for the end; all output, exit status."""
+        assert self.child.stdout is not None
+        rest, _ = self.child.communicate(timeout=20)
+        return bytes(self.seen) + rest, self.child.returncode
+
+
+def connections_closed(target: SipTarget, *, close: bool = False) -> Any:
+    """A Deferred that fires once the server has seen every terminal connected
+    now closed; with `close`, the server closes them, as a restart would."""
+    from twisted.internet import defer  # noqa: PLC0415
+
+    waiting = []
+    for listener in target.server.listeners:
+        for connection in list(listener.factory.connections):
+            lost: defer.Deferred[None] = defer.Deferred()
+
+            def seen_lost(
+                reason: Any, original: Any = connection.connectionLost, d: Any = lost
+            ) -> None:
+                original(reason)
+                d.callback(None)
+
+            connection.connectionLost = seen_lost  # type: ignore[method-assign]
+            if close:
+                connection.transport.loseConnection()
+            waiting.append(lost)
+    assert waiting, "no terminal was connected"
+    return defer.gatherResults(waiting)
+
+
+@pytest_twisted.inlineCallbacks
+def test_shell_connects_and_logs_in_again_after_the_server_closed_it(
+    sqlite_target: SipTarget,
+) -> Any:
+    """After the server closes the connection between two lines, the next
+    `status` says it connects and logs in again and gets its 98; exit 0."""
+    shell = PipedShell(terminal_options(sqlite_target))
+    try:
+        shell.send(b"status\n")
+        yield in_thread(shell.read_until, ONLINE)
+        yield connections_closed(sqlite_target, close=True)
+        shell.send(b"status\n")
+        yield in_thread(shell.read_until, ONLINE, 2)
+    finally:
+        shown, status = yield in_thread(shell.close)
+
+    text = shown.decode()
+    assert "connecting again to" in text
+    assert f"logging in again as '{LOGIN}'" in text
+    assert "Broken pipe" not in text
+    assert 0 == status
+
+
+@pytest_twisted.inlineCallbacks
+def test_shell_stops_when_its_login_is_refused_on_connecting_again(
+    sqlite_target: SipTarget,
+) -> Any:
+    """After a reload changes the account's password (the server closes the
+    terminal), the next line's login is refused: the shell says so, runs no
+    further line and exits 1."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    running = sqlite_target.server
+    changed = server_config(running.config.database.url, password="changed-secret")
+    shell = PipedShell(terminal_options(sqlite_target))
+    try:
+        shell.send(b"status\n")
+        yield in_thread(shell.read_until, ONLINE)
+        closed = connections_closed(sqlite_target)
+        applied = yield reload_server(running, reactor, lambda: changed)
+        yield closed
+        shell.send(b"status\nstatus\n")
+    finally:
+        shown, status = yield in_thread(shell.close)
+
+    text = shown.decode()
+    assert applied
+    assert f"login '{LOGIN}' refused by the server when connecting again" in text
+    assert "the shell stops" in text
+    assert 1 == text.count("AcsStatusResponse (98)")
+    assert 1 == status
