@@ -75,13 +75,21 @@ class Terminal:
             self.client.connect()
             self.connected = True
         if self.login is not None and not self.logged_in:
-            if self.password is None:
-                self.password = click.prompt("SIP password", hide_input=True)
+            self.ask_password()
             if self.dropped:
                 out.write(f"logging in again as {self.login!r}\n")
             log_in(self, self.login, self.password, out)
         self.dropped = False
         return self.client
+
+    def ask_password(self) -> None:
+        """Ask for the password of --login if none was given. A command that
+        also asks for a patron's PIN calls this first, so the two prompts come
+        in the order the options are written (login, then patron)."""
+        if self.login is not None and self.password is None:
+            self.password = click.prompt(
+                f"SIP password of login {self.login!r}", hide_input=True
+            )
 
     def drop(self) -> None:
         """Forget a connection that failed: the next `ready` opens a new one."""
@@ -234,6 +242,11 @@ def _pin(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
     # "-" asks for the PIN without echo, so it stays out of the shell's history
     # and the process list.
     if value == "-":
+        # The SIP password first: asked after the PIN, the PIN would be typed
+        # into it by anyone answering in the order of the command line.
+        terminal = ctx.find_object(Terminal)
+        if terminal is not None:
+            terminal.ask_password()
         return str(click.prompt("Patron PIN", hide_input=True))
     return value
 

@@ -532,3 +532,28 @@ def test_pin_dash_asks_for_the_pin_without_echo(
     assert "  CQ valid_patron_password: yes\n" in result.output
     assert "|AD***|" in result.output
     assert f"AD{PIN}" not in result.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_pin_dash_without_a_password_asks_for_the_sip_password_first(
+    sqlite_target: SipTarget,  # noqa: F811
+) -> Any:
+    """With --login and no password, `--pin -` asks for the SIP password (named
+    with its login) before the patron's PIN, so answers typed in the order of
+    the command line log in and then find the PIN right (CQ Y)."""
+    args = [
+        "--port", str(sqlite_target.port), "--login", LOGIN,
+        "--institution", INSTITUTION, "patron", ADA, "--pin", "-", "--brief",
+    ]  # fmt: skip
+
+    result = yield in_thread(
+        lambda: CliRunner().invoke(
+            sip, args, input=f"{PASSWORD}\n{PIN}\n", env={"ILS_SIP_PASSWORD": None}
+        )
+    )
+
+    assert 0 == result.exit_code, result.output
+    password_prompt = result.output.index(f"SIP password of login '{LOGIN}': ")
+    assert password_prompt < result.output.index("Patron PIN: ")
+    assert "LoginResponse (94)\n  ok: yes\n" in result.output
+    assert "  CQ valid_patron_password: yes\n" in result.output
