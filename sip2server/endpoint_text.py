@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 
 
 def split_unescaped(text: str, separator: str) -> list[str]:
@@ -140,3 +141,45 @@ def clashes(endpoints: list[tuple[str, str]]) -> list[tuple[str, str]]:
         else:
             seen.append((key, endpoint, interface, port))
     return problems
+
+
+# How to see which sockets the socket unit hands over, and under which names.
+_SYSTEMD_CHECK = (
+    "check with `systemctl status ils-sip2server.socket` (is it active, and did "
+    "it start the server?) and `systemctl show -p FileDescriptorName "
+    "ils-sip2server.socket`"
+)
+
+
+def systemd_problem(endpoint: str, environment: Mapping[str, str]) -> str:
+    """What is wrong with a systemd: endpoint Twisted could not use, given the
+    variables systemd sets for a socket-activated process (LISTEN_FDS and
+    LISTEN_FDNAMES) in `environment`: no such socket was handed over, or the
+    text itself is wrong; the problem says how to check and what to write."""
+    parts = _arguments(endpoint) or ["systemd"]
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    passed = [name for name in environment.get("LISTEN_FDNAMES", "").split(":") if name]
+    count = environment.get("LISTEN_FDS", "")
+    if "domain" not in named or ("name" in named) == ("index" in named):
+        return (
+            "a systemd: endpoint needs domain= (INET or INET6) and one of name= "
+            "(the socket unit's FileDescriptorName=) or index=, e.g. "
+            "systemd:domain=INET6:name=sip2"
+        )
+    if not count:
+        started = (
+            "systemd passed no sockets (LISTEN_FDS is not set): the server was not "
+            "started by its socket unit"
+        )
+    else:
+        names = ", ".join(repr(name) for name in passed) or "none"
+        started = f"systemd passed {count} socket(s), named {names}"
+    if "name" in named:
+        return (
+            f"no socket named {named['name']!r} was passed by systemd ({started}, "
+            "or the unit's FileDescriptorName= differs); " + _SYSTEMD_CHECK
+        )
+    return (
+        f"no socket number {named['index']} was passed by systemd ({started}); "
+        + _SYSTEMD_CHECK
+    )

@@ -17,6 +17,7 @@ server processes share one port; the factory on top is the same as ever.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Iterable
@@ -50,7 +51,7 @@ from zope.interface import implementer
 
 from sip2server.accounts import AccountBook
 from sip2server.config import AccountConfig, ListenerConfig, TlsSettings
-from sip2server.endpoint_text import tls_files
+from sip2server.endpoint_text import systemd_problem, tls_files
 from sip2server.proxy_header import (
     ProxyAddress,
     ProxyHeader,
@@ -115,12 +116,11 @@ def endpoint_from(
             "table on a tcp: endpoint"
         ) from None
     except (ValueError, KeyError, TypeError, IndexError, OSError) as error:
-        hint = "write it like tcp:6001:interface=127.0.0.1"
         if description.startswith("systemd:"):
-            hint = (
-                "systemd: endpoints need the server started by its .socket unit "
-                "(LISTEN_FDS); write it like systemd:domain=INET:index=0"
-            )
+            raise StartupError(
+                f"{key}: {description!r}: " + systemd_problem(description, os.environ)
+            ) from None
+        hint = "write it like tcp:6001:interface=127.0.0.1"
         raise StartupError(
             f"{key}: {description!r} is not a listening endpoint "
             f"({type(error).__name__}: {error}); {hint}"

@@ -490,6 +490,32 @@ def test_systemd_endpoint_without_sockets_is_refused_naming_the_key() -> None:
         endpoint_from(reactor, "systemd:domain=INET:index=0", "listeners[1]")
 
 
+def test_systemd_endpoint_by_name_outside_systemd_says_no_such_socket_was_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`systemd:...:name=sip2` (as docs/deployment.md writes it) outside socket
+    activation says no socket of that name was passed and how to check, with
+    no Python error name and no advice to switch to index=."""
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    from sip2server.listeners import StartupError, endpoint_from  # noqa: PLC0415
+
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    monkeypatch.delenv("LISTEN_FDNAMES", raising=False)
+
+    with pytest.raises(StartupError) as raised:
+        endpoint_from(reactor, "systemd:domain=INET6:name=sip2", "listeners[0]")
+
+    message = str(raised.value)
+    assert message.startswith("listeners[0]: 'systemd:domain=INET6:name=sip2': ")
+    assert "no socket named 'sip2' was passed by systemd" in message
+    assert "not started by its socket unit" in message
+    assert "FileDescriptorName" in message
+    assert "systemctl status ils-sip2server.socket" in message
+    assert "KeyError" not in message
+    assert "index=" not in message
+
+
 @pytest_twisted.ensureDeferred
 async def test_pypi_sip2_client_logs_in_over_tls(
     launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
