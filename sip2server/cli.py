@@ -137,7 +137,12 @@ def serve(
     outcome: dict[str, Any] = {}
 
     def reload(running: Any) -> None:
-        reload_server(running, reactor, lambda: _read(config_path, database_url))
+        reload_server(
+            running,
+            reactor,
+            lambda: _read(config_path, database_url),
+            source=config_path,
+        )
 
     def started(running: Any) -> None:
         outcome["server"] = running

@@ -25,7 +25,8 @@ is reported, not applied.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
@@ -53,19 +54,25 @@ log = Logger(namespace="sip2server")
 
 @defer.inlineCallbacks
 def reload_server(
-    running: RunningServer, reactor: Any, load: Callable[[], ServerConfig]
+    running: RunningServer,
+    reactor: Any,
+    load: Callable[[], ServerConfig],
+    *,
+    source: Path | str | None = None,
 ) -> Any:
-    """Load, check and apply a new configuration; fires with True if applied."""
+    """Load, check and apply a new configuration; fires with True if applied.
+
+    A refused configuration is logged one problem per event, each naming
+    `source` (the file read) as the configuration's own errors do.
+    """
     if running.transactions is not None:
         # Whatever the new file says, logrotate's SIGHUP means "reopen".
         running.transactions.reopen()
     try:
         config = load()
     except ConfigError as error:
-        log.error(
-            "configuration not reloaded, the running one stays:\n{problems}",
-            problems=str(error),
-        )
+        # Each line already names the file and the key.
+        _refused(str(error).splitlines())
         return False
     tls_wanted = _tls_to_read(running, config)
     try:
@@ -73,10 +80,8 @@ def reload_server(
             reactor, running.threadpool, _check, running.database, config, tls_wanted
         )
     except StartupError as error:
-        log.error(
-            "configuration not reloaded, the running one stays:\n{problems}",
-            problems=str(error),
-        )
+        prefix = "" if source is None else f"{source}: "
+        _refused(f"{prefix}{line}" for line in str(error).splitlines())
         return False
     except Exception as error:
         log.error(
@@ -91,6 +96,16 @@ def reload_server(
         log.info("reload: {note}", note=note)
     log.info("configuration reloaded: {count} account(s)", count=len(config.accounts))
     return True
+
+
+def _refused(problems: Iterable[str]) -> None:
+    # One event per problem: a log line holds one, and a multi-line message
+    # would reach a journal or a file as one line with escaped line breaks.
+    for problem in problems:
+        log.error(
+            "configuration not reloaded, the running one stays: {problem}",
+            problem=problem,
+        )
 
 
 def _tls_to_read(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from sip2server.config import ServerConfig, load_config
 from sip2server.reload import reload_server
@@ -100,7 +100,7 @@ async def test_a_broken_file_is_refused_naming_file_and_key_and_the_old_one_stay
             return terminal.exchange(LOGIN_FRAME)
 
     assert not applied
-    problems = [str(event.get("problems", "")) for event in seen]
+    problems = [str(event.get("problem", "")) for event in seen]
     assert any(
         f"{broken}: accounts[0].max_connections: Input should be greater than or "
         "equal to 0" in problem
@@ -130,6 +130,50 @@ async def test_a_reload_naming_an_unknown_branch_is_refused(
 
     assert not applied
     assert b"941" == await in_thread(login)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_reload_logs_each_problem_on_its_own_naming_the_file(
+    launcher: Launcher,
+) -> None:
+    """An account whose institution and location are both missing from the
+    database gives two error events, one line each, each starting with the
+    configuration file's name, as the file's own errors do."""
+    running = await launcher.start()
+    config = launcher.config()
+    broken = config.accounts[0].model_copy(
+        update={"login": "broken", "institution": "NOPE", "location": "NOWHERE"}
+    )
+    wrong = config.model_copy(update={"accounts": [*config.accounts, broken]})
+    source = Path("/etc/ils/sip2server.toml")
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        applied = await reload_server(running, _reactor(), lambda: wrong, source=source)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+
+    index = len(config.accounts)
+    texts = [
+        formatEvent(event) for event in seen if event.get("log_level") == LogLevel.error
+    ]
+    assert not applied
+    assert 2 == len(texts), texts
+    assert texts[0].startswith(
+        "configuration not reloaded, the running one stays: "
+        f"{source}: accounts[{index}] (broken): institution 'NOPE' is not in"
+    )
+    assert texts[1].startswith(
+        "configuration not reloaded, the running one stays: "
+        f"{source}: accounts[{index}] (broken): location 'NOWHERE' is not a branch"
+    )
+    assert not any("\n" in text for text in texts)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    return reactor
 
 
 @pytest_twisted.ensureDeferred

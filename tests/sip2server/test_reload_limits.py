@@ -159,9 +159,9 @@ async def reload(running: RunningServer, config: ServerConfig) -> tuple[bool, An
     finally:
         globalLogPublisher.removeObserver(events.append)
     said = [
-        str(event.get("note", event.get("problems", "")))
+        str(event.get("note", event.get("problem", "")))
         for event in events
-        if "note" in event or "problems" in event
+        if "note" in event or "problem" in event
     ]
     return applied, said
 
