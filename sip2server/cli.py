@@ -199,11 +199,19 @@ def hash_password(password: str | None) -> None:
 
 
 def _check_listeners(config_path: Path, config: ServerConfig) -> None:
+    """Parse every listener's endpoint (and read its TLS files) and the metrics
+    endpoint as `ils serve` would, binding nothing.
+
+    Raises:
+        click.ClickException: one line per endpoint at fault, each naming the
+            file and its key.
+    """
     from twisted.internet import reactor
 
     from sip2server.app import StartupError, listener
     from sip2server.listeners import tls_options
 
+    problems = []
     for key, settings in config.all_listeners():
         try:
             if settings.endpoint.startswith("systemd:"):
@@ -217,29 +225,32 @@ def _check_listeners(config_path: Path, config: ServerConfig) -> None:
             if settings.tls is not None:
                 tls_options(settings.tls, f"{key}.tls")
         except StartupError as error:
-            raise click.ClickException(f"{config_path}: {error}") from None
-    _check_metrics_endpoint(config_path, config, reactor)
+            problems.append(f"{config_path}: {error}")
+    problem = _metrics_endpoint_problem(config, reactor)
+    if problem is not None:
+        problems.append(f"{config_path}: {problem}")
+    if problems:
+        raise click.ClickException("\n".join(problems))
 
 
-def _check_metrics_endpoint(
-    config_path: Path, config: ServerConfig, reactor: Any
-) -> None:
+def _metrics_endpoint_problem(config: ServerConfig, reactor: Any) -> str | None:
     # Parsed as `ils serve` parses it; nothing is bound.
     from sip2server.app import INSTANCE_FIELD, StartupError, listener
 
     endpoint = config.metrics.listen
     if endpoint is None:
-        return
+        return None
     if INSTANCE_FIELD in endpoint:
         click.echo(
             f"metrics.listen: {endpoint} has {INSTANCE_FIELD}, so it is checked "
             "when each instance starts"
         )
-        return
+        return None
     try:
         listener(reactor, endpoint, "metrics.listen")
     except StartupError as error:
-        raise click.ClickException(f"{config_path}: {error}") from None
+        return str(error)
+    return None
 
 
 @click.command("check-config")

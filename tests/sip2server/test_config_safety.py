@@ -312,6 +312,27 @@ def test_check_config_refuses_a_metrics_listen_that_is_no_endpoint(
     assert f"{path}: metrics.listen: 'http://0.0.0.0:9464' is not" in result.output
 
 
+def test_check_config_names_every_listener_that_is_no_endpoint(
+    tmp_path: Path,
+) -> None:
+    """Two mistyped endpoints (a letter o in a port, `tpc`) and a bad metrics
+    endpoint are each named with file and key, not only the first."""
+    path = _file(
+        tmp_path,
+        f'[database]\nurl = "sqlite:///{tmp_path}/none.sqlite3"\n'
+        '[metrics]\nlisten = "http://0.0.0.0:9464"\n'
+        '[[listeners]]\nendpoint = "tcp:27o01"\n'
+        '[[listeners]]\nendpoint = "tpc:27464"\n' + _account_text(),
+    )
+
+    result = CliRunner().invoke(check_config, [str(path)])
+
+    assert 1 == result.exit_code, result.output
+    assert f"{path}: listeners[0]: 'tcp:27o01' is not" in result.output
+    assert f"{path}: listeners[1]: 'tpc:27464' is not" in result.output
+    assert f"{path}: metrics.listen: 'http://0.0.0.0:9464' is not" in result.output
+
+
 # -- F10: the transaction log ------------------------------------------------------
 
 
