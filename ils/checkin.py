@@ -284,7 +284,8 @@ def _route(
     terminal: str | None,
 ) -> tuple[CheckinAlert, Hold | None]:
     """Decide where the item goes from `here`: a hold, home, or the shelf."""
-    trapped = queries.trapped_hold(session, item, lock=True)
+    touched = queries.holds_touch(session, item)
+    trapped = queries.trapped_hold(session, item, lock=True) if touched else None
     if trapped is not None and not holds.same_institution(
         session, item, trapped.pickup_branch_id
     ):
@@ -305,7 +306,11 @@ def _route(
             item.transit_since = now
         return CheckinAlert.HOLD_TRANSIT, trapped
 
-    following = holds.next_hold(session, item, holds.local_today(now, here), lock=True)
+    following = (
+        holds.next_hold(session, item, holds.local_today(now, here), lock=True)
+        if touched
+        else None
+    )
     if following is not None:
         alert = holds.trap(
             session, following, item, here=here, moment=now, terminal=terminal

@@ -158,6 +158,9 @@ class _Desk:
     # The patron's general rule at this branch, read once for the limit check
     # and the patron view.
     _general: LoanRule | Literal[queries.Ask.READ] | None = field(default=queries.READ)
+    # Whether any hold concerns the item (`queries.holds_touch`), asked once by
+    # `check_item`: when none does, the hold checks and the filling are skipped.
+    holds_touch: bool = True
 
     @property
     def zone(self) -> ZoneInfo:
@@ -248,9 +251,14 @@ class _Desk:
             raise self.refuse(Refusal.NO_LOAN_RULE, item)
         today = self.request.moment.astimezone(self.zone).date()
         waive = self.overrides.waive
-        if holds.hold_for_other(
-            self.session, self.patron, item, today, from_shelf=True
-        ) and not waive(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule):
+        self.holds_touch = queries.holds_touch(self.session, item)
+        if (
+            self.holds_touch
+            and holds.hold_for_other(
+                self.session, self.patron, item, today, from_shelf=True
+            )
+            and not waive(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, rule)
+        ):
             raise self.refuse(Refusal.ITEM_ON_HOLD_FOR_OTHER_PATRON, item)
         if item.transit_to_branch_id is not None:
             trapped = queries.trapped_hold(self.session, item)
@@ -294,7 +302,11 @@ class _Desk:
         """Every check passed: the new loan, the hold it fills, the rental fee."""
         session, moment = self.session, self.request.moment
         today = moment.astimezone(self.zone).date()
-        filled = holds.fulfil_for_checkout(session, self.patron, item, moment, today)
+        filled = (
+            holds.fulfil_for_checkout(session, self.patron, item, moment, today)
+            if self.holds_touch
+            else None
+        )
         item.transit_to_branch_id = None
         item.transit_since = None
         calendar = queries.branch_calendar(session, self.branch, self.zone)

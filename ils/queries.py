@@ -140,6 +140,38 @@ _TRAPPED_HOLD = _both(
 )
 
 
+# Whether any hold could concern an item: one trapped for it, or a pending hold
+# on its title (a superset of what `trapped_hold` and `fillable_holds` find).
+_HOLDS_TOUCH = (
+    sa.select(sa.literal(1))
+    .select_from(Hold)
+    .where(
+        sa.or_(
+            sa.and_(
+                Hold.trapped_item_id == sa.bindparam("item_id"),
+                Hold.status.in_(TRAPPED_HOLD_STATUSES),
+            ),
+            sa.and_(
+                Hold.record_id == sa.bindparam("record_id"),
+                Hold.status == HoldStatus.PENDING,
+            ),
+        )
+    )
+    .limit(1)
+)
+
+
+def holds_touch(session: Session, item: Item) -> bool:
+    """Whether a hold is trapped for `item` or pending on its title: when not,
+    `trapped_hold` and `fillable_holds` would both find nothing, and a use case
+    that needs both asks this one statement instead. (Unlocked: a hold that
+    appears after it was not there to lock, as with the look-ups it spares.)"""
+    found = session.scalar(
+        _HOLDS_TOUCH, {"item_id": item.id, "record_id": item.record_id}
+    )
+    return found is not None
+
+
 def trapped_hold(session: Session, item: Item, *, lock: bool = False) -> Hold | None:
     """The active hold this item is trapped for (in transit or waiting), if any."""
     return session.scalars(_TRAPPED_HOLD[lock], {"item_id": item.id}).first()
