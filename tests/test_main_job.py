@@ -30,6 +30,14 @@ def _ils(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _default_sigint() -> None:
+    """In the server's child process, before it runs: Ctrl-C (SIGINT) back to
+    its default, as at a terminal. A test run started in the background without
+    job control (`make test &` in a script, nohup) ignores SIGINT, and a child
+    inherits that, so the server would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def served_demo(database_url: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """The demo library built by `ils demo` and served by `ils serve` on a free port."""
@@ -51,6 +59,7 @@ def served_demo(database_url: str) -> Iterator[tuple[int, subprocess.Popen[str]]
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - only sigaction, no locks
     )
     port = None
     deadline = time.monotonic() + 60
