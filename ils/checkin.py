@@ -247,13 +247,15 @@ def check_in(
 
     write_log(
         session,
-        at=moment,
-        event=LoanEvent.CHECKIN,
-        terminal=terminal,
-        item_id=item.id,
-        patron_id=patron_id,
-        branch_id=branch.id,
-        detail=None if loan is not None else "not on loan",
+        log_row(
+            at=moment,
+            event=LoanEvent.CHECKIN,
+            terminal=terminal,
+            item_id=item.id,
+            patron_id=patron_id,
+            branch_id=branch.id,
+            detail=None if loan is not None else "not on loan",
+        ),
     )
     # The item's new state (its loan ended, its hold trapped or not, its
     # transit), read back in one statement.

@@ -331,13 +331,15 @@ class _Desk:
             detail += f"; fills hold {filled.id}"
         write_log(
             session,
-            at=moment,
-            event=LoanEvent.CHECKOUT,
-            terminal=self.request.terminal,
-            item_id=item.id,
-            patron_id=self.patron.id,
-            branch_id=self.branch.id,
-            detail=detail,
+            log_row(
+                at=moment,
+                event=LoanEvent.CHECKOUT,
+                terminal=self.request.terminal,
+                item_id=item.id,
+                patron_id=self.patron.id,
+                branch_id=self.branch.id,
+                detail=detail,
+            ),
         )
         if rule.rental_fee_minor:
             # (The title is read for the fee's description only when one is due.)

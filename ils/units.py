@@ -256,33 +256,17 @@ def log_row(
 _LOG_INSERT = sa.insert(cast(sa.Table, CirculationLog.__table__))
 
 
-def write_log(
-    session: Session,
-    *,
-    at: datetime,
-    event: LoanEvent,
-    terminal: str | None,
-    item_id: int | None = None,
-    patron_id: int | None = None,
-    branch_id: int | None = None,
-    detail: str | None = None,
-) -> None:
-    """Write one row of the circulation log now, as a plain insert on the
-    session's connection: on the hot paths an ORM object's part in the flush
-    cost more than the insert. (The row refers to items, patrons and branches
-    that exist already, so it need not wait for the flush.)"""
+def write_log(session: Session, row: CirculationLog) -> None:
+    """Write one row of the circulation log (made by `log_row`) now, as a plain
+    insert on the session's connection: on the hot paths an ORM object's part
+    in the flush cost more than the insert. (The row refers to items, patrons
+    and branches that exist already, so it need not wait for the flush.)"""
     session.connection().execute(
-        _LOG_INSERT,
-        {
-            "at": at,
-            "event": event,
-            "terminal": terminal,
-            "item_id": item_id,
-            "patron_id": patron_id,
-            "branch_id": branch_id,
-            "detail": detail,
-        },
+        _LOG_INSERT, {name: getattr(row, name) for name in _LOG_FIELDS}
     )
+
+
+_LOG_FIELDS = ("at", "event", "terminal", "item_id", "patron_id", "branch_id", "detail")
 
 
 def loan_rule_of(session: Session, loan: Loan, item: Item) -> LoanRule | None:
