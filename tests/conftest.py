@@ -67,6 +67,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests of what only PostgreSQL does (row
+    locks held by another session); skipped as `database_url` is without one."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        _require_or_skip("ILS_TEST_POSTGRES_URL is not set")
+        return
+    yield from _fresh_postgres_database(admin_url)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """An empty SQLite database file, for tests where the engine does not matter."""
     return f"sqlite:///{tmp_path / 'ils.sqlite3'}"

@@ -5,16 +5,12 @@ with row locks; skipped without ILS_TEST_POSTGRES_URL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 import pytest_twisted
 from sqlalchemy.exc import OperationalError
 
 from sip2server import app
 from sip2server.health import DatabaseHealth, concerns_one_request
-from tests.conftest import _fresh_postgres_database, postgres_admin_url
 from tests.sip2server.conftest import ADA, ITEMS, server_config, stock_library
 from tests.sip2server.test_stop_and_health import (
     UNAVAILABLE,
@@ -27,15 +23,6 @@ from tests.sip2server.test_wire_behaviour import (
     in_thread,
     screen_messages,
 )
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (skipped without the test server)."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("ILS_TEST_POSTGRES_URL is not set")
-    yield from _fresh_postgres_database(admin_url)
 
 
 @pytest_twisted.ensureDeferred

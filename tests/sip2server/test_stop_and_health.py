@@ -19,7 +19,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -31,7 +31,6 @@ from ils.db import Database
 from sip2server import app
 from sip2server.app import RunningServer
 from sip2server.config import ServerConfig
-from tests.conftest import _fresh_postgres_database, postgres_admin_url
 from tests.sip2server.conftest import ADA, ITEMS, server_config, stock_library
 from tests.sip2server.test_metrics import fetch
 from tests.sip2server.test_transports import Launcher, target
@@ -159,15 +158,6 @@ async def test_stop_gives_up_on_a_request_after_its_grace(metered: Launcher) -> 
 
 
 # --- F19: a lock timeout on PostgreSQL -----------------------------------------
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (skipped without the test server)."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("ILS_TEST_POSTGRES_URL is not set")
-    yield from _fresh_postgres_database(admin_url)
 
 
 def _show(database: Database, setting: str) -> str:

@@ -6,17 +6,14 @@ ILS_TEST_POSTGRES_URL)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 import pytest_twisted
 
 from sip2server import app
 from sip2server.config import ServerConfig
 from sip2server.protocol import CheckoutResponse, ItemInformationResponse, decode
 from sip2server.thread_wait import thread_wait_budget
-from tests.conftest import _fresh_postgres_database, postgres_admin_url
 from tests.sip2server.conftest import ADA, ITEMS, server_config, stock_library
 from tests.sip2server.test_stop_and_health import (
     UNAVAILABLE,
@@ -37,15 +34,6 @@ from tests.sip2server.test_wire_behaviour import (
 # enough that the budget (half of it) leaves a wide margin either side.
 THREADS = 2
 BUSY_TIMEOUT = 3.0
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (skipped without the test server)."""
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        pytest.skip("ILS_TEST_POSTGRES_URL is not set")
-    yield from _fresh_postgres_database(admin_url)
 
 
 def _with_threads(config: ServerConfig, threads: int) -> ServerConfig:
