@@ -182,31 +182,27 @@ class Circulation:
             pin: the PIN the patron gave; if given it must match.
             pin_required: refuse when no PIN is given and the patron has one.
             terminal: the terminal or login, for the log.
-            at: when it happened, for checkouts recorded offline; default now.
-                A time later than now is taken as now (see
-                `ils.units.request_time`), as is every `at` below.
-            renew_if_on_loan: whether an item already on loan to this patron is
-                renewed. When False (a terminal that does not allow renewal at
-                checkout), such a checkout is taken as a repeat of the one
-                already made, e.g. a retry after a lost answer: nothing is
-                changed or logged, and the existing loan is returned with
-                `renewal=False` and its current due date.
-            checkin_if_on_loan_to_other: the library's policy for an item still
-                on loan to someone else: False refuses it; True checks it in
-                (fined as a return now) and lends it to this patron.
+            at: when it happened, for checkouts recorded offline; default now
+                (a later time is taken as now, `ils.units.request_time`).
+            renew_if_on_loan: renew an item already on loan to this patron; if
+                False, such a checkout repeats the one made (a retry after a
+                lost answer): nothing is changed or logged, and the loan comes
+                back with `renewal=False` and its due date.
+            checkin_if_on_loan_to_other: for an item still on loan to someone
+                else, False refuses; True checks it in (fined as a return now)
+                and lends it to this patron.
             override: refusals a member of staff waives (see
                 `ils.units.OVERRIDABLE`); honoured only where the rule has
                 `staff_override`, and logged.
-            offline: the terminal already lent the item while it could not reach
-                the library system: it is recorded over the refusals in
-                `ils.units.OFFLINE_WAIVABLE`, which the log row names (see
-                `ils.checkout`). Give `at`, the time it was lent.
+            offline: the terminal lent the item while it could not reach the
+                library system: recorded over the refusals in
+                `ils.units.OFFLINE_WAIVABLE`, named in the log row (see
+                `ils.checkout`); `at` is when it was lent.
             offline_policy: with `offline`, the names of the caller's own
                 policy refusals it recorded over, for the log row.
             terminal_due_at: with `offline`, the due date the terminal gave the
                 patron; kept when after `at` and no later than the rule's.
-            account: whether the result carries the patron's account after
-                the checkout (`CheckoutResult.patron`); a refusal always does.
+            account: whether the result carries the account (a refusal does).
 
         Raises:
             CirculationRefused: for the first reason in `ils.checkout` that
@@ -566,8 +562,7 @@ class Circulation:
 
     def pull_list(self, branch_code: str | None = None) -> tuple[PullSlip, ...]:
         """The pending holds a copy on an open shelf can fill now, each with the
-        copy to pull (at `branch_code`'s shelves when named); see
-        `ils.pull_list`.
+        copy to pull (at `branch_code`'s shelves when named; `ils.pull_list`).
 
         Raises:
             CirculationRefused: UNKNOWN_BRANCH for a branch nobody has.
