@@ -223,7 +223,7 @@ def keep_loaded(session: Session) -> None:
     A session's identity map holds its objects weakly, so a branch, category or
     rule that a use case read and let go of is forgotten at once, and the next
     reference to it (a many-to-one attribute, `session.get`) reads its row
-    again: a checkout read the same branch row three times. A unit of work of
+    again: a checkout read the same branch row twice. A unit of work of
     the circulation service loads a few dozen objects at most, so it keeps them
     all; bulk units (imports, exports) do not call this and keep nothing.
     """
