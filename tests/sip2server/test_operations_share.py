@@ -9,8 +9,6 @@ real SQLite file; the flooder's connections come from 127.0.0.2.
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest_twisted
@@ -21,17 +19,10 @@ from sip2server import app
 from sip2server.app import start_server
 from tests.sip2server.conftest import server_config, stock_library
 from tests.sip2server.test_metrics import fetch
+from tests.sip2server.test_transient_refusals import wait_until
 from tests.sip2server.test_wire_behaviour import in_thread
 
 FLOODER = "127.0.0.2"
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    """Poll the reactor's state from a client thread until `condition` holds."""
-    deadline = time.monotonic() + 15
-    while not blockingCallFromThread(reactor, condition):
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.01)
 
 
 @pytest_twisted.inlineCallbacks
@@ -59,7 +50,7 @@ def test_one_address_cannot_take_every_health_port_slot(sqlite_url: str) -> Any:
             for _ in range(40)
         ]
         try:
-            _wait_until(lambda: capped.refused == 32)
+            wait_until(lambda: capped.refused == 32)
             kept = blockingCallFromThread(reactor, lambda: len(capped.protocols))
             return kept, fetch(address, "/healthz")
         finally:

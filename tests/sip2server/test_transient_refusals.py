@@ -75,7 +75,7 @@ def _refused_logins(server: RunningServer) -> float:
     return value or 0.0
 
 
-def _wait_until(condition: Callable[[], bool]) -> None:
+def wait_until(condition: Callable[[], bool]) -> None:
     """Poll the reactor's state from a client thread until `condition` holds."""
     deadline = time.monotonic() + 15
     while not blockingCallFromThread(reactor, condition):
@@ -99,11 +99,11 @@ def test_checksummed_login_retried_after_busy_940s_gets_in(sqlite_url: str) -> A
     def talk() -> tuple[list[bytes], bytes, bytes, bytes]:
         with RawTerminal(target) as waiting, RawTerminal(target) as retrying:
             waiting.send(LOGIN_FRAME)
-            _wait_until(lambda: logins.waiting == 1)
+            wait_until(lambda: logins.waiting == 1)
             busy = [retrying.exchange(frame) for _ in range(MAX_FAILED_LOGINS + 2)]
             release.set()
             first = waiting.reply()
-            _wait_until(lambda: logins.waiting == 0)
+            wait_until(lambda: logins.waiting == 0)
             again = retrying.exchange(frame)
             status = retrying.exchange(STATUS_FRAME)
         return busy, first, again, status
