@@ -31,7 +31,7 @@ from sip2server.session import UNAVAILABLE, Reply, TerminalSession
 if TYPE_CHECKING:
     from sip2server.mapping import SipCirculation
 
-__all__ = ["THREAD_WAIT_SHARE", "ThreadWait", "thread_wait_budget"]
+__all__ = ["THREAD_WAIT_LEAST", "THREAD_WAIT_SHARE", "ThreadWait", "thread_wait_budget"]
 
 # The budget as a share of the busy timeout. A request taken within the budget
 # may still meet a whole lock wait, so its reply leaves within 1.5 times the
@@ -40,6 +40,11 @@ __all__ = ["THREAD_WAIT_SHARE", "ThreadWait", "thread_wait_budget"]
 # timeout, twice the budget, and is refused instead of starting another.
 THREAD_WAIT_SHARE = 0.5
 
+# The shortest budget, whatever the busy timeout: a very short busy timeout
+# (tests use 0.2 s) would otherwise refuse requests that merely waited for the
+# machine to schedule a thread.
+THREAD_WAIT_LEAST = 1.0
+
 # At most one warning per this many seconds while requests are refused so.
 _WARNING_INTERVAL = 30.0
 
@@ -47,8 +52,9 @@ log = Logger(namespace="sip2server")
 
 
 def thread_wait_budget(busy_timeout: float) -> float:
-    """Seconds a request may wait for a database thread, from the busy timeout."""
-    return busy_timeout * THREAD_WAIT_SHARE
+    """Seconds a request may wait for a database thread, from the busy timeout:
+    half of it, and at least `THREAD_WAIT_LEAST`."""
+    return max(busy_timeout * THREAD_WAIT_SHARE, THREAD_WAIT_LEAST)
 
 
 @dataclass
@@ -105,7 +111,7 @@ class ThreadWait:
             quiet, self._quiet, self._last_warning = self._quiet, 0, now
         log.warn(
             "request waited {waited:.1f} s for a database thread (budget "
-            "{budget:.1f} s, half the busy_timeout); refused as not available "
+            "{budget:.1f} s, from the busy_timeout); refused as not available "
             "without running it conn={conn} ({quiet} more since the last warning)",
             waited=waited,
             budget=self.budget,

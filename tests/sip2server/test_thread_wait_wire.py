@@ -48,9 +48,11 @@ def _timed_exchange(terminal: RawTerminal, frame: bytes) -> tuple[bytes, float]:
     return reply, time.monotonic()
 
 
-def test_the_budget_is_half_the_busy_timeout() -> None:
-    """With the default busy timeout of 5 s a request may wait 2.5 s for a thread."""
+def test_the_budget_is_half_the_busy_timeout_and_at_least_a_second() -> None:
+    """With the default busy timeout of 5 s a request may wait 2.5 s for a
+    thread; with a busy timeout of 0.3 s, 1 s, not 0.15 s."""
     assert 2.5 == thread_wait_budget(5.0)
+    assert 1.0 == thread_wait_budget(0.3)
 
 
 @pytest_twisted.ensureDeferred
