@@ -361,6 +361,9 @@ class Database:
     @contextmanager
     def _write_turn(self) -> Iterator[None]:
         # This process's queue of SQLite write units (see the module docstring).
+        # TODO(#5): a commit that waits for a busy disk (synchronous = full)
+        # holds the turn, and every writer queues behind it (100 to 200 ms
+        # seen); no group commit.
         if not self.is_sqlite:
             yield
             return

@@ -176,6 +176,7 @@ EXPIRY_TOO_FAR = (
 )
 
 
+# TODO(#5): the horizon is fixed at three years, not an institution setting.
 def _check_expiry_horizon(expires_on: date | None, today: date) -> None:
     """Refuse a last day more than `LONGEST_EXPIRY_DAYS` after `today`.
 

@@ -63,6 +63,8 @@ class EnableResult:
     still_blocked: int
 
 
+# TODO(#5): a terminal's 01 reopens its newest lifted block whoever lifted it
+# (a 25 or staff): the block rows do not record who lifted them.
 def place_block(
     session: Session,
     patron_barcode: str,

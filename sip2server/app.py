@@ -81,6 +81,8 @@ OPERATIONS_IDLE_TIMEOUT = 10.0
 # Of those, at most this many from one address (an IPv6 /64) at once, so a
 # client that reconnects as soon as it is closed cannot hold every slot and
 # keep a monitor elsewhere from /healthz (#5).
+# TODO(#5): four or more addresses together can still take all 32 slots until
+# the port's request deadline closes them.
 OPERATIONS_MAX_PER_ADDRESS = 8
 
 log = Logger(namespace="sip2server")

@@ -80,6 +80,8 @@ class ThreadWait:
         the wait is counted from then until a worker thread runs the result.
         """
         queued = time.monotonic()
+        # TODO(#5): refused when a thread takes it, not when the budget runs
+        # out, and not counted in a metric of its own.
 
         def handle(message: Any) -> Reply:
             waited = time.monotonic() - queued
