@@ -29,7 +29,7 @@ _Query = TypeVar("_Query", bound=sa.Select[Any])
 
 
 def both_forms(query: _Query) -> tuple[_Query, _Query]:
-    """`query` as is, and with the row lock of this module's docstring.
+    """`query` as is, and with the row lock `ils.queries` describes.
 
     The locking form reads its rows afresh over the session's copies: a unit of
     work keeps what it loaded (`ils.db.keep_loaded`), so a row it read before
@@ -94,11 +94,9 @@ def trapped_hold(session: Session, item: Item, *, lock: bool = False) -> Hold | 
     return session.scalars(_TRAPPED_HOLD[lock], {"item_id": item.id}).first()
 
 
-def _branches_of_institution_of(
-    branch_id: int | sa.BindParameter[int],
-) -> sa.Select[int]:
-    """The ids of the branches of the institution that branch `branch_id` is of,
-    as a subquery (no statement of its own)."""
+def _branches_of_institution_of(branch_id: sa.BindParameter[int]) -> sa.Select[int]:
+    """The ids of the branches of the institution of the branch whose id the
+    parameter `branch_id` names, as a subquery (no statement of its own)."""
     home = aliased(Branch)
     return sa.select(Branch.id).where(
         Branch.institution_id
